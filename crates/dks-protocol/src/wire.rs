@@ -1,0 +1,189 @@
+//! The line format: `PREFIX` + one JSON object + `\n`.
+//!
+//! [`encode`] needs no heap and never panics: a record that does not fit the caller's buffer is
+//! an error the caller can report in a shorter way. [`parse_line`] (feature `host`) ignores lines
+//! without the prefix, so a kernel's free text and a record can share one console.
+
+use crate::record::Record;
+
+/// The protocol version. It is part of [`PREFIX`]; a host refuses lines of another version.
+pub const VERSION: u32 = 1;
+
+/// Every record line starts with this.
+pub const PREFIX: &str = "@dks/1 ";
+
+/// The start of a record line of any version, to recognise a version mismatch.
+pub const PREFIX_ANY_VERSION: &str = "@dks/";
+
+/// A buffer size that holds every record the kernel emits, including the longest text fields
+/// it produces (messages are truncated to fit).
+pub const MAX_LINE_BYTES: usize = 1024;
+
+/// A record that could not be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The buffer was too small for this record.
+    TooLong,
+}
+
+/// Writes `record` as one line (prefix, JSON, newline) into `buf` and returns the line.
+pub fn encode<'b>(record: &Record<'_>, buf: &'b mut [u8]) -> Result<&'b str, EncodeError> {
+    let prefix = PREFIX.as_bytes();
+    if buf.len() < prefix.len() + 1 {
+        return Err(EncodeError::TooLong);
+    }
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let body_end = buf.len() - 1;
+    let json_len = serde_json_core::to_slice(record, &mut buf[prefix.len()..body_end])
+        .map_err(|_| EncodeError::TooLong)?;
+    let end = prefix.len() + json_len;
+    buf[end] = b'\n';
+    core::str::from_utf8(&buf[..=end]).map_err(|_| EncodeError::TooLong)
+}
+
+/// A line that carries the record prefix but is not a valid record.
+#[cfg(feature = "host")]
+#[derive(Debug)]
+pub enum ParseError {
+    /// The line is a record of another protocol version.
+    Version(alloc::string::String),
+    /// The JSON did not parse as a record.
+    Json(serde_json::Error),
+}
+
+#[cfg(feature = "host")]
+impl core::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ParseError::Version(found) => write!(
+                f,
+                "record of protocol version {found:?}, this host understands {VERSION}"
+            ),
+            ParseError::Json(e) => write!(f, "malformed record: {e}"),
+        }
+    }
+}
+
+#[cfg(feature = "host")]
+impl core::error::Error for ParseError {}
+
+/// Parses one console line (with or without its line ending). Returns `None` for free text,
+/// `Some(Err)` for a line that has the record prefix but is not a valid record.
+#[cfg(feature = "host")]
+pub fn parse_line(line: &str) -> Option<Result<Record<'_>, ParseError>> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if let Some(json) = line.strip_prefix(PREFIX) {
+        return Some(serde_json::from_str(json).map_err(ParseError::Json));
+    }
+    let rest = line.strip_prefix(PREFIX_ANY_VERSION)?;
+    let version = rest.split(' ').next().unwrap_or_default();
+    Some(Err(ParseError::Version(version.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::borrow::Cow;
+
+    use super::*;
+    use crate::exit::ExitCode;
+    use crate::record::*;
+
+    extern crate std;
+
+    fn samples() -> std::vec::Vec<Record<'static>> {
+        std::vec![
+            Record::Boot(Boot {
+                version: Cow::Borrowed("0.1.0"),
+                cpus: 2,
+                memory_kib: 524_288,
+                frames_total: 130_000,
+                frames_free: 120_000,
+                cmdline: Cow::Borrowed("test=all"),
+            }),
+            Record::ConfigError(ConfigError {
+                key: Cow::Borrowed("no_such_key"),
+                value: Cow::Borrowed("1"),
+                problem: Cow::Borrowed("unknown key"),
+                accepted: Cow::Borrowed("test, inject, reserve"),
+            }),
+            Record::TestPlan(TestPlan { count: 7 }),
+            Record::TestBegin(TestBegin { name: Cow::Borrowed("boot") }),
+            Record::TestEnd(TestEnd {
+                name: Cow::Borrowed("boot"),
+                outcome: Outcome::Fail,
+                detail: Cow::Borrowed("expected \"3\"\n\tgot 4 \u{1}"),
+            }),
+            Record::Exception(Exception {
+                cpu: 1,
+                vector: 14,
+                error_code: Some(2),
+                rip: u64::MAX,
+                rsp: 0xffff_c900_0000_4000,
+                rflags: 0x202,
+                cr2: 0xdead_b000,
+                registers: Registers { rax: 1, r15: 15, ..Registers::default() },
+            }),
+            Record::GuardHit(GuardHit {
+                cpu: 0,
+                task: Cow::Borrowed("worker-3"),
+                address: 0xffff_c900_0000_0ff8,
+                depth_bytes: 16_392,
+                rip: 0x10_2345,
+            }),
+            Record::Panic(Panic {
+                cpu: 0,
+                message: Cow::Borrowed("index out of bounds"),
+                file: Cow::Borrowed("kernel/src/main.rs"),
+                line: 42,
+            }),
+            Record::Log(Log { text: Cow::Borrowed("hello") }),
+            Record::Exit(Exit { code: ExitCode::Success, reason: Cow::Borrowed("all tests passed") }),
+        ]
+    }
+
+    #[test]
+    fn encode_is_one_prefixed_line_of_json() {
+        let mut buf = [0u8; MAX_LINE_BYTES];
+        for record in samples() {
+            let line = encode(&record, &mut buf).unwrap();
+            assert!(line.starts_with(PREFIX));
+            assert!(line.ends_with('\n'));
+            assert_eq!(line.matches('\n').count(), 1, "one line: {line:?}");
+            let json: serde_json::Value = serde_json::from_str(&line[PREFIX.len()..]).unwrap();
+            assert!(json.is_object());
+        }
+    }
+
+    #[test]
+    fn encode_reports_a_short_buffer() {
+        let record = Record::Log(Log { text: Cow::Borrowed("a long enough text") });
+        for len in [0, 3, PREFIX.len(), PREFIX.len() + 10] {
+            let mut buf = std::vec![0u8; len];
+            assert_eq!(encode(&record, &mut buf), Err(EncodeError::TooLong));
+        }
+    }
+
+    #[cfg(feature = "host")]
+    #[test]
+    fn every_record_round_trips() {
+        let mut buf = [0u8; MAX_LINE_BYTES];
+        for record in samples() {
+            let line = encode(&record, &mut buf).unwrap();
+            let back = parse_line(line).unwrap().unwrap();
+            assert_eq!(back, record);
+        }
+    }
+
+    #[cfg(feature = "host")]
+    #[test]
+    fn free_text_is_not_a_record_and_bad_records_are_errors() {
+        assert!(parse_line("Booting dks...").is_none());
+        assert!(parse_line("").is_none());
+        assert!(matches!(parse_line("@dks/1 {\"nope\":1}"), Some(Err(ParseError::Json(_)))));
+        assert!(matches!(parse_line("@dks/1 not json"), Some(Err(ParseError::Json(_)))));
+        match parse_line("@dks/9 {}") {
+            Some(Err(ParseError::Version(v))) => assert_eq!(v, "9"),
+            other => panic!("expected a version error, got {other:?}"),
+        }
+    }
+}
