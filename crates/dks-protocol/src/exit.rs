@@ -41,7 +41,9 @@ impl ExitCode {
     /// Returns the exit code behind a QEMU exit status, or `None` when the status was not
     /// produced by the kernel's exit device (for example 0 after a triple fault).
     pub fn from_qemu_status(status: i32) -> Option<ExitCode> {
-        ExitCode::ALL.into_iter().find(|code| code.qemu_status() == status)
+        ExitCode::ALL
+            .into_iter()
+            .find(|code| code.qemu_status() == status)
     }
 
     /// Returns a short lower-case name, as used in records.

@@ -107,7 +107,9 @@ mod tests {
                 accepted: Cow::Borrowed("test, inject, reserve"),
             }),
             Record::TestPlan(TestPlan { count: 7 }),
-            Record::TestBegin(TestBegin { name: Cow::Borrowed("boot") }),
+            Record::TestBegin(TestBegin {
+                name: Cow::Borrowed("boot")
+            }),
             Record::TestEnd(TestEnd {
                 name: Cow::Borrowed("boot"),
                 outcome: Outcome::Fail,
@@ -121,7 +123,11 @@ mod tests {
                 rsp: 0xffff_c900_0000_4000,
                 rflags: 0x202,
                 cr2: 0xdead_b000,
-                registers: Registers { rax: 1, r15: 15, ..Registers::default() },
+                registers: Registers {
+                    rax: 1,
+                    r15: 15,
+                    ..Registers::default()
+                },
             }),
             Record::GuardHit(GuardHit {
                 cpu: 0,
@@ -136,8 +142,13 @@ mod tests {
                 file: Cow::Borrowed("kernel/src/main.rs"),
                 line: 42,
             }),
-            Record::Log(Log { text: Cow::Borrowed("hello") }),
-            Record::Exit(Exit { code: ExitCode::Success, reason: Cow::Borrowed("all tests passed") }),
+            Record::Log(Log {
+                text: Cow::Borrowed("hello")
+            }),
+            Record::Exit(Exit {
+                code: ExitCode::Success,
+                reason: Cow::Borrowed("all tests passed")
+            }),
         ]
     }
 
@@ -156,7 +167,9 @@ mod tests {
 
     #[test]
     fn encode_reports_a_short_buffer() {
-        let record = Record::Log(Log { text: Cow::Borrowed("a long enough text") });
+        let record = Record::Log(Log {
+            text: Cow::Borrowed("a long enough text"),
+        });
         for len in [0, 3, PREFIX.len(), PREFIX.len() + 10] {
             let mut buf = std::vec![0u8; len];
             assert_eq!(encode(&record, &mut buf), Err(EncodeError::TooLong));
@@ -179,8 +192,14 @@ mod tests {
     fn free_text_is_not_a_record_and_bad_records_are_errors() {
         assert!(parse_line("Booting dks...").is_none());
         assert!(parse_line("").is_none());
-        assert!(matches!(parse_line("@dks/1 {\"nope\":1}"), Some(Err(ParseError::Json(_)))));
-        assert!(matches!(parse_line("@dks/1 not json"), Some(Err(ParseError::Json(_)))));
+        assert!(matches!(
+            parse_line("@dks/1 {\"nope\":1}"),
+            Some(Err(ParseError::Json(_)))
+        ));
+        assert!(matches!(
+            parse_line("@dks/1 not json"),
+            Some(Err(ParseError::Json(_)))
+        ));
         match parse_line("@dks/9 {}") {
             Some(Err(ParseError::Version(v))) => assert_eq!(v, "9"),
             other => panic!("expected a version error, got {other:?}"),
