@@ -1,0 +1,183 @@
+//! The kernel's serial console, line by line.
+//!
+//! Every line is one of three things ([`ConsoleLine`]): a record (the line carries
+//! [`dks_protocol::wire::PREFIX`] and parses), free text for humans, or a malformed record (it
+//! carries a record prefix and does not parse, or is of another protocol version). Only records
+//! carry meaning; free text is shown and otherwise ignored, and a malformed record keeps a boot
+//! from counting as a success (see [`crate::outcome::judge`]).
+//!
+//! Records come out of [`dks_protocol::wire::parse_line`] borrowing from the line; the lab keeps
+//! them past the line, so [`owned`] copies their text.
+
+use std::borrow::Cow;
+use std::io::BufRead;
+
+use dks_protocol::record::{
+    Boot, ConfigError, Exit, GuardHit, Log, Panic, Record, TestBegin, TestEnd,
+};
+use dks_protocol::wire;
+
+/// One line of the serial console, classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleLine {
+    /// A record.
+    Record(Record<'static>),
+    /// Free text (without its line ending).
+    Text(String),
+    /// A line with a record prefix that is not a valid record.
+    Malformed {
+        /// The line as received (without its line ending).
+        line: String,
+        /// What was wrong with it.
+        error: String,
+    },
+}
+
+impl ConsoleLine {
+    /// Classifies one line (its line ending, if any, is dropped).
+    pub fn parse(line: &str) -> ConsoleLine {
+        let line = line.trim_end_matches(['\n', '\r']);
+        match wire::parse_line(line) {
+            None => ConsoleLine::Text(line.to_owned()),
+            Some(Ok(record)) => ConsoleLine::Record(owned(record)),
+            Some(Err(error)) => ConsoleLine::Malformed {
+                line: line.to_owned(),
+                error: error.to_string(),
+            },
+        }
+    }
+
+    /// Returns the record, if this line is one.
+    pub fn record(&self) -> Option<&Record<'static>> {
+        match self {
+            ConsoleLine::Record(record) => Some(record),
+            _ => None,
+        }
+    }
+}
+
+/// Reads `reader` to its end and calls `on_line` with each line, including a last one without
+/// a line ending. Bytes that are not UTF-8 are replaced (a console may garble), never fatal.
+pub fn read_lines(
+    mut reader: impl BufRead,
+    mut on_line: impl FnMut(String),
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        on_line(String::from_utf8_lossy(&buf).into_owned());
+    }
+}
+
+fn own(text: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(text.into_owned())
+}
+
+/// Returns `record` with all its text owned, so it outlives the line it was parsed from.
+pub fn owned(record: Record<'_>) -> Record<'static> {
+    match record {
+        Record::Boot(b) => Record::Boot(Boot {
+            version: own(b.version),
+            cpus: b.cpus,
+            memory_kib: b.memory_kib,
+            frames_total: b.frames_total,
+            frames_free: b.frames_free,
+            cmdline: own(b.cmdline),
+        }),
+        Record::ConfigError(c) => Record::ConfigError(ConfigError {
+            key: own(c.key),
+            value: own(c.value),
+            problem: own(c.problem),
+            accepted: own(c.accepted),
+        }),
+        Record::TestPlan(plan) => Record::TestPlan(plan),
+        Record::TestBegin(t) => Record::TestBegin(TestBegin { name: own(t.name) }),
+        Record::TestEnd(t) => Record::TestEnd(TestEnd {
+            name: own(t.name),
+            outcome: t.outcome,
+            detail: own(t.detail),
+        }),
+        Record::Exception(e) => Record::Exception(e),
+        Record::GuardHit(g) => Record::GuardHit(GuardHit {
+            cpu: g.cpu,
+            task: own(g.task),
+            address: g.address,
+            depth_bytes: g.depth_bytes,
+            rip: g.rip,
+        }),
+        Record::Panic(p) => Record::Panic(Panic {
+            cpu: p.cpu,
+            message: own(p.message),
+            file: own(p.file),
+            line: p.line,
+        }),
+        Record::Log(l) => Record::Log(Log { text: own(l.text) }),
+        Record::Exit(e) => Record::Exit(Exit {
+            code: e.code,
+            reason: own(e.reason),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dks_protocol::exit::ExitCode;
+    use dks_protocol::record::{Outcome, TestPlan};
+
+    use super::*;
+
+    #[test]
+    fn lines_are_classified() {
+        assert_eq!(
+            ConsoleLine::parse("hello from the kernel\r\n"),
+            ConsoleLine::Text("hello from the kernel".into())
+        );
+        assert_eq!(
+            ConsoleLine::parse("@dks/1 {\"test_plan\":{\"count\":3}}\n"),
+            ConsoleLine::Record(Record::TestPlan(TestPlan { count: 3 }))
+        );
+        // An escaped string cannot be borrowed: the parser hands out owned text.
+        assert_eq!(
+            ConsoleLine::parse(
+                "@dks/1 {\"test_end\":{\"name\":\"a\\\"b\",\"outcome\":\"fail\",\"detail\":\"x\\ny\"}}"
+            ),
+            ConsoleLine::Record(Record::TestEnd(TestEnd {
+                name: "a\"b".into(),
+                outcome: Outcome::Fail,
+                detail: "x\ny".into(),
+            }))
+        );
+        for bad in ["@dks/1 {\"exit\":{}}", "@dks/1 garbage", "@dks/2 {}"] {
+            match ConsoleLine::parse(bad) {
+                ConsoleLine::Malformed { line, error } => {
+                    assert_eq!(line, bad);
+                    assert!(!error.is_empty());
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn read_lines_splits_and_keeps_a_partial_last_line() {
+        let input: &[u8] = b"one\n\xfftwo\r\n\nlast";
+        let mut lines = Vec::new();
+        read_lines(input, |line| lines.push(line)).unwrap();
+        assert_eq!(lines, ["one\n", "\u{fffd}two\r\n", "\n", "last"]);
+    }
+
+    #[test]
+    fn owned_keeps_every_field() {
+        let mut buf = [0u8; wire::MAX_LINE_BYTES];
+        let record = Record::Exit(Exit {
+            code: ExitCode::Failure,
+            reason: "1 test failed".into(),
+        });
+        let line = wire::encode(&record, &mut buf).unwrap().to_owned();
+        let parsed = wire::parse_line(&line).unwrap().unwrap();
+        assert_eq!(owned(parsed), record);
+    }
+}

@@ -1,0 +1,103 @@
+//! Building the kernel ELF.
+//!
+//! The kernel builds for the host target with its own flags, which live in
+//! `kernel/.cargo/config.toml`; cargo finds that file from its working directory, so the build
+//! runs `cargo build --release -p dks-kernel` *in* `kernel/`. Cargo decides whether anything is
+//! out of date (a no-op build takes a fraction of a second) and serializes concurrent builds
+//! with its own lock. The ELF's path comes from cargo's JSON messages, so a `CARGO_TARGET_DIR`
+//! is honoured. Cargo's output is kept and shown only when the build fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::Context;
+
+/// The kernel's package and binary name.
+pub const KERNEL_PACKAGE: &str = "dks-kernel";
+
+/// Returns the repository's root (the folder above `lab/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("lab/ has a parent folder")
+        .to_path_buf()
+}
+
+/// Builds the kernel of the repository at `repo` (release profile) and returns its ELF.
+pub fn build(repo: &Path) -> anyhow::Result<PathBuf> {
+    let dir = repo.join("kernel");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .args(["build", "--release", "-p", KERNEL_PACKAGE])
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(&dir)
+        // These would replace the kernel's rustflags from its config.toml and break the link.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stdin(Stdio::null());
+    let what = format!(
+        "cargo build --release -p {KERNEL_PACKAGE} (in {})",
+        dir.display()
+    );
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {what}; is Rust installed (https://rustup.rs)?"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        anyhow::bail!(
+            "building the kernel failed ({what}, {}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    executable_from_messages(&stdout)
+        .with_context(|| format!("{what} succeeded but named no {KERNEL_PACKAGE} executable"))
+}
+
+/// Returns the kernel ELF, building it on the first call of this process only; every later call
+/// (from any thread) gets the same answer. Tests that boot use this.
+pub fn build_once() -> anyhow::Result<PathBuf> {
+    static KERNEL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| build(&repo_root()).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// Finds the kernel binary's path in cargo's `--message-format=json` output.
+fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["target"]["name"] == KERNEL_PACKAGE)
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_executable_comes_from_the_kernel_s_artifact_message() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"spin"},"executable":null}
+{"reason":"build-script-executed","package_id":"x"}
+not json at all
+{"reason":"compiler-artifact","target":{"name":"dks-kernel"},"executable":"/r/target/x86_64-unknown-linux-gnu/release/dks-kernel"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            executable_from_messages(messages),
+            Some(PathBuf::from(
+                "/r/target/x86_64-unknown-linux-gnu/release/dks-kernel"
+            ))
+        );
+        assert_eq!(executable_from_messages(""), None);
+    }
+
+    #[test]
+    fn the_repo_root_holds_the_kernel() {
+        assert!(repo_root().join("kernel").join("Cargo.toml").is_file());
+    }
+}

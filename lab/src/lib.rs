@@ -1,0 +1,30 @@
+//! The host side of dks: build the testbed kernel, boot it under QEMU, read what it reports.
+//!
+//! The kernel speaks only through records on its serial line ([`dks_protocol::wire`]) and the
+//! exit code it leaves with ([`dks_protocol::exit::ExitCode`]). This library turns one boot into
+//! a [`boot::BootOutcome`]: every console line in order, how QEMU ended, and a
+//! [`outcome::Verdict`] that is success only when the kernel said so *and* QEMU agrees. The
+//! `dks` binary is a thin CLI over it; integration tests and later subcommands (`dks compare`
+//! boots many times) call it directly.
+//!
+//! - [`config`]: what one boot is ([`config::BootConfig`]) and the strict parsing of its sizes.
+//! - [`kernel`]: building the kernel ELF with cargo.
+//! - [`qemu`]: finding QEMU, choosing the accelerator, the one place the command line is built.
+//! - [`console`]: classifying serial lines into records, free text and malformed records.
+//! - [`boot`]: running QEMU with a timeout and collecting the outcome.
+//! - [`outcome`]: judging a boot and the `dks` exit codes.
+//! - [`test_report`]: the in-kernel test results of a boot, checked against the plan.
+//! - [`render`]: one readable line per record.
+//! - [`cli`]: the `dks` command line.
+
+#![forbid(unsafe_code)]
+
+pub mod boot;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod kernel;
+pub mod outcome;
+pub mod qemu;
+pub mod render;
+pub mod test_report;

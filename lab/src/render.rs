@@ -1,0 +1,301 @@
+//! One readable line per console line: `[test] boot ... pass`, `[exception] #PF (page fault)
+//! cpu0 rip=0x...`, `[config error] no_such_key=1: unknown key (accepted: ...)`.
+//!
+//! [`line`] and [`record`] are stateless. [`StreamPrinter`] is what `dks run` uses while a boot
+//! streams: it joins a test's begin and end on one line when nothing comes between them, the way
+//! `cargo test` does.
+
+use std::io::Write;
+
+use dks_protocol::record::{Outcome, Record};
+
+use crate::console::ConsoleLine;
+
+/// Returns the x86 mnemonic and name of exception `vector`, e.g. `#PF (page fault)`.
+pub fn vector_name(vector: u8) -> String {
+    let known = match vector {
+        0 => "#DE (divide error)",
+        1 => "#DB (debug)",
+        2 => "NMI",
+        3 => "#BP (breakpoint)",
+        4 => "#OF (overflow)",
+        5 => "#BR (bound range exceeded)",
+        6 => "#UD (invalid opcode)",
+        7 => "#NM (device not available)",
+        8 => "#DF (double fault)",
+        9 => "coprocessor segment overrun",
+        10 => "#TS (invalid TSS)",
+        11 => "#NP (segment not present)",
+        12 => "#SS (stack-segment fault)",
+        13 => "#GP (general protection)",
+        14 => "#PF (page fault)",
+        16 => "#MF (x87 floating-point error)",
+        17 => "#AC (alignment check)",
+        18 => "#MC (machine check)",
+        19 => "#XM (SIMD floating-point)",
+        20 => "#VE (virtualization exception)",
+        21 => "#CP (control protection)",
+        28 => "#HV (hypervisor injection)",
+        29 => "#VC (VMM communication)",
+        30 => "#SX (security exception)",
+        15 | 22..=27 | 31 => return format!("reserved exception {vector}"),
+        _ => return format!("interrupt {vector}"),
+    };
+    known.to_owned()
+}
+
+/// Returns `text` on one line: control characters (newlines, tabs, ...) are escaped.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// Returns `record` as one readable line.
+pub fn record(record: &Record<'_>) -> String {
+    match record {
+        Record::Boot(b) => format!(
+            "[boot] dks {} on {} cpu(s), {} MiB usable, {} of {} frames free, cmdline {:?}",
+            one_line(&b.version),
+            b.cpus,
+            b.memory_kib / 1024,
+            b.frames_free,
+            b.frames_total,
+            b.cmdline
+        ),
+        Record::ConfigError(c) => {
+            let entry = if c.value.is_empty() {
+                one_line(&c.key)
+            } else {
+                format!("{}={}", one_line(&c.key), one_line(&c.value))
+            };
+            format!(
+                "[config error] {entry}: {} (accepted: {})",
+                one_line(&c.problem),
+                one_line(&c.accepted)
+            )
+        }
+        Record::TestPlan(plan) => format!("[test plan] {} test(s)", plan.count),
+        Record::TestBegin(t) => format!("[test] {} ...", one_line(&t.name)),
+        Record::TestEnd(t) => format!("[test] {} ... {}", one_line(&t.name), test_result(t)),
+        Record::Exception(e) => {
+            let error_code = e
+                .error_code
+                .map(|code| format!(" error={code:#x}"))
+                .unwrap_or_default();
+            format!(
+                "[exception] {} cpu{} rip={:#x} rsp={:#x} rflags={:#x} cr2={:#x}{error_code}",
+                vector_name(e.vector),
+                e.cpu,
+                e.rip,
+                e.rsp,
+                e.rflags,
+                e.cr2
+            )
+        }
+        Record::GuardHit(g) => format!(
+            "[guard hit] cpu{} task {} overflowed its stack: address={:#x} depth={} bytes rip={:#x}",
+            g.cpu,
+            one_line(&g.task),
+            g.address,
+            g.depth_bytes,
+            g.rip
+        ),
+        Record::Panic(p) => format!(
+            "[panic] cpu{} at {}:{}: {}",
+            p.cpu,
+            one_line(&p.file),
+            p.line,
+            one_line(&p.message)
+        ),
+        Record::Log(l) => format!("[log] {}", one_line(&l.text)),
+        Record::Exit(e) => format!("[exit] {}: {}", e.code.name(), one_line(&e.reason)),
+    }
+}
+
+fn test_result(end: &dks_protocol::record::TestEnd<'_>) -> String {
+    match end.outcome {
+        Outcome::Pass => "pass".to_owned(),
+        Outcome::Fail => format!("FAIL: {}", one_line(&end.detail)),
+    }
+}
+
+/// Returns a console line as one readable line: records rendered, free text as it came,
+/// malformed records marked as such.
+pub fn line(line: &ConsoleLine) -> String {
+    match line {
+        ConsoleLine::Record(r) => record(r),
+        ConsoleLine::Text(text) => text.clone(),
+        ConsoleLine::Malformed { line, error } => {
+            format!("[malformed record] {error}: {}", one_line(line))
+        }
+    }
+}
+
+/// Writes console lines as they stream in, joining a test's begin and end on one line when
+/// nothing comes between them.
+#[derive(Debug)]
+pub struct StreamPrinter<W: Write> {
+    out: W,
+    /// The test whose `[test] NAME ...` is printed without its line ending yet.
+    open_test: Option<String>,
+}
+
+impl<W: Write> StreamPrinter<W> {
+    /// Returns a printer writing to `out`.
+    pub fn new(out: W) -> Self {
+        StreamPrinter {
+            out,
+            open_test: None,
+        }
+    }
+
+    /// Writes `line`.
+    pub fn print(&mut self, line: &ConsoleLine) -> std::io::Result<()> {
+        if let (Some(open), ConsoleLine::Record(Record::TestEnd(end))) = (&self.open_test, line)
+            && *open == end.name
+        {
+            self.open_test = None;
+            writeln!(self.out, " {}", test_result(end))?;
+            return self.out.flush();
+        }
+        self.finish()?;
+        match line {
+            ConsoleLine::Record(Record::TestBegin(begin)) => {
+                write!(self.out, "[test] {} ...", one_line(&begin.name))?;
+                self.open_test = Some(begin.name.to_string());
+            }
+            other => writeln!(self.out, "{}", self::line(other))?,
+        }
+        self.out.flush()
+    }
+
+    /// Ends a line left open by a test's beginning.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        if self.open_test.take().is_some() {
+            writeln!(self.out)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dks_protocol::exit::ExitCode;
+    use dks_protocol::record::{
+        ConfigError, Exception, Exit, GuardHit, Log, Registers, TestBegin, TestEnd,
+    };
+
+    use super::*;
+
+    #[test]
+    fn records_render_on_one_readable_line() {
+        let cases = [
+            (
+                Record::ConfigError(ConfigError {
+                    key: "no_such_key".into(),
+                    value: "1".into(),
+                    problem: "unknown key".into(),
+                    accepted: "test".into(),
+                }),
+                "[config error] no_such_key=1: unknown key (accepted: test)",
+            ),
+            (
+                Record::TestEnd(TestEnd {
+                    name: "boot".into(),
+                    outcome: Outcome::Pass,
+                    detail: "".into(),
+                }),
+                "[test] boot ... pass",
+            ),
+            (
+                Record::TestEnd(TestEnd {
+                    name: "frames".into(),
+                    outcome: Outcome::Fail,
+                    detail: "expected 1\ngot 2".into(),
+                }),
+                "[test] frames ... FAIL: expected 1\\ngot 2",
+            ),
+            (
+                Record::Exception(Exception {
+                    cpu: 0,
+                    vector: 14,
+                    error_code: Some(2),
+                    rip: 0x1000,
+                    rsp: 0x2000,
+                    rflags: 0x202,
+                    cr2: 0xdead_b000,
+                    registers: Registers::default(),
+                }),
+                "[exception] #PF (page fault) cpu0 rip=0x1000 rsp=0x2000 rflags=0x202 cr2=0xdeadb000 error=0x2",
+            ),
+            (
+                Record::GuardHit(GuardHit {
+                    cpu: 1,
+                    task: "worker".into(),
+                    address: 0xff8,
+                    depth_bytes: 16392,
+                    rip: 0x10,
+                }),
+                "[guard hit] cpu1 task worker overflowed its stack: address=0xff8 depth=16392 bytes rip=0x10",
+            ),
+            (
+                Record::Exit(Exit {
+                    code: ExitCode::Success,
+                    reason: "done".into(),
+                }),
+                "[exit] success: done",
+            ),
+        ];
+        for (record, expected) in cases {
+            assert_eq!(super::record(&record), expected);
+        }
+    }
+
+    #[test]
+    fn vectors_have_mnemonics() {
+        assert_eq!(vector_name(13), "#GP (general protection)");
+        assert_eq!(vector_name(8), "#DF (double fault)");
+        assert_eq!(vector_name(15), "reserved exception 15");
+        assert_eq!(vector_name(32), "interrupt 32");
+    }
+
+    #[test]
+    fn malformed_lines_are_marked() {
+        let rendered = line(&ConsoleLine::parse("@dks/1 nope"));
+        assert!(rendered.starts_with("[malformed record] "), "{rendered}");
+        assert!(rendered.ends_with("@dks/1 nope"), "{rendered}");
+    }
+
+    #[test]
+    fn the_printer_joins_a_test_begin_and_end() {
+        let begin = |name: &'static str| {
+            ConsoleLine::Record(Record::TestBegin(TestBegin { name: name.into() }))
+        };
+        let end = |name: &'static str| {
+            ConsoleLine::Record(Record::TestEnd(TestEnd {
+                name: name.into(),
+                outcome: Outcome::Pass,
+                detail: "".into(),
+            }))
+        };
+        let log = ConsoleLine::Record(Record::Log(Log { text: "x".into() }));
+        let mut out = Vec::new();
+        let mut printer = StreamPrinter::new(&mut out);
+        for line in [begin("a"), end("a"), begin("b"), log, end("b"), begin("c")] {
+            printer.print(&line).unwrap();
+        }
+        printer.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[test] a ... pass\n[test] b ...\n[log] x\n[test] b ... pass\n[test] c ...\n"
+        );
+    }
+}
