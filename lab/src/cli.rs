@@ -132,7 +132,9 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot write the console log to {}", path.display()))?;
     }
 
-    if !outcome.qemu_stderr.trim().is_empty() && !outcome.is_success() {
+    // One line of QEMU's is already in the description of the failure; show more in full.
+    let qemu_lines = outcome.qemu_stderr.lines().filter(|l| !l.trim().is_empty());
+    if qemu_lines.count() > 1 && !outcome.is_success() {
         eprintln!("dks: QEMU's messages:\n{}", outcome.qemu_stderr.trim_end());
     }
     if outcome.is_success() {

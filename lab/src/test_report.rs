@@ -123,20 +123,16 @@ impl TestReport {
 }
 
 /// Checks that the boot ran all its planned tests, every one passed, and it ended with the
-/// kernel's success. Returns a one-line summary, or a message listing every problem, every
-/// exception, panic and guard hit, and how the boot ended.
-pub fn check(outcome: &BootOutcome) -> Result<String, String> {
+/// kernel's success. Returns the report, or a message listing every problem, every exception,
+/// panic and guard hit, and how the boot ended.
+pub fn check(outcome: &BootOutcome) -> Result<TestReport, String> {
     let report = TestReport::from_records(outcome.records());
     let mut problems = report.problems();
     if outcome.verdict != Verdict::Success {
         problems.push(format!("the boot failed: {}", outcome.describe()));
     }
     if problems.is_empty() {
-        return Ok(format!(
-            "{} tests passed in {:.1} s",
-            report.results.len(),
-            outcome.elapsed.as_secs_f64()
-        ));
+        return Ok(report);
     }
     let mut message = format!(
         "{} of {} finished tests passed; problems:\n",
