@@ -134,7 +134,8 @@ pub fn line(line: &ConsoleLine) -> String {
         ConsoleLine::Record(r) => record(r),
         ConsoleLine::Text(text) => text.clone(),
         ConsoleLine::Malformed { line, error } => {
-            format!("[malformed record] {error}: {}", one_line(line))
+            let error = error.trim_start_matches("malformed record: ");
+            format!("[malformed record] {} ({error})", one_line(line))
         }
     }
 }
@@ -270,8 +271,10 @@ mod tests {
     #[test]
     fn malformed_lines_are_marked() {
         let rendered = line(&ConsoleLine::parse("@dks/1 nope"));
-        assert!(rendered.starts_with("[malformed record] "), "{rendered}");
-        assert!(rendered.ends_with("@dks/1 nope"), "{rendered}");
+        assert!(
+            rendered.starts_with("[malformed record] @dks/1 nope (expected value"),
+            "{rendered}"
+        );
     }
 
     #[test]
