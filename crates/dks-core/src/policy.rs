@@ -1,0 +1,172 @@
+//! The stack policies of DESIGN §4.
+//!
+//! Each thread gets a [`Policy`] at creation; several run side by side. What
+//! each one does at every event of a thread's life:
+//!
+//! | event            | `static`  | `fault`          | `guaranteed`      | `reclaim`                 | `switch`                        |
+//! |------------------|-----------|------------------|-------------------|---------------------------|---------------------------------|
+//! | creation         | all pages | top page         | top page          | top page                  | top page                        |
+//! | before switch-in | -         | -                | admit if magazine ≥ need | admit if magazine ≥ need | admit, then map every page |
+//! | stack fault      | never     | magazine; fatal if empty | magazine, never empty | magazine, never empty | never                   |
+//! | after switch-in  | -         | refill (atomic)  | -                 | -                         | -                               |
+//! | switch-out       | -         | -                | -                 | -                         | unmap dead pages, Accessed clear|
+//! | memory pressure  | -         | -                | -                 | unmap dead pages if asleep| unmap dead pages if asleep      |
+//! | exit             | release   | release          | release           | release                   | release                         |
+//!
+//! `need(T) = max_pages - populated(T)`. "Dead" pages are populated pages
+//! wholly below the saved stack pointer and its red zone
+//! ([`reclaim::dead_pages`](crate::reclaim::dead_pages)).
+
+use core::fmt;
+use core::str::FromStr;
+
+use crate::layout::StackLayout;
+use crate::page_set::PageSet;
+
+/// How a thread's stack is populated and given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Linux today: every page populated at creation, freed at exit.
+    Static,
+    /// The RFC as posted: faults served from the magazine, refilled after the
+    /// switch with atomic allocations; a fault on an empty magazine is fatal.
+    Fault,
+    /// As `Fault`, but a CPU switches to the task only when its magazine
+    /// covers the task's need, so no fault can find it empty.
+    Guaranteed,
+    /// As `Guaranteed`, and pages below a sleeping task's stack pointer are
+    /// given back under memory pressure.
+    Reclaim,
+    /// Dave Hansen's proposal: every page mapped while the task runs; at
+    /// switch-out, dead pages never accessed are unmapped without a flush.
+    Switch,
+}
+
+impl Policy {
+    /// Every policy, in the order reports list them.
+    pub const ALL: [Self; 5] = [
+        Self::Static,
+        Self::Fault,
+        Self::Guaranteed,
+        Self::Reclaim,
+        Self::Switch,
+    ];
+
+    /// Returns the policy's name as scenarios and reports spell it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Fault => "fault",
+            Self::Guaranteed => "guaranteed",
+            Self::Reclaim => "reclaim",
+            Self::Switch => "switch",
+        }
+    }
+
+    /// Returns the pages populated when a thread is created.
+    #[must_use]
+    pub const fn initial_pages(self, layout: &StackLayout) -> PageSet {
+        match self {
+            Self::Static => layout.all_pages(),
+            Self::Fault | Self::Guaranteed | Self::Reclaim | Self::Switch => PageSet::top(1),
+        }
+    }
+
+    /// Returns whether the task's stack grows by faults.
+    #[must_use]
+    pub const fn grows_by_fault(self) -> bool {
+        matches!(self, Self::Fault | Self::Guaranteed | Self::Reclaim)
+    }
+
+    /// Returns whether a CPU must admit the task before switching to it
+    /// (its magazine covers the task's need).
+    #[must_use]
+    pub const fn needs_admission(self) -> bool {
+        matches!(self, Self::Guaranteed | Self::Reclaim | Self::Switch)
+    }
+
+    /// Returns whether every page is mapped before the task runs.
+    #[must_use]
+    pub const fn maps_all_while_running(self) -> bool {
+        matches!(self, Self::Switch)
+    }
+
+    /// Returns whether the magazine is refilled after switching to the task.
+    #[must_use]
+    pub const fn refills_after_switch(self) -> bool {
+        matches!(self, Self::Fault)
+    }
+
+    /// Returns whether dead pages are given back while the task sleeps.
+    #[must_use]
+    pub const fn reclaims_while_asleep(self) -> bool {
+        matches!(self, Self::Reclaim | Self::Switch)
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownPolicy;
+
+impl fmt::Display for UnknownPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown policy; use static, fault, guaranteed, reclaim or switch")
+    }
+}
+
+impl core::error::Error for UnknownPolicy {}
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|policy| policy.name() == name)
+            .ok_or(UnknownPolicy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_rejected() {
+        for policy in Policy::ALL {
+            assert_eq!(policy.name().parse(), Ok(policy));
+            assert_eq!(format!("{policy}"), policy.name());
+        }
+        assert_eq!("Static".parse::<Policy>(), Err(UnknownPolicy));
+        assert_eq!("".parse::<Policy>(), Err(UnknownPolicy));
+        assert!(format!("{UnknownPolicy}").contains("guaranteed"));
+    }
+
+    #[test]
+    fn the_table_of_the_module_doc() {
+        let layout = StackLayout::try_with_default_base(0x8000, 1).unwrap();
+        assert_eq!(Policy::Static.initial_pages(&layout), PageSet::top(8));
+        let row = |p: Policy| {
+            (
+                p.initial_pages(&layout).len(),
+                p.grows_by_fault(),
+                p.needs_admission(),
+                p.maps_all_while_running(),
+                p.refills_after_switch(),
+                p.reclaims_while_asleep(),
+            )
+        };
+        assert_eq!(row(Policy::Static), (8, false, false, false, false, false));
+        assert_eq!(row(Policy::Fault), (1, true, false, false, true, false));
+        assert_eq!(row(Policy::Guaranteed), (1, true, true, false, false, false));
+        assert_eq!(row(Policy::Reclaim), (1, true, true, false, false, true));
+        assert_eq!(row(Policy::Switch), (1, false, true, true, false, true));
+    }
+}

@@ -1,0 +1,236 @@
+//! Page states and how an unpopulated stack page is written in an x86_64
+//! page-table entry.
+//!
+//! Every page of a slot in use is in exactly one [`PageState`]:
+//!
+//! - **populated**: the entry is present and maps a frame;
+//! - **unpopulated**: the entry is not present and holds the marker and the
+//!   owning slot, so the fault handler learns the owner from the entry itself
+//!   and never has to trust `current` (which is wrong during a switch);
+//! - **guard**: the entry is empty (zero); only the guard pages of a slot are.
+//!
+//! A slot not in use has only empty entries.
+//!
+//! # Bit layout of an unpopulated entry
+//!
+//! When bit 0 (P) of an x86_64 page-table entry is clear, the CPU ignores all
+//! other bits (Intel SDM Vol. 3, "Paging": "Format of a Page-Table Entry"),
+//! so they are free for software. An unpopulated stack page is:
+//!
+//! | bits   | value                                                        |
+//! |--------|--------------------------------------------------------------|
+//! | 0      | 0: not present                                               |
+//! | 1..=11 | 0                                                            |
+//! | 12..=43| the owner: the [`SlotIndex`] of the stack (32 bits)          |
+//! | 44..=51| all ones (see below)                                         |
+//! | 52..=58| the marker [`UNPOPULATED_MARKER`] (`0x5a`)                   |
+//! | 59..=63| 0                                                            |
+//!
+//! Bits 44..=51 are set so that the frame-address field (bits 12..=51) of a
+//! not-present entry points far above any physical memory: a CPU affected by
+//! L1TF may speculatively use that field as an address, and Linux's PTE
+//! inversion makes the same choice for the same reason.
+//!
+//! Decoding is exact: an entry is unpopulated only if every bit outside the
+//! owner field has the value above. A present entry (P set) and an empty entry
+//! (zero) therefore never decode as a stack page, nor does a random value
+//! with any stray bit set.
+
+use crate::layout::{SlotIndex, SlotPart};
+
+/// Bit 0: the entry maps a frame.
+pub const PTE_PRESENT: u64 = 1 << 0;
+/// Bit 1: writes are allowed.
+pub const PTE_WRITABLE: u64 = 1 << 1;
+/// Bit 5: the CPU used the entry for a translation since the bit was cleared.
+pub const PTE_ACCESSED: u64 = 1 << 5;
+/// Bit 6: the CPU wrote through the entry.
+pub const PTE_DIRTY: u64 = 1 << 6;
+/// Bit 8: the translation is global (kept across CR3 loads).
+pub const PTE_GLOBAL: u64 = 1 << 8;
+/// Bit 63: instruction fetches are not allowed.
+pub const PTE_NO_EXECUTE: u64 = 1 << 63;
+/// Bits 12..=51: the physical address of the frame of a present entry.
+pub const PTE_FRAME_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// The marker of an unpopulated stack page, in bits 52..=58.
+pub const UNPOPULATED_MARKER: u64 = 0x5a;
+const MARKER_SHIFT: u32 = 52;
+const MARKER_MASK: u64 = 0x7f << MARKER_SHIFT;
+const OWNER_SHIFT: u32 = 12;
+const OWNER_MASK: u64 = (u32::MAX as u64) << OWNER_SHIFT;
+const HIGH_ADDRESS_BITS: u64 = 0xff << 44;
+/// Every bit of an unpopulated entry apart from the owner.
+const UNPOPULATED_FIXED_BITS: u64 = (UNPOPULATED_MARKER << MARKER_SHIFT) | HIGH_ADDRESS_BITS;
+
+const _: () = assert!(UNPOPULATED_MARKER <= 0x7f);
+const _: () = assert!(OWNER_MASK & HIGH_ADDRESS_BITS == 0);
+const _: () = assert!(OWNER_MASK & MARKER_MASK == 0 && HIGH_ADDRESS_BITS & MARKER_MASK == 0);
+const _: () = assert!(UNPOPULATED_FIXED_BITS & PTE_PRESENT == 0);
+const _: () = assert!((OWNER_MASK | HIGH_ADDRESS_BITS) & !PTE_FRAME_MASK == 0);
+
+/// A not-present entry that dks writes: empty, or unpopulated with an owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbsentPte(u64);
+
+impl AbsentPte {
+    /// The empty entry: a guard page, or a page of a slot not in use.
+    pub const EMPTY: Self = Self(0);
+
+    /// Returns the entry of an unpopulated page of the stack in slot `owner`.
+    #[must_use]
+    pub const fn unpopulated(owner: SlotIndex) -> Self {
+        Self(UNPOPULATED_FIXED_BITS | ((owner.as_u32() as u64) << OWNER_SHIFT))
+    }
+
+    /// Returns the raw entry.
+    #[must_use]
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// What a raw page-table entry says, as far as stacks are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Present: maps a frame.
+    Present {
+        /// The physical address of the frame.
+        frame_phys_addr: u64,
+        /// Whether the Accessed bit is set.
+        accessed: bool,
+    },
+    /// Not present, an unpopulated stack page of `owner`.
+    Unpopulated {
+        /// The slot of the stack that owns the page.
+        owner: SlotIndex,
+    },
+    /// Zero: a guard page or nothing.
+    Empty,
+    /// Not present and not written by dks.
+    Foreign,
+}
+
+/// Returns what the raw entry `raw` says.
+#[must_use]
+pub const fn decode(raw: u64) -> EntryKind {
+    if raw & PTE_PRESENT != 0 {
+        return EntryKind::Present {
+            frame_phys_addr: raw & PTE_FRAME_MASK,
+            accessed: raw & PTE_ACCESSED != 0,
+        };
+    }
+    if raw == 0 {
+        return EntryKind::Empty;
+    }
+    if raw & !OWNER_MASK == UNPOPULATED_FIXED_BITS {
+        // The mask keeps 32 bits.
+        let owner = ((raw & OWNER_MASK) >> OWNER_SHIFT) as u32;
+        return EntryKind::Unpopulated {
+            owner: SlotIndex::new(owner),
+        };
+    }
+    EntryKind::Foreign
+}
+
+/// The state of one page of a slot in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageState {
+    /// Backed by a frame.
+    Populated,
+    /// Reserved for the stack of `owner`, not backed.
+    Unpopulated {
+        /// The slot of the stack that owns the page.
+        owner: SlotIndex,
+    },
+    /// A guard page: never backed.
+    Guard,
+}
+
+/// Returns the state of a page of a slot in use, given which part of the
+/// slot it is and its raw entry, or `None` if the entry is not valid there
+/// (a stack page with an empty or foreign entry, a guard page with anything
+/// but an empty one).
+#[must_use]
+pub const fn page_state(part: SlotPart, raw: u64) -> Option<PageState> {
+    match (part, decode(raw)) {
+        (SlotPart::Guard, EntryKind::Empty) => Some(PageState::Guard),
+        (SlotPart::Stack(_), EntryKind::Present { .. }) => Some(PageState::Populated),
+        (SlotPart::Stack(_), EntryKind::Unpopulated { owner }) => {
+            Some(PageState::Unpopulated { owner })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::StackPage;
+
+    #[test]
+    fn unpopulated_entries_round_trip_every_owner_width() {
+        for owner in [0, 1, 0x1234, 0xdead_beef, u32::MAX] {
+            let entry = AbsentPte::unpopulated(SlotIndex::new(owner));
+            assert_eq!(entry.raw() & PTE_PRESENT, 0);
+            assert_eq!(
+                decode(entry.raw()),
+                EntryKind::Unpopulated { owner: SlotIndex::new(owner) }
+            );
+        }
+    }
+
+    #[test]
+    fn documented_bit_layout() {
+        let raw = AbsentPte::unpopulated(SlotIndex::new(0xabcd)).raw();
+        assert_eq!(raw, 0x05af_f000_0abc_d000);
+        assert_eq!(raw >> 52 & 0x7f, UNPOPULATED_MARKER);
+        assert_eq!(raw >> 44 & 0xff, 0xff);
+        assert_eq!(raw >> 12 & 0xffff_ffff, 0xabcd);
+        assert_eq!(raw & 0xfff, 0);
+        assert_eq!(raw >> 59, 0);
+    }
+
+    #[test]
+    fn present_and_empty_entries_never_decode_as_stack_pages() {
+        assert_eq!(decode(0), EntryKind::Empty);
+        assert_eq!(AbsentPte::EMPTY.raw(), 0);
+        // A present entry whose other bits look exactly like the marker.
+        let lookalike = AbsentPte::unpopulated(SlotIndex::new(7)).raw() | PTE_PRESENT;
+        assert!(matches!(decode(lookalike), EntryKind::Present { .. }));
+        let present = 0x1234_5000 | PTE_PRESENT | PTE_WRITABLE | PTE_ACCESSED | PTE_NO_EXECUTE;
+        assert_eq!(
+            decode(present),
+            EntryKind::Present { frame_phys_addr: 0x1234_5000, accessed: true }
+        );
+        assert_eq!(
+            decode(0x5000 | PTE_PRESENT),
+            EntryKind::Present { frame_phys_addr: 0x5000, accessed: false }
+        );
+    }
+
+    #[test]
+    fn any_stray_bit_makes_an_entry_foreign() {
+        let good = AbsentPte::unpopulated(SlotIndex::new(3)).raw();
+        for bit in (1..12).chain(44..64) {
+            let raw = good ^ (1 << bit);
+            assert_eq!(decode(raw), EntryKind::Foreign, "bit {bit}");
+        }
+        // A Linux-style swap entry or other software use is not ours.
+        assert_eq!(decode(0x0000_0000_0012_3400), EntryKind::Foreign);
+    }
+
+    #[test]
+    fn page_state_checks_entries_against_their_position() {
+        let stack = SlotPart::Stack(StackPage::new(2));
+        let owner = SlotIndex::new(9);
+        let unpopulated = AbsentPte::unpopulated(owner).raw();
+        assert_eq!(page_state(SlotPart::Guard, 0), Some(PageState::Guard));
+        assert_eq!(page_state(stack, 0x7000 | PTE_PRESENT), Some(PageState::Populated));
+        assert_eq!(page_state(stack, unpopulated), Some(PageState::Unpopulated { owner }));
+        assert_eq!(page_state(stack, 0), None);
+        assert_eq!(page_state(SlotPart::Guard, unpopulated), None);
+        assert_eq!(page_state(SlotPart::Guard, 0x7000 | PTE_PRESENT), None);
+        assert_eq!(page_state(stack, 0x10), None);
+    }
+}

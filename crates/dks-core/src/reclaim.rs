@@ -1,0 +1,152 @@
+//! Which stack pages hold no live data, and giving them back.
+//!
+//! A switched-out thread's live data is everything from its saved stack
+//! pointer up to the stack top, plus the red zone below the stack pointer
+//! ([`StackLayout::live_pages`]). Populated pages wholly below that are
+//! *dead* ([`dead_pages`]): nothing reads them before the thread writes them
+//! again, so they can be unmapped; a later fault (or the next switch-in
+//! under `switch`) brings a zeroed page back.
+//!
+//! Unmapping a page is only finished when no TLB can still translate it. The
+//! Accessed bit tells ([`platform`](crate::platform)): a page whose bit is
+//! clear was never cached and was never written, so it can be unmapped with
+//! no flush and its frame, still zero, goes straight back to the magazine; a
+//! page whose bit is set needs a shootdown before its frame is freed.
+//! [`switch_out_plan`] sorts dead pages into those two kinds.
+//!
+//! - `switch` unmaps, at every switch-out, the dead pages that need no flush
+//!   ([`switch::switch_out`](crate::switch::switch_out)).
+//! - `reclaim` and `switch` give back all dead pages of a sleeping thread
+//!   under memory pressure, with one batched shootdown ([`reclaim_asleep`]).
+//!
+//! # Invariants
+//!
+//! - Live pages (the top page included) are never unmapped.
+//! - A frame is freed or reused only after the flush its unmapping needed.
+//! - Unmapped pages are left unpopulated with their owner, so the thread can
+//!   fault them back.
+
+use crate::addr::VirtAddr;
+use crate::counters::{CpuCounters, Event};
+use crate::frame::Frame;
+use crate::group::GroupCharge;
+use crate::layout::{LayoutError, MAX_STACK_PAGES_LIMIT, StackLayout};
+use crate::magazine::Magazine;
+use crate::page_set::PageSet;
+use crate::platform::{FlushBatch, FlushNeed, Platform};
+use crate::pte::{self, AbsentPte, EntryKind};
+use crate::stack::Stack;
+
+/// Returns the populated pages of `stack` that hold no live data when its
+/// stack pointer is `saved_sp`.
+pub fn dead_pages(
+    layout: &StackLayout,
+    stack: &Stack,
+    saved_sp: VirtAddr,
+) -> Result<PageSet, LayoutError> {
+    let live = layout.live_pages(stack.slot(), saved_sp)?;
+    Ok(stack.populated().difference(live))
+}
+
+/// What may be given back of a switched-out stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchOutPlan {
+    /// Dead pages with the Accessed bit clear: never cached, never written;
+    /// unmap them with no flush.
+    pub unmap_without_flush: PageSet,
+    /// Dead pages with the Accessed bit set: unmapping them needs a shootdown.
+    pub unmap_with_shootdown: PageSet,
+    /// Populated pages that may hold live data.
+    pub keep: PageSet,
+}
+
+/// Sorts the populated pages of `stack`, switched out at `saved_sp`, by what
+/// giving them back would take.
+pub fn switch_out_plan<P: Platform>(
+    platform: &P,
+    layout: &StackLayout,
+    stack: &Stack,
+    saved_sp: VirtAddr,
+) -> Result<SwitchOutPlan, LayoutError> {
+    let dead = dead_pages(layout, stack, saved_sp)?;
+    let mut plan = SwitchOutPlan {
+        unmap_without_flush: PageSet::EMPTY,
+        unmap_with_shootdown: PageSet::EMPTY,
+        keep: stack.populated().difference(dead),
+    };
+    for page in dead.iter() {
+        let entry = platform.read_entry(layout.page_addr(stack.slot(), page));
+        match pte::decode(entry) {
+            EntryKind::Present { accessed: false, .. } => plan.unmap_without_flush.insert(page),
+            // Accessed, or (impossibly) not present: never skip a flush on doubt.
+            _ => plan.unmap_with_shootdown.insert(page),
+        }
+    }
+    Ok(plan)
+}
+
+/// Gives back every dead page of a sleeping `stack` whose policy reclaims
+/// while asleep, and returns how many pages it gave back. Clean frames refill
+/// `magazine` first; the others are freed after one batched flush.
+pub fn reclaim_asleep<P: Platform>(
+    platform: &mut P,
+    layout: &StackLayout,
+    magazine: &mut Magazine,
+    counters: &CpuCounters,
+    group: &GroupCharge,
+    stack: &mut Stack,
+) -> u8 {
+    if !stack.is_asleep() || !stack.policy().reclaims_while_asleep() {
+        return 0;
+    }
+    let Some(saved_sp) = stack.saved_sp() else {
+        return 0;
+    };
+    // The saved pointer was checked when it was recorded.
+    let Ok(dead) = dead_pages(layout, stack, saved_sp) else {
+        return 0;
+    };
+    give_back(platform, layout, magazine, counters, group, stack, dead)
+}
+
+/// Unmaps `pages` of `stack` (leaving them unpopulated), flushes what needs
+/// it, puts clean frames into `magazine` and frees the rest, and accounts for
+/// it. Returns the number of pages given back.
+pub(crate) fn give_back<P: Platform>(
+    platform: &mut P,
+    layout: &StackLayout,
+    magazine: &mut Magazine,
+    counters: &CpuCounters,
+    group: &GroupCharge,
+    stack: &mut Stack,
+    pages: PageSet,
+) -> u8 {
+    let owner = AbsentPte::unpopulated(stack.slot());
+    let mut after_flush: [Option<Frame>; MAX_STACK_PAGES_LIMIT] = [const { None }; MAX_STACK_PAGES_LIMIT];
+    let mut flushes = FlushBatch::new();
+    for (page, waiting) in pages.iter().zip(after_flush.iter_mut()) {
+        let (frame, flush) = platform.unmap_stack_page(layout.page_addr(stack.slot(), page), owner);
+        stack.note_unpopulated(page);
+        if flush.need() == FlushNeed::NotCached {
+            // Never accessed, so never written: still zero.
+            if let Err(frame) = magazine.put(frame) {
+                platform.free_frame(frame);
+            }
+        } else {
+            *waiting = Some(frame);
+        }
+        flushes.add(flush);
+    }
+    platform.flush(flushes);
+    for frame in after_flush.into_iter().flatten() {
+        platform.free_frame(frame);
+    }
+    let given_back = pages.len();
+    counters.count(Event::Reclaimed, u64::from(given_back));
+    counters.add_stack_pages(-i64::from(given_back));
+    group.uncharge(u64::from(given_back));
+    given_back
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! What the scheduler asks dks at every context switch.
+//!
+//! A switch from `prev` to `next` on one CPU calls, in this order:
+//!
+//! 1. [`prepare`], before the switch, on `prev`'s stack, interrupts off:
+//!    for a policy with admission (`guaranteed`, `reclaim`, `switch`) it
+//!    refills the magazine with atomic allocations if it does not cover
+//!    `need(next)`, and admits `next` only if it then does. On
+//!    [`Admission::Wait`] the scheduler must pick another task (or idle) and
+//!    wake the stack-reclaim thread. Under `switch`, admission then maps
+//!    every page of `next` from the magazine, so it never faults.
+//! 2. the switch itself (the kernel's assembly): saves `prev`'s stack
+//!    pointer, loads `next`'s, whose live pages are populated by
+//!    construction.
+//! 3. [`finish`], on `next`'s stack: `next` runs now; under `fault` the
+//!    magazine is refilled here, as in the RFC, and that refill may fail.
+//! 4. [`switch_out`] for `prev`, with its saved stack pointer: records it
+//!    (and whether `prev` went to sleep) for [`reclaim`](crate::reclaim),
+//!    and under `switch` unmaps `prev`'s dead pages whose Accessed bit is
+//!    clear, with no flush.
+//!
+//! # Why `guaranteed` can never fault fatally
+//!
+//! Between an admission and the next switch on that CPU only the admitted
+//! task takes frames from the magazine, one per fault, and every fault lowers
+//! its need by one. The magazine held at least `need(T)` at admission, so it
+//! holds at least the remaining need at every fault. Nothing in this module
+//! waits: admission only uses non-blocking allocations and answers at once.
+
+use crate::addr::VirtAddr;
+use crate::counters::{CpuCounters, Event};
+use crate::frame::Urgency;
+use crate::group::GroupCharge;
+use crate::layout::{LayoutError, StackLayout};
+use crate::magazine::{Magazine, Refill};
+use crate::platform::{FlushBatch, Platform};
+use crate::reclaim;
+use crate::stack::Stack;
+
+/// Whether a CPU may switch to a task now.
+#[must_use = "a task that was not admitted must not run"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Switch to it: every stack fault it takes can be served.
+    Admitted,
+    /// Do not switch to it now: the magazine cannot cover its need.
+    Wait {
+        /// Pages the task may still fault in.
+        need: u8,
+        /// Frames the magazine holds.
+        have: u8,
+    },
+}
+
+/// How a task left the CPU: where its stack pointer was, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchOut {
+    /// The stack pointer saved by the switch.
+    pub saved_sp: VirtAddr,
+    /// Why it was switched out.
+    pub reason: SwitchOutReason,
+}
+
+/// Why a task was switched out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwitchOutReason {
+    /// Preempted or yielded: it stays runnable.
+    Preempted,
+    /// Went to sleep (a wait queue): its dead pages may be reclaimed.
+    Asleep,
+}
+
+/// Decides, before switching to `next` on this CPU, whether it may run, and
+/// prepares its stack: see the module docs. `group` is the charge of
+/// `next`'s group.
+pub fn prepare<P: Platform>(
+    platform: &mut P,
+    layout: &StackLayout,
+    magazine: &mut Magazine,
+    counters: &CpuCounters,
+    group: &GroupCharge,
+    next: &mut Stack,
+) -> Admission {
+    if !next.policy().needs_admission() {
+        return Admission::Admitted;
+    }
+    let need = next.need(layout);
+    if magazine.len() < need {
+        let _ = refill(platform, magazine, counters);
+    }
+    if magazine.len() < need {
+        counters.count(Event::AdmitWait, 1);
+        return Admission::Wait {
+            need,
+            have: magazine.len(),
+        };
+    }
+    if next.policy().maps_all_while_running() {
+        let missing = layout.all_pages().difference(next.populated());
+        let mut flushes = FlushBatch::new();
+        for page in missing.iter() {
+            // Admission just checked that the magazine covers every page.
+            let Some(frame) = magazine.take() else { break };
+            flushes.add(platform.map_stack_page(layout.page_addr(next.slot(), page), frame));
+            next.note_populated(page);
+        }
+        platform.flush(flushes);
+        counters.add_stack_pages(i64::from(missing.len()));
+        group.force_charge(u64::from(missing.len()));
+    }
+    Admission::Admitted
+}
+
+/// Notes, on `next`'s stack right after the switch, that `next` runs; under
+/// `fault` refills the magazine and returns how far the refill got.
+pub fn finish<P: Platform>(
+    platform: &mut P,
+    magazine: &mut Magazine,
+    counters: &CpuCounters,
+    next: &mut Stack,
+) -> Option<Refill> {
+    next.note_switched_in();
+    if next.policy().refills_after_switch() {
+        Some(refill(platform, magazine, counters))
+    } else {
+        None
+    }
+}
+
+/// Records how `prev` was switched out, and under `switch` gives back its
+/// dead pages that need no flush. Returns the number of pages given back, or
+/// an error (and changes nothing) if the saved stack pointer is not inside
+/// `prev`'s stack. `group` is the charge of `prev`'s group.
+pub fn switch_out<P: Platform>(
+    platform: &mut P,
+    layout: &StackLayout,
+    magazine: &mut Magazine,
+    counters: &CpuCounters,
+    group: &GroupCharge,
+    prev: &mut Stack,
+    how: SwitchOut,
+) -> Result<u8, LayoutError> {
+    let plan = reclaim::switch_out_plan(platform, layout, prev, how.saved_sp)?;
+    prev.note_switched_out(how.saved_sp, how.reason == SwitchOutReason::Asleep);
+    if !prev.policy().maps_all_while_running() || plan.unmap_without_flush.is_empty() {
+        return Ok(0);
+    }
+    Ok(reclaim::give_back(
+        platform,
+        layout,
+        magazine,
+        counters,
+        group,
+        prev,
+        plan.unmap_without_flush,
+    ))
+}
+
+/// Refills the magazine with atomic allocations if it is not full, counting
+/// the refill and its failure.
+pub fn refill<P: Platform>(
+    platform: &mut P,
+    magazine: &mut Magazine,
+    counters: &CpuCounters,
+) -> Refill {
+    let refill = magazine.refill(platform, Urgency::Atomic);
+    if refill.added > 0 || !refill.is_complete() {
+        counters.count(Event::Refills, 1);
+    }
+    if !refill.is_complete() {
+        counters.count(Event::RefillFail, 1);
+    }
+    refill
+}
+
+#[cfg(test)]
+mod tests;
