@@ -1,4 +1,113 @@
+//! The dks testbed kernel.
+//!
+//! Boot order (boot CPU): console, start info, frame allocator, the kernel's page tables,
+//! heap, GDT/TSS/IST stacks, IDT, local APIC and timer; then the command line decides what
+//! runs: the in-kernel tests (`test=`), a deliberate crash (`crash=`), or nothing (a plain boot
+//! that reports what it found and exits with success).
+//!
+//! All `unsafe` code lives in [`hw`]; the rest of the kernel denies it.
+
 #![no_std]
 #![no_main]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! { loop {} }
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+#[allow(unsafe_code)] // reason: the hardware layer is the one place unsafe code lives
+#[allow(dead_code)] // reason: IPIs, SMP bring-up and TSC reads arrive with the scheduler (issue 4)
+mod hw;
+
+mod cmdline;
+mod crash;
+mod ktest;
+mod layout;
+mod mm;
+mod report;
+mod sync;
+mod trap;
+
+use alloc::borrow::Cow;
+
+use dks_protocol::exit::ExitCode;
+use dks_protocol::record::{self, Record};
+use spin::Once;
+
+use crate::hw::pvh::{BootInfo, BootInfoError, PhysRange};
+use crate::mm::frames;
+
+/// The start info, kept for the kernel's lifetime.
+static BOOT_INFO: Once<BootInfo> = Once::new();
+
+/// The heap: 1/16 of RAM, between 8 MiB and 256 MiB.
+fn heap_bytes(ram_bytes: u64) -> u64 {
+    (ram_bytes / 16).clamp(8 << 20, 256 << 20)
+}
+
+/// Entered once, on the boot CPU, from `hw::start`.
+pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
+    let info = match info {
+        Ok(info) => BOOT_INFO.call_once(|| info),
+        Err(e) => {
+            report::log(format_args!("unusable boot information: {e:?}"));
+            report::exit(ExitCode::Failure, "unusable boot information")
+        }
+    };
+
+    let image = hw::paging::image_range();
+    let mut reserved = [PhysRange::default(); 2 + hw::pvh::MAX_MODULES];
+    reserved[0] = PhysRange {
+        start: 0,
+        bytes: 1 << 20,
+    };
+    reserved[1] = image;
+    for (slot, module) in reserved[2..].iter_mut().zip(info.modules()) {
+        *slot = *module;
+    }
+    frames::init(info.ram(), &reserved, frames::DEFAULT_RESERVE_FRAMES);
+    hw::paging::init(info.ram());
+    let ram_bytes: u64 = info.ram().iter().map(|r| r.bytes).sum();
+    hw::heap::init(heap_bytes(ram_bytes));
+    hw::gdt::init_this_cpu();
+    hw::idt::load_on_this_cpu();
+    hw::apic::init_this_cpu();
+    hw::apic::calibrate_timer();
+
+    let config = match cmdline::parse(info.cmdline(), &ktest::names()) {
+        Ok(config) => config,
+        Err(e) => {
+            report::emit(&Record::ConfigError(record::ConfigError {
+                key: Cow::Borrowed(&e.key),
+                value: Cow::Borrowed(&e.value),
+                problem: Cow::Borrowed(&e.problem),
+                accepted: Cow::Borrowed(&e.accepted),
+            }));
+            report::exit(ExitCode::ConfigError, "bad kernel command line")
+        }
+    };
+    frames::set_reserve(config.reserve_frames);
+    hw::apic::start_periodic_timer(config.hz);
+    hw::cpu::enable_interrupts();
+
+    let stats = frames::stats();
+    report::emit(&Record::Boot(record::Boot {
+        version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
+        cpus: 1,
+        memory_kib: ram_bytes / 1024,
+        frames_total: stats.total,
+        frames_free: stats.free,
+        cmdline: Cow::Borrowed(info.cmdline()),
+    }));
+    frames::set_injection(config.injection);
+
+    if let Some(crash) = config.crash {
+        crash::now(crash);
+    }
+    if let Some(selection) = &config.tests {
+        let failed = ktest::run(selection);
+        if failed > 0 {
+            report::exit(ExitCode::Failure, "in-kernel tests failed");
+        }
+        report::exit(ExitCode::Success, "all tests passed");
+    }
+    report::exit(ExitCode::Success, "boot complete")
+}

@@ -1,0 +1,230 @@
+//! The kernel command line, parsed strictly (DESIGN §11).
+//!
+//! The line is a space-separated list of `key=value` words. Every key may appear once. An
+//! unknown key, a word without `=`, a repeated key or a value outside what the key accepts is
+//! an error that names the key, the value, the problem and what would have been accepted;
+//! the kernel reports it as one `ConfigError` record and exits without running anything.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::mm::frames::{self, Injection};
+
+/// Something that deliberately crashes the boot, so the host can check that crashes are
+/// reported (and never read as success).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crash {
+    /// Executes `ud2`: an invalid-opcode exception.
+    InvalidOpcode,
+    /// Reads an unmapped address: a page fault nobody handles.
+    PageFault,
+    /// Overflows a kernel stack into its guard page.
+    Guard,
+}
+
+/// Which in-kernel tests to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TestSelection {
+    /// Every registered test.
+    All,
+    /// These tests, in this order.
+    Named(Vec<&'static str>),
+}
+
+/// The parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Tests to run, if any.
+    pub tests: Option<TestSelection>,
+    /// The allocation-failure pattern armed after boot.
+    pub injection: Injection,
+    /// Frames only atomic allocations may take.
+    pub reserve_frames: u64,
+    /// Timer interrupts per second.
+    pub hz: u32,
+    /// A deliberate crash, for testing the crash reports.
+    pub crash: Option<Crash>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tests: None,
+            injection: Injection::None,
+            reserve_frames: frames::DEFAULT_RESERVE_FRAMES,
+            hz: 100,
+            crash: None,
+        }
+    }
+}
+
+/// A rejected command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key at fault (the whole word when it had no `=`).
+    pub key: String,
+    /// The value given.
+    pub value: String,
+    /// What was wrong.
+    pub problem: Cow<'static, str>,
+    /// What would be accepted.
+    pub accepted: Cow<'static, str>,
+}
+
+/// Every key, with what it accepts.
+const KEYS: &[(&str, &str)] = &[
+    ("test", "all, or a comma-separated list of test names"),
+    (
+        "inject",
+        "none, every:N (N >= 1), percent:P:SEED (P 0..=100), atomic-window:START:LEN, all-atomic",
+    ),
+    ("reserve", "a frame count from 0 to 1048576"),
+    ("hz", "timer interrupts per second, 10 to 10000"),
+    ("crash", "ud, page-fault, guard"),
+];
+
+fn accepted_for(key: &str) -> &'static str {
+    KEYS.iter().find(|(k, _)| *k == key).map_or("", |(_, a)| a)
+}
+
+fn accepted_keys() -> String {
+    let names: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+    let mut text = String::from("keys: ");
+    text.push_str(&names.join(", "));
+    text
+}
+
+/// Parses `line`. `test_names` are the registered tests, used to check `test=`.
+pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for word in line.split_ascii_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            return Err(ConfigError {
+                key: word.into(),
+                value: String::new(),
+                problem: "not of the form key=value".into(),
+                accepted: accepted_keys().into(),
+            });
+        };
+        let error = |problem: &'static str| ConfigError {
+            key: key.into(),
+            value: value.into(),
+            problem: problem.into(),
+            accepted: accepted_for(key).into(),
+        };
+        if !KEYS.iter().any(|(k, _)| *k == key) {
+            return Err(ConfigError {
+                key: key.into(),
+                value: value.into(),
+                problem: "unknown key".into(),
+                accepted: accepted_keys().into(),
+            });
+        }
+        if seen.contains(&key) {
+            return Err(error("key given twice"));
+        }
+        seen.push(key);
+        match key {
+            "test" => {
+                config.tests = Some(parse_tests(value, test_names).map_err(|e| {
+                    match e {
+                        TestsError::Empty => error("empty test list"),
+                        TestsError::Unknown(name) => ConfigError {
+                            key: key.into(),
+                            value: value.into(),
+                            problem: alloc::format!("no test named {name:?}").into(),
+                            accepted: alloc::format!(
+                                "all, or a comma-separated list of: {}",
+                                test_names.join(", ")
+                            )
+                            .into(),
+                        },
+                    }
+                })?)
+            }
+            "inject" => {
+                config.injection =
+                    parse_injection(value).ok_or_else(|| error("bad injection pattern"))?
+            }
+            "reserve" => {
+                config.reserve_frames = parse_in_range(value, 0, 1 << 20)
+                    .ok_or_else(|| error("not a number in range"))?
+            }
+            "hz" => {
+                config.hz = parse_in_range(value, 10, 10_000)
+                    .ok_or_else(|| error("not a number in range"))?
+                    as u32
+            }
+            "crash" => {
+                config.crash = Some(match value {
+                    "ud" => Crash::InvalidOpcode,
+                    "page-fault" => Crash::PageFault,
+                    "guard" => Crash::Guard,
+                    _ => return Err(error("unknown crash kind")),
+                })
+            }
+            _ => unreachable!("every key of KEYS is handled"),
+        }
+    }
+    Ok(config)
+}
+
+enum TestsError<'a> {
+    Empty,
+    Unknown(&'a str),
+}
+
+fn parse_tests<'a>(
+    value: &'a str,
+    names: &[&'static str],
+) -> Result<TestSelection, TestsError<'a>> {
+    if value == "all" {
+        return Ok(TestSelection::All);
+    }
+    let mut selected = Vec::new();
+    for name in value.split(',') {
+        let known = names
+            .iter()
+            .find(|n| **n == name)
+            .ok_or(TestsError::Unknown(name))?;
+        selected.push(*known);
+    }
+    if selected.is_empty() || value.is_empty() {
+        return Err(TestsError::Empty);
+    }
+    Ok(TestSelection::Named(selected))
+}
+
+/// Parses a decimal number (no sign, no spaces) within `min..=max`.
+pub fn parse_in_range(value: &str, min: u64, max: u64) -> Option<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+}
+
+fn parse_injection(value: &str) -> Option<Injection> {
+    let mut parts = value.split(':');
+    let kind = parts.next()?;
+    let numbers: Vec<&str> = parts.collect();
+    let injection = match (kind, numbers.as_slice()) {
+        ("none", []) => Injection::None,
+        ("all-atomic", []) => Injection::AllAtomic,
+        ("every", [n]) => Injection::EveryNth(parse_in_range(n, 1, u64::MAX)?),
+        ("percent", [p, seed]) => Injection::Percent {
+            percent: parse_in_range(p, 0, 100)? as u8,
+            seed: parse_in_range(seed, 0, u64::MAX)?,
+        },
+        ("atomic-window", [start, len]) => Injection::AtomicWindow {
+            start: parse_in_range(start, 0, u64::MAX)?,
+            len: parse_in_range(len, 0, u64::MAX)?,
+        },
+        _ => return None,
+    };
+    Some(injection)
+}

@@ -1,0 +1,264 @@
+//! The trap entry path (IST flavour; a FRED entry would be a sibling module).
+//!
+//! Every vector enters through a 16-byte stub that pushes a zero error code where the CPU
+//! pushes none, then the vector number, and jumps to `trap_common`. That code runs on the
+//! vector's IST stack: it saves the general registers and the FPU/SSE state into a
+//! [`TrapFrame`] and calls [`dispatch`]. `dispatch` either handles the trap right there and
+//! returns 0, or returns a stack address: the *bounce target*. `trap_common` then copies the
+//! whole frame just below that address, switches to it and calls [`bounced`], which runs
+//! the handler on the interrupted stack, where it may take locks, block or switch tasks,
+//! because the IST stack is free again. Both paths end by restoring the frame and `iretq`.
+//!
+//! The bounce target is the interrupted stack pointer minus the 128-byte red zone, rounded
+//! down to 16 bytes: the interrupted function's red zone survives. Whoever chooses to bounce
+//! must make sure that the memory below the target is mapped (a dynamic stack may need a page
+//! first), because the copy itself must not fault.
+//!
+//! The #PF IST stack is live from entry until `dispatch` returns. A page fault while it is live
+//! would overwrite the first frame; [`dispatch`] detects this with a per-CPU flag and stops
+//! the kernel with a report instead.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use dks_protocol::record::Registers;
+
+use super::cpu::MAX_CPUS;
+
+/// The red zone of the System V ABI: bytes below RSP a leaf function may use.
+pub const RED_ZONE_BYTES: u64 = 128;
+
+/// Everything `trap_common` saves, in memory order (lowest address first).
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct TrapFrame {
+    /// FXSAVE image of the interrupted FPU/SSE state.
+    pub fpu: [u8; 512],
+    #[allow(missing_docs)] // reason: register names
+    pub r15: u64,
+    #[allow(missing_docs)]
+    pub r14: u64,
+    #[allow(missing_docs)]
+    pub r13: u64,
+    #[allow(missing_docs)]
+    pub r12: u64,
+    #[allow(missing_docs)]
+    pub r11: u64,
+    #[allow(missing_docs)]
+    pub r10: u64,
+    #[allow(missing_docs)]
+    pub r9: u64,
+    #[allow(missing_docs)]
+    pub r8: u64,
+    #[allow(missing_docs)]
+    pub rbp: u64,
+    #[allow(missing_docs)]
+    pub rdi: u64,
+    #[allow(missing_docs)]
+    pub rsi: u64,
+    #[allow(missing_docs)]
+    pub rdx: u64,
+    #[allow(missing_docs)]
+    pub rcx: u64,
+    #[allow(missing_docs)]
+    pub rbx: u64,
+    #[allow(missing_docs)]
+    pub rax: u64,
+    /// The vector number.
+    pub vector: u64,
+    /// The CPU's error code, or 0 for vectors without one.
+    pub error_code: u64,
+    /// Interrupted instruction.
+    pub rip: u64,
+    /// Interrupted code segment.
+    pub cs: u64,
+    /// Interrupted flags.
+    pub rflags: u64,
+    /// Interrupted stack pointer.
+    pub rsp: u64,
+    /// Interrupted stack segment.
+    pub ss: u64,
+}
+
+/// Size of a [`TrapFrame`]; a multiple of 16 so that a bounced frame keeps RSP aligned.
+pub const FRAME_BYTES: usize = core::mem::size_of::<TrapFrame>();
+const _: () = assert!(FRAME_BYTES == 512 + 15 * 8 + 7 * 8);
+const _: () = assert!(FRAME_BYTES.is_multiple_of(16));
+
+impl core::fmt::Debug for TrapFrame {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TrapFrame")
+            .field("vector", &self.vector)
+            .field("error_code", &self.error_code)
+            .field("rip", &format_args!("{:#x}", self.rip))
+            .field("rsp", &format_args!("{:#x}", self.rsp))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrapFrame {
+    /// The general registers, for a report.
+    pub fn registers(&self) -> Registers {
+        Registers {
+            rax: self.rax,
+            rbx: self.rbx,
+            rcx: self.rcx,
+            rdx: self.rdx,
+            rsi: self.rsi,
+            rdi: self.rdi,
+            rbp: self.rbp,
+            r8: self.r8,
+            r9: self.r9,
+            r10: self.r10,
+            r11: self.r11,
+            r12: self.r12,
+            r13: self.r13,
+            r14: self.r14,
+            r15: self.r15,
+        }
+    }
+
+    /// Whether this vector pushes an error code.
+    pub fn has_error_code(&self) -> bool {
+        matches!(self.vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
+    }
+}
+
+/// What the dispatcher decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled; return from the trap on the IST stack.
+    Done,
+    /// Move the frame to just below this (16-byte aligned, mapped) address and run the
+    /// handler there.
+    Bounce(u64),
+}
+
+/// Returns the bounce target for a trap that interrupted code with stack pointer `rsp`.
+pub fn bounce_target(rsp: u64) -> u64 {
+    (rsp - RED_ZONE_BYTES) & !15
+}
+
+/// Set while a CPU's #PF IST frame is live.
+static PF_IST_LIVE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+const PAGE_FAULT: u64 = 14;
+
+/// Called by `trap_common` on the IST stack.
+extern "C" fn dispatch(frame: &mut TrapFrame) -> u64 {
+    let cpu = super::cpu::current_id() as usize;
+    if frame.vector == PAGE_FAULT && PF_IST_LIVE[cpu].swap(true, Ordering::AcqRel) {
+        crate::trap::nested_page_fault(frame);
+    }
+    let disposition = crate::trap::on_ist(frame);
+    if frame.vector == PAGE_FAULT {
+        PF_IST_LIVE[cpu].store(false, Ordering::Release);
+    }
+    match disposition {
+        Disposition::Done => 0,
+        Disposition::Bounce(target) => {
+            debug_assert!(target % 16 == 0);
+            target
+        }
+    }
+}
+
+/// Called by `trap_common` on the interrupted stack, after the bounce.
+extern "C" fn bounced(frame: &mut TrapFrame) {
+    crate::trap::on_interrupted_stack(frame);
+}
+
+/// Address of the first stub; stub `n` is at `stubs_start() + 16 * n`.
+pub fn stub_address(vector: u8) -> u64 {
+    unsafe extern "C" {
+        static trap_stubs: u8;
+    }
+    (&raw const trap_stubs) as u64 + 16 * u64::from(vector)
+}
+
+global_asm!(
+    r#"
+    .pushsection .text.trap, "ax"
+    .balign 16
+    .globl trap_stubs
+trap_stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    .if (vec == 8) || ((vec >= 10) && (vec <= 14)) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp trap_common
+    .set vec, vec + 1
+    .endr
+    .popsection
+"#,
+    options(att_syntax)
+);
+
+global_asm!(
+    r#"
+    .pushsection .text.trap, "ax"
+    .balign 16
+    .globl trap_common
+trap_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    sub rsp, 512
+    fxsave64 [rsp]
+    cld
+    mov rdi, rsp
+    call {dispatch}
+    test rax, rax
+    jnz 3f
+2:
+    fxrstor64 [rsp]
+    add rsp, 512
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+3:
+    mov rsi, rsp
+    lea rdi, [rax - {frame_bytes}]
+    mov rsp, rdi
+    mov ecx, {frame_words}
+    rep movsq
+    mov rdi, rsp
+    call {bounced}
+    jmp 2b
+    .popsection
+"#,
+    dispatch = sym dispatch,
+    bounced = sym bounced,
+    frame_bytes = const FRAME_BYTES,
+    frame_words = const FRAME_BYTES / 8,
+);

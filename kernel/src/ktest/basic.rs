@@ -1,0 +1,156 @@
+//! Tests of the boot itself and of the command-line parser.
+
+use alloc::vec::Vec;
+
+use super::{KernelTest, TestResult, check, check_eq};
+use crate::cmdline::{self, Crash, TestSelection};
+use crate::hw::{cpu, heap, paging};
+use crate::mm::frames::{self, Injection};
+
+/// The tests of this module.
+pub const TESTS: &[KernelTest] = &[
+    KernelTest {
+        name: "boot",
+        run: boot,
+    },
+    KernelTest {
+        name: "cmdline_accepts",
+        run: cmdline_accepts,
+    },
+    KernelTest {
+        name: "cmdline_rejects",
+        run: cmdline_rejects,
+    },
+];
+
+fn boot() -> TestResult {
+    check!(
+        paging::kernel_tables_active(),
+        "kernel page tables not loaded"
+    );
+    check_eq!(cpu::current_id(), 0);
+    check!(
+        cpu::interrupts_enabled(),
+        "interrupts are off in test context"
+    );
+    let stats = frames::stats();
+    check!(stats.total > 1024, "only {} frames managed", stats.total);
+    check!(
+        stats.free <= stats.total,
+        "free {} > total {}",
+        stats.free,
+        stats.total
+    );
+    let (used_before, size) = heap::usage();
+    check!(size >= 8 << 20, "heap of {size} bytes");
+    let v: Vec<u64> = (0..10_000).collect();
+    check_eq!(v.iter().sum::<u64>(), 49_995_000);
+    check!(
+        heap::usage().0 > used_before,
+        "heap usage did not grow with a live Vec"
+    );
+    drop(v);
+    check_eq!(
+        heap::usage().0,
+        used_before,
+        "heap usage after the Vec was dropped"
+    );
+    Ok(())
+}
+
+const NAMES: &[&str] = &["boot", "guard_page"];
+
+fn cmdline_accepts() -> TestResult {
+    let empty = cmdline::parse("", NAMES).map_err(|e| alloc::format!("{e:?}"))?;
+    check_eq!(empty, cmdline::Config::default());
+    let c = cmdline::parse(
+        "  test=guard_page,boot inject=percent:25:7 reserve=0 hz=1000 crash=guard ",
+        NAMES,
+    )
+    .map_err(|e| alloc::format!("{e:?}"))?;
+    check_eq!(
+        c.tests,
+        Some(TestSelection::Named(alloc::vec!["guard_page", "boot"]))
+    );
+    check_eq!(
+        c.injection,
+        Injection::Percent {
+            percent: 25,
+            seed: 7
+        }
+    );
+    check_eq!(c.reserve_frames, 0);
+    check_eq!(c.hz, 1000);
+    check_eq!(c.crash, Some(Crash::Guard));
+    for (text, injection) in [
+        ("inject=none", Injection::None),
+        ("inject=all-atomic", Injection::AllAtomic),
+        ("inject=every:3", Injection::EveryNth(3)),
+        (
+            "inject=atomic-window:5:10",
+            Injection::AtomicWindow { start: 5, len: 10 },
+        ),
+    ] {
+        let c = cmdline::parse(text, NAMES).map_err(|e| alloc::format!("{text}: {e:?}"))?;
+        check_eq!(c.injection, injection, "for {}", text);
+    }
+    let all = cmdline::parse("test=all", NAMES).map_err(|e| alloc::format!("{e:?}"))?;
+    check_eq!(all.tests, Some(TestSelection::All));
+    Ok(())
+}
+
+fn cmdline_rejects() -> TestResult {
+    let cases: &[(&str, &str, &str)] = &[
+        ("no_such_key=1", "no_such_key", "unknown key"),
+        ("lonely", "lonely", "not of the form key=value"),
+        ("hz=5", "hz", "not a number in range"),
+        ("hz=abc", "hz", "not a number in range"),
+        ("hz=", "hz", "not a number in range"),
+        ("hz=+100", "hz", "not a number in range"),
+        ("reserve=-1", "reserve", "not a number in range"),
+        (
+            "reserve=99999999999999999999999",
+            "reserve",
+            "not a number in range",
+        ),
+        ("inject=every:0", "inject", "bad injection pattern"),
+        ("inject=percent:101:1", "inject", "bad injection pattern"),
+        ("inject=percent:5", "inject", "bad injection pattern"),
+        ("inject=sometimes", "inject", "bad injection pattern"),
+        ("crash=boom", "crash", "unknown crash kind"),
+        ("hz=100 hz=200", "hz", "key given twice"),
+        ("test=", "test", "no test named \"\""),
+        ("test=nope", "test", "no test named \"nope\""),
+        ("test=boot,", "test", "no test named \"\""),
+    ];
+    for (line, key, problem) in cases {
+        match cmdline::parse(line, NAMES) {
+            Ok(c) => check!(false, "{line:?} was accepted as {c:?}"),
+            Err(e) => {
+                check_eq!(e.key.as_str(), *key, "key named for {:?}", line);
+                check_eq!(&*e.problem, *problem, "problem for {:?}", line);
+                check!(
+                    !e.accepted.is_empty(),
+                    "no accepted values named for {line:?}"
+                );
+            }
+        }
+    }
+    let unknown = cmdline::parse("no_such_key=1", NAMES)
+        .err()
+        .unwrap_or_else(|| unreachable!());
+    check!(
+        unknown.accepted.contains("test") && unknown.accepted.contains("inject"),
+        "accepted keys: {}",
+        unknown.accepted
+    );
+    let bad_test = cmdline::parse("test=nope", NAMES)
+        .err()
+        .unwrap_or_else(|| unreachable!());
+    check!(
+        bad_test.accepted.contains("guard_page"),
+        "accepted tests: {}",
+        bad_test.accepted
+    );
+    Ok(())
+}

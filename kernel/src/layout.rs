@@ -1,0 +1,59 @@
+//! The kernel's virtual address space: one table of where everything lives.
+//!
+//! | region | start | what |
+//! |---|---|---|
+//! | kernel image | 1 MiB (identity) | text RX, rodata R, data/bss RW; nothing else in the low half |
+//! | lazy region | `LAZY_REGION_BASE` | mapped on demand by non-stack page faults (stands in for user memory) |
+//! | direct map | `DIRECT_MAP_BASE` | all RAM, 2 MiB pages, RW, NX |
+//! | stack region | `STACK_REGION_BASE` | thread stacks in fixed slots (DESIGN §3), owned by `dks-core`'s layout |
+//! | kernel stacks | `KERNEL_STACKS_BASE` | IST and idle stacks, always populated, each below a guard page |
+//! | MMIO | `MMIO_BASE` | device registers (local APIC), uncached |
+//!
+//! Each region has its own top-level (PML4) entry, created at boot, so every CPU sees every
+//! later mapping through the one shared PML4.
+
+/// Bytes in a page.
+pub const PAGE_BYTES: u64 = 4096;
+/// Bytes in a large (2 MiB) page.
+pub const LARGE_PAGE_BYTES: u64 = 2 * 1024 * 1024;
+/// Bytes one PML4 entry spans.
+pub const PML4_ENTRY_BYTES: u64 = 1 << 39;
+
+/// Where the linker places the kernel image (virtual = physical).
+pub const KERNEL_IMAGE_BASE: u64 = 0x10_0000;
+/// A lazily mapped region whose faults are served on the interrupted stack.
+pub const LAZY_REGION_BASE: u64 = 0x0000_1000_0000_0000;
+/// Size of the lazy region.
+pub const LAZY_REGION_BYTES: u64 = 1 << 30;
+/// The direct map of physical memory (Linux's `PAGE_OFFSET`).
+pub const DIRECT_MAP_BASE: u64 = 0xffff_8880_0000_0000;
+/// The thread-stack region (Linux's vmalloc area starts here too).
+pub const STACK_REGION_BASE: u64 = 0xffff_c900_0000_0000;
+/// IST stacks and idle stacks.
+pub const KERNEL_STACKS_BASE: u64 = 0xffff_ca00_0000_0000;
+/// Device registers.
+pub const MMIO_BASE: u64 = 0xffff_ff00_0000_0000;
+
+/// Bytes of one kernel stack (IST or idle) in the kernel-stacks region.
+pub const KERNEL_STACK_BYTES: u64 = 32 * 1024;
+/// Guard pages below each kernel stack.
+pub const KERNEL_STACK_GUARD_PAGES: u64 = 1;
+/// Distance between two kernel stacks.
+pub const KERNEL_STACK_SLOT_BYTES: u64 = KERNEL_STACK_BYTES + KERNEL_STACK_GUARD_PAGES * PAGE_BYTES;
+
+/// Returns the PML4 index of a virtual address.
+pub const fn pml4_index(address: u64) -> usize {
+    ((address >> 39) & 511) as usize
+}
+
+const _: () = assert!(pml4_index(DIRECT_MAP_BASE) == 273);
+const _: () = assert!(pml4_index(STACK_REGION_BASE) != pml4_index(KERNEL_STACKS_BASE));
+const _: () = assert!(pml4_index(LAZY_REGION_BASE) != pml4_index(KERNEL_IMAGE_BASE));
+const _: () = assert!(LAZY_REGION_BYTES <= PML4_ENTRY_BYTES);
+const _: () = assert!(KERNEL_STACK_BYTES.is_multiple_of(PAGE_BYTES));
+
+/// Returns whether `address` lies in the thread-stack region or the kernel-stacks region.
+pub const fn is_stack_address(address: u64) -> bool {
+    (address >= STACK_REGION_BASE && address < STACK_REGION_BASE + PML4_ENTRY_BYTES)
+        || (address >= KERNEL_STACKS_BASE && address < KERNEL_STACKS_BASE + PML4_ENTRY_BYTES)
+}

@@ -1,0 +1,79 @@
+//! Kernel stacks that are always fully populated: IST stacks and idle stacks.
+//!
+//! Each stack occupies one slot of the kernel-stacks region: `KERNEL_STACK_GUARD_PAGES` guard
+//! pages (never mapped) and then `KERNEL_STACK_BYTES` of mapped memory. An overflow therefore
+//! faults on the guard page instead of running into the next stack. Slots are handed out once
+//! and never freed (there is a fixed number per CPU).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::hw::paging::{self, flags};
+use crate::layout::{
+    KERNEL_STACK_BYTES, KERNEL_STACK_GUARD_PAGES, KERNEL_STACK_SLOT_BYTES, KERNEL_STACKS_BASE,
+    PAGE_BYTES,
+};
+use crate::mm::frames::{self, Urgency};
+
+static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
+
+/// A mapped kernel stack.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelStack {
+    bottom: u64,
+}
+
+impl KernelStack {
+    /// The address just above the stack (the initial stack pointer).
+    pub fn top(&self) -> u64 {
+        self.bottom + KERNEL_STACK_BYTES
+    }
+
+    /// The lowest mapped address.
+    pub fn bottom(&self) -> u64 {
+        self.bottom
+    }
+}
+
+/// Returns the guard range `[start, end)` of the kernel stack whose guard contains `address`,
+/// or `None` when `address` is not in a kernel stack's guard pages.
+pub fn guard_containing(address: u64) -> Option<(u64, u64)> {
+    let used = NEXT_SLOT.load(Ordering::Acquire);
+    let offset = address.checked_sub(KERNEL_STACKS_BASE)?;
+    let slot = offset / KERNEL_STACK_SLOT_BYTES;
+    if slot >= used {
+        return None;
+    }
+    let start = KERNEL_STACKS_BASE + slot * KERNEL_STACK_SLOT_BYTES;
+    let end = start + KERNEL_STACK_GUARD_PAGES * PAGE_BYTES;
+    (address < end).then_some((start, end))
+}
+
+/// Maps a new kernel stack. `None` when memory runs out (frames taken so far are returned).
+pub fn alloc() -> Option<KernelStack> {
+    let slot = NEXT_SLOT.fetch_add(1, Ordering::AcqRel);
+    let bottom =
+        KERNEL_STACKS_BASE + slot * KERNEL_STACK_SLOT_BYTES + KERNEL_STACK_GUARD_PAGES * PAGE_BYTES;
+    let pages = KERNEL_STACK_BYTES / PAGE_BYTES;
+    for page in 0..pages {
+        let virt = bottom + page * PAGE_BYTES;
+        let mapped = frames::alloc_zeroed(Urgency::Normal).and_then(|frame| {
+            paging::map(virt, frame, flags::DATA)
+                .map_err(|(f, _)| frames::free(f))
+                .ok()
+        });
+        match mapped {
+            // A page that was not present cannot be in any TLB.
+            Some(flush) => flush.ignore(),
+            None => {
+                for done in 0..page {
+                    if let Some((frame, flush)) = paging::unmap(bottom + done * PAGE_BYTES) {
+                        flush.flush();
+                        frames::free(frame);
+                    }
+                }
+                return None;
+            }
+        }
+    }
+    Some(KernelStack { bottom })
+}

@@ -1,0 +1,4 @@
+//! Memory management in safe code: physical frames.
+
+pub mod frames;
+pub mod kstacks;
