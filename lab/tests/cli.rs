@@ -229,6 +229,23 @@ fn missing_qemu_is_one_clear_error() {
 }
 
 #[test]
+fn a_missing_kernel_file_is_one_clear_error() {
+    let qemu = FakeQemu::new("no-kernel", &format!("{EXIT_SUCCESS_RECORD}\nexit 33"));
+    std::fs::remove_file(qemu.kernel()).unwrap();
+    let output = qemu.run_dks(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        stderr.contains(&format!(
+            "kernel {} is not a readable file",
+            qemu.kernel().display()
+        )),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
 fn kvm_is_refused_where_it_cannot_work() {
     let qemu = FakeQemu::new("kvm", &format!("{EXIT_SUCCESS_RECORD}\nexit 33"));
     let output = qemu.run_dks(&["--accel", "kvm"]);
