@@ -75,6 +75,8 @@ pub mod pte;
 pub mod reclaim;
 pub mod stack;
 pub mod switch;
+#[cfg(test)]
+mod test_fixture;
 
 pub use addr::VirtAddr;
 pub use cache::{CachedStack, StackCache};

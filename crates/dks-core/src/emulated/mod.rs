@@ -289,10 +289,14 @@ impl EmulatedPlatform {
         }
     }
 
-    /// Returns whether `frame` still holds only zeros.
+    /// Returns whether the frame at `phys_addr` still holds only zeros.
+    ///
+    /// # Panics
+    ///
+    /// If the frame is not from this pool.
     #[must_use]
-    pub fn is_clean(&self, frame: &Frame) -> bool {
-        !self.frames[self.index_of(frame.phys_addr())].dirty
+    pub fn is_clean(&self, phys_addr: u64) -> bool {
+        !self.frames[self.index_of(phys_addr)].dirty
     }
 
     /// Returns the first cached translation that no longer matches the page
@@ -503,6 +507,13 @@ impl Platform for EmulatedPlatform {
 }
 
 impl EmulatedPlatform {
+    /// Overwrites the entry of the page at `addr` with `raw`, bypassing every
+    /// check: for tests that corrupt the page table on purpose. The frame of
+    /// a present entry overwritten this way stays allocated.
+    pub fn write_raw_entry(&mut self, addr: VirtAddr, raw: u64) {
+        self.table.insert(addr.page_base().as_u64(), raw);
+    }
+
     fn write_absent_unchecked(&mut self, addr: VirtAddr, entry: AbsentPte) {
         assert!(addr.is_page_aligned(), "writing the unaligned address {addr}");
         if entry.raw() == 0 {

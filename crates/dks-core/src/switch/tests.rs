@@ -1,1 +1,167 @@
 use super::*;
+use crate::emulated::FailurePattern;
+use crate::page_set::PageSet;
+use crate::policy::Policy;
+use crate::test_fixture::Fixture;
+
+fn prepare_next(fx: &mut Fixture, next: &mut Stack) -> Admission {
+    prepare(
+        &mut fx.platform,
+        &fx.layout,
+        &mut fx.cpu.magazine,
+        &fx.counters,
+        &fx.group,
+        next,
+    )
+}
+
+fn switch_out_at(fx: &mut Fixture, prev: &mut Stack, depth: u64, reason: SwitchOutReason) -> Result<u8, LayoutError> {
+    let saved_sp = fx.sp(prev, depth);
+    switch_out(
+        &mut fx.platform,
+        &fx.layout,
+        &mut fx.cpu.magazine,
+        &fx.counters,
+        &fx.group,
+        prev,
+        SwitchOut { saved_sp, reason },
+    )
+}
+
+#[test]
+fn policies_without_admission_are_admitted_without_a_refill() {
+    for policy in [Policy::Static, Policy::Fault] {
+        let mut fx = Fixture::new();
+        let mut next = fx.create(policy, 0);
+        assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+        assert!(fx.cpu.magazine.is_empty());
+        assert_eq!(fx.counters.snapshot().dks_refills, 0);
+    }
+}
+
+#[test]
+fn admission_refills_until_the_need_is_covered() {
+    for policy in [Policy::Guaranteed, Policy::Reclaim] {
+        let mut fx = Fixture::new();
+        let mut next = fx.create(policy, 0);
+        assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+        assert_eq!(fx.cpu.magazine.len(), 3);
+        let counters = fx.counters.snapshot();
+        assert_eq!((counters.dks_refills, counters.dks_refill_fail), (1, 0));
+        // Covered already: no refill.
+        assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+        assert_eq!(fx.counters.snapshot().dks_refills, 1);
+        assert_eq!(next.populated(), PageSet::top(1), "{policy}");
+    }
+}
+
+#[test]
+fn admission_waits_when_the_atomic_refill_cannot_cover_the_need() {
+    let mut fx = Fixture::new();
+    let mut next = fx.create(Policy::Guaranteed, 0);
+    fx.platform.set_failures(FailurePattern::AllAtomic);
+    assert_eq!(
+        prepare_next(&mut fx, &mut next),
+        Admission::Wait { need: 3, have: 0 }
+    );
+    let counters = fx.counters.snapshot();
+    assert_eq!(
+        (counters.dks_admit_wait, counters.dks_refills, counters.dks_refill_fail),
+        (1, 1, 1)
+    );
+    // A partial refill is not enough either.
+    fx.platform.set_failures(FailurePattern::EveryNth(2));
+    assert_eq!(
+        prepare_next(&mut fx, &mut next),
+        Admission::Wait { need: 3, have: 1 }
+    );
+    fx.platform.set_failures(FailurePattern::Never);
+    assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+    // A task that needs less is admitted with what there is.
+    let mut deep = fx.create(Policy::Reclaim, 1);
+    fx.touch_to_depth(&mut deep, 0x3000);
+    fx.platform.set_failures(FailurePattern::AllAtomic);
+    assert_eq!(fx.cpu.magazine.len(), 1);
+    assert_eq!(prepare_next(&mut fx, &mut deep), Admission::Admitted);
+}
+
+#[test]
+fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
+    let mut fx = Fixture::new();
+    let mut next = fx.create(Policy::Switch, 0);
+    assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+    assert_eq!(next.populated(), PageSet::top(4));
+    assert!(fx.cpu.magazine.is_empty());
+    assert_eq!(fx.group.charged_pages(), 4);
+    assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 16);
+    assert_eq!(finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next), None);
+    // The task touches two pages; it cannot fault.
+    for page in 0..2 {
+        fx.platform.touch(fx.page_addr(&next, page)).unwrap();
+    }
+    assert_eq!(fx.counters.snapshot().dks_faults, 0);
+    // At switch-out the two untouched dead pages go back, with no flush, to
+    // the magazine.
+    assert_eq!(switch_out_at(&mut fx, &mut next, 0x1200, SwitchOutReason::Preempted), Ok(2));
+    assert_eq!(next.populated(), PageSet::top(2));
+    assert_eq!(fx.cpu.magazine.len(), 2);
+    assert_eq!(fx.platform.stats().shootdowns, 0);
+    fx.platform.check_tlbs().unwrap();
+    fx.platform
+        .check_slot(&fx.layout, next.slot(), Some(PageSet::top(2)))
+        .unwrap();
+    let counters = fx.counters.snapshot();
+    assert_eq!((counters.dks_reclaimed, counters.nr_kernel_stack_kb), (2, 8));
+    assert_eq!(fx.group.charged_pages(), 2);
+    // Touched dead pages stay (unmapping them would need a shootdown).
+    assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+    let _ = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next);
+    assert_eq!(switch_out_at(&mut fx, &mut next, 64, SwitchOutReason::Asleep), Ok(2));
+    assert_eq!(next.populated(), PageSet::top(2));
+    assert!(next.is_asleep());
+}
+
+#[test]
+fn the_fault_policy_refills_after_the_switch_and_may_fail() {
+    let mut fx = Fixture::new();
+    let mut next = fx.create(Policy::Fault, 0);
+    let refill = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next);
+    assert_eq!(refill.map(|r| r.is_complete()), Some(true));
+    let _ = fx.cpu.magazine.take().map(|f| fx.platform.free_frame(f));
+    fx.platform.set_failures(FailurePattern::AllAtomic);
+    let refill = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next);
+    assert_eq!(refill.map(|r| (r.added, r.len)), Some((0, 2)));
+    let counters = fx.counters.snapshot();
+    assert_eq!((counters.dks_refills, counters.dks_refill_fail), (2, 1));
+    // Full magazine: nothing counted.
+    fx.platform.set_failures(FailurePattern::Never);
+    let _ = refill_full(&mut fx);
+    let _ = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next);
+    assert_eq!(fx.counters.snapshot().dks_refills, 3);
+}
+
+fn refill_full(fx: &mut Fixture) -> Refill {
+    refill(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters)
+}
+
+#[test]
+fn switching_out_records_the_pointer_and_switching_in_clears_it() {
+    let mut fx = Fixture::new();
+    let mut stack = fx.create(Policy::Guaranteed, 0);
+    assert_eq!(switch_out_at(&mut fx, &mut stack, 100, SwitchOutReason::Asleep), Ok(0));
+    assert_eq!(stack.saved_sp(), Some(fx.sp(&stack, 100)));
+    assert!(stack.is_asleep());
+    let _ = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut stack);
+    assert_eq!((stack.saved_sp(), stack.is_asleep()), (None, false));
+}
+
+#[test]
+fn a_pointer_outside_the_stack_is_refused_and_changes_nothing() {
+    let mut fx = Fixture::new();
+    let mut stack = fx.create(Policy::Switch, 0);
+    assert_eq!(prepare_next(&mut fx, &mut stack), Admission::Admitted);
+    let error = switch_out_at(&mut fx, &mut stack, 0x4001, SwitchOutReason::Asleep);
+    assert!(matches!(error, Err(LayoutError::SpOutsideStack { .. })));
+    assert_eq!(stack.saved_sp(), None);
+    assert_eq!(stack.populated(), PageSet::top(4));
+}
