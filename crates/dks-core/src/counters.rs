@@ -110,7 +110,8 @@ impl CpuCounters {
     /// Only the owning CPU may call it.
     pub(crate) fn add_stack_pages(&self, delta: i64) {
         let old = self.stack_pages.load(Ordering::Relaxed);
-        self.stack_pages.store(old.wrapping_add(delta), Ordering::Relaxed);
+        self.stack_pages
+            .store(old.wrapping_add(delta), Ordering::Relaxed);
     }
 
     /// Counts `n` more `event`s. Only the owning CPU may call it.

@@ -24,7 +24,10 @@ impl Frame {
     /// If `phys_addr` is not page aligned.
     #[must_use]
     pub const fn from_phys_addr(phys_addr: u64) -> Self {
-        assert!(phys_addr.is_multiple_of(PAGE_SIZE_IN_BYTES), "frame address not page aligned");
+        assert!(
+            phys_addr.is_multiple_of(PAGE_SIZE_IN_BYTES),
+            "frame address not page aligned"
+        );
         Self(phys_addr)
     }
 

@@ -122,11 +122,11 @@ impl GroupCharge {
     /// would exceed the limit.
     pub fn try_charge(&self, pages: u64) -> Result<(), ChargeError> {
         let limit_pages = self.limit_pages.load(Ordering::Relaxed);
-        let result = self
-            .charged_pages
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |charged| {
-                charged.checked_add(pages).filter(|&new| new <= limit_pages)
-            });
+        let result =
+            self.charged_pages
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |charged| {
+                    charged.checked_add(pages).filter(|&new| new <= limit_pages)
+                });
         match result {
             Ok(old) => {
                 self.peak_pages.fetch_max(old + pages, Ordering::Relaxed);
@@ -178,7 +178,11 @@ mod tests {
         assert_eq!(group.try_charge(3), Ok(()));
         assert_eq!(
             group.try_charge(2),
-            Err(ChargeError { pages: 2, charged_pages: 3, limit_pages: 4 })
+            Err(ChargeError {
+                pages: 2,
+                charged_pages: 3,
+                limit_pages: 4
+            })
         );
         // The failed charge took nothing.
         assert_eq!(group.charged_pages(), 3);
@@ -186,8 +190,17 @@ mod tests {
         group.uncharge(4);
         assert_eq!(group.charged_pages(), 0);
         assert_eq!(group.peak_pages(), 4);
-        assert!(format!("{}", ChargeError { pages: 2, charged_pages: 3, limit_pages: 4 })
-            .contains("exceed the group limit"));
+        assert!(
+            format!(
+                "{}",
+                ChargeError {
+                    pages: 2,
+                    charged_pages: 3,
+                    limit_pages: 4
+                }
+            )
+            .contains("exceed the group limit")
+        );
     }
 
     #[test]

@@ -209,7 +209,11 @@ impl fmt::Display for LayoutError {
                 "a stack region of {slot_count} slots at {base} is not canonical"
             ),
             Self::SpOutsideStack { slot, sp } => {
-                write!(f, "stack pointer {sp} is outside the stack of slot {}", slot.0)
+                write!(
+                    f,
+                    "stack pointer {sp} is outside the stack of slot {}",
+                    slot.0
+                )
             }
         }
     }
@@ -261,7 +265,10 @@ impl StackLayout {
 
     /// Returns the layout of `slot_count` slots of `max_stack_bytes` stacks at
     /// [`DEFAULT_STACK_REGION_BASE`], or why that geometry is invalid.
-    pub fn try_with_default_base(max_stack_bytes: u64, slot_count: u32) -> Result<Self, LayoutError> {
+    pub fn try_with_default_base(
+        max_stack_bytes: u64,
+        slot_count: u32,
+    ) -> Result<Self, LayoutError> {
         Self::try_new(
             VirtAddr::new(DEFAULT_STACK_REGION_BASE),
             max_stack_bytes,
@@ -362,7 +369,11 @@ impl StackLayout {
     /// If the region has no such slot.
     #[must_use]
     pub fn slot_base(&self, slot: SlotIndex) -> VirtAddr {
-        assert!(slot.0 < self.slot_count, "slot {} outside the region", slot.0);
+        assert!(
+            slot.0 < self.slot_count,
+            "slot {} outside the region",
+            slot.0
+        );
         VirtAddr::new(self.base + u64::from(slot.0) * self.slot_size_in_bytes())
     }
 
@@ -373,7 +384,10 @@ impl StackLayout {
     /// If the region has no such slot or the slot no such guard page.
     #[must_use]
     pub fn guard_page_addr(&self, slot: SlotIndex, index: u64) -> VirtAddr {
-        assert!(index < GUARD_PAGES_PER_SLOT, "guard page {index} outside the slot");
+        assert!(
+            index < GUARD_PAGES_PER_SLOT,
+            "guard page {index} outside the slot"
+        );
         VirtAddr::new(self.slot_base(slot).as_u64() + index * PAGE_SIZE_IN_BYTES)
     }
 
@@ -406,7 +420,11 @@ impl StackLayout {
     /// If the region has no such slot or the stack no such page.
     #[must_use]
     pub fn page_addr(&self, slot: SlotIndex, page: StackPage) -> VirtAddr {
-        assert!(page.0 < self.stack_pages(), "stack page {} outside the stack", page.0);
+        assert!(
+            page.0 < self.stack_pages(),
+            "stack page {} outside the stack",
+            page.0
+        );
         let top = self.stack_top(slot).as_u64();
         VirtAddr::new(top - (u64::from(page.0) + 1) * PAGE_SIZE_IN_BYTES)
     }
@@ -518,7 +536,10 @@ mod tests {
         let near_hole = VirtAddr::new(0x7fff_ffff_f000);
         assert_eq!(
             StackLayout::try_new(near_hole, 0x4000, 2),
-            Err(LayoutError::NotCanonical { base: near_hole, slot_count: 2 })
+            Err(LayoutError::NotCanonical {
+                base: near_hole,
+                slot_count: 2
+            })
         );
         // Starts in the hole.
         let in_hole = VirtAddr::new(0x8000_0000_0000);
@@ -544,8 +565,14 @@ mod tests {
         assert_eq!(layout.slot_size_in_pages(), 5);
         assert_eq!(layout.slot_base(slot).as_u64(), base);
         assert_eq!(layout.guard_page_addr(slot, 0).as_u64(), base);
-        assert_eq!(layout.stack_bottom(slot).as_u64(), base + PAGE_SIZE_IN_BYTES);
-        assert_eq!(layout.stack_top(slot).as_u64(), base + 5 * PAGE_SIZE_IN_BYTES);
+        assert_eq!(
+            layout.stack_bottom(slot).as_u64(),
+            base + PAGE_SIZE_IN_BYTES
+        );
+        assert_eq!(
+            layout.stack_top(slot).as_u64(),
+            base + 5 * PAGE_SIZE_IN_BYTES
+        );
         assert_eq!(
             layout.page_addr(slot, StackPage::TOP).as_u64(),
             base + 4 * PAGE_SIZE_IN_BYTES
@@ -574,17 +601,26 @@ mod tests {
                     for probe in [addr.as_u64(), addr.as_u64() + PAGE_SIZE_IN_BYTES - 1] {
                         assert_eq!(
                             layout.locate(VirtAddr::new(probe)),
-                            Some(Location { slot, part: SlotPart::Stack(page) })
+                            Some(Location {
+                                slot,
+                                part: SlotPart::Stack(page)
+                            })
                         );
                     }
                 }
                 let guard = layout.guard_page_addr(slot, 0);
                 assert_eq!(
                     layout.locate(guard),
-                    Some(Location { slot, part: SlotPart::Guard })
+                    Some(Location {
+                        slot,
+                        part: SlotPart::Guard
+                    })
                 );
             }
-            assert_eq!(layout.locate(VirtAddr::new(DEFAULT_STACK_REGION_BASE - 1)), None);
+            assert_eq!(
+                layout.locate(VirtAddr::new(DEFAULT_STACK_REGION_BASE - 1)),
+                None
+            );
             assert_eq!(layout.locate(layout.region_end()), None);
         }
     }
@@ -599,8 +635,14 @@ mod tests {
         // An empty stack still has its top page live.
         assert_eq!(live(0), PageSet::top(1));
         // The red zone reaches into page 1 only once sp is within 128 bytes of it.
-        assert_eq!(live(PAGE_SIZE_IN_BYTES - RED_ZONE_IN_BYTES), PageSet::top(1));
-        assert_eq!(live(PAGE_SIZE_IN_BYTES - RED_ZONE_IN_BYTES + 1), PageSet::top(2));
+        assert_eq!(
+            live(PAGE_SIZE_IN_BYTES - RED_ZONE_IN_BYTES),
+            PageSet::top(1)
+        );
+        assert_eq!(
+            live(PAGE_SIZE_IN_BYTES - RED_ZONE_IN_BYTES + 1),
+            PageSet::top(2)
+        );
         // At the very bottom the red zone would leave the stack: clamp.
         assert_eq!(live(0x4000), PageSet::top(4));
         let below = VirtAddr::new(layout.stack_bottom(slot).as_u64() - 1);

@@ -53,7 +53,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "emulated")]
+#[cfg(any(test, feature = "emulated"))]
 extern crate alloc;
 
 pub mod addr;
@@ -61,7 +61,7 @@ pub mod cache;
 pub mod counters;
 pub mod cpu;
 pub mod deferred;
-#[cfg(feature = "emulated")]
+#[cfg(any(test, feature = "emulated"))]
 pub mod emulated;
 pub mod fault;
 pub mod frame;

@@ -179,7 +179,14 @@ mod tests {
         assert_eq!(magazine.take(), None);
         assert_eq!(platform.stats().allocations, 0);
         let refill = magazine.refill(&mut platform, Urgency::Atomic);
-        assert_eq!(refill, Refill { added: 3, len: 3, capacity: 3 });
+        assert_eq!(
+            refill,
+            Refill {
+                added: 3,
+                len: 3,
+                capacity: 3
+            }
+        );
         assert!(refill.is_complete() && magazine.is_full());
         assert_eq!(magazine.frames().count(), 3);
         // Full: nothing to do.
@@ -199,13 +206,27 @@ mod tests {
     fn refill_reports_how_far_it_got() {
         let (mut magazine, mut platform) = setup(0x1_0000, 5);
         let refill = magazine.refill(&mut platform, Urgency::Atomic);
-        assert_eq!(refill, Refill { added: 5, len: 5, capacity: 15 });
+        assert_eq!(
+            refill,
+            Refill {
+                added: 5,
+                len: 5,
+                capacity: 15
+            }
+        );
         assert!(!refill.is_complete());
 
         let (mut magazine, mut platform) = setup(0x4000, 64);
         platform.set_failures(FailurePattern::AllAtomic);
         let refill = magazine.refill(&mut platform, Urgency::Atomic);
-        assert_eq!(refill, Refill { added: 0, len: 0, capacity: 3 });
+        assert_eq!(
+            refill,
+            Refill {
+                added: 0,
+                len: 0,
+                capacity: 3
+            }
+        );
         let refill = magazine.refill(&mut platform, Urgency::Normal);
         assert!(refill.is_complete());
         assert_eq!(magazine.drain(&mut platform), 3);

@@ -192,6 +192,9 @@ mod tests {
             .collect();
         assert_eq!(pages, [0, 2, 15]);
         assert_eq!(PageSet::EMPTY.iter().count(), 0);
-        assert_eq!(format!("{:?}", PageSet::from_bits(1)), "PageSet(0b0000000000000001)");
+        assert_eq!(
+            format!("{:?}", PageSet::from_bits(1)),
+            "PageSet(0b0000000000000001)"
+        );
     }
 }

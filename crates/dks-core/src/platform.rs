@@ -184,8 +184,14 @@ mod tests {
         batch.add(Flush::new(VirtAddr::new(0x3000), FlushNeed::Shootdown));
         assert_eq!(batch.need(), FlushNeed::Shootdown);
         assert_eq!(batch.pages(), 2);
-        assert_eq!(batch.range(), Some((VirtAddr::new(0x3000), VirtAddr::new(0x6000))));
+        assert_eq!(
+            batch.range(),
+            Some((VirtAddr::new(0x3000), VirtAddr::new(0x6000)))
+        );
         let flush = Flush::new(VirtAddr::new(0x3000), FlushNeed::Shootdown);
-        assert_eq!((flush.addr(), flush.need()), (VirtAddr::new(0x3000), FlushNeed::Shootdown));
+        assert_eq!(
+            (flush.addr(), flush.need()),
+            (VirtAddr::new(0x3000), FlushNeed::Shootdown)
+        );
     }
 }

@@ -165,7 +165,10 @@ mod tests {
         };
         assert_eq!(row(Policy::Static), (8, false, false, false, false, false));
         assert_eq!(row(Policy::Fault), (1, true, false, false, true, false));
-        assert_eq!(row(Policy::Guaranteed), (1, true, true, false, false, false));
+        assert_eq!(
+            row(Policy::Guaranteed),
+            (1, true, true, false, false, false)
+        );
         assert_eq!(row(Policy::Reclaim), (1, true, true, false, false, true));
         assert_eq!(row(Policy::Switch), (1, false, true, true, false, true));
     }

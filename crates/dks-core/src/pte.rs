@@ -175,7 +175,9 @@ mod tests {
             assert_eq!(entry.raw() & PTE_PRESENT, 0);
             assert_eq!(
                 decode(entry.raw()),
-                EntryKind::Unpopulated { owner: SlotIndex::new(owner) }
+                EntryKind::Unpopulated {
+                    owner: SlotIndex::new(owner)
+                }
             );
         }
     }
@@ -201,11 +203,17 @@ mod tests {
         let present = 0x1234_5000 | PTE_PRESENT | PTE_WRITABLE | PTE_ACCESSED | PTE_NO_EXECUTE;
         assert_eq!(
             decode(present),
-            EntryKind::Present { frame_phys_addr: 0x1234_5000, accessed: true }
+            EntryKind::Present {
+                frame_phys_addr: 0x1234_5000,
+                accessed: true
+            }
         );
         assert_eq!(
             decode(0x5000 | PTE_PRESENT),
-            EntryKind::Present { frame_phys_addr: 0x5000, accessed: false }
+            EntryKind::Present {
+                frame_phys_addr: 0x5000,
+                accessed: false
+            }
         );
     }
 
@@ -226,8 +234,14 @@ mod tests {
         let owner = SlotIndex::new(9);
         let unpopulated = AbsentPte::unpopulated(owner).raw();
         assert_eq!(page_state(SlotPart::Guard, 0), Some(PageState::Guard));
-        assert_eq!(page_state(stack, 0x7000 | PTE_PRESENT), Some(PageState::Populated));
-        assert_eq!(page_state(stack, unpopulated), Some(PageState::Unpopulated { owner }));
+        assert_eq!(
+            page_state(stack, 0x7000 | PTE_PRESENT),
+            Some(PageState::Populated)
+        );
+        assert_eq!(
+            page_state(stack, unpopulated),
+            Some(PageState::Unpopulated { owner })
+        );
         assert_eq!(page_state(stack, 0), None);
         assert_eq!(page_state(SlotPart::Guard, unpopulated), None);
         assert_eq!(page_state(SlotPart::Guard, 0x7000 | PTE_PRESENT), None);

@@ -77,7 +77,9 @@ pub fn switch_out_plan<P: Platform>(
     for page in dead.iter() {
         let entry = platform.read_entry(layout.page_addr(stack.slot(), page));
         match pte::decode(entry) {
-            EntryKind::Present { accessed: false, .. } => plan.unmap_without_flush.insert(page),
+            EntryKind::Present {
+                accessed: false, ..
+            } => plan.unmap_without_flush.insert(page),
             // Accessed, or (impossibly) not present: never skip a flush on doubt.
             _ => plan.unmap_with_shootdown.insert(page),
         }
@@ -122,7 +124,8 @@ pub(crate) fn give_back<P: Platform>(
     pages: PageSet,
 ) -> u8 {
     let owner = AbsentPte::unpopulated(stack.slot());
-    let mut after_flush: [Option<Frame>; MAX_STACK_PAGES_LIMIT] = [const { None }; MAX_STACK_PAGES_LIMIT];
+    let mut after_flush: [Option<Frame>; MAX_STACK_PAGES_LIMIT] =
+        [const { None }; MAX_STACK_PAGES_LIMIT];
     let mut flushes = FlushBatch::new();
     for (page, waiting) in pages.iter().zip(after_flush.iter_mut()) {
         let (frame, flush) = platform.unmap_stack_page(layout.page_addr(stack.slot(), page), owner);

@@ -242,7 +242,8 @@ pub fn create<P: Platform>(
             source,
         });
     }
-    let mut frames: [Option<Frame>; MAX_STACK_PAGES_LIMIT] = [const { None }; MAX_STACK_PAGES_LIMIT];
+    let mut frames: [Option<Frame>; MAX_STACK_PAGES_LIMIT] =
+        [const { None }; MAX_STACK_PAGES_LIMIT];
     for (allocated, slot_frame) in (0..missing.len()).zip(frames.iter_mut()) {
         if let Some(frame) = platform.alloc_frame(Urgency::Normal) {
             *slot_frame = Some(frame);
@@ -359,7 +360,8 @@ pub(crate) fn teardown<P: Platform>(
     slot: SlotIndex,
     populated: PageSet,
 ) {
-    let mut frames: [Option<Frame>; MAX_STACK_PAGES_LIMIT] = [const { None }; MAX_STACK_PAGES_LIMIT];
+    let mut frames: [Option<Frame>; MAX_STACK_PAGES_LIMIT] =
+        [const { None }; MAX_STACK_PAGES_LIMIT];
     let mut flushes = FlushBatch::new();
     for (page, slot_frame) in layout.all_pages().iter().zip(frames.iter_mut()) {
         let addr = layout.page_addr(slot, page);

@@ -90,7 +90,10 @@ impl Fixture {
             let addr = self.page_addr(stack, page.index());
             if let Err(fault) = self.platform.touch(addr) {
                 let outcome = self.fault(stack, fault.addr);
-                assert!(matches!(outcome, FaultOutcome::Served { .. }), "{outcome:?}");
+                assert!(
+                    matches!(outcome, FaultOutcome::Served { .. }),
+                    "{outcome:?}"
+                );
                 self.platform.touch(addr).unwrap();
             }
         }

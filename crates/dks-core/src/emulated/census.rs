@@ -9,11 +9,11 @@
 
 use alloc::vec::Vec;
 
+use crate::VirtAddr;
 use crate::cpu::CpuId;
 use crate::frame::Frame;
 use crate::layout::{PAGE_SIZE_IN_BYTES, SlotIndex};
 use crate::magazine::Magazine;
-use crate::VirtAddr;
 
 /// Where a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

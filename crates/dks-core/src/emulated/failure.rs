@@ -51,9 +51,7 @@ impl Injector {
         match self.pattern {
             FailurePattern::Never => false,
             FailurePattern::EveryNth(n) => n <= 1 || self.attempts.is_multiple_of(u64::from(n)),
-            FailurePattern::Fraction { per_mille } => {
-                self.rng.next() % 1000 < u64::from(per_mille)
-            }
+            FailurePattern::Fraction { per_mille } => self.rng.next() % 1000 < u64::from(per_mille),
             FailurePattern::AllAtomic => urgency == Urgency::Atomic,
         }
     }
@@ -90,11 +88,26 @@ mod tests {
         assert_eq!(failures(FailurePattern::EveryNth(0), Urgency::Normal, 5), 5);
         assert_eq!(failures(FailurePattern::AllAtomic, Urgency::Atomic, 7), 7);
         assert_eq!(failures(FailurePattern::AllAtomic, Urgency::Normal, 7), 0);
-        let some = failures(FailurePattern::Fraction { per_mille: 250 }, Urgency::Atomic, 4000);
+        let some = failures(
+            FailurePattern::Fraction { per_mille: 250 },
+            Urgency::Atomic,
+            4000,
+        );
         assert!((800..1200).contains(&some), "{some}");
-        assert_eq!(failures(FailurePattern::Fraction { per_mille: 0 }, Urgency::Atomic, 100), 0);
         assert_eq!(
-            failures(FailurePattern::Fraction { per_mille: 1000 }, Urgency::Atomic, 100),
+            failures(
+                FailurePattern::Fraction { per_mille: 0 },
+                Urgency::Atomic,
+                100
+            ),
+            0
+        );
+        assert_eq!(
+            failures(
+                FailurePattern::Fraction { per_mille: 1000 },
+                Urgency::Atomic,
+                100
+            ),
             100
         );
     }
@@ -103,7 +116,9 @@ mod tests {
     fn the_same_seed_gives_the_same_failures() {
         let run = |seed| {
             let mut injector = Injector::new(FailurePattern::Fraction { per_mille: 500 }, seed);
-            (0..64).map(|_| injector.fails(Urgency::Atomic)).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| injector.fails(Urgency::Atomic))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));

@@ -40,8 +40,8 @@ use crate::layout::{GUARD_PAGES_PER_SLOT, PAGE_SIZE_IN_BYTES, SlotIndex, SlotPar
 use crate::page_set::PageSet;
 use crate::platform::{Flush, FlushBatch, FlushNeed, Platform};
 use crate::pte::{
-    self, AbsentPte, EntryKind, PTE_ACCESSED, PTE_DIRTY, PTE_NO_EXECUTE, PTE_PRESENT,
-    PTE_WRITABLE, PageState,
+    self, AbsentPte, EntryKind, PTE_ACCESSED, PTE_DIRTY, PTE_NO_EXECUTE, PTE_PRESENT, PTE_WRITABLE,
+    PageState,
 };
 
 /// The frame number of the pool's first frame (frames start at 1 MiB).
@@ -240,7 +240,10 @@ impl EmulatedPlatform {
     /// Returns the number of present entries.
     #[must_use]
     pub fn mapped_pages(&self) -> usize {
-        self.table.values().filter(|&&entry| entry & PTE_PRESENT != 0).count()
+        self.table
+            .values()
+            .filter(|&&entry| entry & PTE_PRESENT != 0)
+            .count()
     }
 
     /// Accesses `addr` (a write) on the current CPU, as the CPU would: see
@@ -252,7 +255,10 @@ impl EmulatedPlatform {
             Some(&phys) => phys,
             None => {
                 let entry = self.table.get(&page).copied().unwrap_or(0);
-                let EntryKind::Present { frame_phys_addr, .. } = pte::decode(entry) else {
+                let EntryKind::Present {
+                    frame_phys_addr, ..
+                } = pte::decode(entry)
+                else {
                     return Err(PageFault { addr, entry });
                 };
                 self.table.insert(page, entry | PTE_ACCESSED | PTE_DIRTY);
@@ -284,7 +290,9 @@ impl EmulatedPlatform {
     #[must_use]
     pub fn frame_at(&self, addr: VirtAddr) -> Option<u64> {
         match pte::decode(self.read_entry(addr.page_base())) {
-            EntryKind::Present { frame_phys_addr, .. } => Some(frame_phys_addr),
+            EntryKind::Present {
+                frame_phys_addr, ..
+            } => Some(frame_phys_addr),
             _ => None,
         }
     }
@@ -341,7 +349,9 @@ impl EmulatedPlatform {
             let expected = match (populated, part) {
                 (None, _) => None,
                 (Some(_), SlotPart::Guard) => Some(PageState::Guard),
-                (Some(set), SlotPart::Stack(page)) if set.contains(page) => Some(PageState::Populated),
+                (Some(set), SlotPart::Stack(page)) if set.contains(page) => {
+                    Some(PageState::Populated)
+                }
                 (Some(_), SlotPart::Stack(_)) => Some(PageState::Unpopulated { owner: slot }),
             };
             let actual = pte::page_state(part, entry);
@@ -350,7 +360,11 @@ impl EmulatedPlatform {
                 Some(_) => actual == expected,
             };
             if !fine {
-                return Err(SlotMismatch { addr, entry, expected });
+                return Err(SlotMismatch {
+                    addr,
+                    entry,
+                    expected,
+                });
             }
             match actual {
                 Some(PageState::Populated) => counts.populated += 1,
@@ -377,7 +391,10 @@ impl EmulatedPlatform {
             census.record_number(FIRST_FRAME_NUMBER + index, Place::Free)?;
         }
         for (&page, &entry) in &self.table {
-            let EntryKind::Present { frame_phys_addr, .. } = pte::decode(entry) else {
+            let EntryKind::Present {
+                frame_phys_addr, ..
+            } = pte::decode(entry)
+            else {
                 continue;
             };
             let addr = VirtAddr::new(page);
@@ -438,20 +455,28 @@ impl Platform for EmulatedPlatform {
             mapped_at: None,
             dirty: false,
         };
-        Some(Frame::from_phys_addr((FIRST_FRAME_NUMBER + index) * PAGE_SIZE_IN_BYTES))
+        Some(Frame::from_phys_addr(
+            (FIRST_FRAME_NUMBER + index) * PAGE_SIZE_IN_BYTES,
+        ))
     }
 
     fn free_frame(&mut self, frame: Frame) {
         let index = self.index_of(frame.phys_addr());
         let info = &mut self.frames[index];
         assert!(info.allocated, "double free of {frame:?}");
-        assert!(info.mapped_at.is_none(), "freeing {frame:?}, which is still mapped");
+        assert!(
+            info.mapped_at.is_none(),
+            "freeing {frame:?}, which is still mapped"
+        );
         info.allocated = false;
         self.free.push(index as u64);
     }
 
     fn map_stack_page(&mut self, addr: VirtAddr, frame: Frame) -> Flush {
-        assert!(addr.is_page_aligned(), "mapping the unaligned address {addr}");
+        assert!(
+            addr.is_page_aligned(),
+            "mapping the unaligned address {addr}"
+        );
         assert!(
             self.present_entry(addr).is_none(),
             "mapping {addr}, which is present already"
@@ -491,7 +516,10 @@ impl Platform for EmulatedPlatform {
     }
 
     fn read_entry(&self, addr: VirtAddr) -> u64 {
-        self.table.get(&addr.page_base().as_u64()).copied().unwrap_or(0)
+        self.table
+            .get(&addr.page_base().as_u64())
+            .copied()
+            .unwrap_or(0)
     }
 
     fn flush(&mut self, batch: FlushBatch) {
@@ -515,7 +543,10 @@ impl EmulatedPlatform {
     }
 
     fn write_absent_unchecked(&mut self, addr: VirtAddr, entry: AbsentPte) {
-        assert!(addr.is_page_aligned(), "writing the unaligned address {addr}");
+        assert!(
+            addr.is_page_aligned(),
+            "writing the unaligned address {addr}"
+        );
         if entry.raw() == 0 {
             self.table.remove(&addr.as_u64());
         } else {

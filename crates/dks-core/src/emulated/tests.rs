@@ -173,7 +173,13 @@ fn the_census_finds_every_frame_exactly_once() {
     let counts = census.finish().unwrap();
     assert_eq!(
         counts,
-        FrameCounts { free: 2, magazine: 3, stack: 1, cache: 1, other: 1 }
+        FrameCounts {
+            free: 2,
+            magazine: 3,
+            stack: 1,
+            cache: 1,
+            other: 1
+        }
     );
     assert_eq!(counts.total(), 8);
 
@@ -192,12 +198,16 @@ fn the_census_finds_every_frame_exactly_once() {
     );
     assert!(matches!(
         census.record(&Frame::from_phys_addr(0x1000), Place::Other),
-        Err(CensusError::NotOurs { frame_phys_addr: 0x1000 })
+        Err(CensusError::NotOurs {
+            frame_phys_addr: 0x1000
+        })
     ));
     // A page mapped in an unused slot is not a stack's.
     assert_eq!(
         p.census(&layout, |_| SlotUse::Unused).unwrap_err(),
-        CensusError::MappedOutsideStacks { addr: page(&layout, 0, 0) }
+        CensusError::MappedOutsideStacks {
+            addr: page(&layout, 0, 0)
+        }
     );
 }
 
@@ -211,25 +221,34 @@ fn check_slot_reports_the_first_wrong_entry() {
     let frame = p.alloc_frame(Urgency::Normal).unwrap();
     let _ = p.map_stack_page(top, frame);
     // Unused slot with a present page.
-    assert_eq!(
-        p.check_slot(&layout, slot, None).unwrap_err().addr,
-        top
-    );
+    assert_eq!(p.check_slot(&layout, slot, None).unwrap_err().addr, top);
     // In use, but the other pages are not marked yet.
     let mismatch = p
         .check_slot(&layout, slot, Some(PageSet::top(1)))
         .unwrap_err();
-    assert_eq!(mismatch.expected, Some(PageState::Unpopulated { owner: slot }));
+    assert_eq!(
+        mismatch.expected,
+        Some(PageState::Unpopulated { owner: slot })
+    );
     for index in 1..4 {
         p.write_absent(page(&layout, 1, index), AbsentPte::unpopulated(slot));
     }
     let counts = p.check_slot(&layout, slot, Some(PageSet::top(1))).unwrap();
-    assert_eq!(counts, PageCounts { populated: 1, unpopulated: 3, guard: 1 });
+    assert_eq!(
+        counts,
+        PageCounts {
+            populated: 1,
+            unpopulated: 3,
+            guard: 1
+        }
+    );
     assert_eq!(counts.total(), layout.slot_size_in_pages());
     // A guard page that is not empty.
     p.write_raw_entry(layout.guard_page_addr(slot, 0), 0x10);
     assert_eq!(
-        p.check_slot(&layout, slot, Some(PageSet::top(1))).unwrap_err().expected,
+        p.check_slot(&layout, slot, Some(PageSet::top(1)))
+            .unwrap_err()
+            .expected,
         Some(PageState::Guard)
     );
 }

@@ -95,13 +95,19 @@ fn faults_that_are_not_stack_faults_are_left_to_the_kernel() {
     let present = fx.page_addr(&stack, 0);
     let unused_slot = fx.layout.page_addr(SlotIndex::new(7), StackPage::new(1));
     for addr in outside.into_iter().chain([present, unused_slot]) {
-        assert_eq!(fx.fault(&mut stack, addr), FaultOutcome::NotAStackPage, "{addr}");
+        assert_eq!(
+            fx.fault(&mut stack, addr),
+            FaultOutcome::NotAStackPage,
+            "{addr}"
+        );
     }
-    assert_eq!(fx.counters.snapshot(), {
-        let mut expected = CounterSnapshot::default();
-        expected.nr_kernel_stack_kb = 4;
-        expected
-    });
+    assert_eq!(
+        fx.counters.snapshot(),
+        CounterSnapshot {
+            nr_kernel_stack_kb: 4,
+            ..CounterSnapshot::default()
+        }
+    );
 }
 
 #[test]
@@ -153,7 +159,10 @@ fn an_owner_without_a_live_stack_is_fatal() {
     );
     assert!(matches!(
         outcome,
-        FaultOutcome::Fatal { reason: FatalReason::NoSuchStack { .. }, .. }
+        FaultOutcome::Fatal {
+            reason: FatalReason::NoSuchStack { .. },
+            ..
+        }
     ));
     assert_eq!(other.populated(), PageSet::top(1));
     assert_eq!(fx.counters.snapshot().dks_fatal, 2);
@@ -168,7 +177,10 @@ fn a_foreign_entry_in_a_stack_slot_is_fatal() {
     fx.platform.write_raw_entry(addr, 0x0bad_0000);
     assert!(matches!(
         fx.fault(&mut stack, addr),
-        FaultOutcome::Fatal { reason: FatalReason::ForeignEntry { entry: 0x0bad_0000 }, .. }
+        FaultOutcome::Fatal {
+            reason: FatalReason::ForeignEntry { entry: 0x0bad_0000 },
+            ..
+        }
     ));
 }
 
@@ -181,7 +193,10 @@ fn a_magazine_of_another_cpu_is_refused() {
     let addr = fx.page_addr(&stack, 1);
     assert!(matches!(
         fx.fault(&mut stack, addr),
-        FaultOutcome::Fatal { reason: FatalReason::WrongCpu { .. }, .. }
+        FaultOutcome::Fatal {
+            reason: FatalReason::WrongCpu { .. },
+            ..
+        }
     ));
     assert_eq!(fx.cpu.magazine.len(), 3);
 }
@@ -198,7 +213,10 @@ fn a_stack_whose_state_disagrees_with_its_entry_is_fatal() {
         .write_raw_entry(addr, AbsentPte::unpopulated(stack.slot()).raw());
     assert!(matches!(
         fx.fault(&mut stack, addr),
-        FaultOutcome::Fatal { reason: FatalReason::AlreadyPopulated, .. }
+        FaultOutcome::Fatal {
+            reason: FatalReason::AlreadyPopulated,
+            ..
+        }
     ));
     fx.platform.write_raw_entry(addr, frame | PTE_PRESENT);
 }

@@ -21,7 +21,10 @@ fn sleep(fx: &mut Fixture, stack: &mut Stack, depth: u64) {
         &fx.counters,
         &fx.group,
         stack,
-        SwitchOut { saved_sp, reason: SwitchOutReason::Asleep },
+        SwitchOut {
+            saved_sp,
+            reason: SwitchOutReason::Asleep,
+        },
     );
     assert_eq!(given_back, Ok(0));
 }
@@ -39,7 +42,10 @@ fn dead_pages_are_the_populated_pages_below_the_red_zone() {
     let below = fx.layout.guard_page_addr(stack.slot(), 0);
     assert_eq!(
         dead_pages(&fx.layout, &stack, below),
-        Err(LayoutError::SpOutsideStack { slot: stack.slot(), sp: below })
+        Err(LayoutError::SpOutsideStack {
+            slot: stack.slot(),
+            sp: below
+        })
     );
 }
 
@@ -95,7 +101,10 @@ fn a_sleeping_reclaim_task_gives_back_its_dead_pages_with_one_shootdown() {
         .check_slot(&fx.layout, stack.slot(), Some(PageSet::top(2)))
         .unwrap();
     let counters = fx.counters.snapshot();
-    assert_eq!((counters.dks_reclaimed, counters.nr_kernel_stack_kb), (2, 8));
+    assert_eq!(
+        (counters.dks_reclaimed, counters.nr_kernel_stack_kb),
+        (2, 8)
+    );
     assert_eq!(fx.group.charged_pages(), 2);
     // Nothing more to take; the pages fault back in after a wake.
     assert_eq!(
@@ -117,7 +126,12 @@ fn a_sleeping_reclaim_task_gives_back_its_dead_pages_with_one_shootdown() {
 
 #[test]
 fn only_sleeping_tasks_of_reclaiming_policies_give_pages_back() {
-    for policy in [Policy::Static, Policy::Fault, Policy::Guaranteed, Policy::Reclaim] {
+    for policy in [
+        Policy::Static,
+        Policy::Fault,
+        Policy::Guaranteed,
+        Policy::Reclaim,
+    ] {
         let mut fx = Fixture::new();
         let mut stack = if policy == Policy::Static {
             fx.create(policy, 0)
@@ -144,7 +158,10 @@ fn only_sleeping_tasks_of_reclaiming_policies_give_pages_back() {
             &fx.counters,
             &fx.group,
             &mut stack,
-            SwitchOut { saved_sp, reason: SwitchOutReason::Preempted },
+            SwitchOut {
+                saved_sp,
+                reason: SwitchOutReason::Preempted,
+            },
         );
         // Switched out but runnable.
         assert_eq!(reclaim(&mut fx, &mut stack), 0);
@@ -184,5 +201,10 @@ fn untouched_dead_pages_go_back_to_the_magazine_without_a_flush() {
     assert_eq!(reclaimed, 1);
     assert_eq!(fx.cpu.magazine.len(), 3);
     assert_eq!(fx.platform.stats().shootdowns, 0);
-    assert!(fx.cpu.magazine.frames().all(|f| fx.platform.is_clean(f.phys_addr())));
+    assert!(
+        fx.cpu
+            .magazine
+            .frames()
+            .all(|f| fx.platform.is_clean(f.phys_addr()))
+    );
 }

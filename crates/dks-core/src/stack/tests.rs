@@ -5,11 +5,7 @@ use crate::deferred::DeferredFree;
 use crate::emulated::FailurePattern;
 use crate::test_fixture::Fixture;
 
-fn fresh(
-    fx: &mut Fixture,
-    policy: Policy,
-    slot: u32,
-) -> Result<Created, CreateError> {
+fn fresh(fx: &mut Fixture, policy: Policy, slot: u32) -> Result<Created, CreateError> {
     create(
         &mut fx.platform,
         &fx.layout,
@@ -51,7 +47,9 @@ fn creation_populates_what_the_policy_asks_and_marks_the_rest() {
             if policy == Policy::Static {
                 PageState::Populated
             } else {
-                PageState::Unpopulated { owner: SlotIndex::new(2) }
+                PageState::Unpopulated {
+                    owner: SlotIndex::new(2),
+                }
             }
         );
         // Neighbouring slots are untouched.
@@ -172,7 +170,10 @@ fn released_stacks_are_cached_then_reused_partially_populated() {
     assert_eq!(created.stack.populated(), PageSet::top(4));
     assert_eq!(created.pages_to_zero, PageSet::top(3));
     let fresh_page = fx.layout.page_addr(SlotIndex::new(4), StackPage::new(3));
-    assert!(fx.platform.is_clean(fx.platform.frame_at(fresh_page).unwrap()));
+    assert!(
+        fx.platform
+            .is_clean(fx.platform.frame_at(fresh_page).unwrap())
+    );
 }
 
 #[test]
@@ -278,7 +279,10 @@ fn the_deferred_queue_is_a_bounded_fifo_that_gives_back_when_full() {
     let slots: Vec<u32> = queue.iter().map(|s| s.slot().as_u32()).collect();
     assert_eq!(slots, [0, 1]);
     let first = queue.pop().unwrap();
-    assert_eq!((first.slot(), first.group()), (SlotIndex::new(0), GroupId::new(0)));
+    assert_eq!(
+        (first.slot(), first.group()),
+        (SlotIndex::new(0), GroupId::new(0))
+    );
     assert_eq!(first.populated(), PageSet::top(1));
     queue.push(third).unwrap();
     let slots: Vec<u32> = queue.iter().map(|s| s.slot().as_u32()).collect();

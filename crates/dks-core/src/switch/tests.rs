@@ -15,7 +15,12 @@ fn prepare_next(fx: &mut Fixture, next: &mut Stack) -> Admission {
     )
 }
 
-fn switch_out_at(fx: &mut Fixture, prev: &mut Stack, depth: u64, reason: SwitchOutReason) -> Result<u8, LayoutError> {
+fn switch_out_at(
+    fx: &mut Fixture,
+    prev: &mut Stack,
+    depth: u64,
+    reason: SwitchOutReason,
+) -> Result<u8, LayoutError> {
     let saved_sp = fx.sp(prev, depth);
     switch_out(
         &mut fx.platform,
@@ -66,7 +71,11 @@ fn admission_waits_when_the_atomic_refill_cannot_cover_the_need() {
     );
     let counters = fx.counters.snapshot();
     assert_eq!(
-        (counters.dks_admit_wait, counters.dks_refills, counters.dks_refill_fail),
+        (
+            counters.dks_admit_wait,
+            counters.dks_refills,
+            counters.dks_refill_fail
+        ),
         (1, 1, 1)
     );
     // A partial refill is not enough either.
@@ -94,7 +103,15 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
     assert!(fx.cpu.magazine.is_empty());
     assert_eq!(fx.group.charged_pages(), 4);
     assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 16);
-    assert_eq!(finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next), None);
+    assert_eq!(
+        finish(
+            &mut fx.platform,
+            &mut fx.cpu.magazine,
+            &fx.counters,
+            &mut next
+        ),
+        None
+    );
     // The task touches two pages; it cannot fault.
     for page in 0..2 {
         fx.platform.touch(fx.page_addr(&next, page)).unwrap();
@@ -102,7 +119,10 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
     assert_eq!(fx.counters.snapshot().dks_faults, 0);
     // At switch-out the two untouched dead pages go back, with no flush, to
     // the magazine.
-    assert_eq!(switch_out_at(&mut fx, &mut next, 0x1200, SwitchOutReason::Preempted), Ok(2));
+    assert_eq!(
+        switch_out_at(&mut fx, &mut next, 0x1200, SwitchOutReason::Preempted),
+        Ok(2)
+    );
     assert_eq!(next.populated(), PageSet::top(2));
     assert_eq!(fx.cpu.magazine.len(), 2);
     assert_eq!(fx.platform.stats().shootdowns, 0);
@@ -111,12 +131,23 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
         .check_slot(&fx.layout, next.slot(), Some(PageSet::top(2)))
         .unwrap();
     let counters = fx.counters.snapshot();
-    assert_eq!((counters.dks_reclaimed, counters.nr_kernel_stack_kb), (2, 8));
+    assert_eq!(
+        (counters.dks_reclaimed, counters.nr_kernel_stack_kb),
+        (2, 8)
+    );
     assert_eq!(fx.group.charged_pages(), 2);
     // Touched dead pages stay (unmapping them would need a shootdown).
     assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
-    let _ = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next);
-    assert_eq!(switch_out_at(&mut fx, &mut next, 64, SwitchOutReason::Asleep), Ok(2));
+    let _ = finish(
+        &mut fx.platform,
+        &mut fx.cpu.magazine,
+        &fx.counters,
+        &mut next,
+    );
+    assert_eq!(
+        switch_out_at(&mut fx, &mut next, 64, SwitchOutReason::Asleep),
+        Ok(2)
+    );
     assert_eq!(next.populated(), PageSet::top(2));
     assert!(next.is_asleep());
 }
@@ -125,18 +156,33 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
 fn the_fault_policy_refills_after_the_switch_and_may_fail() {
     let mut fx = Fixture::new();
     let mut next = fx.create(Policy::Fault, 0);
-    let refill = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next);
+    let refill = finish(
+        &mut fx.platform,
+        &mut fx.cpu.magazine,
+        &fx.counters,
+        &mut next,
+    );
     assert_eq!(refill.map(|r| r.is_complete()), Some(true));
     let _ = fx.cpu.magazine.take().map(|f| fx.platform.free_frame(f));
     fx.platform.set_failures(FailurePattern::AllAtomic);
-    let refill = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next);
+    let refill = finish(
+        &mut fx.platform,
+        &mut fx.cpu.magazine,
+        &fx.counters,
+        &mut next,
+    );
     assert_eq!(refill.map(|r| (r.added, r.len)), Some((0, 2)));
     let counters = fx.counters.snapshot();
     assert_eq!((counters.dks_refills, counters.dks_refill_fail), (2, 1));
     // Full magazine: nothing counted.
     fx.platform.set_failures(FailurePattern::Never);
     let _ = refill_full(&mut fx);
-    let _ = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut next);
+    let _ = finish(
+        &mut fx.platform,
+        &mut fx.cpu.magazine,
+        &fx.counters,
+        &mut next,
+    );
     assert_eq!(fx.counters.snapshot().dks_refills, 3);
 }
 
@@ -148,10 +194,18 @@ fn refill_full(fx: &mut Fixture) -> Refill {
 fn switching_out_records_the_pointer_and_switching_in_clears_it() {
     let mut fx = Fixture::new();
     let mut stack = fx.create(Policy::Guaranteed, 0);
-    assert_eq!(switch_out_at(&mut fx, &mut stack, 100, SwitchOutReason::Asleep), Ok(0));
+    assert_eq!(
+        switch_out_at(&mut fx, &mut stack, 100, SwitchOutReason::Asleep),
+        Ok(0)
+    );
     assert_eq!(stack.saved_sp(), Some(fx.sp(&stack, 100)));
     assert!(stack.is_asleep());
-    let _ = finish(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters, &mut stack);
+    let _ = finish(
+        &mut fx.platform,
+        &mut fx.cpu.magazine,
+        &fx.counters,
+        &mut stack,
+    );
     assert_eq!((stack.saved_sp(), stack.is_asleep()), (None, false));
 }
 

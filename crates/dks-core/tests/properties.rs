@@ -1,0 +1,196 @@
+//! Property tests: random sequences of create, grow (fault), switch, sleep,
+//! wake, reclaim and exit on several CPUs, under each policy and all of them
+//! mixed, with random allocation failures and memory pressure. After every
+//! step the invariants of DESIGN §10 are checked ([`World::check`]); after
+//! the last, every thread exits and memory must return to its baseline.
+
+mod world;
+
+use dks_core::Policy;
+use dks_core::emulated::FailurePattern;
+use proptest::prelude::*;
+use world::{Depth, Op, World, WorldConfig};
+
+fn failures() -> impl Strategy<Value = FailurePattern> {
+    prop_oneof![
+        Just(FailurePattern::Never),
+        (2u32..6).prop_map(FailurePattern::EveryNth),
+        (0u16..=900).prop_map(|per_mille| FailurePattern::Fraction { per_mille }),
+        Just(FailurePattern::AllAtomic),
+    ]
+}
+
+fn config() -> impl Strategy<Value = WorldConfig> {
+    (
+        1u32..=3,
+        prop::sample::select(vec![0x4000u64, 0x8000, 0x1_0000]),
+        24u32..160,
+        0u32..8,
+        failures(),
+        any::<u64>(),
+        prop::option::of(1u64..24),
+    )
+        .prop_map(
+            |(cpus, max_stack_bytes, frames, reserve, failures, seed, limit)| WorldConfig {
+                cpus,
+                slots: 12,
+                max_stack_bytes,
+                frames,
+                atomic_reserve_frames: reserve,
+                failures,
+                seed,
+                groups: 2,
+                group_limit_pages: limit,
+            },
+        )
+}
+
+fn depth() -> impl Strategy<Value = Depth> {
+    prop_oneof![
+        (0u16..=1000).prop_map(Depth::PerMille),
+        (any::<u8>(), 1u8..=128).prop_map(|(page, offset)| Depth::NearPageEnd { page, offset }),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let cpu = 0usize..3;
+    prop_oneof![
+        3 => (cpu.clone(), 0usize..5, 0usize..2)
+            .prop_map(|(cpu, policy, group)| Op::Create { cpu, policy, group }),
+        6 => (cpu.clone(), depth()).prop_map(|(cpu, depth)| Op::Grow { cpu, depth }),
+        2 => (cpu.clone(), depth()).prop_map(|(cpu, depth)| Op::Shrink { cpu, depth }),
+        6 => cpu.clone().prop_map(|cpu| Op::Switch { cpu }),
+        3 => cpu.clone().prop_map(|cpu| Op::Sleep { cpu }),
+        3 => (any::<usize>(), cpu.clone()).prop_map(|(pick, cpu)| Op::Wake { pick, cpu }),
+        2 => cpu.clone().prop_map(|cpu| Op::Pressure { cpu }),
+        2 => cpu.clone().prop_map(|cpu| Op::Exit { cpu }),
+        1 => cpu.prop_map(|cpu| Op::Overflow { cpu }),
+        1 => (1u32..16).prop_map(|frames| Op::Squeeze { frames }),
+        1 => (1u32..16).prop_map(|frames| Op::Unsqueeze { frames }),
+    ]
+}
+
+/// Runs `ops` under `policies` and checks everything after every step.
+fn run(config: WorldConfig, policies: &[Policy], ops: &[Op]) -> World {
+    let mut world = World::new(config, policies);
+    world.check();
+    for &op in ops {
+        world.apply(op);
+        world.check();
+    }
+    world.tear_down();
+    world
+}
+
+fn proptest_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    #[test]
+    fn static_policy(config in config(), ops in prop::collection::vec(op(), 1..80)) {
+        run(config, &[Policy::Static], &ops);
+    }
+
+    #[test]
+    fn fault_policy(config in config(), ops in prop::collection::vec(op(), 1..80)) {
+        run(config, &[Policy::Fault], &ops);
+    }
+
+    #[test]
+    fn guaranteed_policy_never_faults_fatally(
+        config in config(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run(config, &[Policy::Guaranteed], &ops);
+    }
+
+    #[test]
+    fn reclaim_policy_never_faults_fatally(
+        config in config(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run(config, &[Policy::Reclaim], &ops);
+    }
+
+    #[test]
+    fn switch_policy_never_faults(config in config(), ops in prop::collection::vec(op(), 1..80)) {
+        let world = run(config, &[Policy::Switch], &ops);
+        prop_assert_eq!(world.seen.served_faults, 0);
+    }
+
+    #[test]
+    fn all_policies_side_by_side(config in config(), ops in prop::collection::vec(op(), 1..80)) {
+        run(config, &Policy::ALL, &ops);
+    }
+
+    #[test]
+    fn policies_without_the_fault_policy_never_fault_fatally(
+        config in config(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        let world = run(
+            config,
+            &[Policy::Static, Policy::Guaranteed, Policy::Reclaim, Policy::Switch],
+            &ops,
+        );
+        prop_assert_eq!(world.seen.fatal_faults, 0);
+    }
+}
+
+/// The generators reach the events the properties are about: without this,
+/// a property could pass because nothing interesting ever happened.
+#[test]
+fn the_generated_runs_reach_every_interesting_event() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    let mut totals = dks_core::CounterSnapshot::default();
+    let mut shootdowns = 0;
+    let mut create_failures = 0;
+    for policies in [
+        &[Policy::Fault][..],
+        &[Policy::Reclaim],
+        &[Policy::Switch],
+        &Policy::ALL,
+    ] {
+        for _ in 0..64 {
+            let config = config().new_tree(&mut runner).unwrap().current();
+            let ops = prop::collection::vec(op(), 40..80)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            let mut world = World::new(config, policies);
+            for op in ops {
+                world.apply(op);
+            }
+            let snapshot = dks_core::counters::sum(world.cpus.iter().map(|cpu| &cpu.counters));
+            totals.dks_faults += snapshot.dks_faults;
+            totals.dks_fatal += snapshot.dks_fatal;
+            totals.dks_reclaimed += snapshot.dks_reclaimed;
+            totals.dks_admit_wait += snapshot.dks_admit_wait;
+            totals.dks_refill_fail += snapshot.dks_refill_fail;
+            totals.dks_guard_hits += snapshot.dks_guard_hits;
+            shootdowns += world.platform.stats().shootdowns;
+            create_failures += world.seen.create_failures;
+            world.tear_down();
+        }
+    }
+    assert!(totals.dks_faults > 0, "{totals:?}");
+    assert!(totals.dks_fatal > 0, "{totals:?}");
+    assert!(totals.dks_reclaimed > 0, "{totals:?}");
+    assert!(totals.dks_admit_wait > 0, "{totals:?}");
+    assert!(totals.dks_refill_fail > 0, "{totals:?}");
+    assert!(totals.dks_guard_hits > 0, "{totals:?}");
+    assert!(shootdowns > 0);
+    assert!(create_failures > 0);
+}
