@@ -140,9 +140,16 @@ pub fn switch_out<P: Platform>(
     prev: &mut Stack,
     how: SwitchOut,
 ) -> Result<u8, LayoutError> {
+    let asleep = how.reason == SwitchOutReason::Asleep;
+    if !prev.policy().maps_all_while_running() {
+        // Only check the pointer: no other policy gives pages back here.
+        layout.live_pages(prev.slot(), how.saved_sp)?;
+        prev.note_switched_out(how.saved_sp, asleep);
+        return Ok(0);
+    }
     let plan = reclaim::switch_out_plan(platform, layout, prev, how.saved_sp)?;
-    prev.note_switched_out(how.saved_sp, how.reason == SwitchOutReason::Asleep);
-    if !prev.policy().maps_all_while_running() || plan.unmap_without_flush.is_empty() {
+    prev.note_switched_out(how.saved_sp, asleep);
+    if plan.unmap_without_flush.is_empty() {
         return Ok(0);
     }
     Ok(reclaim::give_back(
