@@ -15,7 +15,7 @@
 //!
 //! The crate knows no CPU: everything it needs from a machine goes through
 //! the small [`Platform`] trait. The kernel implements it on x86_64 page
-//! tables; [`emulated`] implements it in software so that the same code runs
+//! tables; the `emulated` module (feature `emulated`) implements it in software so that the same code runs
 //! in host tests and the simulator.
 //!
 //! # Where state lives
@@ -42,7 +42,8 @@
 //!   [`switch`] and [`reclaim`] move pages between the first two.
 //! - Every frame is in exactly one place (free, a magazine, a stack, a cached
 //!   stack, other use): frames are the non-`Clone` [`Frame`] type, so moving
-//!   one is the only way to put it somewhere; [`emulated::Census`] checks it.
+//!   one is the only way to put it somewhere; the emulated platform's census
+//!   checks it.
 //! - A frame is freed only after every TLB that may cache it was flushed:
 //!   [`platform`]'s `#[must_use]` [`Flush`] tokens.
 //! - Under `guaranteed`, `reclaim` and `switch`, no stack fault is fatal:

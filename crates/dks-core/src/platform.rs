@@ -4,7 +4,7 @@
 //! free a frame, map and unmap one stack page, write a not-present entry,
 //! read an entry (which gives the Accessed bit), flush TLBs, and say which
 //! CPU runs. The kernel implements it on x86_64 page tables,
-//! [`emulated`](crate::emulated) in software.
+//! the `emulated` module in software.
 //!
 //! # TLB flushes
 //!

@@ -15,7 +15,7 @@
 //! 3. [`finish`], on `next`'s stack: `next` runs now; under `fault` the
 //!    magazine is refilled here, as in the RFC, and that refill may fail.
 //! 4. [`switch_out`] for `prev`, with its saved stack pointer: records it
-//!    (and whether `prev` went to sleep) for [`reclaim`](crate::reclaim),
+//!    (and whether `prev` went to sleep) for [`reclaim`],
 //!    and under `switch` unmaps `prev`'s dead pages whose Accessed bit is
 //!    clear, with no flush.
 //!

@@ -5,7 +5,7 @@
 //! a current CPU. It behaves like x86_64 where dks depends on it:
 //!
 //! - entries are real x86_64 page-table entries (`u64`), decoded by
-//!   [`pte`](crate::pte);
+//!   [`pte`];
 //! - [`EmulatedPlatform::touch`] is a memory access by the current CPU: a TLB
 //!   hit uses the cached translation without looking at the entry; a miss
 //!   walks the entry, sets its Accessed bit and caches it, or reports the
