@@ -9,7 +9,14 @@
 
 use core::fmt;
 
-use crate::layout::PAGE_SIZE_IN_BYTES;
+use crate::layout::{MAX_STACK_PAGES_LIMIT, PAGE_SIZE_IN_BYTES};
+
+/// Room for one frame per page of a stack, for frames in flight (allocated
+/// but not mapped yet, or unmapped but not flushed yet).
+pub(crate) type StackFrames = [Option<Frame>; MAX_STACK_PAGES_LIMIT];
+
+/// An empty [`StackFrames`].
+pub(crate) const NO_STACK_FRAMES: StackFrames = [const { None }; MAX_STACK_PAGES_LIMIT];
 
 /// One physical frame held by dks.
 #[derive(PartialEq, Eq)]

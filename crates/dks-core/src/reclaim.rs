@@ -28,9 +28,9 @@
 
 use crate::addr::VirtAddr;
 use crate::counters::{CpuCounters, Event};
-use crate::frame::Frame;
+use crate::frame::NO_STACK_FRAMES;
 use crate::group::GroupCharge;
-use crate::layout::{LayoutError, MAX_STACK_PAGES_LIMIT, StackLayout};
+use crate::layout::{LayoutError, StackLayout};
 use crate::magazine::Magazine;
 use crate::page_set::PageSet;
 use crate::platform::{FlushBatch, FlushNeed, Platform};
@@ -124,8 +124,7 @@ pub(crate) fn give_back<P: Platform>(
     pages: PageSet,
 ) -> u8 {
     let owner = AbsentPte::unpopulated(stack.slot());
-    let mut after_flush: [Option<Frame>; MAX_STACK_PAGES_LIMIT] =
-        [const { None }; MAX_STACK_PAGES_LIMIT];
+    let mut after_flush = NO_STACK_FRAMES;
     let mut flushes = FlushBatch::new();
     for (page, waiting) in pages.iter().zip(after_flush.iter_mut()) {
         let (frame, flush) = platform.unmap_stack_page(layout.page_addr(stack.slot(), page), owner);

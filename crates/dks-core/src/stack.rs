@@ -37,9 +37,9 @@
 use crate::addr::VirtAddr;
 use crate::cache::{CachedStack, StackCache};
 use crate::counters::CpuCounters;
-use crate::frame::{Frame, Urgency};
+use crate::frame::{NO_STACK_FRAMES, Urgency};
 use crate::group::{ChargeError, GroupCharge, GroupId};
-use crate::layout::{MAX_STACK_PAGES_LIMIT, SlotIndex, StackLayout, StackPage};
+use crate::layout::{SlotIndex, StackLayout, StackPage};
 use crate::page_set::PageSet;
 use crate::platform::{FlushBatch, Platform};
 use crate::policy::Policy;
@@ -242,8 +242,7 @@ pub fn create<P: Platform>(
             source,
         });
     }
-    let mut frames: [Option<Frame>; MAX_STACK_PAGES_LIMIT] =
-        [const { None }; MAX_STACK_PAGES_LIMIT];
+    let mut frames = NO_STACK_FRAMES;
     for (allocated, slot_frame) in (0..missing.len()).zip(frames.iter_mut()) {
         if let Some(frame) = platform.alloc_frame(Urgency::Normal) {
             *slot_frame = Some(frame);
@@ -360,8 +359,7 @@ pub(crate) fn teardown<P: Platform>(
     slot: SlotIndex,
     populated: PageSet,
 ) {
-    let mut frames: [Option<Frame>; MAX_STACK_PAGES_LIMIT] =
-        [const { None }; MAX_STACK_PAGES_LIMIT];
+    let mut frames = NO_STACK_FRAMES;
     let mut flushes = FlushBatch::new();
     for (page, slot_frame) in layout.all_pages().iter().zip(frames.iter_mut()) {
         let addr = layout.page_addr(slot, page);

@@ -7,7 +7,7 @@ mod world;
 use dks_core::emulated::FailurePattern;
 use dks_core::layout::PAGE_SIZE_IN_BYTES;
 use dks_core::switch::{self, Admission};
-use dks_core::{FatalReason, FaultOutcome, Policy, counters, fault};
+use dks_core::{FatalReason, FaultOutcome, Policy, counters};
 use world::{World, WorldConfig};
 
 fn world(policy: Policy) -> World {
@@ -44,28 +44,7 @@ fn under_fault_a_failed_refill_makes_the_next_stack_fault_fatal() {
     // The thread grows into its second page: the fault finds no frame.
     let addr = world.layout.page_addr(slot, dks_core::StackPage::new(1));
     assert!(world.platform.touch(addr).is_err());
-    let outcome = {
-        let World {
-            platform,
-            layout,
-            cpus,
-            groups,
-            tasks,
-            ..
-        } = &mut world;
-        let cpu = &mut cpus[0];
-        fault::handle(
-            platform,
-            layout,
-            &mut cpu.percpu.magazine,
-            &cpu.counters,
-            addr,
-            |owner| {
-                let task = tasks.get_mut(&owner.as_u32())?;
-                Some((&mut task.stack, &groups[0]))
-            },
-        )
-    };
+    let outcome = world.fault(0, addr);
     assert_eq!(
         outcome,
         FaultOutcome::Fatal {

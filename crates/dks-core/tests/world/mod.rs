@@ -344,7 +344,8 @@ impl World {
         self.tasks.get_mut(&slot).expect("running task").sp_depth = depth;
     }
 
-    fn fault(&mut self, cpu: usize, addr: VirtAddr) -> FaultOutcome {
+    /// Takes a page fault at `addr` on `cpu`, as the kernel's #PF handler.
+    pub fn fault(&mut self, cpu: usize, addr: VirtAddr) -> FaultOutcome {
         let Self {
             platform,
             layout,
