@@ -45,6 +45,10 @@ pub struct Config {
     pub hz: u32,
     /// A deliberate crash, for testing the crash reports.
     pub crash: Option<Crash>,
+    /// The largest a thread stack may grow, in bytes (16, 32 or 64 KiB).
+    pub max_stack_bytes: u64,
+    /// Stack slots in the stack region (the most threads alive at once).
+    pub slots: u32,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             reserve_frames: frames::DEFAULT_RESERVE_FRAMES,
             hz: 100,
             crash: None,
+            max_stack_bytes: 16 * 1024,
+            slots: 8192,
         }
     }
 }
@@ -82,6 +88,8 @@ const KEYS: &[(&str, &str)] = &[
     ("reserve", "a frame count from 0 to 1048576"),
     ("hz", "timer interrupts per second, 10 to 10000"),
     ("crash", "ud, page-fault, guard"),
+    ("max_stack", "16K, 32K or 64K"),
+    ("slots", "stack slots, 64 to 65536"),
 ];
 
 fn accepted_for(key: &str) -> &'static str {
@@ -154,6 +162,19 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
             }
             "hz" => {
                 config.hz = parse_in_range(value, 10, 10_000)
+                    .ok_or_else(|| error("not a number in range"))?
+                    as u32
+            }
+            "max_stack" => {
+                config.max_stack_bytes = match value {
+                    "16K" => 16 * 1024,
+                    "32K" => 32 * 1024,
+                    "64K" => 64 * 1024,
+                    _ => return Err(error("not an allowed stack size")),
+                }
+            }
+            "slots" => {
+                config.slots = parse_in_range(value, 64, 65_536)
                     .ok_or_else(|| error("not a number in range"))?
                     as u32
             }

@@ -14,7 +14,6 @@
 extern crate alloc;
 
 #[allow(unsafe_code)] // reason: the hardware layer is the one place unsafe code lives
-#[allow(dead_code)] // reason: IPIs, SMP bring-up and TSC reads arrive with the scheduler (issue 4)
 mod hw;
 
 mod cmdline;
@@ -23,8 +22,13 @@ mod ktest;
 mod layout;
 mod mm;
 mod report;
+mod sched;
+mod smp;
+mod stacks;
 mod sync;
+mod tlb;
 mod trap;
+mod work;
 
 use alloc::borrow::Cow;
 
@@ -70,7 +74,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     hw::gdt::init_this_cpu();
     hw::idt::load_on_this_cpu();
     hw::apic::init_this_cpu();
-    hw::apic::calibrate_timer();
+    hw::apic::calibrate();
 
     let config = match cmdline::parse(info.cmdline(), &ktest::names()) {
         Ok(config) => config,
@@ -85,13 +89,18 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
         }
     };
     frames::set_reserve(config.reserve_frames);
+    if let Err(e) = stacks::init(config.max_stack_bytes, config.slots) {
+        report::log(format_args!("stack region: {e:?}"));
+        report::exit(ExitCode::ConfigError, "bad stack layout");
+    }
+    sched::init(config.hz);
     hw::apic::start_periodic_timer(config.hz);
-    hw::cpu::enable_interrupts();
+    let cpus = smp::start_all(info.rsdp, config.hz);
 
     let stats = frames::stats();
     report::emit(&Record::Boot(record::Boot {
         version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
-        cpus: 1,
+        cpus,
         memory_kib: ram_bytes / 1024,
         frames_total: stats.total,
         frames_free: stats.free,
@@ -99,6 +108,18 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     }));
     frames::set_injection(config.injection);
 
+    work::start();
+    let main = sched::spawn("main", sched::SpawnOptions::default(), move || {
+        main_thread(config)
+    });
+    if main.is_err() {
+        report::exit(ExitCode::Failure, "no memory for the main thread");
+    }
+    sched::run(0)
+}
+
+/// What the boot was asked to do, in the first thread.
+fn main_thread(config: cmdline::Config) {
     if let Some(crash) = config.crash {
         crash::now(crash);
     }

@@ -30,13 +30,32 @@ impl<T> IrqMutex<T> {
         }
     }
 
-    /// Disables interrupts, then spins until the lock is free.
+    /// Disables interrupts, then spins until the lock is free. While it spins it keeps
+    /// answering TLB shootdowns, so a CPU that holds this lock while it shoots down cannot
+    /// deadlock with a CPU waiting for the lock.
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let irq = IrqGuard::new();
-        IrqMutexGuard {
-            guard: self.inner.lock(),
-            _irq: irq,
+        loop {
+            if let Some(guard) = self.inner.try_lock() {
+                return IrqMutexGuard { guard, _irq: irq };
+            }
+            crate::tlb::serve();
+            core::hint::spin_loop();
         }
+    }
+
+    /// Takes the lock only if it is free right now.
+    pub fn try_lock(&self) -> Option<IrqMutexGuard<'_, T>> {
+        let irq = IrqGuard::new();
+        self.inner
+            .try_lock()
+            .map(|guard| IrqMutexGuard { guard, _irq: irq })
+    }
+}
+
+impl<T: Default> Default for IrqMutex<T> {
+    fn default() -> Self {
+        IrqMutex::new(T::default())
     }
 }
 

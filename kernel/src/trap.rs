@@ -19,7 +19,8 @@ use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::idt::vectors;
 use crate::hw::trap::{Disposition, TrapFrame, bounce_target};
 use crate::mm::kstacks;
-use crate::report;
+use crate::stacks::{self, StackAddress};
+use crate::{report, sched, tlb};
 
 /// Timer interrupts per CPU since boot.
 pub static TIMER_TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -46,6 +47,11 @@ pub fn on_interrupted_stack(frame: &mut TrapFrame) {
         vector::TIMER => {
             TIMER_TICKS[cpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
             apic::eoi();
+            sched::tick();
+        }
+        vector::TLB_SHOOTDOWN => {
+            tlb::serve();
+            apic::eoi();
         }
         vector::SPURIOUS => {}
         _ => apic::eoi(),
@@ -65,6 +71,22 @@ pub fn nested_page_fault(frame: &TrapFrame) -> ! {
 
 fn page_fault(frame: &mut TrapFrame) -> Disposition {
     let cr2 = cpu::read_cr2();
+    if let StackAddress::Guard { slot, depth } = stacks::locate(cr2) {
+        let task = sched::try_current();
+        let name = task.as_ref().map_or("(no thread)", |t| t.name());
+        report::emit(&Record::GuardHit(GuardHit {
+            cpu: cpu::current_id(),
+            task: Cow::Borrowed(name),
+            address: cr2,
+            depth_bytes: depth,
+            rip: frame.rip,
+        }));
+        let _ = slot;
+        if catch::redirect(frame, cr2) {
+            return Disposition::Done;
+        }
+        fatal(frame, cr2)
+    }
     if let Some((guard_start, _)) = kstacks::guard_containing(cr2) {
         let stack_top = guard_start + crate::layout::KERNEL_STACK_SLOT_BYTES;
         report::emit(&Record::GuardHit(GuardHit {

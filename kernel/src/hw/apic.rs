@@ -10,7 +10,7 @@ use spin::Once;
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
-use super::paging;
+use super::{cpu, paging};
 use crate::layout::{MMIO_BASE, PAGE_BYTES};
 
 /// Interrupt vectors the kernel programs.
@@ -21,8 +21,6 @@ pub mod vector {
     pub const RESCHEDULE: u8 = 0x21;
     /// TLB shootdown IPI.
     pub const TLB_SHOOTDOWN: u8 = 0x22;
-    /// Function-call IPI (tests).
-    pub const CALL: u8 = 0x23;
     /// The APIC's spurious-interrupt vector.
     pub const SPURIOUS: u8 = 0xff;
 }
@@ -50,6 +48,8 @@ const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 static MAPPED: Once<()> = Once::new();
 /// APIC timer ticks (at divide-by-16) per millisecond, measured against the PIT.
 static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// TSC ticks per microsecond, measured against the PIT.
+static TSC_PER_US: AtomicU64 = AtomicU64::new(0);
 
 fn read(register: u64) -> u32 {
     // SAFETY: the APIC page is mapped uncached at APIC_VIRT (`init_this_cpu` ran), and
@@ -105,8 +105,9 @@ pub fn eoi() {
     write(REG_EOI, 0);
 }
 
-/// Measures the APIC timer against the PIT (channel 2, 10 ms). Called once on the boot CPU.
-pub fn calibrate_timer() -> u64 {
+/// Measures the APIC timer and the TSC against the PIT (channel 2, 10 ms). Called once, on
+/// the boot CPU. Returns (APIC timer ticks per ms, TSC ticks per µs).
+pub fn calibrate() -> (u64, u64) {
     const PIT_HZ: u64 = 1_193_182;
     const WINDOW_MS: u64 = 10;
     let count = (PIT_HZ * WINDOW_MS / 1000) as u16;
@@ -116,22 +117,34 @@ pub fn calibrate_timer() -> u64 {
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_BY_16);
     // SAFETY: port 0x61 bit 0 gates PIT channel 2 and bit 1 routes it to the speaker (kept
     // off); 0x43/0x42 program channel 2 only, which nothing else uses.
-    let elapsed = unsafe {
+    let (elapsed, tsc_elapsed) = unsafe {
         let g = gate.read();
         gate.write((g & !0x02) | 0x01);
         command.write(0b1011_0000); // channel 2, lobyte/hibyte, mode 0, binary
         channel2.write(count as u8);
         channel2.write((count >> 8) as u8);
         write(REG_TIMER_INITIAL, u32::MAX);
+        let tsc_start = cpu::rdtsc();
         while gate.read() & 0x20 == 0 {
             core::hint::spin_loop();
         }
-        u32::MAX - read(REG_TIMER_CURRENT)
+        (u32::MAX - read(REG_TIMER_CURRENT), cpu::rdtsc() - tsc_start)
     };
     write(REG_TIMER_INITIAL, 0);
     let per_ms = (u64::from(elapsed) / WINDOW_MS).max(1);
     TICKS_PER_MS.store(per_ms, Ordering::Relaxed);
-    per_ms
+    let tsc_per_us = (tsc_elapsed / (WINDOW_MS * 1000)).max(1);
+    TSC_PER_US.store(tsc_per_us, Ordering::Relaxed);
+    (per_ms, tsc_per_us)
+}
+
+/// Spins for at least `us` microseconds (by the TSC calibrated in [`calibrate`]).
+pub fn delay_us(us: u64) {
+    let per_us = TSC_PER_US.load(Ordering::Relaxed).max(1);
+    let end = cpu::rdtsc() + us * per_us;
+    while cpu::rdtsc() < end {
+        core::hint::spin_loop();
+    }
 }
 
 /// Starts this CPU's periodic timer at `hz` interrupts per second.
@@ -141,12 +154,6 @@ pub fn start_periodic_timer(hz: u32) {
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_BY_16);
     write(REG_LVT_TIMER, LVT_PERIODIC | u32::from(vector::TIMER));
     write(REG_TIMER_INITIAL, initial as u32);
-}
-
-/// Stops this CPU's timer.
-pub fn stop_timer() {
-    write(REG_LVT_TIMER, LVT_MASKED | u32::from(vector::TIMER));
-    write(REG_TIMER_INITIAL, 0);
 }
 
 /// Sends `vector` to the CPU whose APIC id is `apic_id`.

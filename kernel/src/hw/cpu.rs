@@ -63,14 +63,6 @@ pub fn enable_interrupts_and_halt() {
     x86_64::instructions::interrupts::enable_and_hlt();
 }
 
-/// Stops this CPU for good.
-pub fn halt_forever() -> ! {
-    loop {
-        x86_64::instructions::interrupts::disable();
-        x86_64::instructions::hlt();
-    }
-}
-
 /// Reads the time-stamp counter. Under `-icount shift=0` it counts guest instructions.
 #[inline]
 pub fn rdtsc() -> u64 {

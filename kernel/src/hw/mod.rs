@@ -6,11 +6,13 @@
 //! through their modules (`hw::paging::map`, `hw::apic::eoi`, ...). A reader auditing the
 //! dangerous code reads this tree and nothing else.
 
+pub mod acpi;
 pub mod apic;
 pub mod boot;
 pub mod boot_map;
 pub mod catch;
 pub mod console;
+pub mod context;
 pub mod cpu;
 pub mod gdt;
 pub mod heap;
@@ -21,5 +23,6 @@ pub mod percpu;
 pub mod probes;
 pub mod pvh;
 pub mod qemu;
+pub mod smp;
 pub mod start;
 pub mod trap;

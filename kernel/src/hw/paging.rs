@@ -38,8 +38,6 @@ pub mod bits {
     pub const NO_CACHE: u64 = 1 << 4;
     /// Set by the CPU when it uses the entry for a translation.
     pub const ACCESSED: u64 = 1 << 5;
-    /// Set by the CPU on a write through the entry.
-    pub const DIRTY: u64 = 1 << 6;
     /// A 2 MiB page (in a page directory).
     pub const HUGE: u64 = 1 << 7;
     /// Kept in the TLB across CR3 loads.
@@ -199,11 +197,6 @@ impl Flush {
     /// Drops the flush: the caller knows no TLB can hold the old translation (it was not
     /// present, or its Accessed bit was clear), or will shoot it down itself.
     pub fn ignore(self) {}
-
-    /// The page whose translation changed.
-    pub fn address(&self) -> u64 {
-        self.virt
-    }
 }
 
 /// Maps the 4 KiB page at `virt` to `frame` with `leaf_flags`. On failure the frame comes back.
@@ -375,4 +368,60 @@ pub fn map_mmio(virt: u64, phys: u64, bytes: u64) -> u64 {
         x86_64::instructions::tlb::flush(VirtAddr::new(virt + offset));
     }
     virt
+}
+
+/// Maps the low page `phys` at the same virtual address, writable and executable: only for
+/// the AP trampoline while processors start.
+pub fn map_identity_executable(phys: u64) {
+    assert!(phys < layout::KERNEL_IMAGE_BASE && phys.is_multiple_of(PAGE_BYTES));
+    let slot = ensure_pte(phys).expect("memory for the trampoline's page tables");
+    slot.store(phys | bits::PRESENT | bits::WRITABLE, Ordering::Release);
+    x86_64::instructions::tlb::flush(VirtAddr::new(phys));
+}
+
+/// Removes an identity mapping made by [`map_identity_executable`] on this CPU. Other CPUs
+/// that used it flush their TLBs themselves when they leave the trampoline (a CR3 write is
+/// not needed: they never touch the page again, and the page itself stays reserved).
+pub fn unmap_identity(phys: u64) {
+    assert!(phys < layout::KERNEL_IMAGE_BASE);
+    if let Some(slot) = pte(phys) {
+        slot.store(0, Ordering::Release);
+        x86_64::instructions::tlb::flush(VirtAddr::new(phys));
+    }
+}
+
+/// Invalidates this CPU's TLB entries for `[start, end)`: page by page for a few pages, the
+/// whole TLB (global entries included) for more.
+pub fn flush_range(start: u64, end: u64) {
+    const PAGE_BY_PAGE_LIMIT: u64 = 32;
+    let pages = end.saturating_sub(start).div_ceil(PAGE_BYTES);
+    if pages <= PAGE_BY_PAGE_LIMIT {
+        for page in 0..pages {
+            x86_64::instructions::tlb::flush(VirtAddr::new(start + page * PAGE_BYTES));
+        }
+    } else {
+        // Toggling CR4.PGE flushes every entry, global ones included.
+        // SAFETY: clearing and setting PGE only flushes the TLB; the page tables are unchanged.
+        unsafe {
+            Cr4::update(|f| f.remove(Cr4Flags::PAGE_GLOBAL));
+            Cr4::update(|f| f.insert(Cr4Flags::PAGE_GLOBAL));
+        }
+    }
+}
+
+/// Zeroes the mapped 4 KiB page at `virt` in the thread-stack region (a reused stack page).
+///
+/// # Panics
+/// If `virt` is not a page of the stack region or is not mapped.
+pub fn zero_mapped_page(virt: u64) {
+    assert!(
+        virt.is_multiple_of(PAGE_BYTES)
+            && (layout::STACK_REGION_BASE..layout::STACK_REGION_BASE + layout::PML4_ENTRY_BYTES)
+                .contains(&virt),
+        "zeroing {virt:#x} outside the stack region"
+    );
+    let phys = translate(virt).expect("zeroing an unmapped stack page");
+    // SAFETY: the page is mapped (checked) and belongs to a stack that no thread runs on yet
+    // (its creator zeroes it before the thread starts); the direct map covers its frame.
+    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_BYTES as usize) };
 }

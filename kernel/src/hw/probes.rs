@@ -3,9 +3,6 @@
 use core::arch::asm;
 use core::sync::atomic::AtomicU64;
 
-/// Words of the red zone the probe fills.
-pub const RED_ZONE_WORDS: usize = 16;
-
 /// Fills the 128-byte red zone below the stack pointer with a pattern, waits (interrupts on)
 /// until `counter` has advanced by `events`, and returns how many of the 16 words changed.
 /// With every interrupt delivered on an IST stack (or moved below the red zone) the answer

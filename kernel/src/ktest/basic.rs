@@ -6,6 +6,7 @@ use super::{KernelTest, TestResult, check, check_eq};
 use crate::cmdline::{self, Crash, TestSelection};
 use crate::hw::{cpu, heap, paging};
 use crate::mm::frames::{self, Injection};
+use crate::sched;
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
@@ -28,7 +29,10 @@ fn boot() -> TestResult {
         paging::kernel_tables_active(),
         "kernel page tables not loaded"
     );
-    check_eq!(cpu::current_id(), 0);
+    check!(
+        sched::is_online(cpu::current_id()),
+        "running on an offline CPU"
+    );
     check!(
         cpu::interrupts_enabled(),
         "interrupts are off in test context"

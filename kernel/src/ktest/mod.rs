@@ -17,6 +17,7 @@ use crate::report;
 
 mod basic;
 mod memory;
+mod sched;
 pub mod traps;
 
 /// A test's verdict: `Err` carries what failed.
@@ -64,7 +65,7 @@ pub(crate) use {check, check_eq};
 /// Every test, in the order `test=all` runs them.
 fn registry() -> Vec<&'static KernelTest> {
     let mut tests = Vec::new();
-    for group in [basic::TESTS, memory::TESTS, traps::TESTS] {
+    for group in [basic::TESTS, memory::TESTS, traps::TESTS, sched::TESTS] {
         tests.extend(group.iter());
     }
     tests

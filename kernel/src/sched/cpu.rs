@@ -1,0 +1,257 @@
+//! Per-CPU scheduler state and the scheduler loop.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use super::thread::{State, Thread};
+use crate::hw::apic::{self, vector};
+use crate::hw::context;
+use crate::hw::cpu::{self as hwcpu, IrqGuard, MAX_CPUS};
+use crate::sync::IrqMutex;
+
+/// Timer ticks a thread may run before it is preempted (if others are ready).
+const SLICE_TICKS: u32 = 2;
+
+struct CpuSched {
+    online: AtomicBool,
+    /// Threads ready to run here.
+    run_queue: IrqMutex<VecDeque<Arc<Thread>>>,
+    /// Length of `run_queue`, readable without the lock (for load balancing).
+    queued: AtomicUsize,
+    /// The thread this CPU runs (only this CPU writes it).
+    current: IrqMutex<Option<Arc<Thread>>>,
+    /// The scheduler loop's saved stack pointer while a thread runs.
+    scheduler_rsp: AtomicU64,
+    /// Where an exiting thread's last stack pointer goes (nobody reads it).
+    discarded_rsp: AtomicU64,
+    /// Ticks the current thread has run since it was switched in.
+    slice_used: AtomicU32,
+    /// The loop is halted waiting for an interrupt.
+    idle: AtomicBool,
+    /// Context switches made by this CPU.
+    switches: AtomicU64,
+}
+
+static CPUS: [CpuSched; MAX_CPUS] = [const {
+    CpuSched {
+        online: AtomicBool::new(false),
+        run_queue: IrqMutex::new(VecDeque::new()),
+        queued: AtomicUsize::new(0),
+        current: IrqMutex::new(None),
+        scheduler_rsp: AtomicU64::new(0),
+        discarded_rsp: AtomicU64::new(0),
+        slice_used: AtomicU32::new(0),
+        idle: AtomicBool::new(false),
+        switches: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
+
+fn this() -> &'static CpuSched {
+    &CPUS[hwcpu::current_id() as usize]
+}
+
+/// Marks CPU `cpu` (with local APIC `apic_id`) as running the scheduler.
+pub fn set_online(cpu: u32, apic_id: u32) {
+    APIC_IDS[cpu as usize].store(apic_id, Ordering::Relaxed);
+    CPUS[cpu as usize].online.store(true, Ordering::Release);
+}
+
+/// Whether CPU `cpu` runs the scheduler.
+pub fn is_online(cpu: u32) -> bool {
+    CPUS.get(cpu as usize)
+        .is_some_and(|c| c.online.load(Ordering::Acquire))
+}
+
+/// Sends interrupt `vector` to CPU `cpu`.
+pub fn send_ipi(cpu: u32, vector: u8) {
+    apic::send_ipi(APIC_IDS[cpu as usize].load(Ordering::Relaxed), vector);
+}
+
+/// The number of CPUs that run the scheduler.
+pub fn online_cpus() -> u32 {
+    CPUS.iter()
+        .filter(|c| c.online.load(Ordering::Acquire))
+        .count() as u32
+}
+
+/// Returns the running thread of this CPU.
+pub fn current() -> Option<Arc<Thread>> {
+    this().current.lock().clone()
+}
+
+/// Returns the running thread of this CPU without waiting: `None` if there is none or its
+/// record is being changed right now. For fault handlers, which must not wait for a lock.
+pub fn try_current() -> Option<Arc<Thread>> {
+    this().current.try_lock().and_then(|c| c.clone())
+}
+
+/// Puts a ready thread in a run queue: its pinned CPU, or the least loaded online CPU
+/// (ties broken round-robin). Wakes that CPU if it idles.
+pub fn enqueue(thread: Arc<Thread>, pinned: Option<u32>) {
+    let target = pinned.unwrap_or_else(least_loaded) as usize;
+    let cpu = &CPUS[target];
+    {
+        let mut queue = cpu.run_queue.lock();
+        queue.push_back(thread);
+        cpu.queued.store(queue.len(), Ordering::Relaxed);
+    }
+    if target as u32 != hwcpu::current_id() && cpu.idle.load(Ordering::Acquire) {
+        send_ipi(target as u32, vector::RESCHEDULE);
+    }
+}
+
+fn least_loaded() -> u32 {
+    let start = ROUND_ROBIN.fetch_add(1, Ordering::Relaxed);
+    let mut best: Option<(usize, usize)> = None;
+    for offset in 0..MAX_CPUS {
+        let index = (start + offset) % MAX_CPUS;
+        let cpu = &CPUS[index];
+        if !cpu.online.load(Ordering::Acquire) {
+            continue;
+        }
+        let load =
+            cpu.queued.load(Ordering::Relaxed) + usize::from(!cpu.idle.load(Ordering::Relaxed));
+        if best.is_none_or(|(_, l)| load < l) {
+            best = Some((index, load));
+        }
+    }
+    best.map_or(0, |(index, _)| index as u32)
+}
+
+/// Whether the timer should preempt the current thread now.
+pub fn preemption_due() -> bool {
+    let cpu = this();
+    if cpu.current.lock().is_none() {
+        return false;
+    }
+    let used = cpu.slice_used.fetch_add(1, Ordering::Relaxed) + 1;
+    used >= SLICE_TICKS && any_ready(cpu)
+}
+
+fn any_ready(cpu: &CpuSched) -> bool {
+    cpu.queued.load(Ordering::Relaxed) > 0
+        || CPUS.iter().any(|c| c.queued.load(Ordering::Relaxed) > 1)
+}
+
+/// Switches from the current thread to this CPU's scheduler loop; returns when the thread is
+/// resumed (possibly on another CPU).
+pub fn switch_to_scheduler(irq: &IrqGuard) {
+    let cpu = this();
+    let me = cpu
+        .current
+        .lock()
+        .clone()
+        .expect("switch_to_scheduler outside a thread");
+    context::switch(
+        irq,
+        &me.saved_rsp,
+        cpu.scheduler_rsp.load(Ordering::Relaxed),
+    );
+    drop(me);
+    finish_switch();
+}
+
+/// Switches to the scheduler loop from a thread that will never run again.
+pub fn switch_to_scheduler_for_good(irq: &IrqGuard) -> ! {
+    let cpu = this();
+    context::switch(
+        irq,
+        &cpu.discarded_rsp,
+        cpu.scheduler_rsp.load(Ordering::Relaxed),
+    );
+    unreachable!("an exited thread was resumed")
+}
+
+/// The first thing a thread does after it is switched in (from `thread_start` or from
+/// `switch_to_scheduler`): nothing yet; the hook where the dynamic policies finish a switch.
+pub fn finish_switch() {}
+
+/// Takes the next thread for this CPU: its own queue first, then one stolen from the back of
+/// another CPU's queue. Pinned threads are never stolen.
+fn pick(cpu_id: usize) -> Option<Arc<Thread>> {
+    if let Some(thread) = pop(&CPUS[cpu_id], |queue| queue.pop_front()) {
+        return Some(thread);
+    }
+    for offset in 1..MAX_CPUS {
+        let victim = &CPUS[(cpu_id + offset) % MAX_CPUS];
+        if victim.queued.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let stolen = pop(victim, |queue| {
+            let position = queue.iter().rposition(|t| t.pinned().is_none())?;
+            queue.remove(position)
+        });
+        if stolen.is_some() {
+            return stolen;
+        }
+    }
+    None
+}
+
+fn pop(
+    cpu: &CpuSched,
+    take: impl FnOnce(&mut VecDeque<Arc<Thread>>) -> Option<Arc<Thread>>,
+) -> Option<Arc<Thread>> {
+    let mut queue = cpu.run_queue.lock();
+    let thread = take(&mut queue);
+    cpu.queued.store(queue.len(), Ordering::Relaxed);
+    thread
+}
+
+/// Deals with the thread that just switched back to the scheduler loop.
+fn put_previous(cpu: &CpuSched, previous: Arc<Thread>) {
+    let state = previous.state();
+    match state {
+        // Yielded or preempted: it stays ready, here.
+        State::Running => {
+            previous.set_state(State::Ready);
+            previous.on_cpu.store(false, Ordering::Release);
+            let mut queue = cpu.run_queue.lock();
+            queue.push_back(previous);
+            cpu.queued.store(queue.len(), Ordering::Relaxed);
+        }
+        // Blocked (maybe already woken and queued somewhere): its waker owns it now.
+        State::Blocked | State::Ready => previous.on_cpu.store(false, Ordering::Release),
+        State::Exited => {
+            previous.on_cpu.store(false, Ordering::Release);
+            crate::work::reap(previous);
+        }
+    }
+}
+
+/// The scheduler loop of CPU `cpu_id`.
+pub fn run(cpu_id: u32) -> ! {
+    let cpu = &CPUS[cpu_id as usize];
+    loop {
+        let irq = IrqGuard::new();
+        let Some(next) = pick(cpu_id as usize) else {
+            cpu.idle.store(true, Ordering::Release);
+            // Re-check after announcing idleness: an enqueue that saw us busy sent no IPI.
+            if cpu.queued.load(Ordering::Acquire) == 0 {
+                drop(irq);
+                hwcpu::enable_interrupts_and_halt();
+            } else {
+                drop(irq);
+            }
+            cpu.idle.store(false, Ordering::Release);
+            continue;
+        };
+        while next.on_cpu.load(Ordering::Acquire) {
+            hwcpu::relax();
+        }
+        next.on_cpu.store(true, Ordering::Release);
+        next.set_state(State::Running);
+        next.note_switched_in(cpu_id);
+        cpu.slice_used.store(0, Ordering::Relaxed);
+        cpu.switches.fetch_add(1, Ordering::Relaxed);
+        let rsp = next.saved_rsp.load(Ordering::Acquire);
+        *cpu.current.lock() = Some(next);
+        context::switch(&irq, &cpu.scheduler_rsp, rsp);
+        let previous = cpu.current.lock().take().expect("a thread switched back");
+        put_previous(cpu, previous);
+    }
+}

@@ -1,0 +1,167 @@
+//! Threads and the scheduler.
+//!
+//! Each CPU runs a *scheduler loop* on its own always-populated stack (the boot stack for the
+//! boot CPU, a kernel stack for the others). The loop is also the CPU's idle thread: when no
+//! thread is ready it halts until an interrupt. Threads run on their own stacks and enter the
+//! loop by switching to it ([`yield_now`], [`block`], [`exit`], or a preemption from the
+//! timer); the loop puts the previous thread where it belongs, picks the next one (its own run
+//! queue first, then stealing from the other CPUs) and switches to it.
+//!
+//! Running the scheduling decisions on the scheduler stack, not on the threads' stacks, is
+//! deliberate: that code manipulates the per-CPU stack magazines, and a dynamic stack that
+//! grows (faults) in the middle of a magazine update would see the magazine half-updated.
+//! Nothing that touches the stack mechanism's per-CPU state runs on a dynamic stack.
+//!
+//! Run queues are per CPU; a thread made ready goes to the least loaded online CPU (idle CPUs
+//! are woken with an IPI), and an idle CPU steals from the others, so threads migrate.
+
+mod cpu;
+pub mod thread;
+mod timer;
+pub mod wait;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+pub use self::thread::{State, Thread};
+use crate::hw::cpu::IrqGuard;
+use crate::hw::{context, cpu as hwcpu};
+use crate::stacks::{self, Policy, StackError};
+
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How a new thread's stack is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpawnOptions {
+    /// The stack policy.
+    pub policy: Policy,
+    /// Run only on this CPU (tests that must stay put); `None` lets it migrate.
+    pub pinned: Option<u32>,
+}
+
+impl Default for SpawnOptions {
+    fn default() -> Self {
+        SpawnOptions {
+            policy: Policy::Static,
+            pinned: None,
+        }
+    }
+}
+
+/// Creates a thread that runs `body` and makes it ready.
+pub fn spawn(
+    name: impl Into<String>,
+    options: SpawnOptions,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<Arc<Thread>, StackError> {
+    let stack = stacks::create(options.policy)?;
+    let saved_rsp = context::prepare(stack.top(), thread_start);
+    let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
+    let thread = Arc::new(Thread::new(
+        id,
+        name.into(),
+        Box::new(body),
+        stack,
+        saved_rsp,
+        options.pinned,
+    ));
+    cpu::enqueue(thread.clone(), options.pinned);
+    Ok(thread)
+}
+
+/// Where every thread starts (through `context::prepare`'s trampoline), with interrupts off.
+extern "C" fn thread_start() -> ! {
+    cpu::finish_switch();
+    hwcpu::enable_interrupts();
+    let me = current().expect("thread_start without a current thread");
+    let body = me.take_entry().expect("a thread's body runs once");
+    drop(me);
+    body();
+    exit()
+}
+
+/// Returns the thread running on this CPU, if any (none in the scheduler loop).
+pub fn current() -> Option<Arc<Thread>> {
+    cpu::current()
+}
+
+/// As [`current`], but never waits (for fault handlers): `None` when the record is busy.
+pub fn try_current() -> Option<Arc<Thread>> {
+    cpu::try_current()
+}
+
+/// Gives the CPU to another ready thread, if there is one.
+pub fn yield_now() {
+    let irq = IrqGuard::new();
+    cpu::switch_to_scheduler(&irq);
+}
+
+/// Leaves the CPU after the caller set its state to `Blocked` and registered it where a waker
+/// will find it.
+pub fn block() {
+    let irq = IrqGuard::new();
+    cpu::switch_to_scheduler(&irq);
+}
+
+/// Ends the calling thread. Its stack is freed later by the worker thread.
+pub fn exit() -> ! {
+    let irq = IrqGuard::new();
+    let me = current().expect("exit outside a thread");
+    me.mark_exited();
+    me.set_state(State::Exited);
+    me.joiners.wake_all();
+    drop(me);
+    cpu::switch_to_scheduler_for_good(&irq)
+}
+
+/// Makes a blocked thread ready; returns false if it was not blocked.
+pub fn wake(thread: Arc<Thread>) -> bool {
+    if !thread.transition(State::Blocked, State::Ready) {
+        return false;
+    }
+    let pinned = thread.pinned();
+    cpu::enqueue(thread, pinned);
+    true
+}
+
+/// Waits until `thread` has exited.
+pub fn join(thread: &Thread) {
+    thread.joiners.wait_until(|| thread.has_exited());
+}
+
+/// Sleeps for at least `ms` milliseconds.
+pub fn sleep_ms(ms: u64) {
+    timer::sleep_ms(ms);
+}
+
+/// Milliseconds since the scheduler started (timer-tick resolution).
+pub fn uptime_ms() -> u64 {
+    timer::uptime_ms()
+}
+
+/// Called by the timer interrupt, on the interrupted stack, after the EOI: time, sleepers,
+/// preemption.
+pub fn tick() {
+    let cpu_id = hwcpu::current_id();
+    if cpu_id == 0 {
+        timer::tick();
+    }
+    if cpu::preemption_due() {
+        let irq = IrqGuard::new();
+        cpu::switch_to_scheduler(&irq);
+    }
+}
+
+/// Sets up the scheduler (timer rate) before any CPU runs it.
+pub fn init(hz: u32) {
+    timer::init(hz);
+}
+
+/// Runs the scheduler loop on this CPU, forever. Called once per CPU on its scheduler stack.
+pub fn run(cpu_id: u32) -> ! {
+    cpu::run(cpu_id)
+}
+
+pub use self::cpu::{is_online, online_cpus, send_ipi, set_online};

@@ -1,0 +1,176 @@
+//! A kernel thread: its identity, scheduling state, saved context and stack.
+//!
+//! Who touches what:
+//! - `state` changes by compare-and-swap: the thread itself (running → blocked/exited), the
+//!   scheduler of the CPU it runs on (running → ready at a preemption or yield), and wakers
+//!   (blocked → ready). Only the party that makes a thread `Ready` puts it in a run queue, so a
+//!   thread is in at most one run queue.
+//! - `saved_rsp` is written by the context switch when the thread leaves a CPU and read by
+//!   the next CPU that resumes it. `on_cpu` stays true from the moment a CPU switches to the
+//!   thread until that CPU's scheduler has finished switching away from it; a CPU that wants
+//!   to resume the thread first waits for `on_cpu` to clear, so it never loads a half-saved
+//!   context.
+//! - `stack` belongs to the CPU running the thread (and that CPU's page-fault handler) while
+//!   it runs, and to the scheduler while it is switched out.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use super::wait::WaitQueue;
+use crate::stacks::ThreadStack;
+use crate::sync::IrqMutex;
+
+/// A thread's scheduling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// On a CPU.
+    Running = 0,
+    /// In a run queue.
+    Ready = 1,
+    /// Waiting in a wait queue or asleep; someone will make it ready.
+    Blocked = 2,
+    /// Finished; its stack waits to be freed.
+    Exited = 3,
+}
+
+impl State {
+    fn from_u8(value: u8) -> State {
+        match value {
+            0 => State::Running,
+            1 => State::Ready,
+            2 => State::Blocked,
+            _ => State::Exited,
+        }
+    }
+}
+
+/// Thread identifiers, unique for the whole boot.
+pub type ThreadId = u64;
+
+/// The body of a thread.
+pub type Entry = Box<dyn FnOnce() + Send + 'static>;
+
+/// A kernel thread.
+pub struct Thread {
+    id: ThreadId,
+    name: String,
+    state: AtomicU8,
+    /// The stack pointer of the saved context while the thread is off-CPU.
+    pub(super) saved_rsp: AtomicU64,
+    /// True while a CPU runs the thread or has not yet finished switching away from it.
+    pub(super) on_cpu: AtomicBool,
+    /// The CPU the thread last ran on.
+    pub(super) last_cpu: AtomicU32,
+    /// Bit `n` is set once the thread has run on CPU `n`.
+    cpus_ran_on: AtomicU32,
+    /// Times the thread was switched in.
+    switches: AtomicU64,
+    entry: IrqMutex<Option<Entry>>,
+    exited: AtomicBool,
+    /// Threads waiting in `join`.
+    pub(super) joiners: WaitQueue,
+    /// The CPU the thread must run on, if pinned.
+    pinned: Option<u32>,
+    /// The thread's stack.
+    pub stack: ThreadStack,
+}
+
+impl Thread {
+    pub(super) fn new(
+        id: ThreadId,
+        name: String,
+        entry: Entry,
+        stack: ThreadStack,
+        saved_rsp: u64,
+        pinned: Option<u32>,
+    ) -> Thread {
+        Thread {
+            id,
+            name,
+            state: AtomicU8::new(State::Ready as u8),
+            saved_rsp: AtomicU64::new(saved_rsp),
+            on_cpu: AtomicBool::new(false),
+            last_cpu: AtomicU32::new(0),
+            cpus_ran_on: AtomicU32::new(0),
+            switches: AtomicU64::new(0),
+            entry: IrqMutex::new(Some(entry)),
+            exited: AtomicBool::new(false),
+            joiners: WaitQueue::new(),
+            pinned,
+            stack,
+        }
+    }
+
+    /// The thread's id.
+    pub fn id(&self) -> ThreadId {
+        self.id
+    }
+
+    /// The thread's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current scheduling state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Moves the state from `from` to `to`; false if it was not `from`.
+    pub(super) fn transition(&self, from: State, to: State) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub(super) fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The CPU the thread is pinned to, if any.
+    pub fn pinned(&self) -> Option<u32> {
+        self.pinned
+    }
+
+    /// Bit `n` set: the thread has run on CPU `n`.
+    pub fn cpus_ran_on(&self) -> u32 {
+        self.cpus_ran_on.load(Ordering::Relaxed)
+    }
+
+    /// How many times the thread was switched in.
+    pub fn switches(&self) -> u64 {
+        self.switches.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn note_switched_in(&self, cpu: u32) {
+        self.cpus_ran_on.fetch_or(1 << cpu, Ordering::Relaxed);
+        self.last_cpu.store(cpu, Ordering::Relaxed);
+        self.switches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn take_entry(&self) -> Option<Entry> {
+        self.entry.lock().take()
+    }
+
+    /// Whether the thread has finished.
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    pub(super) fn mark_exited(&self) {
+        self.exited.store(true, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for Thread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Thread")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}

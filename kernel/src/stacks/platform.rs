@@ -1,0 +1,147 @@
+//! `dks_core::Platform` on the kernel's real page tables and frame allocator.
+//!
+//! Every page table of the stack region is created at boot (`prepare_region`), so mapping or
+//! unmapping a stack page only ever writes one existing leaf entry: the stack-fault path
+//! allocates nothing. Stack pages are mapped present, writable, not executable, not global,
+//! with the Accessed bit clear.
+//!
+//! # When the TLB work happens
+//!
+//! A platform is made for one job. [`X86Platform::live`] serves live stacks: a flush that
+//! needs a shootdown does it at once, because the stack's thread may use the address again
+//! right away. [`X86Platform::releasing`] serves stacks of exited threads: nobody uses their
+//! addresses until the slot is handed out again, so a shootdown can wait. Frames freed after
+//! such a deferred flush go to the [`quarantine`](super::quarantine) with their slot, and a
+//! single shootdown of every TLB later purges many stacks at once (an IPI to a busy CPU costs
+//! milliseconds under TCG).
+
+use core::sync::atomic::Ordering;
+
+use dks_core::{
+    AbsentPte, CpuId, Flush, FlushBatch, FlushNeed, Frame, Platform, StackLayout, Urgency, VirtAddr,
+};
+
+use crate::hw::cpu;
+use crate::hw::paging::{self, bits};
+use crate::layout::PAGE_BYTES;
+use crate::mm::frames;
+use crate::tlb;
+
+/// Leaf flags of a populated stack page.
+const STACK_PAGE: u64 = bits::PRESENT | bits::WRITABLE | bits::NO_EXECUTE;
+
+/// The machine, as dks sees it, for one job (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct X86Platform {
+    /// Shootdowns may wait for the next purge (the addresses are dead).
+    defer_shootdowns: bool,
+    /// A shootdown was deferred: frames freed from now on go to the quarantine.
+    deferred: bool,
+}
+
+impl X86Platform {
+    /// For work on live stacks: shootdowns happen before `flush` returns.
+    pub fn live() -> Self {
+        X86Platform {
+            defer_shootdowns: false,
+            deferred: false,
+        }
+    }
+
+    /// For tearing down stacks nobody runs on: shootdowns wait for the next purge.
+    pub fn releasing() -> Self {
+        X86Platform {
+            defer_shootdowns: true,
+            deferred: false,
+        }
+    }
+
+    /// Whether a shootdown was deferred (the slot must then wait in the quarantine too).
+    pub fn deferred(&self) -> bool {
+        self.deferred
+    }
+}
+
+fn urgency(urgency: Urgency) -> frames::Urgency {
+    match urgency {
+        Urgency::Normal => frames::Urgency::Normal,
+        Urgency::Atomic => frames::Urgency::Atomic,
+    }
+}
+
+fn leaf(addr: VirtAddr) -> &'static core::sync::atomic::AtomicU64 {
+    paging::pte(addr.as_u64()).expect("stack-region page tables exist from boot")
+}
+
+impl Platform for X86Platform {
+    fn current_cpu(&self) -> CpuId {
+        CpuId::new(cpu::current_id())
+    }
+
+    fn alloc_frame(&mut self, how: Urgency) -> Option<Frame> {
+        let frame = frames::alloc_zeroed(urgency(how))?;
+        Some(Frame::from_phys_addr(frame.into_mapped()))
+    }
+
+    fn free_frame(&mut self, frame: Frame) {
+        let frame = frames::Frame::from_unmapped(frame.phys_addr());
+        if self.deferred {
+            super::quarantine::hold_frame(frame);
+        } else {
+            frames::free(frame);
+        }
+    }
+
+    fn map_stack_page(&mut self, addr: VirtAddr, frame: Frame) -> Flush {
+        leaf(addr).store(frame.phys_addr() | STACK_PAGE, Ordering::Release);
+        // x86 never caches a not-present translation.
+        Flush::new(addr, FlushNeed::NotCached)
+    }
+
+    fn unmap_stack_page(&mut self, addr: VirtAddr, leave: AbsentPte) -> (Frame, Flush) {
+        let old = leaf(addr).swap(leave.raw(), Ordering::AcqRel);
+        assert!(
+            old & bits::PRESENT != 0,
+            "unmapping the absent stack page {addr:?}"
+        );
+        let need = if old & bits::ACCESSED != 0 {
+            FlushNeed::Shootdown
+        } else {
+            FlushNeed::NotCached
+        };
+        (
+            Frame::from_phys_addr(old & bits::ADDRESS_MASK),
+            Flush::new(addr, need),
+        )
+    }
+
+    fn write_absent(&mut self, addr: VirtAddr, entry: AbsentPte) {
+        leaf(addr).store(entry.raw(), Ordering::Release);
+    }
+
+    fn read_entry(&self, addr: VirtAddr) -> u64 {
+        paging::pte(addr.as_u64()).map_or(0, |e| e.load(Ordering::Acquire))
+    }
+
+    fn flush(&mut self, batch: FlushBatch) {
+        if let (FlushNeed::Shootdown, Some((start, end))) = (batch.need(), batch.range()) {
+            if self.defer_shootdowns {
+                self.deferred = true;
+            } else {
+                tlb::shootdown(start.as_u64(), end.as_u64());
+            }
+        }
+    }
+}
+
+/// Creates every page table of the stack region described by `layout`.
+pub fn prepare_region(layout: &StackLayout) {
+    let start = layout.base().as_u64();
+    let end = layout.region_end().as_u64();
+    let tables = PAGE_BYTES * 512;
+    let mut address = start;
+    while address < end {
+        paging::ensure_pte(address).expect("memory for the stack region's page tables");
+        address = (address / tables + 1) * tables;
+    }
+}
