@@ -1,5 +1,6 @@
-//! The in-kernel tests, booted under QEMU: one cargo test per boot (`test=all` on 1 and on 2
-//! CPUs), each checking the boot's records against the kernel's own plan.
+//! The in-kernel tests, booted under QEMU: one cargo test per boot (`test=all` on 1, 2 and 4
+//! CPUs), each checking the boot's records against the kernel's own plan and that the kernel
+//! brought up as many CPUs as QEMU was given.
 //!
 //! The kernel announces `TestPlan{count}`, then reports every test with `TestBegin`/`TestEnd`.
 //! [`dks_lab::test_report::check`] asserts that exactly `count` tests ended, all passed, none
@@ -33,6 +34,14 @@ fn run_all_kernel_tests(cpus: u8) {
             outcome.serial_log, outcome.qemu_stderr
         )
     });
+    let booted: Vec<u32> = outcome
+        .records()
+        .filter_map(|r| match r {
+            dks_protocol::record::Record::Boot(b) => Some(b.cpus),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(booted, vec![u32::from(cpus)], "CPUs the kernel reported running");
     assert!(
         !report.results.is_empty(),
         "test=all ran no test on {cpus} CPU(s):\n{}",
@@ -48,4 +57,9 @@ fn kernel_tests_pass_on_1_cpu() {
 #[test]
 fn kernel_tests_pass_on_2_cpus() {
     run_all_kernel_tests(2);
+}
+
+#[test]
+fn kernel_tests_pass_on_4_cpus() {
+    run_all_kernel_tests(4);
 }
