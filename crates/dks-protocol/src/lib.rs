@@ -20,4 +20,5 @@ extern crate alloc;
 
 pub mod exit;
 pub mod record;
+pub mod scenario;
 pub mod wire;

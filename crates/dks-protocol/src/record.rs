@@ -44,6 +44,24 @@ pub enum Record<'a> {
     /// A remark for humans; the host shows it and attaches no meaning.
     #[serde(borrow)]
     Log(Log<'a>),
+    /// A stack fault that could not be served (the thread is stopped).
+    #[serde(borrow)]
+    StackFault(StackFault<'a>),
+    /// The kernel-wide stack counters (`vmstat`-like), on request and at the end of a run.
+    #[serde(borrow)]
+    Vmstat(Vmstat<'a>),
+    /// One policy's share of the stack memory and events, printed with every `Vmstat`.
+    #[serde(borrow)]
+    PolicyStat(PolicyStat<'a>),
+    /// A measured cost, in guest instructions (under `-icount shift=0`).
+    #[serde(borrow)]
+    Cost(Cost<'a>),
+    /// One point of the stack-memory-over-time series of a workload.
+    #[serde(borrow)]
+    Sample(Sample<'a>),
+    /// How many threads of a policy ended with a given number of stack pages populated.
+    #[serde(borrow)]
+    ThreadPages(ThreadPages<'a>),
     /// The last record of a boot: the kernel is about to exit QEMU.
     #[serde(borrow)]
     Exit(Exit<'a>),
@@ -179,6 +197,149 @@ pub struct GuardHit<'a> {
     pub depth_bytes: u64,
     /// The instruction that touched the guard page.
     pub rip: u64,
+}
+
+/// A stack fault that could not be served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackFault<'a> {
+    /// The CPU it happened on.
+    pub cpu: u32,
+    /// The thread whose stack it was.
+    #[serde(borrow)]
+    pub task: Cow<'a, str>,
+    /// The thread's stack policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// The faulting address.
+    pub address: u64,
+    /// Bytes from the stack top to the faulting address.
+    pub depth_bytes: u64,
+    /// Why it could not be served (e.g. `magazine_empty`).
+    #[serde(borrow)]
+    pub reason: Cow<'a, str>,
+}
+
+/// The kernel-wide stack counters, with Linux's names where they exist.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vmstat<'a> {
+    /// Why it was printed (`request`, `end`, ...).
+    #[serde(borrow)]
+    pub reason: Cow<'a, str>,
+    /// Populated memory of live stacks, KiB.
+    pub nr_kernel_stack_kb: i64,
+    /// Stack faults served.
+    pub dks_faults: u64,
+    /// Magazine refills that had to allocate.
+    pub dks_refills: u64,
+    /// Refills that fell short.
+    pub dks_refill_fail: u64,
+    /// Stack faults that could not be served.
+    pub dks_fatal: u64,
+    /// Stack pages given back before their thread exited.
+    pub dks_reclaimed: u64,
+    /// Switches refused by admission.
+    pub dks_admit_wait: u64,
+    /// Stack overflows into a guard page.
+    pub dks_guard_hits: u64,
+    /// Free frames.
+    pub frames_free: u64,
+    /// Frames managed.
+    pub frames_total: u64,
+    /// Frames in the per-CPU magazines.
+    pub magazine_frames: u64,
+    /// Stacks kept in the per-CPU stack caches, and their populated pages.
+    pub cached_stacks: u64,
+    /// Populated pages of cached stacks.
+    pub cached_pages: u64,
+    /// Frames of released stacks waiting for a TLB purge.
+    pub quarantined_frames: u64,
+    /// Stack slots holding a live, cached or quarantined stack.
+    pub slots_in_use: u64,
+}
+
+/// One policy's stack memory and events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStat<'a> {
+    /// The policy (`static`, `fault`, `guaranteed`, `reclaim`, `switch`).
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Threads created with it.
+    pub threads_created: u64,
+    /// Threads alive now.
+    pub threads_live: u64,
+    /// Populated stack memory of its threads now, KiB.
+    pub stack_kib_now: u64,
+    /// The most that memory ever was, KiB.
+    pub stack_kib_peak: u64,
+    /// Stack faults served for its threads.
+    pub faults: u64,
+    /// Stack faults of its threads that could not be served.
+    pub fatal: u64,
+    /// Guard-page hits of its threads.
+    pub guard_hits: u64,
+    /// Times one of its threads was refused by admission.
+    pub admit_waits: u64,
+    /// Total time its threads waited for admission, microseconds.
+    pub admit_wait_us_total: u64,
+    /// Longest single wait for admission, microseconds.
+    pub admit_wait_us_max: u64,
+    /// Threads stopped by a fatal stack fault or a guard hit.
+    pub killed: u64,
+    /// Pages given back before exit.
+    pub reclaimed: u64,
+}
+
+/// A measured cost. Under `-icount shift=0` the TSC counts guest instructions, so these are
+/// instruction counts; otherwise TSC ticks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cost<'a> {
+    /// What was measured (`stack_fault`, `bounce_fault`, `direct_fault`, `switch`, `create`).
+    #[serde(borrow)]
+    pub what: Cow<'a, str>,
+    /// The policy it was measured under (empty when it does not apply).
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Operations measured.
+    pub samples: u64,
+    /// Sum over all operations.
+    pub total: u64,
+    /// The cheapest operation.
+    pub min: u64,
+    /// The dearest operation.
+    pub max: u64,
+    /// Whether the TSC counted instructions (`-icount`) rather than time.
+    pub instructions: bool,
+    /// Operations whose cost fell in `[2^i, 2^(i+1))` (the last bucket takes everything
+    /// above).
+    pub log2_histogram: [u64; 24],
+}
+
+/// Stack memory of one policy at one moment of a workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample<'a> {
+    /// Milliseconds since the workload started.
+    pub t_ms: u64,
+    /// The policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Populated stack memory of its threads, KiB.
+    pub stack_kib: u64,
+    /// The live-data bound of its threads: the pages their live stacks touch now, KiB.
+    pub live_kib: u64,
+    /// Its threads alive now.
+    pub threads: u64,
+}
+
+/// A bucket of the "pages held per thread" distribution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadPages<'a> {
+    /// The policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Populated pages at the thread's peak.
+    pub pages: u32,
+    /// Threads that peaked at that many pages.
+    pub threads: u64,
 }
 
 /// A kernel panic.

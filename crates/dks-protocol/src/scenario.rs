@@ -1,0 +1,316 @@
+//! The workload plan the host hands the kernel: what threads to run and how they behave.
+//!
+//! A scenario file (TOML, in the repository's `scenarios/`) is the human-facing form; the host
+//! parses and checks it, expands "each policy" into one group per policy, and writes this
+//! plan as JSON into a boot module (`-initrd`). The kernel parses it with the same types.
+//! Everything here is already validated by the host; the kernel still checks the bounds it
+//! relies on ([`Plan::check`]) and refuses a plan it cannot run.
+//!
+//! A thread's life: it runs `calls` *kernel paths*. A path recurses through real frames to a
+//! depth drawn from `depth`, touching its locals, and at its deepest point may block
+//! (`block_percent`): it then sleeps for a time drawn around `sleep_ms` (woken by a timer) or
+//! waits for a peer of its group to wake it. Between paths a long-lived thread sleeps at the
+//! depth drawn from `sleep_depth` (its live stack while asleep). A short-lived thread exits
+//! after its calls; with `respawn` a new one takes its place until the run ends.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+/// The plan format's version; the kernel refuses any other.
+pub const PLAN_VERSION: u32 = 1;
+
+/// The most threads a plan may ask for at once (the kernel's default stack slots are 8192).
+pub const MAX_PLAN_THREADS: u32 = 6000;
+
+/// The largest stack a plan may ask for, bytes.
+pub const MAX_STACK_BYTES: u32 = 64 * 1024;
+
+/// A whole workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Must be [`PLAN_VERSION`].
+    pub version: u32,
+    /// The scenario's name, for records.
+    pub name: String,
+    /// Seeds every random draw of the run.
+    pub seed: u64,
+    /// How long the workload runs, milliseconds; then every thread finishes its path and
+    /// exits.
+    pub duration_ms: u32,
+    /// How often the kernel prints a `Sample` per policy, milliseconds.
+    pub sample_ms: u32,
+    /// The largest stack, bytes (the kernel's `max_stack`); depths never exceed it.
+    pub max_stack_bytes: u32,
+    /// The thread groups.
+    pub groups: Vec<GroupPlan>,
+}
+
+/// Threads that behave alike.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPlan {
+    /// For records.
+    pub name: String,
+    /// The stack policy of its threads (`static`, `fault`, `guaranteed`, `reclaim`, `switch`).
+    pub policy: String,
+    /// Threads alive at once.
+    pub threads: u32,
+    /// Long-lived (run until the end) or short-lived (exit after `calls`).
+    pub lifetime: Lifetime,
+    /// Paths per thread: in all (short-lived) or between two sleeps (long-lived).
+    pub calls: u32,
+    /// Short-lived only: start a new thread when one exits, until the run ends.
+    pub respawn: bool,
+    /// Stack bytes a path uses.
+    pub depth: Histogram,
+    /// Long-lived only: how deep a thread sleeps between its rounds of paths.
+    pub sleep_depth: Histogram,
+    /// Percent of paths that block at their deepest point.
+    pub block_percent: u8,
+    /// Mean time asleep (a block, or a long-lived thread between rounds), milliseconds.
+    pub sleep_ms: u32,
+    /// Who ends a block.
+    pub wake: Wake,
+}
+
+/// How long a group's threads live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifetime {
+    /// Until the run ends.
+    Long,
+    /// For `calls` paths.
+    Short,
+}
+
+/// Who wakes a blocked thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wake {
+    /// A timer, after the drawn time.
+    Timer,
+    /// Another thread of the group, when it finishes a path (or a timer as a fallback, so
+    /// the last thread of a group cannot sleep forever).
+    Peer,
+}
+
+/// A distribution of byte counts: a bucket is drawn by weight, then a value uniformly in
+/// `(previous bucket's up_to_bytes, up_to_bytes]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Histogram {
+    /// Buckets in increasing `up_to_bytes`.
+    pub buckets: Vec<Bucket>,
+}
+
+/// One bucket of a [`Histogram`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    /// The bucket's upper bound, bytes.
+    pub up_to_bytes: u32,
+    /// Its relative weight.
+    pub weight: u64,
+}
+
+/// Why a plan cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanError {
+    /// Where (e.g. `groups[2].depth`).
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl core::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+/// The policies a plan may name, in report order.
+pub const POLICY_NAMES: [&str; 5] = ["static", "fault", "guaranteed", "reclaim", "switch"];
+
+fn error(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
+    PlanError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Histogram {
+    /// Checks the buckets: at least one, increasing bounds within `max_bytes`, some weight.
+    pub fn check(&self, field: &str, max_bytes: u32) -> Result<(), PlanError> {
+        if self.buckets.is_empty() {
+            return Err(error(field, "no buckets"));
+        }
+        let mut previous = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            if bucket.up_to_bytes <= previous {
+                return Err(error(
+                    alloc::format!("{field}.buckets[{i}]"),
+                    "bounds must increase and be above 0",
+                ));
+            }
+            if bucket.up_to_bytes > max_bytes {
+                return Err(error(
+                    alloc::format!("{field}.buckets[{i}]"),
+                    alloc::format!(
+                        "{} bytes is beyond max_stack ({max_bytes} bytes)",
+                        bucket.up_to_bytes
+                    ),
+                ));
+            }
+            previous = bucket.up_to_bytes;
+        }
+        if self.buckets.iter().all(|b| b.weight == 0) {
+            return Err(error(field, "every weight is 0"));
+        }
+        Ok(())
+    }
+
+    /// The largest value the histogram can produce.
+    pub fn max_bytes(&self) -> u32 {
+        self.buckets.last().map_or(0, |b| b.up_to_bytes)
+    }
+}
+
+impl Plan {
+    /// Checks every bound the kernel relies on.
+    pub fn check(&self) -> Result<(), PlanError> {
+        if self.version != PLAN_VERSION {
+            return Err(error(
+                "version",
+                alloc::format!("{} (this kernel runs version {PLAN_VERSION})", self.version),
+            ));
+        }
+        if ![16 * 1024, 32 * 1024, 64 * 1024].contains(&self.max_stack_bytes) {
+            return Err(error("max_stack_bytes", "must be 16, 32 or 64 KiB"));
+        }
+        if self.duration_ms == 0 || self.duration_ms > 600_000 {
+            return Err(error("duration_ms", "must be 1 to 600000"));
+        }
+        if self.sample_ms == 0 || self.sample_ms > self.duration_ms {
+            return Err(error("sample_ms", "must be 1 to duration_ms"));
+        }
+        if self.groups.is_empty() {
+            return Err(error("groups", "no groups"));
+        }
+        let mut threads: u32 = 0;
+        for (i, group) in self.groups.iter().enumerate() {
+            let at = |f: &str| alloc::format!("groups[{i}].{f}");
+            if !POLICY_NAMES.contains(&group.policy.as_str()) {
+                return Err(error(
+                    at("policy"),
+                    alloc::format!("unknown policy {:?}", group.policy),
+                ));
+            }
+            if group.threads == 0 {
+                return Err(error(at("threads"), "must be at least 1"));
+            }
+            threads = threads.saturating_add(group.threads);
+            if group.calls == 0 {
+                return Err(error(at("calls"), "must be at least 1"));
+            }
+            if group.block_percent > 100 {
+                return Err(error(at("block_percent"), "must be 0 to 100"));
+            }
+            group.depth.check(&at("depth"), self.max_stack_bytes)?;
+            group
+                .sleep_depth
+                .check(&at("sleep_depth"), self.max_stack_bytes)?;
+        }
+        if threads > MAX_PLAN_THREADS {
+            return Err(error(
+                "groups",
+                alloc::format!("{threads} threads at once; at most {MAX_PLAN_THREADS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    extern crate std;
+
+    fn histogram(bounds: &[(u32, u64)]) -> Histogram {
+        Histogram {
+            buckets: bounds
+                .iter()
+                .map(|&(up_to_bytes, weight)| Bucket {
+                    up_to_bytes,
+                    weight,
+                })
+                .collect(),
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            version: PLAN_VERSION,
+            name: "t".into(),
+            seed: 1,
+            duration_ms: 1000,
+            sample_ms: 100,
+            max_stack_bytes: 16 * 1024,
+            groups: alloc::vec![GroupPlan {
+                name: "g".into(),
+                policy: "fault".into(),
+                threads: 10,
+                lifetime: Lifetime::Long,
+                calls: 3,
+                respawn: false,
+                depth: histogram(&[(1024, 1), (4096, 2)]),
+                sleep_depth: histogram(&[(600, 1)]),
+                block_percent: 50,
+                sleep_ms: 5,
+                wake: Wake::Peer,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_good_plan_passes_and_every_bad_field_is_named() {
+        assert_eq!(plan().check(), Ok(()));
+        let cases: std::vec::Vec<(fn(&mut Plan), &str)> = std::vec![
+            (|p| p.version = 2, "version"),
+            (|p| p.max_stack_bytes = 15 * 1024, "max_stack_bytes"),
+            (|p| p.duration_ms = 0, "duration_ms"),
+            (|p| p.sample_ms = 5000, "sample_ms"),
+            (|p| p.groups.clear(), "groups"),
+            (|p| p.groups[0].policy = "lazy".into(), "groups[0].policy"),
+            (|p| p.groups[0].threads = 0, "groups[0].threads"),
+            (|p| p.groups[0].threads = MAX_PLAN_THREADS + 1, "groups"),
+            (|p| p.groups[0].calls = 0, "groups[0].calls"),
+            (
+                |p| p.groups[0].block_percent = 101,
+                "groups[0].block_percent"
+            ),
+            (|p| p.groups[0].depth = histogram(&[]), "groups[0].depth"),
+            (
+                |p| p.groups[0].depth = histogram(&[(4096, 1), (4096, 1)]),
+                "groups[0].depth.buckets[1]"
+            ),
+            (
+                |p| p.groups[0].depth = histogram(&[(20_000, 1)]),
+                "groups[0].depth.buckets[0]"
+            ),
+            (
+                |p| p.groups[0].sleep_depth = histogram(&[(100, 0)]),
+                "groups[0].sleep_depth"
+            ),
+        ];
+        for (spoil, field) in cases {
+            let mut p = plan();
+            spoil(&mut p);
+            let e = p.check().expect_err(field);
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+}
