@@ -278,7 +278,8 @@ mod tests {
     #[test]
     fn a_good_plan_passes_and_every_bad_field_is_named() {
         assert_eq!(plan().check(), Ok(()));
-        let cases: std::vec::Vec<(fn(&mut Plan), &str)> = std::vec![
+        type Spoil = fn(&mut Plan);
+        let cases: std::vec::Vec<(Spoil, &str)> = std::vec![
             (|p| p.version = 2, "version"),
             (|p| p.max_stack_bytes = 15 * 1024, "max_stack_bytes"),
             (|p| p.duration_ms = 0, "duration_ms"),
