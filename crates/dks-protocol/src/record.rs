@@ -275,6 +275,10 @@ pub struct PolicyStat<'a> {
     pub faults: u64,
     /// Stack faults of its threads that could not be served.
     pub fatal: u64,
+    /// Magazine refills made to run its threads (at their switch-in or admission).
+    pub refills: u64,
+    /// Of those, refills that fell short (an atomic allocation failed).
+    pub refill_failures: u64,
     /// Guard-page hits of its threads.
     pub guard_hits: u64,
     /// Times one of its threads was refused by admission.
