@@ -1,8 +1,10 @@
 //! The counters of DESIGN §7, per CPU and summed on read.
 //!
-//! Each CPU owns a [`CpuCounters`]. Only that CPU writes it (the fault path,
-//! its context switches, the work it does for exits), with a relaxed load and
-//! store rather than a locked read-modify-write; any CPU may read it. A
+//! Each CPU owns a [`CpuCounters`]. Code running on that CPU writes it (the
+//! fault path, its context switches, the work it does for exits), with relaxed
+//! atomic adds: a load and a store would lose an update when a page fault
+//! interrupts the CPU between them and its handler counts too. Any CPU may
+//! read it. A
 //! reader sums all CPUs with [`sum`]. The populated-stack counter of one CPU
 //! may go negative (a stack populated on one CPU and freed on another); only
 //! the sum means something.
@@ -77,7 +79,8 @@ impl Counter {
     }
 }
 
-/// The counters of one CPU: written by that CPU only, readable by all.
+/// The counters of one CPU: written with atomic adds (by that CPU, and by its page-fault
+/// handler, which may interrupt it mid-update), readable by all.
 #[derive(Debug, Default)]
 pub struct CpuCounters {
     stack_pages: AtomicI64,
@@ -107,18 +110,17 @@ impl CpuCounters {
     }
 
     /// Adds `delta` populated pages of live stacks (negative when freed).
-    /// Only the owning CPU may call it.
+    ///
+    /// An atomic add, not a load and a store: on a real CPU a page fault can interrupt the
+    /// owning CPU between the two (a stack that grows while its thread creates another
+    /// thread), and the fault handler counts into the same counters.
     pub(crate) fn add_stack_pages(&self, delta: i64) {
-        let old = self.stack_pages.load(Ordering::Relaxed);
-        self.stack_pages
-            .store(old.wrapping_add(delta), Ordering::Relaxed);
+        self.stack_pages.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// Counts `n` more `event`s. Only the owning CPU may call it.
+    /// Counts `n` more `event`s (an atomic add, as in `add_stack_pages`).
     pub(crate) fn count(&self, event: Event, n: u64) {
-        let counter = &self.events[event as usize];
-        let old = counter.load(Ordering::Relaxed);
-        counter.store(old.wrapping_add(n), Ordering::Relaxed);
+        self.events[event as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Returns the counters of this CPU alone.

@@ -16,7 +16,7 @@
 //!
 //! # What the fault path touches
 //!
-//! Exactly: this CPU's magazine (`&mut`), this CPU's counters (single-writer
+//! Exactly: this CPU's magazine (`&mut`), this CPU's counters (atomic-add
 //! atomics), the faulting stack's own state (`&mut`, found by the owner), its
 //! group's charge (one lock-free atomic add) and the one page-table entry.
 //! It allocates nothing, takes no lock and does not panic on anything it can
