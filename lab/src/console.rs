@@ -13,11 +13,15 @@ use std::borrow::Cow;
 use std::io::BufRead;
 
 use dks_protocol::record::{
-    Boot, ConfigError, Exit, GuardHit, Log, Panic, Record, TestBegin, TestEnd,
+    Boot, ConfigError, Cost, Exit, GuardHit, Log, Panic, PolicyStat, Record, Sample, StackFault,
+    TestBegin, TestEnd, ThreadPages, Vmstat,
 };
 use dks_protocol::wire;
 
 /// One line of the serial console, classified.
+// reason: a record (a `Cost` holds a 24-bucket histogram) is larger than a text line; a boot
+// has thousands of lines at most, and unboxed records keep matching on them simple.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsoleLine {
     /// A record.
@@ -115,6 +119,33 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
             line: p.line,
         }),
         Record::Log(l) => Record::Log(Log { text: own(l.text) }),
+        Record::StackFault(f) => Record::StackFault(StackFault {
+            task: own(f.task),
+            policy: own(f.policy),
+            reason: own(f.reason),
+            ..f
+        }),
+        Record::Vmstat(v) => Record::Vmstat(Vmstat {
+            reason: own(v.reason),
+            ..v
+        }),
+        Record::PolicyStat(p) => Record::PolicyStat(PolicyStat {
+            policy: own(p.policy),
+            ..p
+        }),
+        Record::Cost(c) => Record::Cost(Cost {
+            what: own(c.what),
+            policy: own(c.policy),
+            ..c
+        }),
+        Record::Sample(s) => Record::Sample(Sample {
+            policy: own(s.policy),
+            ..s
+        }),
+        Record::ThreadPages(t) => Record::ThreadPages(ThreadPages {
+            policy: own(t.policy),
+            ..t
+        }),
         Record::Exit(e) => Record::Exit(Exit {
             code: e.code,
             reason: own(e.reason),

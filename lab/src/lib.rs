@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod census;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -27,4 +28,5 @@ pub mod kernel;
 pub mod outcome;
 pub mod qemu;
 pub mod render;
+pub mod scenario;
 pub mod test_report;

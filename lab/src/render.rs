@@ -116,6 +116,94 @@ pub fn record(record: &Record<'_>) -> String {
             one_line(&p.message)
         ),
         Record::Log(l) => format!("[log] {}", one_line(&l.text)),
+        Record::StackFault(f) => format!(
+            "[stack fault] cpu{} task {} (policy {}) could not be served: {} at address={:#x} depth={} bytes",
+            f.cpu,
+            one_line(&f.task),
+            one_line(&f.policy),
+            one_line(&f.reason),
+            f.address,
+            f.depth_bytes
+        ),
+        Record::Vmstat(v) => format!(
+            "[vmstat {}] nr_kernel_stack_kb={} dks_faults={} dks_refills={} dks_refill_fail={} \
+             dks_fatal={} dks_reclaimed={} dks_admit_wait={} dks_guard_hits={} frames_free={}/{} \
+             magazine_frames={} cached_stacks={} cached_pages={} quarantined_frames={} slots_in_use={}",
+            one_line(&v.reason),
+            v.nr_kernel_stack_kb,
+            v.dks_faults,
+            v.dks_refills,
+            v.dks_refill_fail,
+            v.dks_fatal,
+            v.dks_reclaimed,
+            v.dks_admit_wait,
+            v.dks_guard_hits,
+            v.frames_free,
+            v.frames_total,
+            v.magazine_frames,
+            v.cached_stacks,
+            v.cached_pages,
+            v.quarantined_frames,
+            v.slots_in_use
+        ),
+        Record::PolicyStat(p) => format!(
+            "[policy {}] threads {} created, {} live; stack {} KiB now, {} KiB peak; faults={} \
+             fatal={} refills={} refill_failures={} guard_hits={} admit_waits={} \
+             (total {} us, max {} us) killed={} reclaimed={}",
+            one_line(&p.policy),
+            p.threads_created,
+            p.threads_live,
+            p.stack_kib_now,
+            p.stack_kib_peak,
+            p.faults,
+            p.fatal,
+            p.refills,
+            p.refill_failures,
+            p.guard_hits,
+            p.admit_waits,
+            p.admit_wait_us_total,
+            p.admit_wait_us_max,
+            p.killed,
+            p.reclaimed
+        ),
+        Record::Cost(c) => {
+            let unit = if c.instructions {
+                "instructions"
+            } else {
+                "ticks"
+            };
+            let per_op = if c.samples == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.0}", c.total as f64 / c.samples as f64)
+            };
+            let policy = if c.policy.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", one_line(&c.policy))
+            };
+            format!(
+                "[cost] {}{policy}: {per_op} {unit} per operation over {} (min {}, max {})",
+                one_line(&c.what),
+                c.samples,
+                c.min,
+                c.max
+            )
+        }
+        Record::Sample(s) => format!(
+            "[sample] t={} ms {}: stack {} KiB, live {} KiB, {} thread(s)",
+            s.t_ms,
+            one_line(&s.policy),
+            s.stack_kib,
+            s.live_kib,
+            s.threads
+        ),
+        Record::ThreadPages(t) => format!(
+            "[thread pages] {}: {} thread(s) peaked at {} page(s)",
+            one_line(&t.policy),
+            t.threads,
+            t.pages
+        ),
         Record::Exit(e) => format!("[exit] {}: {}", e.code.name(), one_line(&e.reason)),
     }
 }
@@ -258,6 +346,79 @@ mod tests {
         for (record, expected) in cases {
             assert_eq!(super::record(&record), expected);
         }
+    }
+
+    #[test]
+    fn workload_and_cost_records_render_on_one_line() {
+        use dks_protocol::record::{Cost, PolicyStat, Sample, StackFault, ThreadPages};
+        let mut log2_histogram = [0; 24];
+        log2_histogram[10] = 4;
+        let cases = [
+            (
+                Record::StackFault(StackFault {
+                    cpu: 1,
+                    task: "w7".into(),
+                    policy: "fault".into(),
+                    address: 0x1000,
+                    depth_bytes: 8200,
+                    reason: "magazine_empty".into(),
+                }),
+                "[stack fault] cpu1 task w7 (policy fault) could not be served: magazine_empty at address=0x1000 depth=8200 bytes",
+            ),
+            (
+                Record::Cost(Cost {
+                    what: "stack_fault".into(),
+                    policy: "guaranteed".into(),
+                    samples: 4,
+                    total: 4100,
+                    min: 1000,
+                    max: 1100,
+                    instructions: true,
+                    log2_histogram,
+                }),
+                "[cost] stack_fault (guaranteed): 1025 instructions per operation over 4 (min 1000, max 1100)",
+            ),
+            (
+                Record::Sample(Sample {
+                    t_ms: 100,
+                    policy: "static".into(),
+                    stack_kib: 64,
+                    live_kib: 20,
+                    threads: 4,
+                }),
+                "[sample] t=100 ms static: stack 64 KiB, live 20 KiB, 4 thread(s)",
+            ),
+            (
+                Record::ThreadPages(ThreadPages {
+                    policy: "fault".into(),
+                    pages: 3,
+                    threads: 4,
+                }),
+                "[thread pages] fault: 4 thread(s) peaked at 3 page(s)",
+            ),
+        ];
+        for (record, expected) in cases {
+            assert_eq!(super::record(&record), expected);
+        }
+        let stat = super::record(&Record::PolicyStat(PolicyStat {
+            policy: "fault".into(),
+            threads_created: 5,
+            threads_live: 0,
+            stack_kib_now: 0,
+            stack_kib_peak: 48,
+            faults: 8,
+            fatal: 1,
+            refills: 3,
+            refill_failures: 1,
+            guard_hits: 0,
+            admit_waits: 0,
+            admit_wait_us_total: 0,
+            admit_wait_us_max: 0,
+            killed: 1,
+            reclaimed: 0,
+        }));
+        assert!(stat.starts_with("[policy fault] threads 5 created, 0 live; stack 0 KiB now, 48 KiB peak; faults=8 fatal=1"), "{stat}");
+        assert!(!stat.contains('\n'), "{stat}");
     }
 
     #[test]

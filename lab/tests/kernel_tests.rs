@@ -41,7 +41,11 @@ fn run_all_kernel_tests(cpus: u8) {
             _ => None,
         })
         .collect();
-    assert_eq!(booted, vec![u32::from(cpus)], "CPUs the kernel reported running");
+    assert_eq!(
+        booted,
+        vec![u32::from(cpus)],
+        "CPUs the kernel reported running"
+    );
     assert!(
         !report.results.is_empty(),
         "test=all ran no test on {cpus} CPU(s):\n{}",

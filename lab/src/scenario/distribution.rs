@@ -1,0 +1,202 @@
+//! Depth distributions as a scenario file writes them, turned into the plan's [`Histogram`].
+//!
+//! Three forms are accepted for `depth` and `sleep_depth`:
+//!
+//! - a name: `"linux-census-exits"`, `"linux-census-live-used"`, `"linux-census-live-sleeping"`
+//!   (the census data, [`crate::census`]);
+//! - an inline histogram: `[[up_to_bytes, weight], ...]`, bounds increasing, a value drawn
+//!   uniformly in `(previous bound, bound]` of a bucket chosen by weight;
+//! - a fixed depth: `{ fixed = BYTES }`, exactly that many bytes every time (the buckets
+//!   `(BYTES - 1, 0), (BYTES, 1)`).
+//!
+//! Every error says which of the three forms was meant and what is wrong with it.
+
+use dks_protocol::scenario::{Bucket, Histogram};
+
+use crate::census;
+
+/// What a distribution may be, for error messages.
+pub fn accepted() -> String {
+    let names: Vec<String> = census::NAMED
+        .iter()
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
+    format!(
+        "a distribution name ({}), an inline histogram [[up_to_bytes, weight], ...] \
+         or {{ fixed = BYTES }}",
+        names.join(", ")
+    )
+}
+
+/// Returns the histogram `value` describes, whose depths all lie within `max_bytes`; the error
+/// is the problem, without the key (the caller names it).
+pub fn parse(value: &toml::Value, max_bytes: u32) -> Result<Histogram, String> {
+    let histogram = match value {
+        toml::Value::String(name) => census::named(name)
+            .ok_or_else(|| format!("unknown distribution {name:?}; accepted: {}", accepted()))?,
+        toml::Value::Array(rows) => inline(rows, max_bytes)?,
+        toml::Value::Table(table) => {
+            let keys: Vec<&String> = table.keys().collect();
+            match (table.get("fixed"), keys.len()) {
+                (Some(fixed), 1) => {
+                    let bytes = depth_bytes(fixed, max_bytes)
+                        .map_err(|problem| format!("fixed = {fixed}: {problem}"))?;
+                    census::exact_histogram([(bytes, 1)])
+                }
+                _ => {
+                    return Err(format!(
+                        "a table here may only hold `fixed` (found {}); accepted: {}",
+                        keys.iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        accepted()
+                    ));
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "{} is not a distribution; accepted: {}",
+                other.type_str(),
+                accepted()
+            ));
+        }
+    };
+    if histogram.max_bytes() > max_bytes {
+        return Err(format!(
+            "reaches {} bytes, beyond max_stack ({max_bytes} bytes)",
+            histogram.max_bytes()
+        ));
+    }
+    Ok(histogram)
+}
+
+fn inline(rows: &[toml::Value], max_bytes: u32) -> Result<Histogram, String> {
+    const FORM: &str = "accepted: [[up_to_bytes, weight], ...] with increasing bounds";
+    if rows.is_empty() {
+        return Err(format!("an empty histogram; {FORM}"));
+    }
+    let mut buckets = Vec::with_capacity(rows.len());
+    let mut previous = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let at = |problem: String| format!("bucket {} ({row}): {problem}", i + 1);
+        let pair = match row.as_array() {
+            Some(pair) if pair.len() == 2 => pair,
+            _ => return Err(at(format!("not a pair [up_to_bytes, weight]; {FORM}"))),
+        };
+        let up_to_bytes = depth_bytes(&pair[0], max_bytes).map_err(&at)?;
+        let weight = match pair[1].as_integer() {
+            Some(weight) if weight >= 0 => weight as u64,
+            _ => {
+                return Err(at(format!(
+                    "the weight {} is not a whole number of 0 or more",
+                    pair[1]
+                )));
+            }
+        };
+        if up_to_bytes <= previous {
+            return Err(at(format!(
+                "bounds must increase ({up_to_bytes} follows {previous})"
+            )));
+        }
+        previous = up_to_bytes;
+        buckets.push(Bucket {
+            up_to_bytes,
+            weight,
+        });
+    }
+    if buckets.iter().all(|b| b.weight == 0) {
+        return Err("every weight is 0; at least one bucket needs weight".to_owned());
+    }
+    Ok(Histogram { buckets })
+}
+
+/// A depth in bytes: a whole number from 1 to `max_bytes`.
+fn depth_bytes(value: &toml::Value, max_bytes: u32) -> Result<u32, String> {
+    match value.as_integer() {
+        Some(bytes) if bytes > i64::from(max_bytes) => Err(format!(
+            "{bytes} bytes is beyond max_stack ({max_bytes} bytes)"
+        )),
+        Some(bytes) if bytes >= 1 => Ok(bytes as u32),
+        _ => Err(format!(
+            "{value} is not a depth; accepted: a whole number of bytes from 1 to {max_bytes}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str) -> toml::Value {
+        let table: toml::Table = toml::from_str(&format!("x = {text}")).unwrap();
+        table["x"].clone()
+    }
+
+    fn parse_text(text: &str) -> Result<Histogram, String> {
+        parse(&value(text), 16 * 1024)
+    }
+
+    #[test]
+    fn the_three_forms_parse() {
+        assert_eq!(
+            parse_text("\"linux-census-exits\"").unwrap(),
+            census::exits_histogram()
+        );
+        assert_eq!(
+            parse_text("{ fixed = 9000 }").unwrap(),
+            census::exact_histogram([(9000, 1)])
+        );
+        assert_eq!(
+            parse_text("[[1024, 1], [4096, 3]]").unwrap().buckets,
+            [
+                Bucket {
+                    up_to_bytes: 1024,
+                    weight: 1
+                },
+                Bucket {
+                    up_to_bytes: 4096,
+                    weight: 3
+                }
+            ]
+        );
+        assert_eq!(parse_text("{ fixed = 16384 }").unwrap().max_bytes(), 16384);
+    }
+
+    #[test]
+    fn every_bad_form_names_its_problem() {
+        for (text, expected) in [
+            ("\"gaussian\"", "unknown distribution \"gaussian\""),
+            ("\"gaussian\"", "linux-census-live-sleeping"),
+            (
+                "{ fixed = 16385 }",
+                "16385 bytes is beyond max_stack (16384 bytes)",
+            ),
+            ("{ fixed = 0 }", "not a depth"),
+            ("{ fixed = -5 }", "not a depth"),
+            ("{ fixed = \"9K\" }", "not a depth"),
+            ("{ fixed = 9000, jitter = 3 }", "may only hold `fixed`"),
+            ("{ mean = 9000 }", "may only hold `fixed`"),
+            ("[]", "an empty histogram"),
+            ("[[1024]]", "not a pair"),
+            ("[1024, 1]", "not a pair"),
+            ("[[1024, -1]]", "not a whole number of 0 or more"),
+            ("[[20000, 1]]", "20000 bytes is beyond max_stack"),
+            ("[[-3, 1]]", "not a depth"),
+            ("[[2048, 1], [1024, 1]]", "bounds must increase"),
+            ("[[1024, 0]]", "every weight is 0"),
+            ("12", "integer is not a distribution"),
+        ] {
+            let error = parse_text(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_named_distribution_beyond_a_small_max_stack_is_refused() {
+        // No named distribution exceeds 16 KiB; a smaller bound shows the check applies.
+        let error = parse(&value("\"linux-census-exits\""), 4096).unwrap_err();
+        assert!(error.contains("reaches 5824 bytes"), "{error}");
+    }
+}

@@ -1,0 +1,285 @@
+//! Scenarios: the workloads `dks compare` runs, and the plans the kernel gets from them.
+//!
+//! A scenario is a TOML file (in the repository's `scenarios/`, or anywhere) or one of the
+//! built-ins embedded from those files ([`builtin`]). [`load`] reads one and checks it
+//! strictly ([`file`]): an unknown key, a count out of range, a depth beyond `max_stack`, an
+//! unknown policy or distribution, an unreadable file each give one [`ScenarioError`] naming
+//! the file, the key and what is accepted, and nothing runs.
+//!
+//! A checked [`Scenario`] holds its groups with their policy still open (`"each"`): the
+//! comparison picks the policies, and [`Scenario::boots`] expands every `"each"` group into one
+//! [`GroupPlan`] per policy. All policies run side by side in one boot when the threads fit in
+//! one plan ([`MAX_PLAN_THREADS`]); otherwise each policy gets a boot of its own. The plan
+//! format itself ([`Plan`]) belongs to `dks-protocol`: the kernel parses the same types.
+
+pub mod builtin;
+mod distribution;
+mod file;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use dks_protocol::scenario::{GroupPlan, MAX_PLAN_THREADS, PLAN_VERSION, POLICY_NAMES, Plan};
+
+use crate::config::MemorySize;
+
+/// Where a scenario came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A built-in, by name.
+    Builtin(String),
+    /// A file.
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin(name) => write!(f, "built-in scenario {name:?}"),
+            Origin::File(path) => write!(f, "scenario file {}", path.display()),
+        }
+    }
+}
+
+/// Why a scenario cannot run: where, which key, what is wrong and what is accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file or built-in (or the `--scenario` value when it is neither).
+    pub origin: String,
+    /// The key at fault, e.g. `[[group]] #2 ("short-lived").threads`; empty for the whole file.
+    pub key: String,
+    /// What is wrong, and what would be accepted.
+    pub problem: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.key, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Which policy a group's threads get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyChoice {
+    /// Every policy of the comparison in turn: one copy of the group per policy.
+    Each,
+    /// This policy only.
+    One(String),
+}
+
+/// One `[[group]]` of a scenario, checked. A replayed population is several plan groups
+/// (one per distinct thread); any other group is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The group's name, as written.
+    pub name: String,
+    /// Its policy.
+    pub policy: PolicyChoice,
+    /// Its plan groups, with an empty `policy` that [`Scenario::boots`] fills in.
+    pub plans: Vec<GroupPlan>,
+}
+
+impl Group {
+    /// Threads of this group alive at once, for one policy.
+    pub fn threads(&self) -> u32 {
+        self.plans.iter().map(|p| p.threads).sum()
+    }
+}
+
+/// A scenario, checked: everything needed to build the plans and boot them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its name (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// What it models, for people.
+    pub description: String,
+    /// How long the workload runs, milliseconds.
+    pub duration_ms: u32,
+    /// How often the kernel samples stack memory, milliseconds.
+    pub sample_ms: u32,
+    /// The largest stack, bytes: 16, 32 or 64 KiB.
+    pub max_stack_bytes: u32,
+    /// Guest RAM.
+    pub memory: MemorySize,
+    /// CPUs, unless the command line says otherwise.
+    pub cpus: u8,
+    /// The kernel's `inject=` pattern, when allocations are made to fail.
+    pub inject: Option<String>,
+    /// The kernel's `reserve=` frame count, when set.
+    pub reserve: Option<u64>,
+    /// Seeds every random draw of the run.
+    pub seed: u64,
+    /// The thread groups, in file order.
+    pub groups: Vec<Group>,
+}
+
+/// One boot of a comparison: the policies it runs and its plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootPlan {
+    /// The policies present in the plan, in report order.
+    pub policies: Vec<String>,
+    /// The plan the kernel gets.
+    pub plan: Plan,
+}
+
+/// Reads the scenario `spec`: a built-in's name, or the path of a TOML file.
+pub fn load(spec: &str) -> Result<Scenario, ScenarioError> {
+    if let Some(text) = builtin::text(spec) {
+        return parse(text, Origin::Builtin(spec.to_owned()));
+    }
+    let path = Path::new(spec);
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, Origin::File(path.to_owned())),
+        Err(error) if !spec.contains(['/', '.']) => Err(ScenarioError {
+            origin: format!("--scenario {spec}"),
+            key: String::new(),
+            problem: format!(
+                "no built-in scenario of that name (built-ins: {}) and no readable file: {error}",
+                builtin::NAMES.join(", ")
+            ),
+        }),
+        Err(error) => Err(ScenarioError {
+            origin: Origin::File(path.to_owned()).to_string(),
+            key: String::new(),
+            problem: format!(
+                "cannot read it: {error}; accepted: a readable TOML file or a built-in ({})",
+                builtin::NAMES.join(", ")
+            ),
+        }),
+    }
+}
+
+/// Parses and checks the TOML `text` of a scenario from `origin`.
+pub fn parse(text: &str, origin: Origin) -> Result<Scenario, ScenarioError> {
+    file::parse(text, origin)
+}
+
+/// Returns whether `name` is a policy a scenario or `--policies` may name.
+pub fn is_policy(name: &str) -> bool {
+    POLICY_NAMES.contains(&name)
+}
+
+impl Scenario {
+    /// Returns the policies named by groups that are not `"each"`, in report order.
+    pub fn fixed_policies(&self) -> Vec<String> {
+        POLICY_NAMES
+            .iter()
+            .filter(|p| {
+                self.groups
+                    .iter()
+                    .any(|g| g.policy == PolicyChoice::One((**p).to_owned()))
+            })
+            .map(|p| (*p).to_owned())
+            .collect()
+    }
+
+    /// Returns whether any group runs under every policy.
+    pub fn has_each(&self) -> bool {
+        self.groups.iter().any(|g| g.policy == PolicyChoice::Each)
+    }
+
+    /// Returns the boots that run this scenario with its `"each"` groups under `each` (in any
+    /// order; reports follow [`POLICY_NAMES`]): one boot when every thread fits in one plan,
+    /// otherwise one boot per policy. Every plan passes [`Plan::check`].
+    pub fn boots(&self, each: &[String]) -> Result<Vec<BootPlan>, ScenarioError> {
+        let policies: Vec<String> = POLICY_NAMES
+            .iter()
+            .map(|p| (*p).to_owned())
+            .filter(|p| (self.has_each() && each.contains(p)) || self.fixed_policies().contains(p))
+            .collect();
+        if policies.is_empty() {
+            return Err(self.error("", "no group runs under any selected policy"));
+        }
+        let total: u64 = policies
+            .iter()
+            .map(|p| u64::from(self.threads_under(p, each)))
+            .sum();
+        let sets: Vec<Vec<String>> = if total <= u64::from(MAX_PLAN_THREADS) {
+            vec![policies]
+        } else {
+            policies.into_iter().map(|p| vec![p]).collect()
+        };
+        sets.into_iter()
+            .map(|policies| {
+                let plan = self.plan(&policies, each);
+                plan.check()
+                    .map_err(|e| self.error(&e.field, &format!("the plan fails: {}", e.problem)))?;
+                Ok(BootPlan { policies, plan })
+            })
+            .collect()
+    }
+
+    /// Returns the kernel arguments of a workload boot of this scenario.
+    pub fn kernel_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "workload=initrd".to_owned(),
+            format!("max_stack={}K", self.max_stack_bytes / 1024),
+        ];
+        if let Some(inject) = &self.inject {
+            args.push(format!("inject={inject}"));
+        }
+        if let Some(reserve) = self.reserve {
+            args.push(format!("reserve={reserve}"));
+        }
+        args
+    }
+
+    /// Threads alive at once under `policy` when `"each"` groups run under `each`.
+    fn threads_under(&self, policy: &str, each: &[String]) -> u32 {
+        self.groups
+            .iter()
+            .filter(|g| match &g.policy {
+                PolicyChoice::Each => each.iter().any(|p| p == policy),
+                PolicyChoice::One(p) => p == policy,
+            })
+            .map(Group::threads)
+            .sum()
+    }
+
+    /// The plan of one boot running `policies` (each of which is in `each` or fixed).
+    fn plan(&self, policies: &[String], each: &[String]) -> Plan {
+        let mut groups = Vec::new();
+        for policy in policies {
+            for group in &self.groups {
+                let runs = match &group.policy {
+                    PolicyChoice::Each => each.contains(policy),
+                    PolicyChoice::One(p) => p == policy,
+                };
+                if runs {
+                    groups.extend(group.plans.iter().map(|plan| GroupPlan {
+                        policy: policy.clone(),
+                        ..plan.clone()
+                    }));
+                }
+            }
+        }
+        Plan {
+            version: PLAN_VERSION,
+            name: self.name.clone(),
+            seed: self.seed,
+            duration_ms: self.duration_ms,
+            sample_ms: self.sample_ms,
+            max_stack_bytes: self.max_stack_bytes,
+            groups,
+        }
+    }
+
+    fn error(&self, key: &str, problem: &str) -> ScenarioError {
+        ScenarioError {
+            origin: self.origin.to_string(),
+            key: key.to_owned(),
+            problem: problem.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,517 @@
+use dks_protocol::scenario::{Lifetime, Wake};
+
+use super::*;
+use crate::census;
+
+const GOOD: &str = r#"
+name = "t"
+description = "a test"
+duration_ms = 1000
+sample_ms = 50
+max_stack = "32K"
+memory = "1G"
+cpus = 1
+inject = "percent:10:7"
+reserve = 64
+seed = 9
+
+[[group]]
+name = "a"
+policy = "each"
+threads = 3
+lifetime = "long"
+calls = 2
+depth = { fixed = 9000 }
+sleep_depth = [[512, 1], [1024, 1]]
+block_percent = 10
+sleep_ms = 5
+wake = "peer"
+
+[[group]]
+name = "b"
+policy = "static"
+threads = 2
+lifetime = "short"
+respawn = true
+depth = "linux-census-exits"
+"#;
+
+fn origin() -> Origin {
+    Origin::File("x/t.toml".into())
+}
+
+fn policies(names: &[&str]) -> Vec<String> {
+    names.iter().map(|p| (*p).to_owned()).collect()
+}
+
+#[test]
+fn a_full_file_parses_with_every_field() {
+    let s = parse(GOOD, origin()).unwrap();
+    assert_eq!(s.name, "t");
+    assert_eq!(s.description, "a test");
+    assert_eq!((s.duration_ms, s.sample_ms), (1000, 50));
+    assert_eq!(s.max_stack_bytes, 32 * 1024);
+    assert_eq!(s.memory.mib(), 1024);
+    assert_eq!(s.cpus, 1);
+    assert_eq!(s.inject.as_deref(), Some("percent:10:7"));
+    assert_eq!(s.reserve, Some(64));
+    assert_eq!(s.seed, 9);
+    assert_eq!(s.groups.len(), 2);
+    let a = &s.groups[0].plans[0];
+    assert_eq!(s.groups[0].policy, PolicyChoice::Each);
+    assert_eq!((a.threads, a.calls, a.lifetime), (3, 2, Lifetime::Long));
+    assert_eq!(a.depth, census::exact_histogram([(9000, 1)]));
+    assert_eq!(a.sleep_depth.buckets.len(), 2);
+    assert_eq!((a.block_percent, a.sleep_ms, a.wake), (10, 5, Wake::Peer));
+    let b = &s.groups[1].plans[0];
+    assert_eq!(s.groups[1].policy, PolicyChoice::One("static".into()));
+    assert_eq!((b.lifetime, b.respawn, b.calls), (Lifetime::Short, true, 1));
+    assert_eq!(b.depth, census::exits_histogram());
+    assert_eq!(
+        s.kernel_args(),
+        [
+            "workload=initrd",
+            "max_stack=32K",
+            "inject=percent:10:7",
+            "reserve=64"
+        ]
+    );
+}
+
+#[test]
+fn defaults_fill_what_a_file_leaves_out() {
+    let s = parse(
+        r#"
+name = "d"
+duration_ms = 500
+[[group]]
+name = "g"
+policy = "fault"
+threads = 1
+lifetime = "short"
+depth = { fixed = 100 }
+"#,
+        origin(),
+    )
+    .unwrap();
+    assert_eq!(s.sample_ms, 100);
+    assert_eq!(s.max_stack_bytes, 16 * 1024);
+    assert_eq!(s.memory, MemorySize::DEFAULT);
+    assert_eq!(
+        (s.cpus, s.seed, s.inject.clone(), s.reserve),
+        (2, 1, None, None)
+    );
+    let g = &s.groups[0].plans[0];
+    assert_eq!((g.calls, g.respawn, g.block_percent), (1, false, 0));
+    assert_eq!((g.sleep_ms, g.wake), (10, Wake::Timer));
+    assert_eq!(s.kernel_args(), ["workload=initrd", "max_stack=16K"]);
+}
+
+#[test]
+fn each_expands_into_one_group_per_policy_in_one_boot() {
+    let s = parse(GOOD, origin()).unwrap();
+    let boots = s
+        .boots(&policies(&["guaranteed", "fault", "static"]))
+        .unwrap();
+    assert_eq!(boots.len(), 1);
+    let boot = &boots[0];
+    assert_eq!(boot.policies, ["static", "fault", "guaranteed"]);
+    let groups: Vec<(&str, &str)> = boot
+        .plan
+        .groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.policy.as_str()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("a", "static"),
+            ("b", "static"),
+            ("a", "fault"),
+            ("a", "guaranteed")
+        ]
+    );
+    assert_eq!(boot.plan.max_stack_bytes, 32 * 1024);
+    assert_eq!((boot.plan.seed, boot.plan.name.as_str()), (9, "t"));
+    boot.plan.check().unwrap();
+}
+
+#[test]
+fn a_fixed_policy_group_runs_even_when_each_does_not_name_it() {
+    let s = parse(GOOD, origin()).unwrap();
+    let boots = s.boots(&policies(&["fault"])).unwrap();
+    assert_eq!(boots[0].policies, ["static", "fault"]);
+    assert_eq!(s.fixed_policies(), ["static"]);
+}
+
+#[test]
+fn threads_beyond_one_plan_split_into_one_boot_per_policy() {
+    let android = load("android").unwrap();
+    assert_eq!(android.groups.iter().map(Group::threads).sum::<u32>(), 3000);
+    let boots = android
+        .boots(&policies(&["static", "fault", "guaranteed"]))
+        .unwrap();
+    assert_eq!(boots.len(), 3);
+    for (boot, policy) in boots.iter().zip(["static", "fault", "guaranteed"]) {
+        assert_eq!(boot.policies, [policy]);
+        assert!(boot.plan.groups.iter().all(|g| g.policy == policy));
+        let threads: u32 = boot.plan.groups.iter().map(|g| g.threads).sum();
+        assert_eq!(threads, 3000);
+    }
+    // Two policies of 3,000 threads fit one plan exactly.
+    assert_eq!(
+        android
+            .boots(&policies(&["static", "fault"]))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn every_builtin_parses_and_its_plans_pass_the_kernel_s_checks() {
+    let all: Vec<String> = POLICY_NAMES.iter().map(|p| (*p).to_owned()).collect();
+    for name in builtin::NAMES {
+        let s = load(name).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.name, name);
+        assert_eq!(s.origin, Origin::Builtin(name.to_owned()));
+        assert!(!s.description.is_empty(), "{name}");
+        let boots = s.boots(&all).unwrap_or_else(|e| panic!("{e}"));
+        for boot in boots {
+            boot.plan.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+            // The plan travels as JSON and comes back the same.
+            let json = serde_json::to_string(&boot.plan).unwrap();
+            assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), boot.plan);
+        }
+    }
+    assert_eq!(builtin::DEFAULT, "linux-census");
+}
+
+#[test]
+fn the_census_builtin_replays_the_snapshot_thread_by_thread() {
+    let s = load("linux-census").unwrap();
+    let live = &s.groups[0];
+    assert_eq!(live.threads(), 85);
+    assert_eq!(live.plans.len(), 66);
+    for plan in &live.plans {
+        // Every path reaches the thread's mark; it sleeps at its own depth.
+        let used = plan.depth.max_bytes();
+        let sleeping = plan.sleep_depth.max_bytes();
+        assert_eq!(plan.depth, census::exact_histogram([(used, 1)]));
+        assert_eq!(plan.name, format!("live:{used}/{sleeping}"));
+        assert_eq!(plan.lifetime, Lifetime::Long);
+    }
+    let exits = &s.groups[1].plans[0];
+    assert_eq!(exits.depth, census::exits_histogram());
+    assert!(exits.respawn);
+}
+
+#[test]
+fn the_android_builtin_has_3000_threads_and_the_others_stay_moderate() {
+    let threads = |name| {
+        load(name)
+            .unwrap()
+            .groups
+            .iter()
+            .map(Group::threads)
+            .sum::<u32>()
+    };
+    assert_eq!(threads("android"), 3000);
+    assert!(threads("linux-census") <= 200);
+    assert!(threads("storage") <= 600);
+    assert!(threads("adversarial") <= 600);
+    let storage = load("storage").unwrap();
+    let io = &storage.groups[0].plans[0];
+    assert_eq!(io.depth.buckets.first().unwrap().up_to_bytes, 6144);
+    assert_eq!(io.depth.max_bytes(), 12 * 1024);
+    let adversarial = load("adversarial").unwrap();
+    assert!(adversarial.inject.is_some() && adversarial.reserve.is_some());
+    let deepest = adversarial
+        .groups
+        .iter()
+        .flat_map(|g| &g.plans)
+        .map(|p| p.depth.max_bytes())
+        .max()
+        .unwrap();
+    assert!(deepest > 3 * 4096, "{deepest}");
+}
+
+/// Replaces `from` by `to` in [`GOOD`] (which must contain it) and returns the error.
+fn error_after(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    parse(&GOOD.replacen(from, to, 1), origin())
+        .map(|s| s.name)
+        .expect_err(to)
+        .to_string()
+}
+
+#[test]
+fn every_bad_entry_is_one_error_naming_the_file_the_key_and_what_is_accepted() {
+    let group_a = "[[group]] #1 (\"a\")";
+    for (from, to, expected) in [
+        // Unknown keys, at the top and in a group.
+        (
+            "seed = 9",
+            "seed = 9\nsede = 3",
+            &["unknown field `sede`", "expected one of", "`duration_ms`"][..],
+        ),
+        (
+            "calls = 2",
+            "calls = 2\nthread = 3",
+            &["unknown field `thread`", "`threads`"],
+        ),
+        // Negative and zero counts.
+        (
+            "threads = 3",
+            "threads = -3",
+            &[
+                &format!("{group_a}.threads"),
+                "-3 is out of range",
+                "from 1 to 6000",
+            ],
+        ),
+        (
+            "threads = 3",
+            "threads = 0",
+            &[&format!("{group_a}.threads"), "0 is out of range"],
+        ),
+        (
+            "calls = 2",
+            "calls = -1",
+            &[&format!("{group_a}.calls"), "from 1 to"],
+        ),
+        (
+            "duration_ms = 1000",
+            "duration_ms = -1000",
+            &["duration_ms: -1000 is out of range", "from 1 to 600000"],
+        ),
+        (
+            "sample_ms = 50",
+            "sample_ms = 5000",
+            &["sample_ms: 5000 is out of range", "from 1 to 1000"],
+        ),
+        (
+            "block_percent = 10",
+            "block_percent = 101",
+            &["block_percent", "from 0 to 100"],
+        ),
+        ("cpus = 1", "cpus = 5", &["cpus: 5", "from 1 to 4"]),
+        ("reserve = 64", "reserve = -1", &["reserve: -1"]),
+        // Depths beyond max_stack, in every form.
+        (
+            "depth = { fixed = 9000 }",
+            "depth = { fixed = 40000 }",
+            &[
+                &format!("{group_a}.depth"),
+                "40000 bytes is beyond max_stack (32768 bytes)",
+            ],
+        ),
+        (
+            "sleep_depth = [[512, 1], [1024, 1]]",
+            "sleep_depth = [[512, 1], [33000, 1]]",
+            &[
+                &format!("{group_a}.sleep_depth"),
+                "bucket 2",
+                "33000 bytes is beyond max_stack",
+            ],
+        ),
+        (
+            "depth = { fixed = 9000 }",
+            "depth = [[4096, 1], [32769, 1]]",
+            &[
+                &format!("{group_a}.depth"),
+                "bucket 2",
+                "32769 bytes is beyond max_stack (32768 bytes)",
+            ],
+        ),
+        // Unknown names.
+        (
+            "policy = \"each\"",
+            "policy = \"lazy\"",
+            &[
+                &format!("{group_a}.policy"),
+                "unknown policy \"lazy\"",
+                "\"each\", \"static\", \"fault\"",
+            ],
+        ),
+        (
+            "depth = \"linux-census-exits\"",
+            "depth = \"gaussian\"",
+            &[
+                "[[group]] #2 (\"b\").depth",
+                "unknown distribution \"gaussian\"",
+                "linux-census-live-used",
+            ],
+        ),
+        (
+            "lifetime = \"long\"",
+            "lifetime = \"forever\"",
+            &["lifetime", "\"long\" or \"short\""],
+        ),
+        (
+            "wake = \"peer\"",
+            "wake = \"alarm\"",
+            &["wake", "\"timer\" or \"peer\""],
+        ),
+        (
+            "max_stack = \"32K\"",
+            "max_stack = \"15K\"",
+            &["max_stack", "\"16K\", \"32K\" or \"64K\""],
+        ),
+        (
+            "memory = \"1G\"",
+            "memory = \"1T\"",
+            &["memory", "suffix K, M or G"],
+        ),
+        (
+            "inject = \"percent:10:7\"",
+            "inject = \"sometimes\"",
+            &["inject", "atomic-window:START:LEN"],
+        ),
+        (
+            "inject = \"percent:10:7\"",
+            "inject = \"percent:101:7\"",
+            &["inject", "P 0 to 100"],
+        ),
+        (
+            "name = \"t\"",
+            "name = \"two words\"",
+            &["name: \"two words\" is not a name"],
+        ),
+        // Keys that do not go together.
+        (
+            "name = \"b\"",
+            "name = \"a\"",
+            &["[[group]] #2 (\"a\").name", "another group has this name"],
+        ),
+        (
+            "wake = \"peer\"",
+            "wake = \"peer\"\nrespawn = true",
+            &[&format!("{group_a}.respawn"), "short-lived groups only"],
+        ),
+        (
+            "respawn = true",
+            "respawn = true\nsleep_depth = { fixed = 10 }",
+            &["[[group]] #2 (\"b\").sleep_depth", "long-lived groups only"],
+        ),
+        (
+            "threads = 3",
+            "threads = 3\npopulation = \"linux-census-live\"",
+            &[&format!("{group_a}.threads"), "population alone"],
+        ),
+        (
+            "threads = 2",
+            "population = \"linux-census-live\"",
+            &["[[group]] #2 (\"b\").depth", "population alone"],
+        ),
+        (
+            "sleep_depth = [[512, 1], [1024, 1]]",
+            "",
+            &[&format!("{group_a}.sleep_depth"), "missing"],
+        ),
+        (
+            "threads = 2",
+            "",
+            &["[[group]] #2 (\"b\").threads", "missing"],
+        ),
+        (
+            "threads = 3",
+            "threads = 6000",
+            &[
+                "group: 6002 threads at once under policy static",
+                "at most 6000",
+            ],
+        ),
+        // Syntax and required keys.
+        ("seed = 9", "seed = ", &["TOML parse error", "line 11"]),
+        ("duration_ms = 1000", "", &["missing field `duration_ms`"]),
+    ] {
+        let error = error_after(from, to);
+        assert!(
+            error.starts_with("scenario file x/t.toml: "),
+            "{to}: {error}"
+        );
+        for part in expected {
+            assert!(
+                error.contains(part),
+                "{to:?}: {part:?} missing from: {error}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_population_must_be_known_and_long_lived() {
+    let text = |population: &str, lifetime: &str| {
+        format!(
+            "name = \"p\"\nduration_ms = 100\n[[group]]\nname = \"g\"\npolicy = \"each\"\n\
+             population = \"{population}\"\nlifetime = \"{lifetime}\"\n"
+        )
+    };
+    let error = parse(&text("nobody", "long"), origin())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error
+            .contains("population: unknown population \"nobody\"; accepted: \"linux-census-live\""),
+        "{error}"
+    );
+    let error = parse(&text("linux-census-live", "short"), origin())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("lifetime = \"long\" only"), "{error}");
+    let s = parse(&text("linux-census-live", "long"), origin()).unwrap();
+    assert_eq!(s.groups[0].threads(), 85);
+}
+
+#[test]
+fn an_empty_group_list_is_refused() {
+    let error = parse("name = \"e\"\nduration_ms = 10\ngroup = []\n", origin())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("group: no groups"), "{error}");
+}
+
+#[test]
+fn unreadable_files_and_unknown_names_are_one_error() {
+    let error = load("no-such-scenario").unwrap_err().to_string();
+    assert!(
+        error.starts_with("--scenario no-such-scenario: no built-in scenario of that name"),
+        "{error}"
+    );
+    assert!(
+        error.contains("linux-census, android, storage, adversarial"),
+        "{error}"
+    );
+
+    let error = load("/no/such/dir/s.toml").unwrap_err().to_string();
+    assert!(
+        error.starts_with("scenario file /no/such/dir/s.toml: cannot read it: "),
+        "{error}"
+    );
+    assert!(error.contains("No such file"), "{error}");
+
+    let dir = std::env::temp_dir().join(format!("dks-scenario-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let error = load(dir.to_str().unwrap()).unwrap_err().to_string();
+    assert!(error.contains("cannot read it"), "{error}");
+    let file = dir.join("ok.toml");
+    std::fs::write(&file, GOOD).unwrap();
+    let s = load(file.to_str().unwrap()).unwrap();
+    assert_eq!(s.origin, Origin::File(file.clone()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn no_selected_policy_means_nothing_to_run() {
+    let s = parse(
+        &GOOD.replace("policy = \"static\"", "policy = \"each\""),
+        origin(),
+    )
+    .unwrap();
+    let error = s.boots(&[]).unwrap_err().to_string();
+    assert!(
+        error.contains("no group runs under any selected policy"),
+        "{error}"
+    );
+}
