@@ -20,7 +20,9 @@ mod cmdline;
 mod crash;
 mod ktest;
 mod layout;
+mod lazy;
 mod mm;
+mod reclaim;
 mod report;
 mod sched;
 mod smp;
@@ -28,6 +30,7 @@ mod stacks;
 mod sync;
 mod tlb;
 mod trap;
+mod vmstat;
 mod work;
 
 use alloc::borrow::Cow;
@@ -109,6 +112,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     frames::set_injection(config.injection);
 
     work::start();
+    reclaim::start();
     let main = sched::spawn("main", sched::SpawnOptions::default(), move || {
         main_thread(config)
     });
@@ -125,10 +129,12 @@ fn main_thread(config: cmdline::Config) {
     }
     if let Some(selection) = &config.tests {
         let failed = ktest::run(selection);
+        vmstat::emit("end");
         if failed > 0 {
             report::exit(ExitCode::Failure, "in-kernel tests failed");
         }
         report::exit(ExitCode::Success, "all tests passed");
     }
+    vmstat::emit("end");
     report::exit(ExitCode::Success, "boot complete")
 }

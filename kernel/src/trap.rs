@@ -1,9 +1,14 @@
 //! What the kernel does with each trap, in safe code. The entry path (`hw::trap`) calls
 //! [`on_ist`] on the vector's IST stack, and [`on_interrupted_stack`] after a bounce.
 //!
-//! - Page faults: a fault on a guard page is a stack overflow and is reported as a `GuardHit`
-//!   record; a fault a test expects is handed to its catcher; anything else is fatal.
+//! - Page faults, in this order: a stack fault (a not-yet-populated page of a thread stack) is
+//!   served from this CPU's magazine right here; a guard-page hit or a stack fault that
+//!   cannot be served stops the thread (or the kernel, when no thread can be blamed safely);
+//!   a fault a test expects goes to its catcher; a fault in the lazy region is served on the
+//!   interrupted stack (or directly, in its "direct" half); anything else is fatal.
 //! - Device interrupts and IPIs are bounced to the interrupted stack and handled there.
+//!   Before any bounce, the part of the interrupted stack the frame will occupy is populated
+//!   (it may be a dynamic stack), so the copy itself cannot fault.
 //! - Every other exception is fatal unless a test's catcher expects it: one `Exception`
 //!   record, then the boot ends with `ExitCode::Exception`.
 
@@ -11,26 +16,31 @@ use alloc::borrow::Cow;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use dks_protocol::exit::ExitCode;
-use dks_protocol::record::{Exception, GuardHit, Record};
+use dks_protocol::record::{Exception, GuardHit, Record, StackFault};
 
 use crate::hw::apic::{self, vector};
 use crate::hw::catch;
 use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::idt::vectors;
-use crate::hw::trap::{Disposition, TrapFrame, bounce_target};
+use crate::hw::trap::{Disposition, FRAME_BYTES, TrapFrame, bounce_target};
 use crate::mm::kstacks;
-use crate::stacks::{self, StackAddress};
-use crate::{report, sched, tlb};
+use crate::stacks::{self, FaultResult};
+use crate::{lazy, report, sched, tlb};
+
+/// The id of the last thread whose stack overflowed into its guard page (0: none yet).
+pub static LAST_GUARD_HIT_THREAD: AtomicU64 = AtomicU64::new(0);
 
 /// Timer interrupts per CPU since boot.
 pub static TIMER_TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// Handles a trap on its IST stack, or says where to move it.
 pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
     let vector = frame.vector as u8;
     match vector {
         vectors::PAGE_FAULT => page_fault(frame),
-        v if v >= vectors::FIRST_INTERRUPT => Disposition::Bounce(bounce_target(frame.rsp)),
+        v if v >= vectors::FIRST_INTERRUPT => bounce(frame, 0),
         _ => {
             if catch::redirect(frame, 0) {
                 Disposition::Done
@@ -44,6 +54,12 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
 /// Handles a trap that was moved to the interrupted stack.
 pub fn on_interrupted_stack(frame: &mut TrapFrame) {
     match frame.vector as u8 {
+        vectors::PAGE_FAULT => {
+            let address = frame.fault_address();
+            if !lazy::handle_bounced(frame, address) {
+                fatal(frame, address);
+            }
+        }
         vector::TIMER => {
             TIMER_TICKS[cpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
             apic::eoi();
@@ -69,23 +85,25 @@ pub fn nested_page_fault(frame: &TrapFrame) -> ! {
     fatal(frame, cpu::read_cr2())
 }
 
+/// Moves the trap to the interrupted stack, after populating the part the frame will use.
+/// `address` is the faulting address for a page fault (kept for the handler), else 0.
+fn bounce(frame: &mut TrapFrame, address: u64) -> Disposition {
+    let target = bounce_target(frame.rsp);
+    match stacks::prepare_bounce(target - FRAME_BYTES as u64) {
+        Ok(()) => {
+            frame.set_fault_address(address);
+            Disposition::Bounce(target)
+        }
+        Err(failure) => stack_failure(frame, target - FRAME_BYTES as u64, failure),
+    }
+}
+
 fn page_fault(frame: &mut TrapFrame) -> Disposition {
     let cr2 = cpu::read_cr2();
-    if let StackAddress::Guard { slot, depth } = stacks::locate(cr2) {
-        let task = sched::try_current();
-        let name = task.as_ref().map_or("(no thread)", |t| t.name());
-        report::emit(&Record::GuardHit(GuardHit {
-            cpu: cpu::current_id(),
-            task: Cow::Borrowed(name),
-            address: cr2,
-            depth_bytes: depth,
-            rip: frame.rip,
-        }));
-        let _ = slot;
-        if catch::redirect(frame, cr2) {
-            return Disposition::Done;
-        }
-        fatal(frame, cr2)
+    match stacks::handle_fault(cr2) {
+        FaultResult::Served => return Disposition::Done,
+        FaultResult::NotStack => {}
+        failure => return stack_failure(frame, cr2, failure),
     }
     if let Some((guard_start, _)) = kstacks::guard_containing(cr2) {
         let stack_top = guard_start + crate::layout::KERNEL_STACK_SLOT_BYTES;
@@ -104,7 +122,73 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
     if catch::redirect(frame, cr2) {
         return Disposition::Done;
     }
+    if lazy::DIRECT.contains(&cr2) && lazy::handle_direct(cr2) {
+        return Disposition::Done;
+    }
+    if lazy::BOUNCED.contains(&cr2) {
+        return bounce(frame, cr2);
+    }
     fatal(frame, cr2)
+}
+
+/// A guard hit or an unservable stack fault at `address`: report it, then stop the thread
+/// that owns the stack, on the top of that stack, if it is the thread this CPU runs and it
+/// had interrupts on (so it holds no spin lock); otherwise stop the kernel.
+fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> Disposition {
+    let task = sched::try_current();
+    let name = task.as_ref().map_or("(no thread)", |t| t.name());
+    let slot = match failure {
+        FaultResult::Guard { slot, depth } => {
+            if let Some(task) = &task {
+                LAST_GUARD_HIT_THREAD.store(task.id(), Ordering::Relaxed);
+            }
+            report::emit(&Record::GuardHit(GuardHit {
+                cpu: cpu::current_id(),
+                task: Cow::Borrowed(name),
+                address,
+                depth_bytes: depth,
+                rip: frame.rip,
+            }));
+            slot
+        }
+        FaultResult::Fatal {
+            slot,
+            depth,
+            reason,
+        } => {
+            let policy = task.as_ref().map_or("", |t| t.stack.policy().name());
+            report::emit(&Record::StackFault(StackFault {
+                cpu: cpu::current_id(),
+                task: Cow::Borrowed(name),
+                policy: Cow::Borrowed(policy),
+                address,
+                depth_bytes: depth,
+                reason: Cow::Borrowed(reason),
+            }));
+            slot
+        }
+        FaultResult::Served | FaultResult::NotStack => unreachable!("not a failure"),
+    };
+    drop(task);
+    if catch::redirect(frame, address) {
+        return Disposition::Done;
+    }
+    let interrupts_were_on = frame.rflags & RFLAGS_IF != 0;
+    if let Some((rsp, rip)) = interrupts_were_on
+        .then(|| sched::prepare_kill(slot))
+        .flatten()
+    {
+        if frame.vector >= u64::from(vectors::FIRST_INTERRUPT) {
+            // The interrupt will not be handled: acknowledge it, or its level stays blocked
+            // on this CPU.
+            apic::eoi();
+        }
+        stacks::note_killed(slot);
+        frame.rsp = rsp;
+        frame.rip = rip;
+        return Disposition::Done;
+    }
+    fatal(frame, address)
 }
 
 fn fatal(frame: &TrapFrame, cr2: u64) -> ! {

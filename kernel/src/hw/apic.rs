@@ -138,6 +138,11 @@ pub fn calibrate() -> (u64, u64) {
     (per_ms, tsc_per_us)
 }
 
+/// TSC ticks per microsecond (from [`calibrate`]).
+pub fn tsc_per_us() -> u64 {
+    TSC_PER_US.load(Ordering::Relaxed).max(1)
+}
+
 /// Spins for at least `us` microseconds (by the TSC calibrated in [`calibrate`]).
 pub fn delay_us(us: u64) {
     let per_us = TSC_PER_US.load(Ordering::Relaxed).max(1);

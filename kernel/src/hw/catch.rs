@@ -175,6 +175,23 @@ pub fn fault_read(address: u64) -> u64 {
     unsafe { core::ptr::read_volatile(address as *const u64) }
 }
 
+/// Writes `value` at `address` in the lazy region, without a catcher: the fault that maps the
+/// page is served like any other.
+pub fn lazy_write(address: u64, value: u64) {
+    assert!(
+        (layout::LAZY_REGION_BASE..layout::LAZY_REGION_BASE + layout::LAZY_REGION_BYTES)
+            .contains(&address)
+    );
+    // SAFETY: the lazy region is memory the kernel maps on demand and nothing else uses; a
+    // fault there maps a zeroed page (or is fatal and reported).
+    unsafe { core::ptr::write_volatile(address as *mut u64, value) }
+}
+
+/// Reads `address` in the lazy region, without a catcher (see [`lazy_write`]).
+pub fn lazy_read(address: u64) -> u64 {
+    fault_read(address)
+}
+
 /// Executes `ud2`.
 pub fn invalid_opcode() -> ! {
     // SAFETY: `ud2` raises #UD and touches nothing.

@@ -425,3 +425,29 @@ pub fn zero_mapped_page(virt: u64) {
     // (its creator zeroes it before the thread starts); the direct map covers its frame.
     unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_BYTES as usize) };
 }
+
+/// Fills the 4 KiB page at `virt` in the thread-stack region with `byte`, through its stack
+/// mapping (a test that dirties a stack nobody runs on). An unpopulated page faults and is
+/// populated by the stack-fault path, as if the stack's thread had grown into it.
+///
+/// # Panics
+/// If `virt` is not a page of the stack region.
+pub fn fill_stack_page(virt: u64, byte: u8) {
+    assert!(
+        virt.is_multiple_of(PAGE_BYTES)
+            && (layout::STACK_REGION_BASE..layout::STACK_REGION_BASE + layout::PML4_ENTRY_BYTES)
+                .contains(&virt),
+        "filling {virt:#x} outside the stack region"
+    );
+    // SAFETY: the page is in the stack region (checked): mapped, or populated by the fault
+    // path on this write, or the write faults fatally and is reported; it belongs to a stack
+    // no thread runs on (the caller's contract, as for `zero_mapped_page`).
+    unsafe { core::ptr::write_bytes(virt as *mut u8, byte, PAGE_BYTES as usize) };
+}
+
+/// Returns whether every byte of the mapped page at `virt` reads as zero (through the direct
+/// map, so reading never faults); `None` if it is not mapped.
+pub fn page_is_zero(virt: u64) -> Option<bool> {
+    let phys = translate(virt & !(PAGE_BYTES - 1))?;
+    Some((0..PAGE_BYTES / 8).all(|i| read_phys_u64(phys + i * 8) == 0))
+}

@@ -49,3 +49,12 @@ pub fn red_zone_probe(counter: &AtomicU64, events: u64) -> u64 {
     }
     clobbered
 }
+
+/// Returns the current stack pointer.
+#[inline(always)]
+pub fn stack_pointer() -> u64 {
+    let rsp: u64;
+    // SAFETY: reading RSP has no effect.
+    unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    rsp
+}

@@ -80,6 +80,9 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+/// The first byte of the FXSAVE image that the processor leaves to software (464..512).
+const FXSAVE_SOFTWARE_BYTES: usize = 464;
+
 /// Size of a [`TrapFrame`]; a multiple of 16 so that a bounced frame keeps RSP aligned.
 pub const FRAME_BYTES: usize = core::mem::size_of::<TrapFrame>();
 const _: () = assert!(FRAME_BYTES == 512 + 15 * 8 + 7 * 8);
@@ -116,6 +119,21 @@ impl TrapFrame {
             r14: self.r14,
             r15: self.r15,
         }
+    }
+
+    /// Keeps the faulting address with the frame, for a page fault whose handler runs after a
+    /// bounce (CR2 may change in between: the handler itself can take a stack fault). It
+    /// lives in bytes 464..472 of the FXSAVE image, which the processor leaves to software.
+    pub fn set_fault_address(&mut self, address: u64) {
+        self.fpu[FXSAVE_SOFTWARE_BYTES..FXSAVE_SOFTWARE_BYTES + 8]
+            .copy_from_slice(&address.to_le_bytes());
+    }
+
+    /// The address kept by [`TrapFrame::set_fault_address`].
+    pub fn fault_address(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&self.fpu[FXSAVE_SOFTWARE_BYTES..FXSAVE_SOFTWARE_BYTES + 8]);
+        u64::from_le_bytes(bytes)
     }
 
     /// Whether this vector pushes an error code.

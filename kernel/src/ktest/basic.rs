@@ -45,19 +45,18 @@ fn boot() -> TestResult {
         stats.free,
         stats.total
     );
-    let (used_before, size) = heap::usage();
+    let (_, size) = heap::usage();
     check!(size >= 8 << 20, "heap of {size} bytes");
+    // Other threads allocate too, so compare with a margin well below the Vec's 80,000 bytes.
     let v: Vec<u64> = (0..10_000).collect();
     check_eq!(v.iter().sum::<u64>(), 49_995_000);
-    check!(
-        heap::usage().0 > used_before,
-        "heap usage did not grow with a live Vec"
-    );
+    let with_vec = heap::usage().0;
     drop(v);
-    check_eq!(
-        heap::usage().0,
-        used_before,
-        "heap usage after the Vec was dropped"
+    let after = heap::usage().0;
+    check!(
+        with_vec >= after + 70_000,
+        "dropping an 80,000-byte Vec freed only {} bytes",
+        with_vec.saturating_sub(after)
     );
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::cmdline::TestSelection;
 use crate::report;
 
 mod basic;
+mod dynamic;
 mod memory;
 mod sched;
 pub mod traps;
@@ -65,7 +66,13 @@ pub(crate) use {check, check_eq};
 /// Every test, in the order `test=all` runs them.
 fn registry() -> Vec<&'static KernelTest> {
     let mut tests = Vec::new();
-    for group in [basic::TESTS, memory::TESTS, traps::TESTS, sched::TESTS] {
+    for group in [
+        basic::TESTS,
+        memory::TESTS,
+        traps::TESTS,
+        sched::TESTS,
+        dynamic::TESTS,
+    ] {
         tests.extend(group.iter());
     }
     tests

@@ -8,6 +8,7 @@ use super::thread::{State, Thread};
 use crate::hw::apic::{self, vector};
 use crate::hw::context;
 use crate::hw::cpu::{self as hwcpu, IrqGuard, MAX_CPUS};
+use crate::stacks;
 use crate::sync::IrqMutex;
 
 /// Timer ticks a thread may run before it is preempted (if others are ready).
@@ -205,20 +206,94 @@ fn pop(
 /// Deals with the thread that just switched back to the scheduler loop.
 fn put_previous(cpu: &CpuSched, previous: Arc<Thread>) {
     let state = previous.state();
+    if state != State::Exited {
+        let asleep = state != State::Running;
+        stacks::switched_out(
+            previous.stack.slot(),
+            previous.saved_rsp.load(Ordering::Acquire),
+            asleep,
+        );
+    }
     match state {
         // Yielded or preempted: it stays ready, here.
         State::Running => {
             previous.set_state(State::Ready);
             previous.on_cpu.store(false, Ordering::Release);
-            let mut queue = cpu.run_queue.lock();
-            queue.push_back(previous);
-            cpu.queued.store(queue.len(), Ordering::Relaxed);
+            match previous.pinned() {
+                Some(pinned) if pinned != hwcpu::current_id() => enqueue(previous, Some(pinned)),
+                _ => {
+                    let mut queue = cpu.run_queue.lock();
+                    queue.push_back(previous);
+                    cpu.queued.store(queue.len(), Ordering::Relaxed);
+                }
+            }
         }
         // Blocked (maybe already woken and queued somewhere): its waker owns it now.
         State::Blocked | State::Ready => previous.on_cpu.store(false, Ordering::Release),
+        // Off the CPU for good: queue its stack for release, then tell the joiners, so that
+        // a joiner finds the release already queued (`work::drain` then covers it).
         State::Exited => {
             previous.on_cpu.store(false, Ordering::Release);
-            crate::work::reap(previous);
+            crate::work::reap(previous.clone());
+            previous.mark_exited();
+            previous.joiners.wake_all();
+        }
+    }
+}
+
+/// What the scheduler found to run.
+enum Pick {
+    /// A thread, admitted.
+    Thread(Arc<Thread>),
+    /// Threads are ready but none could be admitted now (their stack need is not covered).
+    Refused,
+    /// Nothing is ready.
+    Nothing,
+}
+
+/// Takes the next thread this CPU may run: ready and admitted by its stack policy. A refused
+/// thread goes to the back of this CPU's queue, the stack-reclaim thread is woken, and the
+/// next candidate is tried, up to the queue's length.
+fn pick_admitted(cpu_id: u32) -> Pick {
+    let cpu = &CPUS[cpu_id as usize];
+    let mut refused = 0;
+    let limit = cpu.queued.load(Ordering::Relaxed) + 1;
+    loop {
+        let Some(next) = pick(cpu_id as usize) else {
+            return if refused > 0 {
+                Pick::Refused
+            } else {
+                Pick::Nothing
+            };
+        };
+        while next.on_cpu.load(Ordering::Acquire) {
+            crate::tlb::serve();
+            hwcpu::relax();
+        }
+        if stacks::admit(next.stack.slot()) {
+            next.on_cpu.store(true, Ordering::Release);
+            let since = next.admit_wait_since.swap(0, Ordering::Relaxed);
+            if since != 0 {
+                let waited = hwcpu::rdtsc().saturating_sub(since);
+                stacks::accounting::of(next.stack.policy()).add_admit_wait(waited);
+            }
+            return Pick::Thread(next);
+        }
+        let _ = next.admit_wait_since.compare_exchange(
+            0,
+            hwcpu::rdtsc(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        {
+            let mut queue = cpu.run_queue.lock();
+            queue.push_back(next);
+            cpu.queued.store(queue.len(), Ordering::Relaxed);
+        }
+        crate::reclaim::wake();
+        refused += 1;
+        if refused >= limit {
+            return Pick::Refused;
         }
     }
 }
@@ -228,22 +303,27 @@ pub fn run(cpu_id: u32) -> ! {
     let cpu = &CPUS[cpu_id as usize];
     loop {
         let irq = IrqGuard::new();
-        let Some(next) = pick(cpu_id as usize) else {
-            cpu.idle.store(true, Ordering::Release);
-            // Re-check after announcing idleness: an enqueue that saw us busy sent no IPI.
-            if cpu.queued.load(Ordering::Acquire) == 0 {
+        let next = match pick_admitted(cpu_id) {
+            Pick::Thread(next) => next,
+            Pick::Refused => {
+                // Retry at the next interrupt (the timer, or memory freed by a wake-up).
                 drop(irq);
                 hwcpu::enable_interrupts_and_halt();
-            } else {
-                drop(irq);
+                continue;
             }
-            cpu.idle.store(false, Ordering::Release);
-            continue;
+            Pick::Nothing => {
+                cpu.idle.store(true, Ordering::Release);
+                // Re-check after announcing idleness: an enqueue that saw us busy sent no IPI.
+                if cpu.queued.load(Ordering::Acquire) == 0 {
+                    drop(irq);
+                    hwcpu::enable_interrupts_and_halt();
+                } else {
+                    drop(irq);
+                }
+                cpu.idle.store(false, Ordering::Release);
+                continue;
+            }
         };
-        while next.on_cpu.load(Ordering::Acquire) {
-            hwcpu::relax();
-        }
-        next.on_cpu.store(true, Ordering::Release);
         next.set_state(State::Running);
         next.note_switched_in(cpu_id);
         cpu.slice_used.store(0, Ordering::Relaxed);

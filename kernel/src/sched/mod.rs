@@ -98,6 +98,15 @@ pub fn yield_now() {
     cpu::switch_to_scheduler(&irq);
 }
 
+/// Moves the calling thread to CPU `cpu` now (it keeps any pin it had elsewhere afterwards).
+pub fn migrate_to(cpu: u32) {
+    let me = current().expect("migrate_to outside a thread");
+    let pin = me.pinned();
+    me.set_pinned(Some(cpu));
+    yield_now();
+    me.set_pinned(pin);
+}
+
 /// Leaves the CPU after the caller set its state to `Blocked` and registered it where a waker
 /// will find it.
 pub fn block() {
@@ -109,11 +118,28 @@ pub fn block() {
 pub fn exit() -> ! {
     let irq = IrqGuard::new();
     let me = current().expect("exit outside a thread");
-    me.mark_exited();
     me.set_state(State::Exited);
-    me.joiners.wake_all();
     drop(me);
     cpu::switch_to_scheduler_for_good(&irq)
+}
+
+/// Prepares to stop the thread running on this CPU after a fatal fault on its own stack
+/// (`slot`): marks it killed and returns the stack pointer and entry to resume it at, on the
+/// top of its stack, where it exits. `None` when the CPU runs no thread or another one.
+pub fn prepare_kill(slot: dks_core::SlotIndex) -> Option<(u64, u64)> {
+    let me = try_current()?;
+    if me.stack.slot() != slot {
+        return None;
+    }
+    me.mark_killed();
+    // At a function's entry RSP + 8 is 16-byte aligned.
+    let entry: extern "C" fn() -> ! = thread_killed;
+    Some((me.stack.top() - 8, entry as usize as u64))
+}
+
+/// Where a killed thread resumes: on the top of its (abandoned) stack, to exit.
+extern "C" fn thread_killed() -> ! {
+    exit()
 }
 
 /// Makes a blocked thread ready; returns false if it was not blocked.

@@ -47,6 +47,9 @@ impl State {
     }
 }
 
+/// The value of `Thread::pinned` for a thread that may run anywhere.
+const NOT_PINNED: u32 = u32::MAX;
+
 /// Thread identifiers, unique for the whole boot.
 pub type ThreadId = u64;
 
@@ -70,10 +73,14 @@ pub struct Thread {
     switches: AtomicU64,
     entry: IrqMutex<Option<Entry>>,
     exited: AtomicBool,
+    /// Stopped by a fatal stack fault or a guard hit.
+    killed: AtomicBool,
+    /// TSC when admission first refused the thread, 0 when it is not waiting.
+    pub(super) admit_wait_since: AtomicU64,
     /// Threads waiting in `join`.
     pub(super) joiners: WaitQueue,
-    /// The CPU the thread must run on, if pinned.
-    pinned: Option<u32>,
+    /// The CPU the thread must run on (`NOT_PINNED`: any).
+    pinned: AtomicU32,
     /// The thread's stack.
     pub stack: ThreadStack,
 }
@@ -98,8 +105,10 @@ impl Thread {
             switches: AtomicU64::new(0),
             entry: IrqMutex::new(Some(entry)),
             exited: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            admit_wait_since: AtomicU64::new(0),
             joiners: WaitQueue::new(),
-            pinned,
+            pinned: AtomicU32::new(pinned.unwrap_or(NOT_PINNED)),
             stack,
         }
     }
@@ -132,7 +141,13 @@ impl Thread {
 
     /// The CPU the thread is pinned to, if any.
     pub fn pinned(&self) -> Option<u32> {
+        Some(self.pinned.load(Ordering::Relaxed)).filter(|&cpu| cpu != NOT_PINNED)
+    }
+
+    /// Pins the thread to `cpu` (or lets it run anywhere); takes effect at its next switch.
+    pub(super) fn set_pinned(&self, cpu: Option<u32>) {
         self.pinned
+            .store(cpu.unwrap_or(NOT_PINNED), Ordering::Relaxed);
     }
 
     /// Bit `n` set: the thread has run on CPU `n`.
@@ -158,6 +173,15 @@ impl Thread {
     /// Whether the thread has finished.
     pub fn has_exited(&self) -> bool {
         self.exited.load(Ordering::Acquire)
+    }
+
+    /// Whether the thread was stopped by a fatal stack fault or a guard hit.
+    pub fn was_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    pub(super) fn mark_killed(&self) {
+        self.killed.store(true, Ordering::Release);
     }
 
     pub(super) fn mark_exited(&self) {

@@ -1,30 +1,43 @@
 //! Thread stacks in the stack region, through `dks-core`.
 //!
 //! The mechanism's state lives here, split by who may touch it (see `dks_core`'s crate docs):
-//! - per slot, the live [`Stack`] (`SLOTS`): its CPU's fault handler and scheduler while the
-//!   thread runs, whoever creates or releases it otherwise;
-//! - per CPU, the stack cache (`CACHES`), touched by creation and release on that CPU;
-//! - per CPU, counters (atomics), summed on read;
+//! - per slot, the live [`Stack`] behind a lock that only these ever take: the page-fault
+//!   handler of the CPU that runs the thread (with `try_lock`: it never waits), the scheduler
+//!   of a CPU while the thread is off every CPU, the creator before the thread first runs, and
+//!   the releaser after it exited. So the fault handler always finds it free; if it ever did
+//!   not, that is reported as a fatal fault, not waited for. Readers on other CPUs use the
+//!   slot's atomic mirrors (`populated`, `faults`), never the lock;
+//! - per CPU, the magazine: its scheduler loop (on a static stack) and its fault handler,
+//!   again with `try_lock` in the handler; nothing on a dynamic stack ever holds it;
+//! - per CPU and policy, the stack cache, touched by creation and release on that CPU;
+//! - per CPU, dks-core's counters (atomics), summed on read, and per policy the kernel's own
+//!   ([`accounting`]);
 //! - the groups' charges (atomics).
 //!
-//! The stack magazines (the fault path's state) arrive with the dynamic policies.
-//!
-//! Slots not in use wait in `FREE_SLOTS`. A slot's entries are all empty while it is free,
-//! and its page tables exist from boot, so the fault path never allocates a table.
+//! Slots not in use wait in `FREE_SLOTS` (or in the [`quarantine`] until a TLB purge). A
+//! slot's entries are all empty while it is free, and its page tables exist from boot, so the
+//! fault path never allocates a table.
 
+pub mod accounting;
+mod fault;
 mod platform;
 pub mod quarantine;
+mod switch;
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+
 pub use dks_core::Policy;
 use dks_core::stack::{self, CreateFailure, Released, StackSource};
 use dks_core::{
-    CounterSnapshot, CpuCounters, GroupCharge, GroupId, LayoutError, SlotIndex, Stack, StackCache,
-    StackLayout, StackSpec, VirtAddr,
+    CounterSnapshot, CpuCounters, CpuId, GroupCharge, GroupId, LayoutError, Magazine, SlotIndex,
+    Stack, StackCache, StackLayout, StackSpec, VirtAddr,
 };
 use spin::Once;
 
+pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
+pub use self::switch::{admit, drain_magazine_here, refill_magazine_here, switched_out};
 use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::paging;
 use crate::layout::PAGE_BYTES;
@@ -33,15 +46,28 @@ use crate::sync::IrqMutex;
 /// Groups for the memory-cgroup-like charge.
 pub const MAX_GROUPS: usize = 8;
 
+/// One stack slot.
+struct Slot {
+    /// The live stack (see the module docs for who may lock it).
+    stack: IrqMutex<Option<Stack>>,
+    /// Populated pages now, mirrored for readers on other CPUs.
+    populated: AtomicU8,
+    /// Stack faults served for the current stack of this slot.
+    faults: AtomicU32,
+    /// Index (in `Policy::ALL`) of the current stack's policy.
+    policy: AtomicU8,
+}
+
 struct Region {
     layout: StackLayout,
-    slots: Vec<IrqMutex<Option<Stack>>>,
+    slots: Vec<Slot>,
+    magazines: Vec<IrqMutex<Magazine>>,
 }
 
 static REGION: Once<Region> = Once::new();
 static FREE_SLOTS: IrqMutex<Vec<u32>> = IrqMutex::new(Vec::new());
-static CACHES: [IrqMutex<StackCache>; MAX_CPUS] =
-    [const { IrqMutex::new(StackCache::new()) }; MAX_CPUS];
+static CACHES: [[IrqMutex<StackCache>; 5]; MAX_CPUS] =
+    [const { [const { IrqMutex::new(StackCache::new()) }; 5] }; MAX_CPUS];
 static COUNTERS: [CpuCounters; MAX_CPUS] = [const { CpuCounters::new() }; MAX_CPUS];
 static GROUPS: [GroupCharge; MAX_GROUPS] = [const { GroupCharge::new(None) }; MAX_GROUPS];
 
@@ -57,11 +83,22 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
         slots,
     )?;
     platform::prepare_region(&layout);
-    let cells = (0..slots).map(|_| IrqMutex::new(None)).collect();
+    let cells = (0..slots)
+        .map(|_| Slot {
+            stack: IrqMutex::new(None),
+            populated: AtomicU8::new(0),
+            faults: AtomicU32::new(0),
+            policy: AtomicU8::new(0),
+        })
+        .collect();
+    let magazines = (0..MAX_CPUS as u32)
+        .map(|cpu| IrqMutex::new(Magazine::new(CpuId::new(cpu), &layout)))
+        .collect();
     *FREE_SLOTS.lock() = (0..slots).rev().collect();
     REGION.call_once(|| Region {
         layout,
         slots: cells,
+        magazines,
     });
     Ok(())
 }
@@ -76,12 +113,37 @@ pub fn layout() -> &'static StackLayout {
 pub struct ThreadStack {
     slot: SlotIndex,
     top: u64,
+    policy: Policy,
 }
 
 impl ThreadStack {
     /// The initial stack pointer (just above the highest byte).
     pub fn top(&self) -> u64 {
         self.top
+    }
+
+    /// The slot, also the owner id written into its unpopulated entries.
+    pub fn slot(&self) -> SlotIndex {
+        self.slot
+    }
+
+    /// The policy the stack was created with.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Pages populated now (read without locking; 0 once released).
+    pub fn populated_pages(&self) -> u8 {
+        region().slots[self.slot.as_usize()]
+            .populated
+            .load(Ordering::Relaxed)
+    }
+
+    /// Stack faults served for this stack so far.
+    pub fn faults(&self) -> u32 {
+        region().slots[self.slot.as_usize()]
+            .faults
+            .load(Ordering::Relaxed)
     }
 }
 
@@ -96,14 +158,14 @@ pub enum StackError {
     GroupLimit,
 }
 
-/// Creates a stack with `policy`, charged to group 0: a cached stack of this CPU if there is
-/// one (only its populated pages are zeroed), else a fresh slot.
+/// Creates a stack with `policy`, charged to group 0: see [`create_in_group`].
 pub fn create(policy: Policy) -> Result<ThreadStack, StackError> {
     create_in_group(policy, GroupId::new(0))
 }
 
-/// As [`create`], charged to `group`. When slots or memory run out, purges the quarantine
-/// once and tries again.
+/// Creates a stack with `policy`, charged to `group`: a cached stack of this CPU and policy if
+/// there is one (only its populated pages are zeroed), else a fresh slot. When slots or
+/// memory run out, purges the quarantine once and tries again.
 pub fn create_in_group(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError> {
     match try_create(policy, group) {
         Err(StackError::NoSlot | StackError::OutOfMemory) if quarantine::held() != (0, 0) => {
@@ -117,7 +179,8 @@ pub fn create_in_group(policy: Policy, group: GroupId) -> Result<ThreadStack, St
 fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError> {
     let region = region();
     let cpu = cpu::current_id() as usize;
-    let cached = CACHES[cpu].lock().take();
+    let cache = &CACHES[cpu][accounting::index(policy)];
+    let cached = cache.lock().take();
     let source = match cached {
         Some(cached) => StackSource::Cached(cached),
         None => StackSource::Fresh(take_slot()?),
@@ -137,17 +200,28 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
             for page in created.pages_to_zero.iter() {
                 paging::zero_mapped_page(region.layout.page_addr(slot, page).as_u64());
             }
-            *region.slots[slot.as_usize()].lock() = Some(created.stack);
+            let pages = created.stack.populated_pages();
+            let cell = &region.slots[slot.as_usize()];
+            cell.populated.store(pages, Ordering::Relaxed);
+            cell.faults.store(0, Ordering::Relaxed);
+            cell.policy
+                .store(accounting::index(policy) as u8, Ordering::Relaxed);
+            *cell.stack.lock() = Some(created.stack);
+            let counts = accounting::of(policy);
+            counts.threads_created.fetch_add(1, Ordering::Relaxed);
+            counts.threads_live.fetch_add(1, Ordering::Relaxed);
+            counts.add_pages(i64::from(pages));
             Ok(ThreadStack {
                 slot,
                 top: region.layout.stack_top(slot).as_u64(),
+                policy,
             })
         }
         Err(error) => {
             match error.source {
                 StackSource::Fresh(slot) => FREE_SLOTS.lock().push(slot.as_u32()),
                 StackSource::Cached(cached) => {
-                    if let Err(cached) = CACHES[cpu].lock().put(cached) {
+                    if let Err(cached) = cache.lock().put(cached) {
                         // The cache filled up meanwhile: free the stack instead.
                         let mut spare = StackCache::new();
                         spare.put(cached).expect("an empty cache has room");
@@ -168,21 +242,29 @@ fn take_slot() -> Result<SlotIndex, StackError> {
     Ok(layout().slot(index).expect("free slots are in the layout"))
 }
 
-/// Releases the stack of an exited thread: into this CPU's cache, or freed. Must run on
-/// another stack than `stack` (the worker thread does it).
+/// Releases the stack of an exited thread: into this CPU's cache for its policy, or freed.
+/// Must run on another stack than `stack` (the worker thread does it).
 pub fn release(stack: &ThreadStack) {
     let region = region();
-    let Some(live) = region.slots[stack.slot.as_usize()].lock().take() else {
+    let cell = &region.slots[stack.slot.as_usize()];
+    let Some(live) = cell.stack.lock().take() else {
         return;
     };
+    let counts = accounting::of(live.policy());
+    let peak = usize::from(live.peak_populated_pages()).min(accounting::PAGE_BUCKETS - 1);
+    counts.peak_pages[peak].fetch_add(1, Ordering::Relaxed);
+    counts.threads_live.fetch_sub(1, Ordering::Relaxed);
+    counts.add_pages(-i64::from(live.populated_pages()));
+    cell.populated.store(0, Ordering::Relaxed);
     let group = live.group();
     let cpu = cpu::current_id() as usize;
+    let cache = &CACHES[cpu][accounting::index(live.policy())];
     let exited = stack::exit(live);
     let mut platform = X86Platform::releasing();
     let released = stack::release(
         &mut platform,
         &region.layout,
-        &mut CACHES[cpu].lock(),
+        &mut cache.lock(),
         &COUNTERS[cpu],
         &GROUPS[group.as_usize()],
         exited,
@@ -218,14 +300,19 @@ fn free_cached(mut cache: StackCache) {
     }
 }
 
-/// Frees every cached stack on every CPU and purges the quarantine (to measure against a
-/// baseline).
-pub fn drain_caches() {
-    for cache in &CACHES {
-        let taken = core::mem::take(&mut *cache.lock());
-        free_cached(taken);
+/// Frees every cached stack on every CPU and purges the quarantine (memory pressure, or to
+/// measure against a baseline). Returns how many cached stacks were freed.
+pub fn drain_caches() -> usize {
+    let mut freed = 0;
+    for per_policy in &CACHES {
+        for cache in per_policy {
+            let taken = core::mem::take(&mut *cache.lock());
+            freed += taken.len();
+            free_cached(taken);
+        }
     }
     purge();
+    freed
 }
 
 /// Counts of the stack region, for tests and reports.
@@ -239,6 +326,8 @@ pub struct StackStats {
     pub cached_pages: u64,
     /// Frames and slots of released stacks waiting for a TLB purge.
     pub quarantined: (usize, usize),
+    /// Frames in the per-CPU magazines.
+    pub magazine_frames: u64,
     /// The counters of DESIGN §7, summed over CPUs.
     pub counters: CounterSnapshot,
 }
@@ -248,10 +337,12 @@ pub fn stats() -> StackStats {
     let region = region();
     let free = FREE_SLOTS.lock().len() as u32;
     let (mut cached_stacks, mut cached_pages) = (0, 0);
-    for cache in &CACHES {
-        for cached in cache.lock().iter() {
-            cached_stacks += 1;
-            cached_pages += u64::from(cached.populated().len());
+    for per_policy in &CACHES {
+        for cache in per_policy {
+            for cached in cache.lock().iter() {
+                cached_stacks += 1;
+                cached_pages += u64::from(cached.populated().len());
+            }
         }
     }
     StackStats {
@@ -259,47 +350,50 @@ pub fn stats() -> StackStats {
         cached_stacks,
         cached_pages,
         quarantined: quarantine::held(),
+        magazine_frames: switch::magazine_frames(),
         counters: dks_core::counters::sum(COUNTERS.iter()),
     }
 }
 
-/// Where a faulting address lies in the stack region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StackAddress {
-    /// Not in the stack region.
-    Elsewhere,
-    /// In the guard page(s) of `slot`, `depth` bytes below its top.
-    Guard {
-        /// The slot.
-        slot: SlotIndex,
-        /// Bytes below the stack top.
-        depth: u64,
-    },
-    /// In the stack pages of `slot`.
-    Stack {
-        /// The slot.
-        slot: SlotIndex,
-    },
+/// The charge of group `group` (pages, limit).
+pub fn group(group: GroupId) -> &'static GroupCharge {
+    &GROUPS[group.as_usize()]
 }
 
-/// Classifies `address` (e.g. a page fault's CR2).
-pub fn locate(address: u64) -> StackAddress {
-    let Some(region) = REGION.get() else {
-        return StackAddress::Elsewhere;
-    };
-    let addr = VirtAddr::new(address);
-    match region.layout.locate(addr) {
-        None => StackAddress::Elsewhere,
-        Some(location) => match location.part {
-            dks_core::SlotPart::Guard => StackAddress::Guard {
-                slot: location.slot,
-                depth: region.layout.depth_in_bytes(location.slot, addr),
-            },
-            dks_core::SlotPart::Stack(_) => StackAddress::Stack {
-                slot: location.slot,
-            },
-        },
+/// The counters of one policy, for tests and reports.
+pub fn policy_counters(policy: Policy) -> &'static accounting::PolicyCounters {
+    accounting::of(policy)
+}
+
+/// Counts a thread of `slot` stopped by a fatal stack fault or a guard hit.
+pub fn note_killed(slot: SlotIndex) {
+    accounting::of(slot_policy(slot))
+        .killed
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+/// The policy of the stack in `slot` (as recorded at its creation).
+fn slot_policy(slot: SlotIndex) -> Policy {
+    Policy::ALL[usize::from(
+        region().slots[slot.as_usize()]
+            .policy
+            .load(Ordering::Relaxed),
+    )]
+}
+
+/// Every frame mapped in a live stack, with its slot: for the "no frame in two stacks" check.
+pub fn mapped_frames() -> Vec<(u64, u32)> {
+    let region = region();
+    let mut frames = Vec::new();
+    for index in 0..region.layout.slot_count() {
+        let slot = region.layout.slot(index).expect("index below slot_count");
+        for page in region.layout.all_pages().iter() {
+            if let Some(phys) = paging::translate(region.layout.page_addr(slot, page).as_u64()) {
+                frames.push((phys & !(PAGE_BYTES - 1), index));
+            }
+        }
     }
+    frames
 }
 
 const _: () = assert!(dks_core::layout::PAGE_SIZE_IN_BYTES == PAGE_BYTES);

@@ -1,0 +1,164 @@
+//! The scheduler's side of the mechanism: admission before a switch, bookkeeping after one.
+//!
+//! These run in a CPU's scheduler loop, on its static stack with interrupts off, for threads
+//! that are off every CPU: the only context that may hold the CPU's magazine lock for longer
+//! than a fault (see the module docs of `stacks`).
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
+use dks_core::{Counter, SlotIndex, VirtAddr};
+
+use super::platform::X86Platform;
+use super::{COUNTERS, GROUPS, Region, accounting, region};
+use crate::hw::cpu::{self, MAX_CPUS};
+
+/// Frames in each CPU's magazine, mirrored for readers on other CPUs (who must never take
+/// another CPU's magazine lock: its fault handler would find it busy).
+static MAGAZINE_LEN: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// Updates this CPU's mirror of its magazine length.
+pub(super) fn note_magazine(cpu: usize, len: u8) {
+    MAGAZINE_LEN[cpu].store(len, Ordering::Relaxed);
+}
+
+/// Frames in all magazines (from the mirrors).
+pub fn magazine_frames() -> u64 {
+    MAGAZINE_LEN
+        .iter()
+        .map(|l| u64::from(l.load(Ordering::Relaxed)))
+        .sum()
+}
+
+fn counter_deltas(cpu: usize, f: impl FnOnce()) -> [u64; 3] {
+    let counters = &COUNTERS[cpu];
+    let read = || {
+        let now = counters.snapshot();
+        [Counter::Refills, Counter::RefillFail, Counter::AdmitWait].map(|c| now.get(c) as u64)
+    };
+    let before = read();
+    f();
+    let after = read();
+    [
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    ]
+}
+
+fn note_pages(region: &Region, slot: SlotIndex, policy: dks_core::Policy, before: u8, after: u8) {
+    if before != after {
+        region.slots[slot.as_usize()]
+            .populated
+            .store(after, Ordering::Relaxed);
+        accounting::of(policy).add_pages(i64::from(after) - i64::from(before));
+    }
+}
+
+/// Decides whether this CPU may switch to the thread whose stack is in `slot` now (DESIGN §4):
+/// refills the magazine with atomic allocations and admits it only if the magazine covers its
+/// need (`guaranteed`), refills after admitting (`fault`, as the RFC does at the switch), and
+/// counts refills, their failures and refused admissions under the thread's policy.
+pub fn admit(slot: SlotIndex) -> bool {
+    let region = region();
+    let cpu = cpu::current_id() as usize;
+    let mut magazine = region.magazines[cpu].lock();
+    let mut live = region.slots[slot.as_usize()].stack.lock();
+    let Some(stack) = live.as_mut() else {
+        return true;
+    };
+    if stack.is_asleep() {
+        stack.wake();
+    }
+    let policy = stack.policy();
+    let before = stack.populated_pages();
+    let group = &GROUPS[stack.group().as_usize()];
+    let mut admitted = false;
+    let [refills, failures, waits] = counter_deltas(cpu, || {
+        let mut platform = X86Platform::live();
+        let counters = &COUNTERS[cpu];
+        if switch::prepare(
+            &mut platform,
+            &region.layout,
+            &mut magazine,
+            counters,
+            group,
+            stack,
+        ) == Admission::Admitted
+        {
+            let _ = switch::finish(&mut platform, &mut magazine, counters, stack);
+            admitted = true;
+        }
+    });
+    note_pages(region, slot, policy, before, stack.populated_pages());
+    note_magazine(cpu, magazine.len());
+    let counts = accounting::of(policy);
+    counts.refills.fetch_add(refills, Ordering::Relaxed);
+    counts
+        .refill_failures
+        .fetch_add(failures, Ordering::Relaxed);
+    counts.admit_waits.fetch_add(waits, Ordering::Relaxed);
+    admitted
+}
+
+/// Records that the thread of `slot` left this CPU with stack pointer `saved_sp`, asleep or
+/// still runnable (and lets the policy give pages back). A stack pointer outside the thread's
+/// stack is a kernel bug: it panics.
+pub fn switched_out(slot: SlotIndex, saved_sp: u64, asleep: bool) {
+    let region = region();
+    let cpu = cpu::current_id() as usize;
+    let mut magazine = region.magazines[cpu].lock();
+    let mut live = region.slots[slot.as_usize()].stack.lock();
+    let Some(stack) = live.as_mut() else {
+        return;
+    };
+    let policy = stack.policy();
+    let before = stack.populated_pages();
+    let group = &GROUPS[stack.group().as_usize()];
+    let reason = if asleep {
+        SwitchOutReason::Asleep
+    } else {
+        SwitchOutReason::Preempted
+    };
+    let how = SwitchOut {
+        saved_sp: VirtAddr::new(saved_sp),
+        reason,
+    };
+    let given_back = switch::switch_out(
+        &mut X86Platform::live(),
+        &region.layout,
+        &mut magazine,
+        &COUNTERS[cpu],
+        group,
+        stack,
+        how,
+    )
+    .unwrap_or_else(|e| panic!("saved stack pointer {saved_sp:#x} outside slot {slot:?}: {e:?}"));
+    note_pages(region, slot, policy, before, stack.populated_pages());
+    note_magazine(cpu, magazine.len());
+    accounting::of(policy)
+        .reclaimed
+        .fetch_add(u64::from(given_back), Ordering::Relaxed);
+}
+
+/// Gives this CPU's magazine back to the frame allocator; returns how many frames it held.
+/// Must run where this CPU's fault handler cannot interrupt (interrupts off, static stack).
+pub fn drain_magazine_here(_irq: &cpu::IrqGuard) -> u8 {
+    let region = region();
+    let cpu = cpu::current_id() as usize;
+    let mut magazine = region.magazines[cpu].lock();
+    let drained = magazine.drain(&mut X86Platform::live());
+    note_magazine(cpu, 0);
+    drained
+}
+
+/// Fills this CPU's magazine with normal allocations (tests that fault pages in from outside
+/// the scheduler); returns its length.
+pub fn refill_magazine_here(_irq: &cpu::IrqGuard) -> u8 {
+    let region = region();
+    let cpu = cpu::current_id() as usize;
+    let mut magazine = region.magazines[cpu].lock();
+    let refill = magazine.refill(&mut X86Platform::live(), dks_core::Urgency::Normal);
+    note_magazine(cpu, magazine.len());
+    refill.len
+}
