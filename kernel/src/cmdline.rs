@@ -49,6 +49,10 @@ pub struct Config {
     pub max_stack_bytes: u64,
     /// Stack slots in the stack region (the most threads alive at once).
     pub slots: u32,
+    /// Measure costs (`bench=costs`) instead of running tests or a workload.
+    pub bench: bool,
+    /// The TSC counts guest instructions (`tsc=instructions`: QEMU's `-icount shift=0`).
+    pub tsc_counts_instructions: bool,
 }
 
 impl Default for Config {
@@ -61,6 +65,8 @@ impl Default for Config {
             crash: None,
             max_stack_bytes: 16 * 1024,
             slots: 8192,
+            bench: false,
+            tsc_counts_instructions: false,
         }
     }
 }
@@ -90,6 +96,8 @@ const KEYS: &[(&str, &str)] = &[
     ("crash", "ud, page-fault, guard"),
     ("max_stack", "16K, 32K or 64K"),
     ("slots", "stack slots, 64 to 65536"),
+    ("bench", "costs"),
+    ("tsc", "time, or instructions (QEMU runs with -icount shift=0)"),
 ];
 
 fn accepted_for(key: &str) -> &'static str {
@@ -171,6 +179,19 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                     "32K" => 32 * 1024,
                     "64K" => 64 * 1024,
                     _ => return Err(error("not an allowed stack size")),
+                }
+            }
+            "bench" => {
+                config.bench = match value {
+                    "costs" => true,
+                    _ => return Err(error("unknown benchmark")),
+                }
+            }
+            "tsc" => {
+                config.tsc_counts_instructions = match value {
+                    "instructions" => true,
+                    "time" => false,
+                    _ => return Err(error("unknown TSC meaning")),
                 }
             }
             "slots" => {

@@ -16,6 +16,7 @@ extern crate alloc;
 #[allow(unsafe_code)] // reason: the hardware layer is the one place unsafe code lives
 mod hw;
 
+mod bench;
 mod cmdline;
 mod crash;
 mod ktest;
@@ -126,6 +127,11 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
 fn main_thread(config: cmdline::Config) {
     if let Some(crash) = config.crash {
         crash::now(crash);
+    }
+    if config.bench {
+        bench::run(config.tsc_counts_instructions);
+        vmstat::emit("end");
+        report::exit(ExitCode::Success, "costs measured");
     }
     if let Some(selection) = &config.tests {
         let failed = ktest::run(selection);

@@ -58,3 +58,72 @@ pub fn stack_pointer() -> u64 {
     unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
     rsp
 }
+
+/// Writes a zero byte at `address`, which must lie in the calling thread's own stack more than
+/// the red zone below the current stack pointer (free stack space nobody else uses), and
+/// returns the TSC ticks the store took, page fault included. Interrupts must be off, so no
+/// interrupt can land in that space meanwhile.
+pub fn timed_stack_touch(_irq: &super::cpu::IrqGuard, stack_bottom: u64, address: u64) -> u64 {
+    let sp = stack_pointer();
+    assert!(
+        address >= stack_bottom && address + 512 < sp,
+        "touch of {address:#x} outside the free part of the stack [{stack_bottom:#x}, {sp:#x})"
+    );
+    let start_low: u32;
+    let start_high: u32;
+    let end_low: u32;
+    let end_high: u32;
+    // SAFETY: 1. `address` is in the caller's own stack, at least 512 bytes below RSP (checked),
+    // so it is neither live data nor the red zone, and with interrupts off nothing else writes
+    // there. 2. If its page is not populated, the store faults and the stack-fault path
+    // populates it (that is what is measured). 3. rdtsc/lfence only read the TSC.
+    unsafe {
+        asm!(
+            "lfence",
+            "rdtsc",
+            "mov r8d, eax",
+            "mov r9d, edx",
+            "mov byte ptr [{address}], 0",
+            "lfence",
+            "rdtsc",
+            address = in(reg) address,
+            out("r8") start_low, out("r9") start_high, out("eax") end_low, out("edx") end_high,
+            options(nostack),
+        );
+    }
+    let start = (u64::from(start_high) << 32) | u64::from(start_low);
+    let end = (u64::from(end_high) << 32) | u64::from(end_low);
+    end - start
+}
+
+/// Reads 8 bytes at `address` in the lazy region and returns the TSC ticks the load took,
+/// page fault included.
+pub fn timed_lazy_read(address: u64) -> u64 {
+    use crate::layout::{LAZY_REGION_BASE, LAZY_REGION_BYTES};
+    assert!((LAZY_REGION_BASE..LAZY_REGION_BASE + LAZY_REGION_BYTES - 8).contains(&address));
+    let start_low: u32;
+    let start_high: u32;
+    let end_low: u32;
+    let end_high: u32;
+    // SAFETY: the lazy region is memory the kernel maps on demand and nothing else uses; the
+    // load either reads a mapped page or faults and is served (or reported). rdtsc/lfence
+    // only read the TSC.
+    unsafe {
+        asm!(
+            "lfence",
+            "rdtsc",
+            "mov r8d, eax",
+            "mov r9d, edx",
+            "mov r10, qword ptr [{address}]",
+            "lfence",
+            "rdtsc",
+            address = in(reg) address,
+            out("r8") start_low, out("r9") start_high, out("eax") end_low, out("edx") end_high,
+            out("r10") _,
+            options(nostack, readonly),
+        );
+    }
+    let start = (u64::from(start_high) << 32) | u64::from(start_low);
+    let end = (u64::from(end_high) << 32) | u64::from(end_low);
+    end - start
+}

@@ -1,0 +1,206 @@
+//! Cost measurements (`bench=costs`): what the mechanism costs, per operation.
+//!
+//! Run under `-icount shift=0` (DESIGN §9) the TSC advances with executed guest instructions,
+//! so every figure is a deterministic instruction count; the host says so with
+//! `tsc=instructions`, and the records carry it. Each figure is the difference between the
+//! operation and the same operation without the part being measured:
+//!
+//! - `stack_fault`: a store to an unpopulated page of the thread's own stack (entry on the #PF
+//!   IST stack, magazine, map, return) minus the same store once the page is there;
+//! - `bounce_fault` / `direct_fault`: a load from an unmapped lazy-region page served on the
+//!   interrupted stack after a bounce, or directly on the IST stack (both allocate a zeroed
+//!   frame and map it), minus the same load once mapped;
+//! - `switch`: a yield between two threads of the policy on one CPU (thread to scheduler loop
+//!   to thread, admission included), half of a round trip;
+//! - `create`: `sched::spawn` of a thread of the policy, stack creation included (caches
+//!   drained first, so stacks are fresh).
+
+use alloc::borrow::Cow;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use dks_protocol::record::{Cost, Record};
+
+use crate::hw::cpu::{self, IrqGuard};
+use crate::hw::probes;
+use crate::layout::PAGE_BYTES;
+use crate::sched::{self, SpawnOptions};
+use crate::stacks::{self, Policy};
+use crate::sync::IrqMutex;
+use crate::{lazy, report, work};
+
+/// Policies the kernel implements.
+pub const IMPLEMENTED: [Policy; 3] = [Policy::Static, Policy::Fault, Policy::Guaranteed];
+
+/// Policies that populate on demand.
+const DYNAMIC: [Policy; 2] = [Policy::Fault, Policy::Guaranteed];
+
+/// A running summary of one cost.
+#[derive(Debug)]
+struct Summary {
+    samples: u64,
+    total: u64,
+    min: u64,
+    max: u64,
+    histogram: [u64; 24],
+}
+
+impl Summary {
+    fn new() -> Self {
+        Summary { samples: 0, total: 0, min: u64::MAX, max: 0, histogram: [0; 24] }
+    }
+
+    fn add(&mut self, value: u64) {
+        self.samples += 1;
+        self.total += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        let bucket = (63 - value.max(1).leading_zeros()) as usize;
+        self.histogram[bucket.min(23)] += 1;
+    }
+
+    fn emit(&self, what: &str, policy: &str, instructions: bool) {
+        report::emit(&Record::Cost(Cost {
+            what: Cow::Borrowed(what),
+            policy: Cow::Borrowed(policy),
+            samples: self.samples,
+            total: self.total,
+            min: if self.samples == 0 { 0 } else { self.min },
+            max: self.max,
+            instructions,
+            log2_histogram: self.histogram,
+        }));
+    }
+}
+
+fn fresh_stacks() {
+    work::drain();
+    stacks::drain_caches();
+}
+
+/// Runs every measurement and prints a `cost` record for each.
+pub fn run(instructions: bool) {
+    for policy in DYNAMIC {
+        stack_faults(policy).emit("stack_fault", policy.name(), instructions);
+    }
+    lazy_faults(lazy::BOUNCED.start).emit("bounce_fault", "", instructions);
+    lazy_faults(lazy::DIRECT.start).emit("direct_fault", "", instructions);
+    for policy in IMPLEMENTED {
+        switches(policy).emit("switch", policy.name(), instructions);
+    }
+    for policy in IMPLEMENTED {
+        creations(policy).emit("create", policy.name(), instructions);
+    }
+}
+
+fn stack_faults(policy: Policy) -> Summary {
+    const THREADS: usize = 48;
+    fresh_stacks();
+    let summary = Arc::new(IrqMutex::new(Summary::new()));
+    let mut threads = Vec::new();
+    for _ in 0..THREADS {
+        let summary = summary.clone();
+        let options = SpawnOptions { policy, pinned: Some(0) };
+        let thread = sched::spawn("cost-fault", options, move || {
+            let me = sched::current().expect("a thread");
+            let top = me.stack.top();
+            let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
+            let pages = u64::from(stacks::layout().stack_pages());
+            let irq = IrqGuard::new();
+            let mut costs = Vec::new();
+            for page in 1..pages {
+                let address = top - page * PAGE_BYTES - 64;
+                let with_fault = probes::timed_stack_touch(&irq, bottom, address);
+                let without = probes::timed_stack_touch(&irq, bottom, address);
+                costs.push(with_fault.saturating_sub(without));
+            }
+            drop(irq);
+            let mut summary = summary.lock();
+            for cost in costs {
+                summary.add(cost);
+            }
+        });
+        threads.push(thread.expect("memory for a measuring thread"));
+    }
+    for thread in &threads {
+        sched::join(thread);
+    }
+    let summary = core::mem::replace(&mut *summary.lock(), Summary::new());
+    summary
+}
+
+fn lazy_faults(base: u64) -> Summary {
+    const PAGES: u64 = 256;
+    let mut summary = Summary::new();
+    let irq = IrqGuard::new();
+    for page in 0..PAGES {
+        let address = base + page * PAGE_BYTES + 8;
+        let with_fault = probes::timed_lazy_read(address);
+        let without = probes::timed_lazy_read(address);
+        summary.add(with_fault.saturating_sub(without));
+    }
+    drop(irq);
+    lazy::reset(base..base + PAGES * PAGE_BYTES);
+    summary
+}
+
+fn switches(policy: Policy) -> Summary {
+    const ROUNDS: usize = 2000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let partner = {
+        let stop = stop.clone();
+        let options = SpawnOptions { policy, pinned: Some(0) };
+        sched::spawn("cost-partner", options, move || {
+            while !stop.load(Ordering::Acquire) {
+                sched::yield_now();
+            }
+        })
+        .expect("memory for a measuring thread")
+    };
+    let summary = Arc::new(IrqMutex::new(Summary::new()));
+    let measurer = {
+        let (stop, summary) = (stop.clone(), summary.clone());
+        let options = SpawnOptions { policy, pinned: Some(0) };
+        sched::spawn("cost-switch", options, move || {
+            let mut costs = Vec::with_capacity(ROUNDS);
+            for round in 0..ROUNDS + 100 {
+                let start = cpu::rdtsc();
+                sched::yield_now();
+                let round_trip = cpu::rdtsc() - start;
+                // The first rounds warm up (the partner's first switch-in, caches).
+                if round >= 100 {
+                    costs.push(round_trip / 2);
+                }
+            }
+            stop.store(true, Ordering::Release);
+            let mut summary = summary.lock();
+            for cost in costs {
+                summary.add(cost);
+            }
+        })
+        .expect("memory for a measuring thread")
+    };
+    sched::join(&measurer);
+    sched::join(&partner);
+    let summary = core::mem::replace(&mut *summary.lock(), Summary::new());
+    summary
+}
+
+fn creations(policy: Policy) -> Summary {
+    const THREADS: usize = 200;
+    fresh_stacks();
+    let mut summary = Summary::new();
+    let mut threads = Vec::with_capacity(THREADS);
+    for _ in 0..THREADS {
+        let options = SpawnOptions { policy, pinned: Some(0) };
+        let start = cpu::rdtsc();
+        let thread = sched::spawn("cost-create", options, || {});
+        summary.add(cpu::rdtsc() - start);
+        threads.push(thread.expect("memory for a measured thread"));
+    }
+    for thread in &threads {
+        sched::join(thread);
+    }
+    summary
+}
