@@ -4,16 +4,21 @@
 //! accepts, and `dks` exits with [`outcome::EXIT_USAGE`]. Host problems (no QEMU, a failed
 //! kernel build) exit with [`outcome::EXIT_HOST_ERROR`]; a boot exits with its verdict's code.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use dks_protocol::scenario::POLICY_NAMES;
 
+use crate::compare::{self, Progress};
 use crate::config::{Accel, BootConfig, MemorySize};
 use crate::render::StreamPrinter;
+use crate::scenario::{self, builtin};
 use crate::{boot, config, kernel, outcome, qemu};
 
 /// The exit-code table, for `--help`.
@@ -36,11 +41,96 @@ pub struct Cli {
     command: Command,
 }
 
+/// The help of `dks compare` after its options: the built-ins, the table, the exit codes.
+static COMPARE_HELP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "Built-in scenarios: {} (default: {}); or the path of a TOML scenario file \
+         (format: docs/compare.md).\n\n\
+         Boots the kernel once for costs (-icount shift=0) and once for the workload with all \
+         policies side by side (or once per policy when the threads do not fit one boot), then \
+         prints one table with a row per policy on stdout; progress goes to stderr. Nothing is \
+         written unless every boot succeeded.\n\n{}",
+        builtin::NAMES.join(", "),
+        builtin::DEFAULT,
+        EXIT_CODES_HELP.as_str()
+    )
+});
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the kernel if needed, boot it once, stream its records, exit with its verdict.
     #[command(after_help = EXIT_CODES_HELP.as_str())]
     Run(RunArgs),
+    /// Run a scenario under every policy and compare stack memory, faults and costs in one
+    /// table (optionally as JSON and an HTML report with plots).
+    #[command(after_help = COMPARE_HELP.as_str())]
+    Compare(CompareArgs),
+}
+
+/// A comma-separated list of policies, each named once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyList(pub Vec<String>);
+
+impl FromStr for PolicyList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let accepted = format!(
+            "accepted: a comma-separated list of {}",
+            POLICY_NAMES.join(", ")
+        );
+        let mut policies: Vec<String> = Vec::new();
+        for name in text.split(',') {
+            if !scenario::is_policy(name) {
+                return Err(format!("unknown policy {name:?}; {accepted}"));
+            }
+            if policies.iter().any(|p| p == name) {
+                return Err(format!("policy {name:?} is named twice; {accepted}"));
+            }
+            policies.push(name.to_owned());
+        }
+        Ok(PolicyList(policies))
+    }
+}
+
+/// The flags of `dks compare`.
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The scenario: a built-in's name or the path of a TOML file.
+    #[arg(long, value_name = "NAME|FILE", default_value = builtin::DEFAULT)]
+    scenario: String,
+
+    /// The policies to compare, comma-separated (e.g. static,fault,guaranteed); default: every
+    /// policy the kernel implements.
+    #[arg(long, value_name = "LIST")]
+    policies: Option<PolicyList>,
+
+    /// Virtual CPUs of the workload boots (1 to 4); default: the scenario's.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(config::MIN_CPUS as i64..=config::MAX_CPUS as i64))]
+    cpus: Option<u8>,
+
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Also write an HTML report with plots to DIR/index.html (DIR is created if missing).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+
+    /// Boot this kernel ELF instead of building the repository's kernel.
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+
+    /// Seconds each boot may take before QEMU is killed; default: 300 for the cost boot,
+    /// 180 plus 10 per second of the scenario for a workload boot.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+
+    /// Also write every boot's console, exactly as received, to this file (written even when a
+    /// boot fails).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
 }
 
 /// The flags of `dks run`.
@@ -100,7 +190,132 @@ pub fn main() -> ExitCode {
                 ExitCode::from(outcome::EXIT_HOST_ERROR)
             }
         },
+        Command::Compare(args) => ExitCode::from(compare(args)),
     }
+}
+
+/// Checks that an output path can be written before anything boots: `--json FILE` needs an
+/// existing folder, `--report DIR` must not be a file.
+fn check_outputs(args: &CompareArgs) -> Result<(), String> {
+    if let Some(json) = &args.json {
+        let folder = match json.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        if json.file_name().is_none() || json.is_dir() {
+            return Err(format!(
+                "--json {}: not a file name; accepted: a file in an existing folder",
+                json.display()
+            ));
+        }
+        if !folder.is_dir() {
+            return Err(format!(
+                "--json {}: the folder {} does not exist; accepted: a file in an existing folder",
+                json.display(),
+                folder.display()
+            ));
+        }
+    }
+    if let Some(report) = &args.report
+        && report.exists()
+        && !report.is_dir()
+    {
+        return Err(format!(
+            "--report {}: exists and is not a folder; accepted: a folder (created if missing)",
+            report.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `dks compare`: returns the exit code.
+fn compare(args: CompareArgs) -> u8 {
+    // Bad input first, before anything is built or booted.
+    let scenario = match scenario::load(&args.scenario) {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            eprintln!("dks: error: {error}");
+            return outcome::EXIT_USAGE;
+        }
+    };
+    if let Err(problem) = check_outputs(&args) {
+        eprintln!("dks: error: {problem}");
+        return outcome::EXIT_USAGE;
+    }
+    let kernel = match qemu::find().and_then(|_| match &args.kernel {
+        Some(path) => Ok(path.clone()),
+        None => kernel::build(&kernel::repo_root()),
+    }) {
+        Ok(kernel) => kernel,
+        Err(error) => {
+            eprintln!("dks: error: {error:#}");
+            return outcome::EXIT_HOST_ERROR;
+        }
+    };
+    let request = compare::Request {
+        scenario,
+        policies: args.policies.clone().map(|list| list.0),
+        cpus: args.cpus,
+        kernel,
+        timeout: args.timeout.map(Duration::from_secs),
+    };
+    let stderr = std::io::stderr();
+    let terminal = stderr.is_terminal();
+    let mut progress = Progress::new(stderr, terminal);
+    let mut log = String::new();
+    let result = compare::run(&request, &mut progress, &mut log);
+    progress.close_line();
+    if let Some(path) = &args.log
+        && let Err(error) = std::fs::write(path, &log)
+    {
+        eprintln!(
+            "dks: error: cannot write the console log to {}: {error}",
+            path.display()
+        );
+        return outcome::EXIT_HOST_ERROR;
+    }
+    let finished = match result {
+        Ok(finished) => finished,
+        Err(failure) => {
+            eprintln!("dks: FAILED: {}", failure.describe());
+            return failure.exit_code();
+        }
+    };
+    match write_outputs(&args, &finished) {
+        Ok(written) => {
+            print!("{}", compare::table::render(&finished.comparison));
+            eprintln!(
+                "dks: success ({} policies, {:.1} s){written}",
+                finished.comparison.policies.len(),
+                finished.elapsed.as_secs_f64()
+            );
+            0
+        }
+        Err(error) => {
+            eprintln!("dks: error: {error:#}");
+            outcome::EXIT_HOST_ERROR
+        }
+    }
+}
+
+/// Writes `--json` and `--report`; returns what was written, for the last line.
+fn write_outputs(args: &CompareArgs, finished: &compare::Finished) -> anyhow::Result<String> {
+    let mut written = String::new();
+    if let Some(path) = &args.json {
+        let mut json = serde_json::to_string_pretty(&finished.comparison)?;
+        json.push('\n');
+        compare::write_atomically(path, json.as_bytes())?;
+        written.push_str(&format!("; JSON: {}", path.display()));
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+        let page = compare::report::html(&finished.comparison, &finished.measurements);
+        let index = dir.join("index.html");
+        compare::write_atomically(&index, page.as_bytes())?;
+        written.push_str(&format!("; report: {}", index.display()));
+    }
+    Ok(written)
 }
 
 /// `dks run`: returns the verdict's exit code, or an error for a host problem.
@@ -156,6 +371,29 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn compare_defaults_to_the_census_and_every_implemented_policy() {
+        let Command::Compare(args) = parse(&["compare"]).unwrap().command else {
+            panic!("not compare");
+        };
+        assert_eq!(args.scenario, "linux-census");
+        assert_eq!(args.policies, None);
+        assert_eq!((args.cpus, args.timeout), (None, None));
+        assert_eq!((args.json, args.report, args.log), (None, None, None));
+        let Command::Compare(args) =
+            parse(&["compare", "--policies", "guaranteed,static", "--cpus", "1"])
+                .unwrap()
+                .command
+        else {
+            panic!("not compare");
+        };
+        assert_eq!(
+            args.policies,
+            Some(PolicyList(vec!["guaranteed".into(), "static".into()]))
+        );
+        assert_eq!(args.cpus, Some(1));
+    }
+
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("dks").chain(args.iter().copied()))
     }
@@ -167,7 +405,9 @@ mod tests {
 
     #[test]
     fn run_defaults_and_kernel_args() {
-        let Command::Run(args) = parse(&["run", "--", "test=all", "x=1"]).unwrap().command;
+        let Command::Run(args) = parse(&["run", "--", "test=all", "x=1"]).unwrap().command else {
+            panic!("not run");
+        };
         assert_eq!(args.cpus, 1);
         assert_eq!(args.memory, MemorySize::DEFAULT);
         assert_eq!(args.accel, Accel::Tcg);
@@ -188,6 +428,23 @@ mod tests {
             ),
             (&["run", "--accel", "hvf"][..], "--accel", "tcg, kvm"),
             (&["run", "--timeout", "0"][..], "--timeout", "1.."),
+            (&["compare", "--cpus", "5"][..], "--cpus", "1..=4"),
+            (
+                &["compare", "--policies", "static,lazy"][..],
+                "--policies",
+                "unknown policy \"lazy\"; accepted: a comma-separated list of static, fault",
+            ),
+            (
+                &["compare", "--policies", "fault,fault"][..],
+                "--policies",
+                "named twice",
+            ),
+            (
+                &["compare", "--policies", ""][..],
+                "--policies",
+                "unknown policy \"\"",
+            ),
+            (&["compare", "--timeout", "0"][..], "--timeout", "1.."),
         ] {
             let error = parse(args).unwrap_err().to_string();
             assert!(error.contains(flag), "{args:?}: {error}");

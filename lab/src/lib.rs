@@ -15,6 +15,9 @@
 //! - [`outcome`]: judging a boot and the `dks` exit codes.
 //! - [`test_report`]: the in-kernel test results of a boot, checked against the plan.
 //! - [`render`]: one readable line per record.
+//! - [`census`]: the Linux 6.18 kernel-stack census, embedded, and the distributions from it.
+//! - [`scenario`]: scenario files, strictly checked, and the workload plans made from them.
+//! - [`compare`]: `dks compare`: the cost and workload boots, figures, table, JSON, report.
 //! - [`cli`]: the `dks` command line.
 
 #![forbid(unsafe_code)]
@@ -22,6 +25,7 @@
 pub mod boot;
 pub mod census;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod console;
 pub mod kernel;

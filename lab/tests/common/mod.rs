@@ -62,19 +62,25 @@ impl FakeQemu {
             .collect()
     }
 
-    /// Runs `dks run --kernel <dummy> <args>` with this fake first on `PATH`.
-    pub fn run_dks(&self, args: &[&str]) -> Output {
+    /// Returns a `dks` command with this fake first on `PATH`.
+    pub fn dks(&self) -> Command {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let path = std::env::join_paths(
             std::iter::once(self.dir.clone()).chain(std::env::split_paths(&path)),
         )
         .expect("join PATH");
-        dks()
+        let mut command = dks();
+        command.env("PATH", path);
+        command
+    }
+
+    /// Runs `dks run --kernel <dummy> <args>` with this fake first on `PATH`.
+    pub fn run_dks(&self, args: &[&str]) -> Output {
+        self.dks()
             .arg("run")
             .arg("--kernel")
             .arg(self.kernel())
             .args(args)
-            .env("PATH", path)
             .output()
             .expect("run dks")
     }

@@ -1,0 +1,496 @@
+//! From records to figures: what the boots of a comparison reported ([`Measurements`]) and the
+//! per-policy figures computed from it ([`Comparison`], which is also the JSON of
+//! `dks compare --json`).
+//!
+//! Pure functions of the records, so every figure is unit-tested without QEMU:
+//!
+//! - stack memory at the end and at the peak: the policy's `PolicyStat` (`stack_kib_now`,
+//!   `stack_kib_peak`), as fractions of `static`'s;
+//! - the live-data bound: the largest `live_kib` of the policy's `Sample`s (the most its live
+//!   stacks ever touched at one moment), and the peak memory as a fraction of it;
+//! - events: faults, refills, refill failures, fatal faults, guard hits, admission waits, from
+//!   `PolicyStat`;
+//! - costs: `total / samples` of the cost boot's `Cost` records (`stack_fault`, `switch`,
+//!   `create` of the policy), and the ratio to `static`'s. A cost the kernel did not measure is
+//!   `None` (`null` in JSON, `n/a` in the table), never a made-up number.
+
+use dks_protocol::record::{Cost, PolicyStat, Record, Sample, StackFault, ThreadPages};
+use dks_protocol::scenario::POLICY_NAMES;
+use serde::Serialize;
+
+/// The `Cost` kinds, as the kernel names them.
+pub mod what {
+    /// A stack fault served from the magazine (per dynamic policy).
+    pub const STACK_FAULT: &str = "stack_fault";
+    /// A non-stack page fault handled on the interrupted stack (bounced off the IST stack).
+    pub const BOUNCE_FAULT: &str = "bounce_fault";
+    /// A non-stack page fault handled directly on the IST stack.
+    pub const DIRECT_FAULT: &str = "direct_fault";
+    /// A context switch (per policy).
+    pub const SWITCH: &str = "switch";
+    /// A thread creation (per policy); one exists for every policy the kernel implements.
+    pub const CREATE: &str = "create";
+}
+
+/// Everything the boots of one comparison reported, in the order it came.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Measurements {
+    /// The cost boot's measurements.
+    pub costs: Vec<Cost<'static>>,
+    /// Stack memory over time, per policy.
+    pub samples: Vec<Sample<'static>>,
+    /// One per policy per workload boot.
+    pub stats: Vec<PolicyStat<'static>>,
+    /// Pages held per thread, per policy.
+    pub thread_pages: Vec<ThreadPages<'static>>,
+    /// Stack faults that could not be served.
+    pub stack_faults: Vec<StackFault<'static>>,
+}
+
+impl Measurements {
+    /// Adds the records of a cost boot.
+    pub fn add_cost_boot<'a>(&mut self, records: impl IntoIterator<Item = &'a Record<'static>>) {
+        for record in records {
+            if let Record::Cost(cost) = record {
+                self.costs.push(cost.clone());
+            }
+        }
+    }
+
+    /// Adds the records of a workload boot.
+    pub fn add_workload_boot<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a Record<'static>>,
+    ) {
+        for record in records {
+            match record {
+                Record::Sample(sample) => self.samples.push(sample.clone()),
+                Record::PolicyStat(stat) => self.stats.push(stat.clone()),
+                Record::ThreadPages(pages) => self.thread_pages.push(pages.clone()),
+                Record::StackFault(fault) => self.stack_faults.push(fault.clone()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Returns the policies the kernel implements: those with a `create` cost, in report order.
+    pub fn implemented_policies(&self) -> Vec<String> {
+        POLICY_NAMES
+            .iter()
+            .filter(|p| self.cost(what::CREATE, p).is_some())
+            .map(|p| (*p).to_owned())
+            .collect()
+    }
+
+    /// Returns the cost record of `what` under `policy` (empty when none applies).
+    pub fn cost(&self, what: &str, policy: &str) -> Option<&Cost<'static>> {
+        self.costs
+            .iter()
+            .find(|c| c.what == what && c.policy == policy)
+    }
+
+    /// Returns the cost per operation of `what` under `policy`: `total / samples`; `None` when
+    /// it was not measured.
+    pub fn per_op(&self, what: &str, policy: &str) -> Option<f64> {
+        self.cost(what, policy)
+            .filter(|c| c.samples > 0)
+            .map(|c| c.total as f64 / c.samples as f64)
+    }
+
+    /// Returns the samples of `policy`, in time order.
+    pub fn samples_of(&self, policy: &str) -> Vec<&Sample<'static>> {
+        let mut samples: Vec<_> = self.samples.iter().filter(|s| s.policy == policy).collect();
+        samples.sort_by_key(|s| s.t_ms);
+        samples
+    }
+}
+
+/// What a comparison was: the scenario and how it ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setup {
+    /// The scenario's name.
+    pub scenario: String,
+    /// What it models.
+    pub description: String,
+    /// CPUs of the workload boots.
+    pub cpus: u8,
+    /// The scenario's `max_stack`, KiB.
+    pub max_stack_kib: u32,
+    /// How many workload boots ran (1 when all policies ran side by side).
+    pub workload_boots: usize,
+}
+
+/// The figures of one comparison: the JSON of `dks compare --json`, and what the table shows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The scenario's name.
+    pub scenario: String,
+    /// What it models.
+    pub description: String,
+    /// CPUs of the workload boots.
+    pub cpus: u8,
+    /// The scenario's `max_stack`, KiB.
+    pub max_stack_kib: u32,
+    /// How many workload boots ran (1 when all policies ran side by side).
+    pub workload_boots: usize,
+    /// What the costs count: `instructions` (guest instructions under `-icount shift=0`).
+    pub cost_unit: &'static str,
+    /// One entry per policy, in report order.
+    pub policies: Vec<PolicyFigures>,
+    /// The cost of a page fault that is not a stack fault, both ways the kernel handles one.
+    pub fault_paths: FaultPaths,
+}
+
+/// The figures of one policy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyFigures {
+    /// The policy.
+    pub policy: String,
+    /// Threads created with it.
+    pub threads_created: u64,
+    /// Its populated stack memory when the run ended, KiB.
+    pub stack_kib_end: u64,
+    /// The most its populated stack memory ever was, KiB.
+    pub stack_kib_peak: u64,
+    /// `stack_kib_end` / `static`'s.
+    pub stack_end_vs_static: Option<f64>,
+    /// `stack_kib_peak` / `static`'s.
+    pub stack_peak_vs_static: Option<f64>,
+    /// The live-data bound: the most its threads' live stacks touched at one sample, KiB.
+    pub live_bound_kib: Option<u64>,
+    /// `stack_kib_peak` / `live_bound_kib`.
+    pub stack_peak_vs_live_bound: Option<f64>,
+    /// Stack faults served.
+    pub faults: u64,
+    /// Magazine refills that had to allocate.
+    pub refills: u64,
+    /// Refills that fell short.
+    pub refill_failures: u64,
+    /// Stack faults that could not be served.
+    pub fatal_faults: u64,
+    /// Stack overflows into a guard page.
+    pub guard_hits: u64,
+    /// Threads stopped by a fatal fault or a guard hit.
+    pub killed: u64,
+    /// Pages given back before their thread exited.
+    pub reclaimed: u64,
+    /// Times a thread was refused by admission.
+    pub admission_waits: u64,
+    /// Total time threads waited for admission, microseconds.
+    pub admit_wait_us_total: u64,
+    /// Longest single wait for admission, microseconds.
+    pub admit_wait_us_max: u64,
+    /// Guest instructions per stack fault.
+    pub insns_per_fault: Option<f64>,
+    /// Guest instructions per context switch.
+    pub insns_per_switch: Option<f64>,
+    /// Guest instructions per thread creation.
+    pub insns_per_create: Option<f64>,
+    /// `insns_per_switch` / `static`'s.
+    pub insns_per_switch_vs_static: Option<f64>,
+    /// `insns_per_create` / `static`'s.
+    pub insns_per_create_vs_static: Option<f64>,
+}
+
+/// The two ways of handling a page fault that is not a stack fault.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FaultPaths {
+    /// Guest instructions per fault handled directly on the IST stack.
+    pub insns_direct: Option<f64>,
+    /// Guest instructions per fault moved back to the interrupted stack.
+    pub insns_bounce: Option<f64>,
+}
+
+/// Returns `part / whole`, or `None` when either is missing or `whole` is 0.
+fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
+    match (part, whole) {
+        (Some(part), Some(whole)) if whole > 0.0 => Some(part / whole),
+        _ => None,
+    }
+}
+
+/// Computes the figures of `policies` (in report order) from `measurements`. The error says
+/// what the kernel failed to report: a policy without exactly one `PolicyStat`, or costs that
+/// are not instruction counts.
+pub fn compare(
+    setup: &Setup,
+    policies: &[String],
+    measurements: &Measurements,
+) -> Result<Comparison, String> {
+    if let Some(cost) = measurements.costs.iter().find(|c| !c.instructions) {
+        return Err(format!(
+            "the cost boot's {} cost counts TSC ticks, not instructions (was -icount off?)",
+            cost.what
+        ));
+    }
+    let stat_of = |policy: &str| -> Result<&PolicyStat<'static>, String> {
+        let mut stats = measurements.stats.iter().filter(|s| s.policy == policy);
+        match (stats.next(), stats.next()) {
+            (Some(stat), None) => Ok(stat),
+            (None, _) => Err(format!("no PolicyStat record for policy {policy}")),
+            (Some(_), Some(_)) => Err(format!("several PolicyStat records for policy {policy}")),
+        }
+    };
+    let static_stat = match policies.iter().any(|p| p == "static") {
+        true => Some(stat_of("static")?),
+        false => None,
+    };
+    let of_static = |value: u64, static_value: fn(&PolicyStat<'static>) -> u64| {
+        ratio(
+            Some(value as f64),
+            static_stat.map(|s| static_value(s) as f64),
+        )
+    };
+    let static_switch = measurements.per_op(what::SWITCH, "static");
+    let static_create = measurements.per_op(what::CREATE, "static");
+    let mut figures = Vec::new();
+    for policy in policies {
+        let stat = stat_of(policy)?;
+        let live_bound_kib = measurements
+            .samples_of(policy)
+            .iter()
+            .map(|s| s.live_kib)
+            .max();
+        let insns_per_switch = measurements.per_op(what::SWITCH, policy);
+        let insns_per_create = measurements.per_op(what::CREATE, policy);
+        figures.push(PolicyFigures {
+            policy: policy.clone(),
+            threads_created: stat.threads_created,
+            stack_kib_end: stat.stack_kib_now,
+            stack_kib_peak: stat.stack_kib_peak,
+            stack_end_vs_static: of_static(stat.stack_kib_now, |s| s.stack_kib_now),
+            stack_peak_vs_static: of_static(stat.stack_kib_peak, |s| s.stack_kib_peak),
+            live_bound_kib,
+            stack_peak_vs_live_bound: ratio(
+                Some(stat.stack_kib_peak as f64),
+                live_bound_kib.map(|kib| kib as f64),
+            ),
+            faults: stat.faults,
+            refills: stat.refills,
+            refill_failures: stat.refill_failures,
+            fatal_faults: stat.fatal,
+            guard_hits: stat.guard_hits,
+            killed: stat.killed,
+            reclaimed: stat.reclaimed,
+            admission_waits: stat.admit_waits,
+            admit_wait_us_total: stat.admit_wait_us_total,
+            admit_wait_us_max: stat.admit_wait_us_max,
+            insns_per_fault: measurements.per_op(what::STACK_FAULT, policy),
+            insns_per_switch,
+            insns_per_create,
+            insns_per_switch_vs_static: ratio(insns_per_switch, static_switch),
+            insns_per_create_vs_static: ratio(insns_per_create, static_create),
+        });
+    }
+    Ok(Comparison {
+        scenario: setup.scenario.clone(),
+        description: setup.description.clone(),
+        cpus: setup.cpus,
+        max_stack_kib: setup.max_stack_kib,
+        workload_boots: setup.workload_boots,
+        cost_unit: "instructions",
+        policies: figures,
+        fault_paths: FaultPaths {
+            insns_direct: measurements.per_op(what::DIRECT_FAULT, ""),
+            insns_bounce: measurements.per_op(what::BOUNCE_FAULT, ""),
+        },
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn cost(what: &str, policy: &str, samples: u64, total: u64) -> Cost<'static> {
+        let mut log2_histogram = [0; 24];
+        if samples > 0 {
+            let per_op = total / samples;
+            log2_histogram[per_op.max(1).ilog2() as usize] = samples;
+        }
+        Cost {
+            what: what.to_owned().into(),
+            policy: policy.to_owned().into(),
+            samples,
+            total,
+            min: total / samples.max(1),
+            max: total / samples.max(1),
+            instructions: true,
+            log2_histogram,
+        }
+    }
+
+    pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat<'static> {
+        PolicyStat {
+            policy: policy.to_owned().into(),
+            threads_created: 4,
+            threads_live: 0,
+            stack_kib_now: now,
+            stack_kib_peak: peak,
+            faults,
+            fatal: 0,
+            refills: faults / 2,
+            refill_failures: 0,
+            guard_hits: 0,
+            admit_waits: 0,
+            admit_wait_us_total: 0,
+            admit_wait_us_max: 0,
+            killed: 0,
+            reclaimed: 0,
+        }
+    }
+
+    pub(crate) fn sample(
+        t_ms: u64,
+        policy: &str,
+        stack_kib: u64,
+        live_kib: u64,
+    ) -> Sample<'static> {
+        Sample {
+            t_ms,
+            policy: policy.to_owned().into(),
+            stack_kib,
+            live_kib,
+            threads: 4,
+        }
+    }
+
+    pub(crate) fn setup() -> Setup {
+        Setup {
+            scenario: "s".into(),
+            description: "d".into(),
+            cpus: 2,
+            max_stack_kib: 16,
+            workload_boots: 1,
+        }
+    }
+
+    /// Static holds 4 threads × 16 KiB, fault 4 threads × 3 pages; costs for both.
+    pub(crate) fn measurements() -> Measurements {
+        Measurements {
+            costs: vec![
+                cost(what::CREATE, "static", 10, 20_000),
+                cost(what::CREATE, "fault", 10, 5_000),
+                cost(what::SWITCH, "static", 100, 100_000),
+                cost(what::SWITCH, "fault", 100, 110_000),
+                cost(what::STACK_FAULT, "fault", 8, 12_000),
+                cost(what::DIRECT_FAULT, "", 4, 4_000),
+                cost(what::BOUNCE_FAULT, "", 4, 6_000),
+            ],
+            samples: vec![
+                sample(200, "static", 64, 40),
+                sample(100, "static", 64, 20),
+                sample(100, "fault", 40, 20),
+                sample(200, "fault", 48, 44),
+            ],
+            stats: vec![stat("static", 0, 64, 0), stat("fault", 16, 48, 8)],
+            thread_pages: vec![],
+            stack_faults: vec![],
+        }
+    }
+
+    fn policies(names: &[&str]) -> Vec<String> {
+        names.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    #[test]
+    fn figures_come_from_the_records_and_ratios_from_static() {
+        let c = compare(&setup(), &policies(&["static", "fault"]), &measurements()).unwrap();
+        assert_eq!(c.policies.len(), 2);
+        let (s, f) = (&c.policies[0], &c.policies[1]);
+        assert_eq!((s.policy.as_str(), f.policy.as_str()), ("static", "fault"));
+        assert_eq!((s.stack_kib_peak, f.stack_kib_peak), (64, 48));
+        assert_eq!((s.stack_kib_end, f.stack_kib_end), (0, 16));
+        assert_eq!(s.stack_peak_vs_static, Some(1.0));
+        assert_eq!(f.stack_peak_vs_static, Some(0.75));
+        // Static ended at 0 KiB: no ratio to it.
+        assert_eq!(f.stack_end_vs_static, None);
+        assert_eq!((s.live_bound_kib, f.live_bound_kib), (Some(40), Some(44)));
+        assert_eq!(f.stack_peak_vs_live_bound, Some(48.0 / 44.0));
+        assert_eq!(f.faults, 8);
+        assert_eq!(f.refills, 4);
+        assert_eq!(s.insns_per_fault, None);
+        assert_eq!(f.insns_per_fault, Some(1500.0));
+        assert_eq!(s.insns_per_switch, Some(1000.0));
+        assert_eq!(f.insns_per_switch_vs_static, Some(1.1));
+        assert_eq!(s.insns_per_create_vs_static, Some(1.0));
+        assert_eq!(f.insns_per_create_vs_static, Some(0.25));
+        assert_eq!(c.fault_paths.insns_direct, Some(1000.0));
+        assert_eq!(c.fault_paths.insns_bounce, Some(1500.0));
+    }
+
+    #[test]
+    fn without_static_there_are_no_ratios_and_missing_costs_stay_missing() {
+        let mut m = measurements();
+        m.costs.retain(|c| c.what != what::SWITCH);
+        let c = compare(&setup(), &policies(&["fault"]), &m).unwrap();
+        let f = &c.policies[0];
+        assert_eq!(f.stack_peak_vs_static, None);
+        // Costs come from the cost boot, which measured static even though it is not compared.
+        assert_eq!(f.insns_per_create_vs_static, Some(0.25));
+        assert_eq!(f.insns_per_switch, None);
+        assert_eq!(f.insns_per_create, Some(500.0));
+    }
+
+    #[test]
+    fn a_policy_without_exactly_one_stat_is_an_error() {
+        let error = compare(
+            &setup(),
+            &policies(&["static", "guaranteed"]),
+            &measurements(),
+        )
+        .unwrap_err();
+        assert_eq!(error, "no PolicyStat record for policy guaranteed");
+        let mut m = measurements();
+        m.stats.push(stat("fault", 0, 0, 0));
+        let error = compare(&setup(), &policies(&["fault"]), &m).unwrap_err();
+        assert_eq!(error, "several PolicyStat records for policy fault");
+    }
+
+    #[test]
+    fn costs_in_ticks_are_refused() {
+        let mut m = measurements();
+        m.costs[0].instructions = false;
+        let error = compare(&setup(), &policies(&["static"]), &m).unwrap_err();
+        assert!(error.contains("not instructions"), "{error}");
+    }
+
+    #[test]
+    fn implemented_policies_are_those_with_a_create_cost() {
+        assert_eq!(measurements().implemented_policies(), ["static", "fault"]);
+        assert_eq!(
+            measurements()
+                .samples_of("static")
+                .iter()
+                .map(|s| s.t_ms)
+                .collect::<Vec<_>>(),
+            [100, 200]
+        );
+    }
+
+    #[test]
+    fn the_json_has_the_documented_fields_and_nulls() {
+        let c = compare(&setup(), &policies(&["static", "fault"]), &measurements()).unwrap();
+        let json = serde_json::to_value(&c).unwrap();
+        for key in ["scenario", "policies", "fault_paths", "cpus", "cost_unit"] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        let s = &json["policies"][0];
+        for key in [
+            "policy",
+            "stack_kib_peak",
+            "stack_kib_end",
+            "live_bound_kib",
+            "faults",
+            "refill_failures",
+            "fatal_faults",
+            "admission_waits",
+            "insns_per_fault",
+            "insns_per_switch",
+            "insns_per_create",
+        ] {
+            assert!(s.get(key).is_some(), "{key} missing from {s}");
+        }
+        assert!(s["insns_per_fault"].is_null());
+        assert_eq!(json["policies"][1]["insns_per_fault"], 1500.0);
+    }
+}

@@ -1,0 +1,464 @@
+//! `dks compare`: one scenario under every policy, measured the same way, in one table.
+//!
+//! A comparison is a few boots of the same kernel, all judged by [`crate::outcome`]:
+//!
+//! 1. the **cost boot** (`bench=costs`, `-icount shift=0`, 1 CPU): the kernel measures its
+//!    operations in guest instructions and prints `Cost` records. Its `create` costs also
+//!    say which policies this kernel implements: without `--policies`, those are the ones
+//!    compared;
+//! 2. the **workload boots** (`workload=initrd max_stack=...`, the plan as `-initrd`): all
+//!    policies side by side in one boot when the scenario's threads fit in one plan, else one
+//!    boot per policy. The kernel prints `Sample`s while the workload runs (shown as progress)
+//!    and `PolicyStat`, `ThreadPages` and possibly `StackFault` records at the end.
+//!
+//! Any boot that does not end in success stops the comparison with one error that carries the
+//! kernel's own words; nothing is written then. The outputs (table, JSON, report) are made
+//! from the records only after every boot succeeded ([`figures`], [`table`], [`report`]), and
+//! files are written atomically ([`write_atomically`]).
+
+pub mod figures;
+pub mod report;
+pub mod table;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use dks_protocol::record::Record;
+use dks_protocol::scenario::POLICY_NAMES;
+
+use crate::boot::{self, BootOutcome};
+use crate::config::BootConfig;
+use crate::render;
+use crate::scenario::{BootPlan, Scenario};
+use figures::{Comparison, Measurements, Setup};
+
+/// The time limit of the cost boot when nobody says otherwise.
+pub const COST_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// A workload boot may take this long plus [`WORKLOAD_TIMEOUT_PER_GUEST_SECOND`] for every
+/// second of the scenario's duration (creating thousands of threads under TCG takes a while).
+pub const WORKLOAD_TIMEOUT_BASE: Duration = Duration::from_secs(180);
+/// See [`WORKLOAD_TIMEOUT_BASE`].
+pub const WORKLOAD_TIMEOUT_PER_GUEST_SECOND: u32 = 10;
+/// The kernel argument that runs the cost benchmarks.
+pub const COST_BOOT_ARG: &str = "bench=costs";
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The policies of its `"each"` groups; `None` for every policy the kernel implements.
+    pub policies: Option<Vec<String>>,
+    /// CPUs of the workload boots; `None` for the scenario's.
+    pub cpus: Option<u8>,
+    /// The kernel ELF.
+    pub kernel: PathBuf,
+    /// The time limit of every boot; `None` for the defaults.
+    pub timeout: Option<Duration>,
+}
+
+/// A finished comparison.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// The figures.
+    pub comparison: Comparison,
+    /// The records they came from (for the report's plots).
+    pub measurements: Measurements,
+    /// Wall time of all boots.
+    pub elapsed: Duration,
+}
+
+/// Why a comparison stopped. Each has its `dks` exit code ([`Failure::exit_code`]).
+#[derive(Debug)]
+pub enum Failure {
+    /// The request cannot run on this kernel (a policy it does not implement): a usage error.
+    Usage(String),
+    /// The host could not boot (QEMU missing, I/O).
+    Host(anyhow::Error),
+    /// A boot ended in anything but success.
+    Boot {
+        /// Which boot.
+        what: String,
+        /// How it ended.
+        outcome: Box<BootOutcome>,
+    },
+    /// Every boot succeeded, but the records lack what the comparison needs.
+    Records(String),
+}
+
+impl Failure {
+    /// Returns the exit code of `dks` for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => crate::outcome::EXIT_USAGE,
+            Failure::Host(_) => crate::outcome::EXIT_HOST_ERROR,
+            Failure::Boot { outcome, .. } => outcome.verdict.exit_code(),
+            Failure::Records(_) => crate::outcome::Verdict::Inconsistent(String::new()).exit_code(),
+        }
+    }
+
+    /// Describes the failure: one line, then for a failed boot QEMU's messages and the last
+    /// console lines.
+    pub fn describe(&self) -> String {
+        match self {
+            Failure::Usage(message) => message.clone(),
+            Failure::Host(error) => format!("{error:#}"),
+            Failure::Records(problem) => {
+                format!("the kernel reported success, but its records are incomplete: {problem}")
+            }
+            Failure::Boot { what, outcome } => {
+                let mut text = format!("{what} failed: {}", outcome.describe());
+                let qemu: Vec<&str> = outcome
+                    .qemu_stderr
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .collect();
+                if qemu.len() > 1 {
+                    text.push_str("\nQEMU's messages:\n");
+                    text.push_str(&qemu.join("\n"));
+                }
+                let tail: Vec<String> = outcome
+                    .lines
+                    .iter()
+                    .rev()
+                    .take(12)
+                    .rev()
+                    .map(|line| format!("  {}", render::line(line)))
+                    .collect();
+                if !tail.is_empty() {
+                    text.push_str("\nthe last console lines:\n");
+                    text.push_str(&tail.join("\n"));
+                }
+                text
+            }
+        }
+    }
+}
+
+/// Progress on a terminal or a log: steps as lines, workload time as a line that updates in
+/// place on a terminal, or one line per guest second elsewhere.
+#[derive(Debug)]
+pub struct Progress<W: Write> {
+    out: W,
+    terminal: bool,
+    open_line: bool,
+    last_second: Option<u64>,
+}
+
+impl<W: Write> Progress<W> {
+    /// Returns progress written to `out`; `terminal` lets a line update in place.
+    pub fn new(out: W, terminal: bool) -> Self {
+        Progress {
+            out,
+            terminal,
+            open_line: false,
+            last_second: None,
+        }
+    }
+
+    /// Writes one step.
+    pub fn step(&mut self, text: &str) {
+        self.close_line();
+        let _ = writeln!(self.out, "{text}");
+        self.last_second = None;
+    }
+
+    /// Reports that the workload `label` reached `t_ms` of `duration_ms`.
+    pub fn tick(&mut self, label: &str, t_ms: u64, duration_ms: u32) {
+        let line = format!(
+            "{label} t={:.1}s/{:.1}s",
+            t_ms as f64 / 1000.0,
+            f64::from(duration_ms) / 1000.0
+        );
+        if self.terminal {
+            let _ = write!(self.out, "\r{line}");
+            let _ = self.out.flush();
+            self.open_line = true;
+        } else if self.last_second.is_none_or(|s| t_ms / 1000 > s) {
+            let _ = writeln!(self.out, "{line}");
+            self.last_second = Some(t_ms / 1000);
+        }
+    }
+
+    /// Ends a line left open by [`Progress::tick`].
+    pub fn close_line(&mut self) {
+        if self.open_line {
+            let _ = writeln!(self.out);
+            self.open_line = false;
+        }
+    }
+
+    /// Returns the writer.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// Runs the comparison: the cost boot, then the workload boots. Every console is appended to
+/// `log` (each after a `# ` header line naming its boot), also when a boot fails.
+pub fn run<W: Write>(
+    request: &Request,
+    progress: &mut Progress<W>,
+    log: &mut String,
+) -> Result<Finished, Failure> {
+    let start = Instant::now();
+    let scenario = &request.scenario;
+    let mut measurements = Measurements::default();
+
+    // 1. Costs, and which policies this kernel has.
+    let config = BootConfig {
+        kernel_args: vec![
+            COST_BOOT_ARG.to_owned(),
+            format!("max_stack={}K", scenario.max_stack_bytes / 1024),
+        ],
+        cpus: 1,
+        icount_shift: Some(0),
+        timeout: request.timeout.unwrap_or(COST_BOOT_TIMEOUT),
+        ..BootConfig::new(&request.kernel)
+    };
+    progress.step("[costs] measuring costs in guest instructions (-icount shift=0, 1 CPU)");
+    let outcome = boot_logged(&config, "cost boot", log, |_| {})?;
+    if !outcome.is_success() {
+        return Err(Failure::Boot {
+            what: format!("the cost boot ({})", config.cmdline()),
+            outcome: Box::new(outcome),
+        });
+    }
+    measurements.add_cost_boot(outcome.records());
+    let implemented = measurements.implemented_policies();
+    if implemented.is_empty() {
+        return Err(Failure::Records(
+            "the cost boot measured no `create` cost, so no policy is known to exist".into(),
+        ));
+    }
+    progress.step(&format!(
+        "[costs] done in {:.1} s; this kernel implements: {}",
+        outcome.elapsed.as_secs_f64(),
+        implemented.join(", ")
+    ));
+
+    // 2. The policies and the boots.
+    let each = request
+        .policies
+        .clone()
+        .unwrap_or_else(|| implemented.clone());
+    for policy in &each {
+        if !implemented.contains(policy) {
+            return Err(Failure::Usage(format!(
+                "--policies: {policy} is not implemented by this kernel; accepted: {} \
+                 (the policies its cost boot measured)",
+                implemented.join(", ")
+            )));
+        }
+    }
+    for policy in scenario.fixed_policies() {
+        if !implemented.contains(&policy) {
+            return Err(Failure::Usage(format!(
+                "{}: a group runs under policy {policy}, which this kernel does not implement \
+                 (it implements: {})",
+                scenario.origin,
+                implemented.join(", ")
+            )));
+        }
+    }
+    let boots = scenario
+        .boots(&each)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+
+    // 3. The workload.
+    let cpus = request.cpus.unwrap_or(scenario.cpus);
+    let timeout = request.timeout.unwrap_or(
+        WORKLOAD_TIMEOUT_BASE
+            + Duration::from_millis(
+                u64::from(scenario.duration_ms) * u64::from(WORKLOAD_TIMEOUT_PER_GUEST_SECOND),
+            ),
+    );
+    for (index, boot) in boots.iter().enumerate() {
+        let label = match boots.len() {
+            1 => format!("[workload {}]", scenario.name),
+            n => format!(
+                "[workload {} {}/{n}: {}]",
+                scenario.name,
+                index + 1,
+                boot.policies.join(",")
+            ),
+        };
+        let plan_file = PlanFile::write(boot, index)?;
+        let config = BootConfig {
+            kernel_args: scenario.kernel_args(),
+            cpus,
+            memory: scenario.memory,
+            timeout,
+            initrd: Some(plan_file.path.clone()),
+            ..BootConfig::new(&request.kernel)
+        };
+        let threads: u32 = boot.plan.groups.iter().map(|g| g.threads).sum();
+        progress.step(&format!(
+            "{label} booting: {} ({threads} threads at once, {cpus} CPU(s), {}, {:.1} s of guest time)",
+            boot.policies.join(", "),
+            scenario.memory,
+            f64::from(scenario.duration_ms) / 1000.0
+        ));
+        let what = format!("workload boot {} of {}", index + 1, boots.len());
+        let outcome = boot_logged(&config, &what, log, |line| {
+            if let Some(Record::Sample(sample)) = line.record()
+                && Some(sample.policy.as_ref()) == boot.policies.first().map(String::as_str)
+            {
+                progress.tick(&label, sample.t_ms, scenario.duration_ms);
+            }
+        })?;
+        progress.close_line();
+        if !outcome.is_success() {
+            return Err(Failure::Boot {
+                what: format!(
+                    "{what} (policies {}; {})",
+                    boot.policies.join(", "),
+                    config.cmdline()
+                ),
+                outcome: Box::new(outcome),
+            });
+        }
+        measurements.add_workload_boot(outcome.records());
+        progress.step(&format!(
+            "{label} done in {:.1} s",
+            outcome.elapsed.as_secs_f64()
+        ));
+    }
+
+    // 4. The figures.
+    let policies: Vec<String> = POLICY_NAMES
+        .iter()
+        .filter(|p| boots.iter().any(|b| b.policies.iter().any(|q| q == *p)))
+        .map(|p| (*p).to_owned())
+        .collect();
+    let setup = Setup {
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        cpus,
+        max_stack_kib: scenario.max_stack_bytes / 1024,
+        workload_boots: boots.len(),
+    };
+    let comparison =
+        figures::compare(&setup, &policies, &measurements).map_err(Failure::Records)?;
+    Ok(Finished {
+        comparison,
+        measurements,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Boots `config`, appending its console to `log` under a header line.
+fn boot_logged(
+    config: &BootConfig,
+    what: &str,
+    log: &mut String,
+    on_line: impl FnMut(&crate::console::ConsoleLine),
+) -> Result<BootOutcome, Failure> {
+    let outcome = boot::run(config, on_line).map_err(Failure::Host)?;
+    log.push_str(&format!(
+        "# dks compare: {what}: -append \"{}\"{}: {}\n",
+        config.cmdline(),
+        config
+            .initrd
+            .as_ref()
+            .map(|p| format!(" -initrd {}", p.display()))
+            .unwrap_or_default(),
+        outcome.verdict
+    ));
+    log.push_str(&outcome.serial_log);
+    if !outcome.serial_log.is_empty() && !outcome.serial_log.ends_with('\n') {
+        log.push('\n');
+    }
+    Ok(outcome)
+}
+
+/// A plan written for one boot, removed when dropped.
+struct PlanFile {
+    path: PathBuf,
+}
+
+impl PlanFile {
+    fn write(boot: &BootPlan, index: usize) -> Result<PlanFile, Failure> {
+        let path = std::env::temp_dir().join(format!(
+            "dks-plan-{}-{}-{index}.json",
+            std::process::id(),
+            boot.plan.name
+        ));
+        let json = serde_json::to_vec(&boot.plan)
+            .context("cannot encode the plan")
+            .map_err(Failure::Host)?;
+        std::fs::write(&path, json)
+            .with_context(|| format!("cannot write the plan to {}", path.display()))
+            .map_err(Failure::Host)?;
+        Ok(PlanFile { path })
+    }
+}
+
+impl Drop for PlanFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes `contents` to `path` through a temporary file in the same folder and a rename, so
+/// `path` holds either its old contents or all of the new ones.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let temporary = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&temporary, contents)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| {
+        let _ = std::fs::remove_file(&temporary);
+        format!("cannot move {} to {}", temporary.display(), path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_updates_in_place_on_a_terminal_and_by_the_second_elsewhere() {
+        let mut p = Progress::new(Vec::new(), false);
+        p.step("[costs] measuring");
+        for t in [100, 500, 1000, 1100, 2000] {
+            p.tick("[workload s]", t, 3000);
+        }
+        p.step("[workload s] done");
+        assert_eq!(
+            String::from_utf8(p.into_inner()).unwrap(),
+            "[costs] measuring\n[workload s] t=0.1s/3.0s\n[workload s] t=1.0s/3.0s\n\
+             [workload s] t=2.0s/3.0s\n[workload s] done\n"
+        );
+        let mut p = Progress::new(Vec::new(), true);
+        p.tick("[w]", 100, 1000);
+        p.tick("[w]", 200, 1000);
+        p.step("done");
+        assert_eq!(
+            String::from_utf8(p.into_inner()).unwrap(),
+            "\r[w] t=0.1s/1.0s\r[w] t=0.2s/1.0s\ndone\n"
+        );
+    }
+
+    #[test]
+    fn atomic_writes_replace_the_whole_file_and_leave_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("dks-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("out.json");
+        std::fs::write(&file, "old").unwrap();
+        write_atomically(&file, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let error = write_atomically(&dir.join("no/such/dir/x"), b"x").unwrap_err();
+        assert!(format!("{error:#}").contains("cannot write"), "{error:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

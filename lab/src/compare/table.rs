@@ -1,0 +1,153 @@
+//! The comparison as a text table: one row per policy, aligned columns, `n/a` where a figure
+//! does not exist. The cells come from the same [`Comparison`] as the JSON ([`cells`]), so the
+//! two cannot disagree; the HTML report shows the same cells.
+
+use super::figures::{Comparison, PolicyFigures};
+
+/// The column headers, in order; every row has one cell per header.
+pub const HEADERS: [&str; 17] = [
+    "policy",
+    "end KiB",
+    "peak KiB",
+    "end/static",
+    "peak/static",
+    "live KiB",
+    "peak/live",
+    "faults",
+    "refills",
+    "refill fails",
+    "fatal",
+    "admit waits",
+    "insns/fault",
+    "insns/switch",
+    "switch/static",
+    "insns/create",
+    "create/static",
+];
+
+/// What the columns mean, printed under the table.
+pub const LEGEND: &str = "\
+end, peak: populated stack memory of the policy's threads when the run ended and at its peak;
+live: the live-data bound, the most that the policy's live stacks touched at one sample;
+faults, refills, refill fails, fatal: stack faults served, magazine refills, refills that fell
+short, stack faults that could not be served; admit waits: switches refused by admission;
+insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU).";
+
+/// Writes a ratio as a percentage, or `n/a`.
+pub fn percent(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{:.1}%", r * 100.0))
+}
+
+/// Writes a ratio with two decimals, or `n/a`.
+pub fn times(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}"))
+}
+
+/// Writes an instruction count rounded to a whole number, or `n/a`.
+pub fn insns(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"))
+}
+
+/// Writes a count that may be missing.
+pub fn count(value: Option<u64>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| v.to_string())
+}
+
+/// Returns the cells of one policy's row, in [`HEADERS`] order.
+pub fn cells(p: &PolicyFigures) -> Vec<String> {
+    vec![
+        p.policy.clone(),
+        p.stack_kib_end.to_string(),
+        p.stack_kib_peak.to_string(),
+        percent(p.stack_end_vs_static),
+        percent(p.stack_peak_vs_static),
+        count(p.live_bound_kib),
+        percent(p.stack_peak_vs_live_bound),
+        p.faults.to_string(),
+        p.refills.to_string(),
+        p.refill_failures.to_string(),
+        p.fatal_faults.to_string(),
+        p.admission_waits.to_string(),
+        insns(p.insns_per_fault),
+        insns(p.insns_per_switch),
+        times(p.insns_per_switch_vs_static),
+        insns(p.insns_per_create),
+        times(p.insns_per_create_vs_static),
+    ]
+}
+
+/// Returns the table: a title line, the header, one row per policy, the non-stack fault costs
+/// and the legend.
+pub fn render(comparison: &Comparison) -> String {
+    let mut rows: Vec<Vec<String>> = vec![HEADERS.iter().map(|h| (*h).to_owned()).collect()];
+    rows.extend(comparison.policies.iter().map(cells));
+    let widths: Vec<usize> = (0..HEADERS.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let boots = match comparison.workload_boots {
+        1 => "all policies in one boot".to_owned(),
+        n => format!("one boot per policy ({n} boots)"),
+    };
+    let mut text = format!(
+        "dks compare: scenario {} ({} CPU(s), max_stack {}K, {boots})\n",
+        comparison.scenario, comparison.cpus, comparison.max_stack_kib
+    );
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, width))| match i {
+                0 => format!("{cell:<width$}"),
+                _ => format!("{cell:>width$}"),
+            })
+            .collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    let paths = &comparison.fault_paths;
+    text.push_str(&format!(
+        "non-stack page fault: {} insns handled on the IST stack, {} moved to the interrupted stack\n",
+        insns(paths.insns_direct),
+        insns(paths.insns_bounce)
+    ));
+    text.push_str(LEGEND);
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::figures::{compare, tests as data};
+    use super::*;
+
+    #[test]
+    fn one_aligned_row_per_policy_with_the_json_s_figures() {
+        let policies = vec!["static".to_owned(), "fault".to_owned()];
+        let c = compare(&data::setup(), &policies, &data::measurements()).unwrap();
+        let text = render(&c);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("dks compare: scenario s (2 CPU(s), max_stack 16K"));
+        assert!(lines[1].starts_with("policy  end KiB  peak KiB"), "{text}");
+        let static_row: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            static_row,
+            [
+                "static", "0", "64", "n/a", "100.0%", "40", "160.0%", "0", "0", "0", "0", "0",
+                "n/a", "1000", "1.00", "2000", "1.00"
+            ]
+        );
+        let fault_row: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(
+            fault_row,
+            [
+                "fault", "16", "48", "n/a", "75.0%", "44", "109.1%", "8", "4", "0", "0", "0",
+                "1500", "1100", "1.10", "500", "0.25"
+            ]
+        );
+        // Right-aligned: every row is as wide as the header.
+        assert_eq!(lines[2].len(), lines[1].len());
+        assert_eq!(lines[3].len(), lines[1].len());
+        assert!(lines[4].contains("1000 insns handled on the IST stack, 1500 moved"));
+    }
+}
