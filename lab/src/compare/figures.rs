@@ -303,8 +303,7 @@ pub(crate) mod tests {
 
     pub(crate) fn cost(what: &str, policy: &str, samples: u64, total: u64) -> Cost<'static> {
         let mut log2_histogram = [0; 24];
-        if samples > 0 {
-            let per_op = total / samples;
+        if let Some(per_op) = total.checked_div(samples) {
             log2_histogram[per_op.max(1).ilog2() as usize] = samples;
         }
         Cost {
