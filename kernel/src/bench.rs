@@ -48,7 +48,13 @@ struct Summary {
 
 impl Summary {
     fn new() -> Self {
-        Summary { samples: 0, total: 0, min: u64::MAX, max: 0, histogram: [0; 24] }
+        Summary {
+            samples: 0,
+            total: 0,
+            min: u64::MAX,
+            max: 0,
+            histogram: [0; 24],
+        }
     }
 
     fn add(&mut self, value: u64) {
@@ -101,7 +107,10 @@ fn stack_faults(policy: Policy) -> Summary {
     let mut threads = Vec::new();
     for _ in 0..THREADS {
         let summary = summary.clone();
-        let options = SpawnOptions { policy, pinned: Some(0) };
+        let options = SpawnOptions {
+            policy,
+            pinned: Some(0),
+        };
         let thread = sched::spawn("cost-fault", options, move || {
             let me = sched::current().expect("a thread");
             let top = me.stack.top();
@@ -126,8 +135,7 @@ fn stack_faults(policy: Policy) -> Summary {
     for thread in &threads {
         sched::join(thread);
     }
-    let summary = core::mem::replace(&mut *summary.lock(), Summary::new());
-    summary
+    core::mem::replace(&mut *summary.lock(), Summary::new())
 }
 
 fn lazy_faults(base: u64) -> Summary {
@@ -150,7 +158,10 @@ fn switches(policy: Policy) -> Summary {
     let stop = Arc::new(AtomicBool::new(false));
     let partner = {
         let stop = stop.clone();
-        let options = SpawnOptions { policy, pinned: Some(0) };
+        let options = SpawnOptions {
+            policy,
+            pinned: Some(0),
+        };
         sched::spawn("cost-partner", options, move || {
             while !stop.load(Ordering::Acquire) {
                 sched::yield_now();
@@ -161,7 +172,10 @@ fn switches(policy: Policy) -> Summary {
     let summary = Arc::new(IrqMutex::new(Summary::new()));
     let measurer = {
         let (stop, summary) = (stop.clone(), summary.clone());
-        let options = SpawnOptions { policy, pinned: Some(0) };
+        let options = SpawnOptions {
+            policy,
+            pinned: Some(0),
+        };
         sched::spawn("cost-switch", options, move || {
             let mut costs = Vec::with_capacity(ROUNDS);
             for round in 0..ROUNDS + 100 {
@@ -183,8 +197,7 @@ fn switches(policy: Policy) -> Summary {
     };
     sched::join(&measurer);
     sched::join(&partner);
-    let summary = core::mem::replace(&mut *summary.lock(), Summary::new());
-    summary
+    core::mem::replace(&mut *summary.lock(), Summary::new())
 }
 
 fn creations(policy: Policy) -> Summary {
@@ -193,7 +206,10 @@ fn creations(policy: Policy) -> Summary {
     let mut summary = Summary::new();
     let mut threads = Vec::with_capacity(THREADS);
     for _ in 0..THREADS {
-        let options = SpawnOptions { policy, pinned: Some(0) };
+        let options = SpawnOptions {
+            policy,
+            pinned: Some(0),
+        };
         let start = cpu::rdtsc();
         let thread = sched::spawn("cost-create", options, || {});
         summary.add(cpu::rdtsc() - start);

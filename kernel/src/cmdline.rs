@@ -23,6 +23,15 @@ pub enum Crash {
     Guard,
 }
 
+/// Where a workload's plan comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadSource {
+    /// The JSON plan in the first boot module (`-initrd`).
+    Initrd,
+    /// The built-in mixed-policy workload.
+    Mixed,
+}
+
 /// Which in-kernel tests to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TestSelection {
@@ -51,6 +60,8 @@ pub struct Config {
     pub slots: u32,
     /// Measure costs (`bench=costs`) instead of running tests or a workload.
     pub bench: bool,
+    /// Run a workload: the plan in the first boot module, or a built-in one.
+    pub workload: Option<WorkloadSource>,
     /// The TSC counts guest instructions (`tsc=instructions`: QEMU's `-icount shift=0`).
     pub tsc_counts_instructions: bool,
 }
@@ -66,6 +77,7 @@ impl Default for Config {
             max_stack_bytes: 16 * 1024,
             slots: 8192,
             bench: false,
+            workload: None,
             tsc_counts_instructions: false,
         }
     }
@@ -97,7 +109,14 @@ const KEYS: &[(&str, &str)] = &[
     ("max_stack", "16K, 32K or 64K"),
     ("slots", "stack slots, 64 to 65536"),
     ("bench", "costs"),
-    ("tsc", "time, or instructions (QEMU runs with -icount shift=0)"),
+    (
+        "workload",
+        "initrd (the plan in the first boot module) or mixed (built in)",
+    ),
+    (
+        "tsc",
+        "time, or instructions (QEMU runs with -icount shift=0)",
+    ),
 ];
 
 fn accepted_for(key: &str) -> &'static str {
@@ -186,6 +205,13 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                     "costs" => true,
                     _ => return Err(error("unknown benchmark")),
                 }
+            }
+            "workload" => {
+                config.workload = Some(match value {
+                    "initrd" => WorkloadSource::Initrd,
+                    "mixed" => WorkloadSource::Mixed,
+                    _ => return Err(error("unknown workload")),
+                })
             }
             "tsc" => {
                 config.tsc_counts_instructions = match value {

@@ -33,6 +33,7 @@ mod tlb;
 mod trap;
 mod vmstat;
 mod work;
+mod workload;
 
 use alloc::borrow::Cow;
 
@@ -123,10 +124,57 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     sched::run(0)
 }
 
+/// Reads the workload plan from the first boot module and checks it against this boot.
+fn load_plan(
+    config: &cmdline::Config,
+) -> Result<dks_protocol::scenario::Plan, alloc::string::String> {
+    let info = BOOT_INFO.get().expect("boot info kept");
+    let module = info
+        .modules()
+        .first()
+        .ok_or("no boot module (pass the plan with -initrd)")?;
+    let len = usize::try_from(module.bytes).map_err(|_| "boot module too large")?;
+    if len > 16 << 20 {
+        return Err("boot module larger than 16 MiB".into());
+    }
+    let bytes = hw::boot_map::copy(module.start, len).ok_or("boot module outside RAM")?;
+    let plan = workload::parse(&bytes)?;
+    if u64::from(plan.max_stack_bytes) != config.max_stack_bytes {
+        return Err(alloc::format!(
+            "the plan is for {}-byte stacks, the kernel runs max_stack={} bytes",
+            plan.max_stack_bytes,
+            config.max_stack_bytes
+        ));
+    }
+    workload::check_policies(&plan)?;
+    Ok(plan)
+}
+
 /// What the boot was asked to do, in the first thread.
 fn main_thread(config: cmdline::Config) {
     if let Some(crash) = config.crash {
         crash::now(crash);
+    }
+    if let Some(source) = config.workload {
+        let plan = match source {
+            cmdline::WorkloadSource::Mixed => Ok(workload::mixed(config.max_stack_bytes as u32)),
+            cmdline::WorkloadSource::Initrd => load_plan(&config),
+        };
+        match plan {
+            Ok(plan) => workload::run(plan),
+            Err(problem) => {
+                report::emit(&Record::ConfigError(record::ConfigError {
+                    key: Cow::Borrowed("workload"),
+                    value: Cow::Borrowed("initrd"),
+                    problem: Cow::Borrowed(&problem),
+                    accepted: Cow::Borrowed(
+                        "a dks-protocol scenario plan (JSON) in the first boot module",
+                    ),
+                }));
+                report::exit(ExitCode::ConfigError, "unusable workload plan")
+            }
+        }
+        report::exit(ExitCode::Success, "workload complete");
     }
     if config.bench {
         bench::run(config.tsc_counts_instructions);

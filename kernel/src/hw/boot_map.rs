@@ -31,3 +31,27 @@ pub fn read<const N: usize>(address: u64) -> Option<[u8; N]> {
     unsafe { core::ptr::copy_nonoverlapping(virt as *const u8, out.as_mut_ptr(), N) };
     Some(out)
 }
+
+/// Copies `len` bytes of physical memory at `address` (a boot module) into a new vector, or
+/// `None` if any of them lies outside the mapped range.
+pub fn copy(address: u64, len: usize) -> Option<alloc::vec::Vec<u8>> {
+    let end = address.checked_add(len as u64)?;
+    if address == 0
+        || !paging::kernel_tables_active()
+        || !paging::direct_map_covers(address, len as u64)
+    {
+        return None;
+    }
+    let _ = end;
+    let mut out = alloc::vec![0u8; len];
+    // SAFETY: the whole range lies in the direct map (checked) and is RAM the loader filled
+    // (a module), reserved from the frame allocator, so nothing writes it meanwhile.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            paging::phys_to_virt(address) as *const u8,
+            out.as_mut_ptr(),
+            len,
+        )
+    };
+    Some(out)
+}

@@ -1,0 +1,444 @@
+//! Workloads (DESIGN §8): a population of threads that enter "kernel paths" of drawn depths,
+//! block at their deepest point, sleep at shallow depths, and are preempted while deep.
+//!
+//! The plan comes from the host (`workload=initrd`: a JSON `dks_protocol::scenario::Plan` in
+//! the first boot module) or is built in (`workload=mixed`: a little of everything, under
+//! every implemented policy). Every policy's threads run side by side in one boot.
+//!
+//! A path of depth `d` recurses through frames that touch their locals until the stack is
+//! about `d - 1 KiB` deep and then writes the byte exactly `d` below the stack top: so the
+//! deepest byte a path touches is `d` (unless the thread's own base usage is deeper, or an
+//! interrupt lands on it while it is deep, as in a real kernel). While a thread is blocked or
+//! asleep, its *live depth* is where it sleeps; the sampler sums, per policy, the pages these
+//! live depths touch (the live-data bound) next to the pages populated.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::hint::black_box;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dks_protocol::record::{Record, Sample};
+use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
+
+use crate::hw::cpu::IrqGuard;
+use crate::hw::probes::{self, stack_pointer};
+use crate::layout::PAGE_BYTES;
+use crate::sched::wait::WaitQueue;
+use crate::sched::{self, SpawnOptions, Thread};
+use crate::stacks::{self, Policy};
+use crate::sync::IrqMutex;
+use crate::{report, vmstat};
+
+/// A small, seedable PRNG (xorshift64*).
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+
+    /// A value of `histogram` (see `dks_protocol::scenario::Histogram`).
+    fn draw(&mut self, histogram: &Histogram) -> u64 {
+        let total: u64 = histogram.buckets.iter().map(|b| b.weight).sum();
+        let mut pick = self.below(total);
+        let mut low = 0u64;
+        for bucket in &histogram.buckets {
+            let high = u64::from(bucket.up_to_bytes);
+            if pick < bucket.weight {
+                return low + 1 + self.below(high - low);
+            }
+            pick -= bucket.weight;
+            low = high;
+        }
+        low
+    }
+
+    /// A time around `mean_ms`: uniform in [mean/2, 3·mean/2], at least 1.
+    fn around(&mut self, mean_ms: u32) -> u64 {
+        let mean = u64::from(mean_ms.max(1));
+        (mean / 2 + self.below(mean + 1)).max(1)
+    }
+}
+
+/// What the sampler needs to know of one workload thread.
+#[derive(Debug)]
+struct Member {
+    policy: Policy,
+    /// Bytes below the stack top its live stack reaches now (where it is, or sleeps).
+    live_depth: AtomicU64,
+    alive: AtomicBool,
+}
+
+/// One group while it runs.
+#[derive(Debug)]
+struct Group {
+    plan: GroupPlan,
+    policy: Policy,
+    /// Peers blocked until another thread of the group finishes a path.
+    peers: WaitQueue,
+    /// Bumped by every finished path; a blocked peer waits for a change.
+    peer_token: AtomicU64,
+}
+
+/// The whole run.
+struct Run {
+    plan: Plan,
+    groups: Vec<Arc<Group>>,
+    members: IrqMutex<Vec<Arc<Member>>>,
+    threads: IrqMutex<Vec<Arc<Thread>>>,
+    stop: AtomicBool,
+    spawn_failures: AtomicU64,
+    next_seed: AtomicU64,
+}
+
+/// Parses and checks a plan from a boot module.
+pub fn parse(bytes: &[u8]) -> Result<Plan, String> {
+    let plan: Plan =
+        serde_json::from_slice(bytes).map_err(|e| alloc::format!("not a plan: {e}"))?;
+    plan.check().map_err(|e| alloc::format!("{e}"))?;
+    Ok(plan)
+}
+
+/// Which policies this kernel implements (a plan naming another one is refused).
+pub fn implemented(policy: &str) -> Option<Policy> {
+    crate::bench::IMPLEMENTED
+        .into_iter()
+        .find(|p| p.name() == policy)
+}
+
+/// Checks that every policy the plan names is implemented.
+pub fn check_policies(plan: &Plan) -> Result<(), String> {
+    for (i, group) in plan.groups.iter().enumerate() {
+        if implemented(&group.policy).is_none() {
+            let names: Vec<&str> = crate::bench::IMPLEMENTED.iter().map(|p| p.name()).collect();
+            return Err(alloc::format!(
+                "groups[{i}].policy: {:?} is not implemented by this kernel (it runs {})",
+                group.policy,
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn fixed(bytes: u32) -> Histogram {
+    Histogram {
+        buckets: alloc::vec![
+            Bucket {
+                up_to_bytes: bytes - 1,
+                weight: 0
+            },
+            Bucket {
+                up_to_bytes: bytes,
+                weight: 1
+            }
+        ],
+    }
+}
+
+/// The built-in `mixed` workload: for every implemented policy, long-lived threads that
+/// sleep shallow and sometimes go deep, and short-lived ones.
+pub fn mixed(max_stack_bytes: u32) -> Plan {
+    let mut groups = Vec::new();
+    for policy in crate::bench::IMPLEMENTED {
+        groups.push(GroupPlan {
+            name: alloc::format!("sleepers-{}", policy.name()),
+            policy: policy.name().into(),
+            threads: 24,
+            lifetime: Lifetime::Long,
+            calls: 3,
+            respawn: false,
+            depth: Histogram {
+                buckets: alloc::vec![
+                    Bucket {
+                        up_to_bytes: 2048,
+                        weight: 70
+                    },
+                    Bucket {
+                        up_to_bytes: 6000,
+                        weight: 25
+                    },
+                    Bucket {
+                        up_to_bytes: 11_000,
+                        weight: 5
+                    },
+                ],
+            },
+            sleep_depth: fixed(700),
+            block_percent: 20,
+            sleep_ms: 5,
+            wake: Wake::Timer,
+        });
+        groups.push(GroupPlan {
+            name: alloc::format!("short-{}", policy.name()),
+            policy: policy.name().into(),
+            threads: 8,
+            lifetime: Lifetime::Short,
+            calls: 4,
+            respawn: true,
+            depth: Histogram {
+                buckets: alloc::vec![Bucket {
+                    up_to_bytes: 3000,
+                    weight: 1
+                }],
+            },
+            sleep_depth: fixed(700),
+            block_percent: 10,
+            sleep_ms: 2,
+            wake: Wake::Peer,
+        });
+    }
+    Plan {
+        version: PLAN_VERSION,
+        name: "mixed".into(),
+        seed: 1,
+        duration_ms: 1500,
+        sample_ms: 100,
+        max_stack_bytes,
+        groups,
+    }
+}
+
+/// Runs `plan` to its end and prints its samples and final statistics.
+pub fn run(plan: Plan) {
+    let groups = plan
+        .groups
+        .iter()
+        .map(|g| {
+            Arc::new(Group {
+                plan: g.clone(),
+                policy: implemented(&g.policy).expect("check_policies ran"),
+                peers: WaitQueue::new(),
+                peer_token: AtomicU64::new(0),
+            })
+        })
+        .collect();
+    let run = Arc::new(Run {
+        groups,
+        members: IrqMutex::new(Vec::new()),
+        threads: IrqMutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+        spawn_failures: AtomicU64::new(0),
+        next_seed: AtomicU64::new(plan.seed),
+        plan,
+    });
+    report::log(format_args!(
+        "workload {}: {} groups for {} ms",
+        run.plan.name,
+        run.groups.len(),
+        run.plan.duration_ms
+    ));
+    let start = sched::uptime_ms();
+    for group in &run.groups {
+        for _ in 0..group.plan.threads {
+            start_member(&run, group);
+        }
+    }
+    let end = start + u64::from(run.plan.duration_ms);
+    let mut next_sample = start;
+    loop {
+        let now = sched::uptime_ms();
+        if now >= next_sample {
+            sample(&run, now - start);
+            next_sample += u64::from(run.plan.sample_ms);
+            // The timer fallback of peer wake-ups: nobody sleeps forever.
+            for group in &run.groups {
+                group.peers.wake_one();
+            }
+        }
+        if now >= end {
+            break;
+        }
+        sched::sleep_ms(u64::from(run.plan.sample_ms).min(end - now).max(1));
+    }
+    run.stop.store(true, Ordering::Release);
+    loop {
+        for group in &run.groups {
+            group.peer_token.fetch_add(1, Ordering::AcqRel);
+            group.peers.wake_all();
+        }
+        let threads: Vec<Arc<Thread>> = core::mem::take(&mut *run.threads.lock());
+        if threads.is_empty() {
+            break;
+        }
+        for thread in &threads {
+            sched::join(thread);
+        }
+    }
+    sample(&run, sched::uptime_ms() - start);
+    let failures = run.spawn_failures.load(Ordering::Relaxed);
+    if failures > 0 {
+        report::log(format_args!(
+            "workload {}: {failures} threads could not be created",
+            run.plan.name
+        ));
+    }
+    crate::work::drain();
+    vmstat::emit("end");
+}
+
+fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
+    let member = Arc::new(Member {
+        policy: group.policy,
+        live_depth: AtomicU64::new(0),
+        alive: AtomicBool::new(true),
+    });
+    let seed = run.next_seed.fetch_add(0x1000_0001, Ordering::Relaxed);
+    let options = SpawnOptions {
+        policy: group.policy,
+        pinned: None,
+    };
+    let body = {
+        let (run, group, member) = (run.clone(), group.clone(), member.clone());
+        move || behave(&run, &group, &member, seed)
+    };
+    match sched::spawn(group.plan.name.as_str(), options, body) {
+        Ok(thread) => {
+            run.members.lock().push(member);
+            run.threads.lock().push(thread);
+        }
+        Err(_) => {
+            run.spawn_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A workload thread's life.
+fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let me = sched::current().expect("a workload thread");
+    let top = me.stack.top();
+    let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
+    let base = top - stack_pointer();
+    member.live_depth.store(base, Ordering::Relaxed);
+    loop {
+        for _ in 0..group.plan.calls {
+            if run.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let depth = rng.draw(&group.plan.depth).max(base);
+            let block = rng.below(100) < u64::from(group.plan.block_percent);
+            let nap = rng.around(group.plan.sleep_ms);
+            path(top, bottom, depth, &mut || {
+                member.live_depth.store(depth, Ordering::Relaxed);
+                if block {
+                    wait(run, group, nap);
+                }
+            });
+            member.live_depth.store(base, Ordering::Relaxed);
+            group.peer_token.fetch_add(1, Ordering::AcqRel);
+            group.peers.wake_one();
+        }
+        if group.plan.lifetime == Lifetime::Short || run.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let depth = rng.draw(&group.plan.sleep_depth).max(base);
+        let nap = rng.around(group.plan.sleep_ms);
+        path(top, bottom, depth, &mut || {
+            member.live_depth.store(depth, Ordering::Relaxed);
+            sched::sleep_ms(nap);
+        });
+        member.live_depth.store(base, Ordering::Relaxed);
+    }
+    member.alive.store(false, Ordering::Release);
+    if group.plan.lifetime == Lifetime::Short
+        && group.plan.respawn
+        && !run.stop.load(Ordering::Acquire)
+    {
+        start_member(run, group);
+    }
+}
+
+fn wait(run: &Run, group: &Group, nap_ms: u64) {
+    match group.plan.wake {
+        Wake::Timer => sched::sleep_ms(nap_ms),
+        Wake::Peer => {
+            let seen = group.peer_token.load(Ordering::Acquire);
+            group.peers.wait_until(|| {
+                group.peer_token.load(Ordering::Acquire) != seen || run.stop.load(Ordering::Acquire)
+            });
+        }
+    }
+}
+
+/// Bytes of stack one level of [`descend`] uses, at most (a 256-byte frame and its overhead).
+const LEVEL_BYTES: u64 = 512;
+/// How far above the target depth the recursion stops (room for what runs at the bottom).
+const BOTTOM_ROOM: u64 = 1024;
+const _: () = assert!(
+    BOTTOM_ROOM > 512 + 256,
+    "the probe needs 512 bytes below its own frame"
+);
+
+/// Goes `depth` bytes deep on this thread's stack (`top`, `bottom` its ends) and runs
+/// `at_bottom` there.
+fn path(top: u64, bottom: u64, depth: u64, at_bottom: &mut dyn FnMut()) {
+    let depth = depth.min(top - bottom - PAGE_BYTES / 4);
+    black_box(descend(top, bottom, depth, 0, at_bottom));
+}
+
+fn descend(top: u64, bottom: u64, depth: u64, level: u64, at_bottom: &mut dyn FnMut()) -> u64 {
+    let mut frame = [level; 32];
+    black_box(&mut frame);
+    let used = top - stack_pointer();
+    if used + LEVEL_BYTES + BOTTOM_ROOM < depth {
+        black_box(descend(top, bottom, depth, level + 1, at_bottom));
+    } else {
+        if depth > used + BOTTOM_ROOM {
+            // The deepest byte of the path, exactly.
+            let irq = IrqGuard::new();
+            let _ = probes::timed_stack_touch(&irq, bottom, top - depth);
+        }
+        at_bottom();
+    }
+    black_box(&frame);
+    frame[0]
+}
+
+fn sample(run: &Run, t_ms: u64) {
+    let members: Vec<Arc<Member>> = {
+        let mut members = run.members.lock();
+        members.retain(|m| m.alive.load(Ordering::Acquire));
+        members.clone()
+    };
+    for policy in Policy::ALL {
+        if !run.groups.iter().any(|g| g.policy == policy) {
+            continue;
+        }
+        let mut live_pages = 0u64;
+        let mut threads = 0u64;
+        for member in members.iter().filter(|m| m.policy == policy) {
+            threads += 1;
+            live_pages += member
+                .live_depth
+                .load(Ordering::Relaxed)
+                .div_ceil(PAGE_BYTES)
+                .max(1);
+        }
+        let stack_pages = stacks::policy_counters(policy)
+            .pages_now
+            .load(Ordering::Relaxed)
+            .max(0) as u64;
+        report::emit(&Record::Sample(Sample {
+            t_ms,
+            policy: Cow::Borrowed(policy.name()),
+            stack_kib: stack_pages * PAGE_BYTES / 1024,
+            live_kib: live_pages * PAGE_BYTES / 1024,
+            threads,
+        }));
+    }
+}
