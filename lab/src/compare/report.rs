@@ -302,7 +302,8 @@ fn pages_per_thread(policies: &[&str], m: &Measurements, max_pages: u32) -> Opti
         return None;
     }
     let top = m.thread_pages.iter().map(|t| t.pages).max()?.max(max_pages);
-    let xs: Vec<u32> = (0..=top).collect();
+    let bottom = m.thread_pages.iter().map(|t| t.pages).min()?.min(1);
+    let xs: Vec<u32> = (bottom..=top).collect();
     let groups: Vec<(&str, Vec<u64>)> = policies
         .iter()
         .map(|policy| {

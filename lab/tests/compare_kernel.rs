@@ -1,0 +1,184 @@
+//! `dks compare` against the real kernel under the real QEMU.
+//!
+//! These need the kernel side of the workloads (`workload=initrd`, `bench=costs`): the plan
+//! from the initrd, `Sample`/`PolicyStat`/`ThreadPages` records, and `Cost` records.
+//!
+//! - `a_small_scenario_gives_exact_figures`: 4 long-lived threads per policy, every path
+//!   exactly 9,000 bytes deep, so every figure that does not depend on timing is known:
+//!   `static` holds 4 threads × 16 KiB; a dynamic thread populates ceil(9000 / 4096) = 3 pages
+//!   after 3 - 1 = 2 stack faults, so `fault` and `guaranteed` hold 4 × 12 KiB after 8 faults,
+//!   75 % of `static`, with no refill failure and no fatal fault (nothing is injected).
+//! - `the_default_comparison_runs_end_to_end`: `dks compare` as the README shows it (the
+//!   `linux-census` scenario, every policy the kernel implements), with the figures every
+//!   policy must show, e.g. no fatal fault under `guaranteed`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use common::{dks, scratch_dir, text};
+use dks_lab::console::ConsoleLine;
+use dks_protocol::record::Record;
+use serde_json::Value;
+
+/// The exact scenario: depths well inside one page of their bounds, so interrupt frames taken
+/// at the deepest point stay in the third page.
+const EXACT: &str = r#"
+name = "exact"
+description = "4 long-lived threads per policy, every path 9000 bytes deep, asleep 2048 bytes deep"
+duration_ms = 1000
+sample_ms = 100
+max_stack = "16K"
+memory = "256M"
+cpus = 2
+seed = 5
+
+[[group]]
+name = "deep"
+policy = "each"
+threads = 4
+lifetime = "long"
+calls = 2
+depth = { fixed = 9000 }
+sleep_depth = { fixed = 2048 }
+sleep_ms = 20
+wake = "timer"
+"#;
+
+fn policy<'a>(json: &'a Value, name: &str) -> &'a Value {
+    json["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["policy"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {json:#}"))
+}
+
+#[test]
+fn a_small_scenario_gives_exact_figures() {
+    let kernel = dks_lab::kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = scratch_dir("compare-exact");
+    let scenario = dir.join("exact.toml");
+    fs::write(&scenario, EXACT).unwrap();
+    let json_path = dir.join("exact.json");
+    let log_path = dir.join("console.log");
+    let output = dks()
+        .arg("compare")
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--policies", "static,fault,guaranteed"])
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--log")
+        .arg(&log_path)
+        .output()
+        .unwrap();
+    let log = fs::read_to_string(&log_path).unwrap_or_default();
+    let context = format!("{}\n--- consoles\n{log}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{context}");
+    let json: Value = serde_json::from_str(&fs::read_to_string(&json_path).unwrap()).unwrap();
+    let names: Vec<&str> = json["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["static", "fault", "guaranteed"], "{context}");
+
+    let s = policy(&json, "static");
+    assert_eq!(s["threads_created"], 4, "static threads\n{context}");
+    assert_eq!(
+        s["stack_kib_peak"], 64,
+        "static: 4 threads × 16 KiB\n{context}"
+    );
+    assert_eq!(s["faults"], 0, "{context}");
+    assert_eq!(s["insns_per_fault"], Value::Null, "{context}");
+    for name in ["fault", "guaranteed"] {
+        let p = policy(&json, name);
+        assert_eq!(p["threads_created"], 4, "{name} threads\n{context}");
+        assert_eq!(
+            p["stack_kib_peak"], 48,
+            "{name}: 4 threads × 3 pages\n{context}"
+        );
+        assert_eq!(
+            p["faults"], 8,
+            "{name}: 2 faults per fresh thread\n{context}"
+        );
+        assert_eq!(p["stack_peak_vs_static"], 0.75, "{context}");
+        assert_eq!(p["fatal_faults"], 0, "{name}\n{context}");
+        assert_eq!(p["refill_failures"], 0, "{name}\n{context}");
+        assert!(p["insns_per_fault"].as_f64().unwrap() > 0.0, "{context}");
+    }
+    for name in ["static", "fault", "guaranteed"] {
+        let p = policy(&json, name);
+        // Every thread exited when the run ended: stack memory is back to its baseline.
+        assert_eq!(p["stack_kib_end"], 0, "{name}\n{context}");
+        // The live-data bound: at least one page per live thread at some sample, at most
+        // the 3 pages a path touches.
+        let live = p["live_bound_kib"].as_u64().unwrap();
+        assert!((16..=48).contains(&live), "{name}: live {live}\n{context}");
+        assert!(p["insns_per_create"].as_f64().unwrap() > 0.0, "{context}");
+        assert!(p["insns_per_switch"].as_f64().is_some(), "{context}");
+    }
+
+    // Pages held per thread, from the raw console.
+    let mut pages: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for line in log.lines() {
+        if let ConsoleLine::Record(Record::ThreadPages(t)) = ConsoleLine::parse(line) {
+            *pages.entry((t.policy.to_string(), t.pages)).or_default() += t.threads;
+        }
+    }
+    let expected: BTreeMap<(String, u32), u64> = [
+        (("static".to_owned(), 4), 4),
+        (("fault".to_owned(), 3), 4),
+        (("guaranteed".to_owned(), 3), 4),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(pages, expected, "{context}");
+
+    // The table shows the same rows.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for name in ["static", "fault", "guaranteed"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{name} row\n{context}"
+        );
+    }
+}
+
+#[test]
+fn the_default_comparison_runs_end_to_end() {
+    let kernel = dks_lab::kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = scratch_dir("compare-default");
+    let json_path = dir.join("census.json");
+    let report = dir.join("report");
+    let output = dks()
+        .arg("compare")
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let json: Value = serde_json::from_str(&fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(json["scenario"], "linux-census");
+    let policies = json["policies"].as_array().unwrap();
+    assert!(policies.len() >= 2, "{json:#}");
+    assert_eq!(policies[0]["policy"], "static", "{json:#}");
+    for p in policies {
+        assert!(p["stack_kib_peak"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["threads_created"].as_u64().unwrap() >= 85 + 24, "{p}");
+        if p["policy"] != "fault" {
+            assert_eq!(p["fatal_faults"], 0, "{p}");
+        }
+    }
+    let page = fs::read_to_string(report.join("index.html")).unwrap();
+    assert_eq!(page.matches("<svg").count(), 3);
+}
