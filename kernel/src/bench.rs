@@ -110,6 +110,7 @@ fn stack_faults(policy: Policy) -> Summary {
         let options = SpawnOptions {
             policy,
             pinned: Some(0),
+            ..SpawnOptions::default()
         };
         let thread = sched::spawn("cost-fault", options, move || {
             let me = sched::current().expect("a thread");
@@ -161,6 +162,7 @@ fn switches(policy: Policy) -> Summary {
         let options = SpawnOptions {
             policy,
             pinned: Some(0),
+            ..SpawnOptions::default()
         };
         sched::spawn("cost-partner", options, move || {
             while !stop.load(Ordering::Acquire) {
@@ -175,6 +177,7 @@ fn switches(policy: Policy) -> Summary {
         let options = SpawnOptions {
             policy,
             pinned: Some(0),
+            ..SpawnOptions::default()
         };
         sched::spawn("cost-switch", options, move || {
             let mut costs = Vec::with_capacity(ROUNDS);
@@ -209,6 +212,7 @@ fn creations(policy: Policy) -> Summary {
         let options = SpawnOptions {
             policy,
             pinned: Some(0),
+            ..SpawnOptions::default()
         };
         let start = cpu::rdtsc();
         let thread = sched::spawn("cost-create", options, || {});

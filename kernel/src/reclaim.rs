@@ -30,6 +30,7 @@ pub fn start() {
     let options = SpawnOptions {
         policy: Policy::Static,
         pinned: None,
+        urgent: true,
     };
     sched::spawn("stack-reclaim", options, run).expect("memory for the stack-reclaim thread");
 }

@@ -6,7 +6,9 @@
 //!   cannot be served stops the thread (or the kernel, when no thread can be blamed safely);
 //!   a fault a test expects goes to its catcher; a fault in the lazy region is served on the
 //!   interrupted stack (or directly, in its "direct" half); anything else is fatal.
-//! - Device interrupts and IPIs are bounced to the interrupted stack and handled there.
+//! - Device interrupts and IPIs are handled on their IST stack, as Linux handles them on its
+//!   IRQ stacks, so they do not deepen the interrupted thread's stack; only a timer interrupt
+//!   that preempts the thread is bounced to the thread's stack, where it switches away.
 //!   Before any bounce, the part of the interrupted stack the frame will occupy is populated
 //!   (it may be a dynamic stack), so the copy itself cannot fault.
 //! - Every other exception is fatal unless a test's catcher expects it: one `Exception`
@@ -40,7 +42,25 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
     let vector = frame.vector as u8;
     match vector {
         vectors::PAGE_FAULT => page_fault(frame),
-        v if v >= vectors::FIRST_INTERRUPT => bounce(frame, 0),
+        vector::TIMER => {
+            TIMER_TICKS[cpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
+            apic::eoi();
+            if sched::tick() {
+                bounce(frame, 0)
+            } else {
+                Disposition::Done
+            }
+        }
+        vector::TLB_SHOOTDOWN => {
+            tlb::serve();
+            apic::eoi();
+            Disposition::Done
+        }
+        vector::SPURIOUS => Disposition::Done,
+        v if v >= vectors::FIRST_INTERRUPT => {
+            apic::eoi();
+            Disposition::Done
+        }
         _ => {
             if catch::redirect(frame, 0) {
                 Disposition::Done
@@ -60,17 +80,8 @@ pub fn on_interrupted_stack(frame: &mut TrapFrame) {
                 fatal(frame, address);
             }
         }
-        vector::TIMER => {
-            TIMER_TICKS[cpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
-            apic::eoi();
-            sched::tick();
-        }
-        vector::TLB_SHOOTDOWN => {
-            tlb::serve();
-            apic::eoi();
-        }
-        vector::SPURIOUS => {}
-        _ => apic::eoi(),
+        vector::TIMER => sched::preempt(),
+        other => unreachable!("vector {other} is never bounced"),
     }
 }
 

@@ -46,6 +46,7 @@ pub fn start() {
     let options = SpawnOptions {
         policy: Policy::Static,
         pinned: None,
+        urgent: true,
     };
     sched::spawn("worker", options, worker).expect("memory for the worker thread");
 }

@@ -300,7 +300,7 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
     let seed = run.next_seed.fetch_add(0x1000_0001, Ordering::Relaxed);
     let options = SpawnOptions {
         policy: group.policy,
-        pinned: None,
+        ..SpawnOptions::default()
     };
     let body = {
         let (run, group, member) = (run.clone(), group.clone(), member.clone());

@@ -60,8 +60,16 @@ fn spawn_with(
     pinned: Option<u32>,
     body: impl FnOnce() + Send + 'static,
 ) -> Result<Arc<Thread>, alloc::string::String> {
-    sched::spawn(name, SpawnOptions { policy, pinned }, body)
-        .map_err(|e| alloc::format!("spawn {name}: {e:?}"))
+    sched::spawn(
+        name,
+        SpawnOptions {
+            policy,
+            pinned,
+            ..SpawnOptions::default()
+        },
+        body,
+    )
+    .map_err(|e| alloc::format!("spawn {name}: {e:?}"))
 }
 
 fn me() -> Arc<Thread> {

@@ -97,7 +97,11 @@ pub fn enqueue(thread: Arc<Thread>, pinned: Option<u32>) {
     let cpu = &CPUS[target];
     {
         let mut queue = cpu.run_queue.lock();
-        queue.push_back(thread);
+        if thread.is_urgent() {
+            queue.push_front(thread);
+        } else {
+            queue.push_back(thread);
+        }
         cpu.queued.store(queue.len(), Ordering::Relaxed);
     }
     if target as u32 != hwcpu::current_id() && cpu.idle.load(Ordering::Acquire) {

@@ -39,6 +39,10 @@ pub struct SpawnOptions {
     pub policy: Policy,
     /// Run only on this CPU (tests that must stay put); `None` lets it migrate.
     pub pinned: Option<u32>,
+    /// Kernel housekeeping (the worker that frees exited threads' stacks, stack reclaim):
+    /// when it becomes ready it goes to the front of a run queue, so that memory held by dead
+    /// threads is not kept waiting behind a long queue.
+    pub urgent: bool,
 }
 
 impl Default for SpawnOptions {
@@ -46,6 +50,7 @@ impl Default for SpawnOptions {
         SpawnOptions {
             policy: Policy::Static,
             pinned: None,
+            urgent: false,
         }
     }
 }
@@ -66,6 +71,7 @@ pub fn spawn(
         stack,
         saved_rsp,
         options.pinned,
+        options.urgent,
     ));
     cpu::enqueue(thread.clone(), options.pinned);
     Ok(thread)
@@ -167,17 +173,21 @@ pub fn uptime_ms() -> u64 {
     timer::uptime_ms()
 }
 
-/// Called by the timer interrupt, on the interrupted stack, after the EOI: time, sleepers,
-/// preemption.
-pub fn tick() {
-    let cpu_id = hwcpu::current_id();
-    if cpu_id == 0 {
+/// Called by the timer interrupt on its IST stack, after the EOI: advances time, wakes
+/// sleepers, and returns whether the interrupted thread should be preempted (then the trap
+/// moves to the thread's stack and calls [`preempt`]).
+pub fn tick() -> bool {
+    if hwcpu::current_id() == 0 {
         timer::tick();
     }
-    if cpu::preemption_due() {
-        let irq = IrqGuard::new();
-        cpu::switch_to_scheduler(&irq);
-    }
+    cpu::preemption_due()
+}
+
+/// Preempts the running thread: called on its own stack by a timer interrupt that [`tick`]
+/// said should preempt.
+pub fn preempt() {
+    let irq = IrqGuard::new();
+    cpu::switch_to_scheduler(&irq);
 }
 
 /// Sets up the scheduler (timer rate) before any CPU runs it.

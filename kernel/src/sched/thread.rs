@@ -81,6 +81,8 @@ pub struct Thread {
     pub(super) joiners: WaitQueue,
     /// The CPU the thread must run on (`NOT_PINNED`: any).
     pinned: AtomicU32,
+    /// Goes to the front of run queues (see `SpawnOptions::urgent`).
+    urgent: bool,
     /// The thread's stack.
     pub stack: ThreadStack,
 }
@@ -93,6 +95,7 @@ impl Thread {
         stack: ThreadStack,
         saved_rsp: u64,
         pinned: Option<u32>,
+        urgent: bool,
     ) -> Thread {
         Thread {
             id,
@@ -109,6 +112,7 @@ impl Thread {
             admit_wait_since: AtomicU64::new(0),
             joiners: WaitQueue::new(),
             pinned: AtomicU32::new(pinned.unwrap_or(NOT_PINNED)),
+            urgent,
             stack,
         }
     }
@@ -142,6 +146,11 @@ impl Thread {
     /// The CPU the thread is pinned to, if any.
     pub fn pinned(&self) -> Option<u32> {
         Some(self.pinned.load(Ordering::Relaxed)).filter(|&cpu| cpu != NOT_PINNED)
+    }
+
+    /// Whether the thread jumps run queues (kernel housekeeping).
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
     }
 
     /// Pins the thread to `cpu` (or lets it run anywhere); takes effect at its next switch.
