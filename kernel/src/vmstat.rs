@@ -61,6 +61,8 @@ pub fn emit(reason: &str) {
             admit_wait_us_max: load(&c.admit_wait_ticks_max) / per_us,
             killed: load(&c.killed),
             reclaimed: load(&c.reclaimed),
+            high_water_mean_bytes: load(&c.high_water_total) / load(&c.released).max(1),
+            high_water_max_bytes: load(&c.high_water_max),
         }));
         for (pages, threads) in c.peak_pages.iter().enumerate() {
             let threads = load(threads);

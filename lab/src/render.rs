@@ -416,6 +416,8 @@ mod tests {
             admit_wait_us_max: 0,
             killed: 1,
             reclaimed: 0,
+            high_water_mean_bytes: 0,
+            high_water_max_bytes: 0,
         }));
         assert!(stat.starts_with("[policy fault] threads 5 created, 0 live; stack 0 KiB now, 48 KiB peak; faults=8 fatal=1"), "{stat}");
         assert!(!stat.contains('\n'), "{stat}");

@@ -291,6 +291,12 @@ pub struct PolicyStat<'a> {
     pub killed: u64,
     /// Pages given back before exit.
     pub reclaimed: u64,
+    /// Mean high-water mark of its exited threads: the deepest byte each one wrote, found as
+    /// Linux's `stack_not_used()` finds it (first non-zero word from the far end; unpopulated
+    /// pages count as unused), bytes.
+    pub high_water_mean_bytes: u64,
+    /// The deepest high-water mark of its exited threads, bytes.
+    pub high_water_max_bytes: u64,
 }
 
 /// A measured cost. Under `-icount shift=0` the TSC counts guest instructions, so these are

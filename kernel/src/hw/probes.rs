@@ -59,7 +59,7 @@ pub fn stack_pointer() -> u64 {
     rsp
 }
 
-/// Writes a zero byte at `address`, which must lie in the calling thread's own stack more than
+/// Writes a non-zero byte (so a later high-water scan sees it) at `address`, which must lie in the calling thread's own stack more than
 /// the red zone below the current stack pointer (free stack space nobody else uses), and
 /// returns the TSC ticks the store took, page fault included. Interrupts must be off, so no
 /// interrupt can land in that space meanwhile.
@@ -83,7 +83,7 @@ pub fn timed_stack_touch(_irq: &super::cpu::IrqGuard, stack_bottom: u64, address
             "rdtsc",
             "mov r8d, eax",
             "mov r9d, edx",
-            "mov byte ptr [{address}], 0",
+            "mov byte ptr [{address}], 0xa5",
             "lfence",
             "rdtsc",
             address = in(reg) address,

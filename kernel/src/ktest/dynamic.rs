@@ -50,6 +50,10 @@ pub const TESTS: &[KernelTest] = &[
         name: "group_limit",
         run: group_limit,
     },
+    KernelTest {
+        name: "high_water_mark",
+        run: high_water_mark,
+    },
 ];
 
 const DYNAMIC: [Policy; 2] = [Policy::Fault, Policy::Guaranteed];
@@ -603,5 +607,27 @@ fn group_limit() -> TestResult {
         0,
         "charge after every stack was released"
     );
+    Ok(())
+}
+
+fn high_water_mark() -> TestResult {
+    for policy in [Policy::Static, Policy::Fault, Policy::Guaranteed] {
+        fresh_stacks();
+        let marks = Arc::new([const { AtomicU64::new(0) }; 2]);
+        let out = marks.clone();
+        let thread = spawn_with("high-water", policy, None, move || {
+            let me = me();
+            let irq = IrqGuard::new();
+            let _ = recurse(me.stack.top(), 9000, 0, &mut || {});
+            drop(irq);
+            out[0].store(me.stack.high_water_bytes(), Ordering::Relaxed);
+            out[1].store(u64::from(me.stack.populated_pages()), Ordering::Relaxed);
+        })?;
+        sched::join(&thread);
+        let (mark, pages) = (marks[0].load(Ordering::Relaxed), marks[1].load(Ordering::Relaxed));
+        check!((9000..9000 + 1024).contains(&mark), "{}: high-water mark {mark} after going 9000 bytes deep", policy.name());
+        let expected_pages = if policy == Policy::Static { 4 } else { 3 };
+        check_eq!(pages, expected_pages, "{} pages populated", policy.name());
+    }
     Ok(())
 }

@@ -52,6 +52,12 @@ pub struct PolicyCounters {
     pub killed: AtomicU64,
     /// Pages given back before exit.
     pub reclaimed: AtomicU64,
+    /// Sum of the high-water marks of released stacks, bytes.
+    pub high_water_total: AtomicU64,
+    /// The deepest high-water mark of a released stack, bytes.
+    pub high_water_max: AtomicU64,
+    /// Stacks released (whose high-water marks are summed).
+    pub released: AtomicU64,
     /// Threads by the most pages they had populated at once (index = pages).
     pub peak_pages: [AtomicU64; PAGE_BUCKETS],
 }
@@ -73,6 +79,9 @@ impl PolicyCounters {
             admit_wait_ticks_max: AtomicU64::new(0),
             killed: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
+            high_water_total: AtomicU64::new(0),
+            high_water_max: AtomicU64::new(0),
+            released: AtomicU64::new(0),
             peak_pages: [const { AtomicU64::new(0) }; PAGE_BUCKETS],
         }
     }

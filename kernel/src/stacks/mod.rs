@@ -139,6 +139,11 @@ impl ThreadStack {
             .load(Ordering::Relaxed)
     }
 
+    /// The deepest byte written so far, as bytes below the stack top (see [`high_water`]).
+    pub fn high_water_bytes(&self) -> u64 {
+        high_water(self.slot)
+    }
+
     /// Stack faults served for this stack so far.
     pub fn faults(&self) -> u32 {
         region().slots[self.slot.as_usize()]
@@ -255,6 +260,10 @@ pub fn release(stack: &ThreadStack) {
     counts.peak_pages[peak].fetch_add(1, Ordering::Relaxed);
     counts.threads_live.fetch_sub(1, Ordering::Relaxed);
     counts.add_pages(-i64::from(live.populated_pages()));
+    let mark = high_water(stack.slot);
+    counts.high_water_total.fetch_add(mark, Ordering::Relaxed);
+    counts.high_water_max.fetch_max(mark, Ordering::Relaxed);
+    counts.released.fetch_add(1, Ordering::Relaxed);
     cell.populated.store(0, Ordering::Relaxed);
     let group = live.group();
     let cpu = cpu::current_id() as usize;
@@ -275,6 +284,30 @@ pub fn release(stack: &ThreadStack) {
     if quarantine::wants_purge() {
         purge();
     }
+}
+
+/// The high-water mark of the stack in `slot`, as Linux's `stack_not_used()` computes it: the
+/// distance from the stack top to the first non-zero word found scanning up from the far end.
+/// Unpopulated pages count as unused. Every populated page starts zeroed (fresh frames come
+/// zeroed, reused ones are zeroed), so a non-zero word was written by the stack's thread. Reads
+/// go through the direct map, so the scan never faults; on a running thread's stack it is a
+/// snapshot.
+fn high_water(slot: SlotIndex) -> u64 {
+    let layout = &region().layout;
+    let top = layout.stack_top(slot).as_u64();
+    let pages = layout.stack_pages();
+    for index in (0..pages).rev() {
+        let page = layout.page_addr(slot, dks_core::StackPage::new(index)).as_u64();
+        let Some(phys) = paging::translate(page) else {
+            continue;
+        };
+        for word in 0..PAGE_BYTES / 8 {
+            if paging::read_phys_u64(phys + word * 8) != 0 {
+                return top - (page + word * 8);
+            }
+        }
+    }
+    0
 }
 
 /// Returns a slot to the free slots, or to the quarantine if its TLB entries may live on.

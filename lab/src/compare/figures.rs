@@ -333,6 +333,8 @@ pub(crate) mod tests {
             admit_wait_us_max: 0,
             killed: 0,
             reclaimed: 0,
+            high_water_mean_bytes: 0,
+            high_water_max_bytes: 0,
         }
     }
 
