@@ -65,7 +65,10 @@ pub const EXIT_CODES: [ExitCodeDoc; 10] = [
         1,
         "the host could not boot: kernel build failed, QEMU missing, KVM unusable, I/O error",
     ),
-    (2, "bad dks command line (unknown flag, value out of range)"),
+    (
+        2,
+        "bad dks command line or scenario (unknown flag or key, value out of range)",
+    ),
     (3, "the kernel reported failure (a test or check failed)"),
     (4, "the kernel rejected its command line (config error)"),
     (5, "the kernel panicked"),
@@ -77,7 +80,7 @@ pub const EXIT_CODES: [ExitCodeDoc; 10] = [
     (8, "timeout: QEMU was killed"),
     (
         9,
-        "inconsistent: exit status says success but the records disagree",
+        "inconsistent: exit status says success but the records disagree or are incomplete",
     ),
 ];
 

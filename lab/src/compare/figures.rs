@@ -57,17 +57,25 @@ impl Measurements {
         }
     }
 
-    /// Adds the records of a workload boot.
+    /// Adds the records of a workload boot that ran `policies`. Records of other policies
+    /// (the kernel's own threads, e.g. under `static` in a boot of `fault` alone) are left
+    /// out: each policy's figures come from the boot that ran its workload.
     pub fn add_workload_boot<'a>(
         &mut self,
         records: impl IntoIterator<Item = &'a Record<'static>>,
+        policies: &[String],
     ) {
+        let ran = |policy: &str| policies.iter().any(|p| p == policy);
         for record in records {
             match record {
-                Record::Sample(sample) => self.samples.push(sample.clone()),
-                Record::PolicyStat(stat) => self.stats.push(stat.clone()),
-                Record::ThreadPages(pages) => self.thread_pages.push(pages.clone()),
-                Record::StackFault(fault) => self.stack_faults.push(fault.clone()),
+                Record::Sample(sample) if ran(&sample.policy) => self.samples.push(sample.clone()),
+                Record::PolicyStat(stat) if ran(&stat.policy) => self.stats.push(stat.clone()),
+                Record::ThreadPages(pages) if ran(&pages.policy) => {
+                    self.thread_pages.push(pages.clone())
+                }
+                Record::StackFault(fault) if ran(&fault.policy) => {
+                    self.stack_faults.push(fault.clone())
+                }
                 _ => {}
             }
         }
@@ -443,6 +451,20 @@ pub(crate) mod tests {
         m.stats.push(stat("fault", 0, 0, 0));
         let error = compare(&setup(), &policies(&["fault"]), &m).unwrap_err();
         assert_eq!(error, "several PolicyStat records for policy fault");
+    }
+
+    #[test]
+    fn a_workload_boot_contributes_only_the_policies_it_ran() {
+        let records = [
+            Record::PolicyStat(stat("static", 48, 48, 0)),
+            Record::PolicyStat(stat("fault", 0, 48, 8)),
+            Record::Sample(sample(100, "static", 48, 48)),
+            Record::Sample(sample(100, "fault", 40, 20)),
+        ];
+        let mut m = Measurements::default();
+        m.add_workload_boot(&records, &["fault".to_owned()]);
+        assert_eq!(m.stats, [stat("fault", 0, 48, 8)]);
+        assert_eq!(m.samples, [sample(100, "fault", 40, 20)]);
     }
 
     #[test]

@@ -320,7 +320,7 @@ pub fn run<W: Write>(
                 outcome: Box::new(outcome),
             });
         }
-        measurements.add_workload_boot(outcome.records());
+        measurements.add_workload_boot(outcome.records(), &boot.policies);
         progress.step(&format!(
             "{label} done in {:.1} s",
             outcome.elapsed.as_secs_f64()
