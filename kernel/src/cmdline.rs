@@ -21,6 +21,8 @@ pub enum Crash {
     PageFault,
     /// Overflows a kernel stack into its guard page.
     Guard,
+    /// Takes a page fault inside the page-fault handler (while its IST frame is live).
+    NestedPageFault,
 }
 
 /// Where a workload's plan comes from.
@@ -105,7 +107,7 @@ const KEYS: &[(&str, &str)] = &[
     ),
     ("reserve", "a frame count from 0 to 1048576"),
     ("hz", "timer interrupts per second, 10 to 10000"),
-    ("crash", "ud, page-fault, guard"),
+    ("crash", "ud, page-fault, guard, nested-page-fault"),
     ("max_stack", "16K, 32K or 64K"),
     ("slots", "stack slots, 64 to 65536"),
     ("bench", "costs"),
@@ -230,6 +232,7 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                     "ud" => Crash::InvalidOpcode,
                     "page-fault" => Crash::PageFault,
                     "guard" => Crash::Guard,
+                    "nested-page-fault" => Crash::NestedPageFault,
                     _ => return Err(error("unknown crash kind")),
                 })
             }

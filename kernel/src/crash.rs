@@ -10,8 +10,11 @@ pub fn now(crash: Crash) -> ! {
     match crash {
         Crash::InvalidOpcode => catch::invalid_opcode(),
         Crash::PageFault => {
-            let unmapped = crate::layout::LAZY_REGION_BASE;
-            catch::fault_read(unmapped);
+            catch::read_never_mapped();
+        }
+        Crash::NestedPageFault => {
+            crate::trap::PROVOKE_NESTED_FAULT.store(true, core::sync::atomic::Ordering::Release);
+            catch::lazy_write(crate::lazy::DIRECT.start, 1);
         }
         Crash::Guard => {
             let _irq = cpu::IrqGuard::new();

@@ -25,6 +25,9 @@ pub const KERNEL_IMAGE_BASE: u64 = 0x10_0000;
 pub const LAZY_REGION_BASE: u64 = 0x0000_1000_0000_0000;
 /// Size of the lazy region.
 pub const LAZY_REGION_BYTES: u64 = 1 << 30;
+/// An address nothing ever maps (the last page of the lower half): `crash=page-fault` reads it.
+pub const NEVER_MAPPED: u64 = 0x0000_7fff_ffff_f000;
+
 /// The direct map of physical memory (Linux's `PAGE_OFFSET`).
 pub const DIRECT_MAP_BASE: u64 = 0xffff_8880_0000_0000;
 /// The thread-stack region (Linux's vmalloc area starts here too).

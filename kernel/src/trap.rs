@@ -15,7 +15,7 @@
 //!   record, then the boot ends with `ExitCode::Exception`.
 
 use alloc::borrow::Cow;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dks_protocol::exit::ExitCode;
 use dks_protocol::record::{Exception, GuardHit, Record, StackFault};
@@ -28,6 +28,10 @@ use crate::hw::trap::{Disposition, FRAME_BYTES, TrapFrame, bounce_target};
 use crate::mm::kstacks;
 use crate::stacks::{self, FaultResult};
 use crate::{lazy, report, sched, tlb};
+
+/// Set by `crash=nested-page-fault`: the next fault in the lazy region's direct half touches
+/// an unmapped address from inside the #PF handler, so that the nested fault is detected.
+pub static PROVOKE_NESTED_FAULT: AtomicBool = AtomicBool::new(false);
 
 /// The id of the last thread whose stack overflowed into its guard page (0: none yet).
 pub static LAST_GUARD_HIT_THREAD: AtomicU64 = AtomicU64::new(0);
@@ -88,12 +92,11 @@ pub fn on_interrupted_stack(frame: &mut TrapFrame) {
 /// A page fault while this CPU's #PF IST frame was live: the frame of the first fault has
 /// been overwritten. Report and stop; there is nothing to return to.
 pub fn nested_page_fault(frame: &TrapFrame) -> ! {
-    report::log(format_args!(
-        "nested page fault on the #PF IST stack: cr2={:#x} rip={:#x}",
-        cpu::read_cr2(),
-        frame.rip
-    ));
-    fatal(frame, cpu::read_cr2())
+    report_exception(frame, cpu::read_cr2());
+    report::exit(
+        ExitCode::Exception,
+        "nested page fault: a #PF arrived while the #PF IST frame was live",
+    )
 }
 
 /// Moves the trap to the interrupted stack, after populating the part the frame will use.
@@ -132,6 +135,10 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
     }
     if catch::redirect(frame, cr2) {
         return Disposition::Done;
+    }
+    if lazy::DIRECT.contains(&cr2) && PROVOKE_NESTED_FAULT.swap(false, Ordering::AcqRel) {
+        // A fault on the #PF IST stack while this frame is live: must be caught, not lost.
+        let _ = catch::fault_read(lazy::BOUNCED.end - 8);
     }
     if lazy::DIRECT.contains(&cr2) && lazy::handle_direct(cr2) {
         return Disposition::Done;
@@ -203,6 +210,11 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
 }
 
 fn fatal(frame: &TrapFrame, cr2: u64) -> ! {
+    report_exception(frame, cr2);
+    report::exit(ExitCode::Exception, "unexpected exception")
+}
+
+fn report_exception(frame: &TrapFrame, cr2: u64) {
     report::emit(&Record::Exception(Exception {
         cpu: cpu::current_id(),
         vector: frame.vector as u8,
@@ -213,5 +225,4 @@ fn fatal(frame: &TrapFrame, cr2: u64) -> ! {
         cr2,
         registers: frame.registers(),
     }));
-    report::exit(ExitCode::Exception, "unexpected exception")
 }

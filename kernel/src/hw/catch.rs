@@ -164,7 +164,8 @@ pub fn probe_execute_data(irq: &IrqGuard) -> Result<(), CaughtFault> {
     catch_fault(irq, None, call, (&raw const DATA_RET_INSTRUCTION) as usize)
 }
 
-/// Reads `address` in the lazy region with no catcher: the page fault is fatal.
+/// Reads `address` in the lazy region with no catcher: a fault there is served like any
+/// other lazy-region fault (or, inside the #PF handler, is the nested fault it provokes).
 pub fn fault_read(address: u64) -> u64 {
     assert!(
         (layout::LAZY_REGION_BASE..layout::LAZY_REGION_BASE + layout::LAZY_REGION_BYTES)
@@ -190,6 +191,16 @@ pub fn lazy_write(address: u64, value: u64) {
 /// Reads `address` in the lazy region, without a catcher (see [`lazy_write`]).
 pub fn lazy_read(address: u64) -> u64 {
     fault_read(address)
+}
+
+/// Reads `layout::NEVER_MAPPED`, which nothing maps, with no catcher: the fault is fatal.
+pub fn read_never_mapped() -> u64 {
+    assert!(
+        paging::translate(layout::NEVER_MAPPED).is_none(),
+        "NEVER_MAPPED is mapped"
+    );
+    // SAFETY: the address is not mapped (checked): the read faults and the kernel stops.
+    unsafe { core::ptr::read_volatile(layout::NEVER_MAPPED as *const u64) }
 }
 
 /// Executes `ud2`.

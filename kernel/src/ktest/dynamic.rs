@@ -624,8 +624,15 @@ fn high_water_mark() -> TestResult {
             out[1].store(u64::from(me.stack.populated_pages()), Ordering::Relaxed);
         })?;
         sched::join(&thread);
-        let (mark, pages) = (marks[0].load(Ordering::Relaxed), marks[1].load(Ordering::Relaxed));
-        check!((9000..9000 + 1024).contains(&mark), "{}: high-water mark {mark} after going 9000 bytes deep", policy.name());
+        let (mark, pages) = (
+            marks[0].load(Ordering::Relaxed),
+            marks[1].load(Ordering::Relaxed),
+        );
+        check!(
+            (9000..9000 + 1024).contains(&mark),
+            "{}: high-water mark {mark} after going 9000 bytes deep",
+            policy.name()
+        );
         let expected_pages = if policy == Policy::Static { 4 } else { 3 };
         check_eq!(pages, expected_pages, "{} pages populated", policy.name());
     }

@@ -297,7 +297,9 @@ fn high_water(slot: SlotIndex) -> u64 {
     let top = layout.stack_top(slot).as_u64();
     let pages = layout.stack_pages();
     for index in (0..pages).rev() {
-        let page = layout.page_addr(slot, dks_core::StackPage::new(index)).as_u64();
+        let page = layout
+            .page_addr(slot, dks_core::StackPage::new(index))
+            .as_u64();
         let Some(phys) = paging::translate(page) else {
             continue;
         };

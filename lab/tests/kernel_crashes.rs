@@ -1,0 +1,95 @@
+//! Crashes are reported, never hang and never read as success: the kernel is made to crash
+//! on purpose (`crash=`) and each boot must end with the structured records that say what
+//! happened and the matching exit code.
+
+use std::time::Duration;
+
+use dks_lab::boot::{self, BootOutcome};
+use dks_lab::config::BootConfig;
+use dks_lab::kernel;
+use dks_protocol::exit::ExitCode;
+use dks_protocol::record::Record;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The address `crash=page-fault` reads: `NEVER_MAPPED` in `kernel/src/layout.rs`.
+const NEVER_MAPPED: u64 = 0x0000_7fff_ffff_f000;
+
+fn crash(kind: &str) -> BootOutcome {
+    let kernel = kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let config = BootConfig {
+        kernel_args: vec![format!("crash={kind}")],
+        timeout: TIMEOUT,
+        ..BootConfig::new(kernel)
+    };
+    boot::run(&config, |_| {}).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn exit_of(outcome: &BootOutcome) -> (ExitCode, String) {
+    match outcome.records().last() {
+        Some(Record::Exit(exit)) => (exit.code, exit.reason.to_string()),
+        other => panic!(
+            "last record is not an exit: {other:?}\n{}",
+            outcome.serial_log
+        ),
+    }
+}
+
+fn exceptions(outcome: &BootOutcome) -> Vec<(u8, u64)> {
+    outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::Exception(e) => Some((e.vector, e.cr2)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_invalid_opcode_is_one_exception_record_and_a_failure_exit() {
+    let outcome = crash("ud");
+    assert!(!outcome.is_success(), "{}", outcome.serial_log);
+    assert_eq!(exceptions(&outcome), [(6, 0)], "{}", outcome.serial_log);
+    assert_eq!(exit_of(&outcome).0, ExitCode::Exception);
+}
+
+#[test]
+fn an_unhandled_page_fault_names_its_address() {
+    let outcome = crash("page-fault");
+    assert!(!outcome.is_success(), "{}", outcome.serial_log);
+    assert_eq!(
+        exceptions(&outcome),
+        [(14, NEVER_MAPPED)],
+        "{}",
+        outcome.serial_log
+    );
+    assert_eq!(exit_of(&outcome).0, ExitCode::Exception);
+}
+
+#[test]
+fn a_kernel_stack_overflow_is_a_guard_hit() {
+    let outcome = crash("guard");
+    assert!(!outcome.is_success(), "{}", outcome.serial_log);
+    let hits: Vec<u64> = outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::GuardHit(hit) => Some(hit.depth_bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "{}", outcome.serial_log);
+    assert!(
+        hits[0] > 32 * 1024,
+        "the hit is below a 32 KiB kernel stack: {hits:?}"
+    );
+    assert_eq!(exit_of(&outcome).0, ExitCode::Exception);
+}
+
+#[test]
+fn a_page_fault_while_the_page_fault_frame_is_live_is_detected() {
+    let outcome = crash("nested-page-fault");
+    assert!(!outcome.is_success(), "{}", outcome.serial_log);
+    let (code, reason) = exit_of(&outcome);
+    assert_eq!(code, ExitCode::Exception);
+    assert!(reason.contains("nested page fault"), "{reason}");
+    assert_eq!(exceptions(&outcome).len(), 1, "{}", outcome.serial_log);
+}
