@@ -149,7 +149,7 @@ pub fn record(record: &Record<'_>) -> String {
         Record::PolicyStat(p) => format!(
             "[policy {}] threads {} created, {} live; stack {} KiB now, {} KiB peak; faults={} \
              fatal={} refills={} refill_failures={} guard_hits={} admit_waits={} \
-             (total {} us, max {} us) killed={} reclaimed={}",
+             (total {} us, max {} us) killed={} reclaimed={}; high-water mark mean {} max {} bytes",
             one_line(&p.policy),
             p.threads_created,
             p.threads_live,
@@ -164,7 +164,9 @@ pub fn record(record: &Record<'_>) -> String {
             p.admit_wait_us_total,
             p.admit_wait_us_max,
             p.killed,
-            p.reclaimed
+            p.reclaimed,
+            p.high_water_mean_bytes,
+            p.high_water_max_bytes
         ),
         Record::Cost(c) => {
             let unit = if c.instructions {

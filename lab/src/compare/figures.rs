@@ -189,6 +189,11 @@ pub struct PolicyFigures {
     pub admit_wait_us_total: u64,
     /// Longest single wait for admission, microseconds.
     pub admit_wait_us_max: u64,
+    /// Mean high-water mark of its exited threads (as Linux's `stack_not_used()` finds it),
+    /// bytes.
+    pub high_water_mean_bytes: u64,
+    /// The deepest high-water mark of its exited threads, bytes.
+    pub high_water_max_bytes: u64,
     /// Guest instructions per stack fault.
     pub insns_per_fault: Option<f64>,
     /// Guest instructions per context switch.
@@ -281,6 +286,8 @@ pub fn compare(
             admission_waits: stat.admit_waits,
             admit_wait_us_total: stat.admit_wait_us_total,
             admit_wait_us_max: stat.admit_wait_us_max,
+            high_water_mean_bytes: stat.high_water_mean_bytes,
+            high_water_max_bytes: stat.high_water_max_bytes,
             insns_per_fault: measurements.per_op(what::STACK_FAULT, policy),
             insns_per_switch,
             insns_per_create,
