@@ -218,7 +218,7 @@ fn memory_over_time(policies: &[&str], m: &Measurements) -> Option<String> {
             .label_font(LABEL_FONT)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::MiddleRight)
             .draw()
             .ok()
     })
