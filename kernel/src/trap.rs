@@ -60,6 +60,14 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
             apic::eoi();
             Disposition::Done
         }
+        vector::RESCHEDULE => {
+            apic::eoi();
+            if sched::reschedule_ipi() {
+                bounce(frame, 0)
+            } else {
+                Disposition::Done
+            }
+        }
         vector::SPURIOUS => Disposition::Done,
         v if v >= vectors::FIRST_INTERRUPT => {
             apic::eoi();
@@ -84,7 +92,7 @@ pub fn on_interrupted_stack(frame: &mut TrapFrame) {
                 fatal(frame, address);
             }
         }
-        vector::TIMER => sched::preempt(),
+        vector::TIMER | vector::RESCHEDULE => sched::preempt(),
         other => unreachable!("vector {other} is never bounced"),
     }
 }

@@ -445,6 +445,25 @@ pub fn fill_stack_page(virt: u64, byte: u8) {
     unsafe { core::ptr::write_bytes(virt as *mut u8, byte, PAGE_BYTES as usize) };
 }
 
+/// Returns the offset of the first non-zero 8-byte word of the physical page at `phys`, read
+/// through the direct map, or `None` if the page is all zeros.
+///
+/// # Panics
+/// If `phys` is not page aligned or not covered by the direct map.
+pub fn first_nonzero_word(phys: u64) -> Option<u64> {
+    assert!(
+        phys.is_multiple_of(PAGE_BYTES) && direct_map_covers(phys, PAGE_BYTES),
+        "scan of {phys:#x}"
+    );
+    // SAFETY: the page lies in the direct map (checked), which maps RAM read-write for the
+    // kernel's lifetime; reading it as 512 `u64`s (8-aligned) has no side effects, and a
+    // concurrent writer could only make the answer stale, never unsound for plain integers.
+    let words = unsafe {
+        core::slice::from_raw_parts(phys_to_virt(phys) as *const u64, (PAGE_BYTES / 8) as usize)
+    };
+    words.iter().position(|&w| w != 0).map(|i| i as u64 * 8)
+}
+
 /// Returns whether every byte of the mapped page at `virt` reads as zero (through the direct
 /// map, so reading never faults); `None` if it is not mapped.
 pub fn page_is_zero(virt: u64) -> Option<bool> {

@@ -30,6 +30,8 @@ struct CpuSched {
     slice_used: AtomicU32,
     /// The loop is halted waiting for an interrupt.
     idle: AtomicBool,
+    /// An urgent thread was queued here: preempt the running thread at the next chance.
+    resched: AtomicBool,
     /// Context switches made by this CPU.
     switches: AtomicU64,
 }
@@ -44,6 +46,7 @@ static CPUS: [CpuSched; MAX_CPUS] = [const {
         discarded_rsp: AtomicU64::new(0),
         slice_used: AtomicU32::new(0),
         idle: AtomicBool::new(false),
+        resched: AtomicBool::new(false),
         switches: AtomicU64::new(0),
     }
 }; MAX_CPUS];
@@ -93,18 +96,33 @@ pub fn try_current() -> Option<Arc<Thread>> {
 /// Puts a ready thread in a run queue: its pinned CPU, or the least loaded online CPU
 /// (ties broken round-robin). Wakes that CPU if it idles.
 pub fn enqueue(thread: Arc<Thread>, pinned: Option<u32>) {
-    let target = pinned.unwrap_or_else(least_loaded) as usize;
+    let urgent = thread.is_urgent();
+    // An urgent thread runs where it is woken, at the front: no IPI to wait for (an IPI to a
+    // busy CPU takes milliseconds under TCG). The scheduler loop that woke it (it reaps exited
+    // threads) picks it next.
+    let here = hwcpu::current_id();
+    let target = pinned.unwrap_or_else(|| {
+        if urgent && is_online(here) {
+            here
+        } else {
+            least_loaded()
+        }
+    }) as usize;
     let cpu = &CPUS[target];
     {
         let mut queue = cpu.run_queue.lock();
-        if thread.is_urgent() {
+        if urgent {
             queue.push_front(thread);
         } else {
             queue.push_back(thread);
         }
         cpu.queued.store(queue.len(), Ordering::Relaxed);
     }
-    if target as u32 != hwcpu::current_id() && cpu.idle.load(Ordering::Acquire) {
+    if urgent {
+        cpu.resched.store(true, Ordering::Release);
+    }
+    let remote = target as u32 != hwcpu::current_id();
+    if remote && (urgent || cpu.idle.load(Ordering::Acquire)) {
         send_ipi(target as u32, vector::RESCHEDULE);
     }
 }
@@ -134,7 +152,14 @@ pub fn preemption_due() -> bool {
         return false;
     }
     let used = cpu.slice_used.fetch_add(1, Ordering::Relaxed) + 1;
-    used >= SLICE_TICKS && any_ready(cpu)
+    cpu.resched.swap(false, Ordering::AcqRel) || (used >= SLICE_TICKS && any_ready(cpu))
+}
+
+/// Whether a reschedule IPI asked this CPU to preempt its thread now (an urgent thread is
+/// waiting in its queue).
+pub fn resched_requested() -> bool {
+    let cpu = this();
+    cpu.current.lock().is_some() && cpu.resched.swap(false, Ordering::AcqRel)
 }
 
 fn any_ready(cpu: &CpuSched) -> bool {
@@ -227,7 +252,11 @@ fn put_previous(cpu: &CpuSched, previous: Arc<Thread>) {
                 Some(pinned) if pinned != hwcpu::current_id() => enqueue(previous, Some(pinned)),
                 _ => {
                     let mut queue = cpu.run_queue.lock();
-                    queue.push_back(previous);
+                    if previous.is_urgent() {
+                        queue.push_front(previous);
+                    } else {
+                        queue.push_back(previous);
+                    }
                     cpu.queued.store(queue.len(), Ordering::Relaxed);
                 }
             }

@@ -183,6 +183,12 @@ pub fn tick() -> bool {
     cpu::preemption_due()
 }
 
+/// Called by the reschedule IPI on its IST stack: whether to preempt the interrupted thread
+/// (then the trap moves to the thread's stack and calls [`preempt`]).
+pub fn reschedule_ipi() -> bool {
+    cpu::resched_requested()
+}
+
 /// Preempts the running thread: called on its own stack by a timer interrupt that [`tick`]
 /// said should preempt.
 pub fn preempt() {

@@ -281,9 +281,9 @@ pub fn release(stack: &ThreadStack) {
     if let Released::Freed(slot) = released {
         free_slot(slot.as_u32(), &platform);
     }
-    if quarantine::wants_purge() {
-        purge();
-    }
+    quarantine::start_flush(false);
+    let slots = quarantine::poll();
+    FREE_SLOTS.lock().extend(slots);
 }
 
 /// The high-water mark of the stack in `slot`, as Linux's `stack_not_used()` computes it: the
@@ -303,10 +303,8 @@ fn high_water(slot: SlotIndex) -> u64 {
         let Some(phys) = paging::translate(page) else {
             continue;
         };
-        for word in 0..PAGE_BYTES / 8 {
-            if paging::read_phys_u64(phys + word * 8) != 0 {
-                return top - (page + word * 8);
-            }
+        if let Some(offset) = paging::first_nonzero_word(phys) {
+            return top - (page + offset);
         }
     }
     0
@@ -321,9 +319,10 @@ fn free_slot(slot: u32, platform: &X86Platform) {
     }
 }
 
-/// Purges the quarantine: one shootdown, then its frames and slots are free again.
+/// Purges the quarantine: flushes every TLB and waits, then its frames and slots are free
+/// again.
 pub fn purge() {
-    let slots = quarantine::purge();
+    let slots = quarantine::purge_now();
     FREE_SLOTS.lock().extend(slots);
 }
 

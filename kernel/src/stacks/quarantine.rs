@@ -2,68 +2,120 @@
 //!
 //! Reusing such a frame, or mapping such a slot again, before every TLB forgot the old
 //! translation would let a CPU read or write memory that belongs to someone else. They wait
-//! here until a purge: one shootdown of every TLB (all CPUs, all addresses), after which they
-//! go back to the frame allocator and the free slots. A purge happens when the quarantine
-//! holds `PURGE_FRAMES` frames, when stack creation runs out of slots or memory, and before
-//! counts are compared with a baseline.
+//! here, in two stages:
+//!
+//! 1. *held*: collected as stacks are released;
+//! 2. *flushing*: once `PURGE_FRAMES` frames are held, the batch is tagged with a
+//!    flush-everything epoch (`tlb::request_flush_all`: an IPI to every CPU, not waited for).
+//!    When every CPU has flushed for that epoch (`tlb::flushed_everywhere`), the batch's frames
+//!    go back to the frame allocator and its slots to the free slots ([`poll`]).
+//!
+//! Nothing waits for an IPI on the way (an IPI to a busy CPU takes milliseconds under TCG, and
+//! the reaper would stall behind it); [`purge_now`] waits, for when memory or slots run out and
+//! before counts are compared with a baseline.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::mm::frames::{self, Frame};
+use crate::sched;
 use crate::sync::IrqMutex;
 use crate::tlb;
 
-/// The quarantine is purged when it holds this many frames.
+/// A batch starts flushing when this many frames are held.
 pub const PURGE_FRAMES: usize = 256;
 
-struct Held {
+#[derive(Debug, Default)]
+struct Batch {
     frames: Vec<Frame>,
     slots: Vec<u32>,
 }
 
-static HELD: IrqMutex<Held> = IrqMutex::new(Held {
-    frames: Vec::new(),
-    slots: Vec::new(),
+struct Quarantine {
+    held: Batch,
+    flushing: VecDeque<(u64, Batch)>,
+}
+
+static QUARANTINE: IrqMutex<Quarantine> = IrqMutex::new(Quarantine {
+    held: Batch {
+        frames: Vec::new(),
+        slots: Vec::new(),
+    },
+    flushing: VecDeque::new(),
 });
 
-/// Keeps `frame` until the next purge.
+/// Keeps `frame` until a flush of every TLB.
 pub fn hold_frame(frame: Frame) {
-    HELD.lock().frames.push(frame);
+    QUARANTINE.lock().held.frames.push(frame);
 }
 
-/// Keeps `slot` until the next purge.
+/// Keeps `slot` until a flush of every TLB.
 pub fn hold_slot(slot: u32) {
-    HELD.lock().slots.push(slot);
+    QUARANTINE.lock().held.slots.push(slot);
 }
 
-/// (frames, slots) waiting.
+/// (frames, slots) in the quarantine, held or flushing.
 pub fn held() -> (usize, usize) {
-    let held = HELD.lock();
-    (held.frames.len(), held.slots.len())
+    let q = QUARANTINE.lock();
+    let flushing = q
+        .flushing
+        .iter()
+        .map(|(_, b)| (b.frames.len(), b.slots.len()));
+    flushing.fold(
+        (q.held.frames.len(), q.held.slots.len()),
+        |(f, s), (bf, bs)| (f + bf, s + bs),
+    )
 }
 
-/// Whether the quarantine is full enough to purge.
-pub fn wants_purge() -> bool {
-    HELD.lock().frames.len() >= PURGE_FRAMES
-}
-
-/// Flushes every TLB, then frees the held frames and returns the held slots (for the caller
-/// to put back among the free slots). Must run in a thread (it waits for the other CPUs).
-pub fn purge() -> Vec<u32> {
-    let (held_frames, slots) = {
-        let mut held = HELD.lock();
-        (
-            core::mem::take(&mut held.frames),
-            core::mem::take(&mut held.slots),
-        )
+/// Starts flushing the held batch if it is big enough (or `always`), without waiting.
+pub fn start_flush(always: bool) {
+    let batch = {
+        let mut q = QUARANTINE.lock();
+        let empty = q.held.frames.is_empty() && q.held.slots.is_empty();
+        if empty || (!always && q.held.frames.len() < PURGE_FRAMES) {
+            return;
+        }
+        core::mem::take(&mut q.held)
     };
-    if held_frames.is_empty() && slots.is_empty() {
-        return slots;
+    // Taken out before the request: whatever is held after this waits for the next epoch.
+    let epoch = tlb::request_flush_all();
+    QUARANTINE.lock().flushing.push_back((epoch, batch));
+}
+
+/// Frees the frames of every batch whose flush has completed everywhere and returns their
+/// slots (for the caller to put back among the free slots).
+pub fn poll() -> Vec<u32> {
+    let mut done = Vec::new();
+    {
+        let mut q = QUARANTINE.lock();
+        while q
+            .flushing
+            .front()
+            .is_some_and(|(epoch, _)| tlb::flushed_everywhere(*epoch))
+        {
+            if let Some((_, batch)) = q.flushing.pop_front() {
+                done.push(batch);
+            }
+        }
     }
-    // Taken out before the shootdown: anything held after this point waits for the next one.
-    tlb::shootdown_all();
-    for frame in held_frames {
-        frames::free(frame);
+    let mut slots = Vec::new();
+    for batch in done {
+        for frame in batch.frames {
+            frames::free(frame);
+        }
+        slots.extend(batch.slots);
+    }
+    slots
+}
+
+/// Flushes everything held and waits until every batch is freed; returns their slots. Must
+/// run in a thread (it yields while other CPUs take their IPI).
+pub fn purge_now() -> Vec<u32> {
+    start_flush(true);
+    let mut slots = poll();
+    while QUARANTINE.lock().flushing.front().is_some() {
+        sched::yield_now();
+        slots.extend(poll());
     }
     slots
 }
