@@ -124,9 +124,14 @@ fn a_small_scenario_gives_exact_figures() {
         assert!(p["insns_per_switch"].as_f64().is_some(), "{context}");
     }
 
-    // Pages held per thread, from the raw console.
+    // Pages held per thread, from the raw console of the workload boot (the log holds the
+    // cost boot's console first).
+    let workload = log
+        .split("# dks compare: workload boot")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no workload boot in the log\n{context}"));
     let mut pages: BTreeMap<(String, u32), u64> = BTreeMap::new();
-    for line in log.lines() {
+    for line in workload.lines() {
         if let ConsoleLine::Record(Record::ThreadPages(t)) = ConsoleLine::parse(line) {
             *pages.entry((t.policy.to_string(), t.pages)).or_default() += t.threads;
         }
