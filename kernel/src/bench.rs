@@ -13,7 +13,7 @@
 //! - `switch`: a yield between two threads of the policy on one CPU (thread to scheduler loop
 //!   to thread, admission included), half of a round trip;
 //! - `create`: `sched::spawn` of a thread of the policy, stack creation included (caches
-//!   drained first, so stacks are fresh).
+//!   drained first, so stacks are fresh; interrupts off, so no preemption is counted).
 
 use alloc::borrow::Cow;
 use alloc::sync::Arc;
@@ -214,9 +214,12 @@ fn creations(policy: Policy) -> Summary {
             pinned: Some(0),
             ..SpawnOptions::default()
         };
+        // Interrupts off: no preemption inside the measured creation (it never sleeps).
+        let irq = IrqGuard::new();
         let start = cpu::rdtsc();
         let thread = sched::spawn("cost-create", options, || {});
         summary.add(cpu::rdtsc() - start);
+        drop(irq);
         threads.push(thread.expect("memory for a measured thread"));
     }
     for thread in &threads {

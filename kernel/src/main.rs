@@ -115,9 +115,11 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
 
     work::start();
     reclaim::start();
-    let main = sched::spawn("main", sched::SpawnOptions::default(), move || {
-        main_thread(config)
-    });
+    let options = sched::SpawnOptions {
+        system: true,
+        ..sched::SpawnOptions::default()
+    };
+    let main = sched::spawn("main", options, move || main_thread(config));
     if main.is_err() {
         report::exit(ExitCode::Failure, "no memory for the main thread");
     }

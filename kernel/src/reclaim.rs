@@ -31,6 +31,7 @@ pub fn start() {
         policy: Policy::Static,
         pinned: None,
         urgent: true,
+        system: true,
     };
     sched::spawn("stack-reclaim", options, run).expect("memory for the stack-reclaim thread");
 }

@@ -24,7 +24,7 @@ use crate::hw::apic::{self, vector};
 use crate::hw::catch;
 use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::idt::vectors;
-use crate::hw::trap::{Disposition, FRAME_BYTES, TrapFrame, bounce_target};
+use crate::hw::trap::{Disposition, FRAME_BYTES, LIGHT_FRAME_BYTES, TrapFrame, bounce_target};
 use crate::mm::kstacks;
 use crate::stacks::{self, FaultResult};
 use crate::{lazy, report, sched, tlb};
@@ -50,7 +50,7 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
             TIMER_TICKS[cpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
             apic::eoi();
             if sched::tick() {
-                bounce(frame, 0)
+                preempt(frame)
             } else {
                 Disposition::Done
             }
@@ -63,7 +63,7 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
         vector::RESCHEDULE => {
             apic::eoi();
             if sched::reschedule_ipi() {
-                bounce(frame, 0)
+                preempt(frame)
             } else {
                 Disposition::Done
             }
@@ -92,8 +92,32 @@ pub fn on_interrupted_stack(frame: &mut TrapFrame) {
                 fatal(frame, address);
             }
         }
+        other => unreachable!("vector {other} is never bounced with its full frame"),
+    }
+}
+
+/// Handles a preemption moved to the interrupted thread's stack by a light bounce.
+pub fn on_interrupted_stack_light(vector: u8) {
+    match vector {
         vector::TIMER | vector::RESCHEDULE => sched::preempt(),
-        other => unreachable!("vector {other} is never bounced"),
+        other => unreachable!("vector {other} is never bounced light"),
+    }
+}
+
+/// Moves a preempting interrupt to the interrupted thread's stack without its FPU/SSE image
+/// (which goes to the thread's own save area), after populating the part the frame will use.
+fn preempt(frame: &mut TrapFrame) -> Disposition {
+    let Some(thread) = sched::try_current() else {
+        return Disposition::Done;
+    };
+    let target = bounce_target(frame.rsp);
+    let lowest = target - LIGHT_FRAME_BYTES as u64;
+    match stacks::prepare_bounce(lowest) {
+        Ok(()) => Disposition::Preempt(target, thread.fpu_area()),
+        Err(failure) => {
+            drop(thread);
+            stack_failure(frame, lowest, failure)
+        }
     }
 }
 

@@ -54,6 +54,7 @@ pub fn start() {
             policy: Policy::Static,
             pinned: Some(cpu),
             urgent: true,
+            system: true,
         };
         sched::spawn("worker", options, move || worker(cpu)).expect("memory for a worker thread");
     }

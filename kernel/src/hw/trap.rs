@@ -18,7 +18,9 @@
 //! would overwrite the first frame; [`dispatch`] detects this with a per-CPU flag and stops
 //! the kernel with a report instead.
 
+use alloc::sync::Arc;
 use core::arch::global_asm;
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use dks_protocol::record::Registers;
@@ -143,14 +145,60 @@ impl TrapFrame {
 }
 
 /// What the dispatcher decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Disposition {
     /// Handled; return from the trap on the IST stack.
     Done,
     /// Move the frame to just below this (16-byte aligned, mapped) address and run the
     /// handler there.
     Bounce(u64),
+    /// A preemption: move only the general registers and the interrupt frame below this
+    /// (16-byte aligned, mapped) address, keep the FPU/SSE image in the interrupted thread's
+    /// own save area, and call [`crate::trap::on_interrupted_stack_light`] there. The thread
+    /// gives up the CPU without its 512-byte FXSAVE image on its stack (Linux keeps FPU state
+    /// out of the stack too); preemptions cannot nest (interrupts stay off until the thread
+    /// has switched away and back), so one area per thread suffices.
+    Preempt(u64, Arc<FpuArea>),
 }
+
+/// A thread's FPU/SSE save area for preemptions (see [`Disposition::Preempt`]).
+#[repr(C, align(16))]
+pub struct FpuArea {
+    image: UnsafeCell<[u8; 512]>,
+}
+
+// SAFETY: an area belongs to one thread; it is written on the thread's CPU while the thread is
+// being preempted (by `dispatch`) and read when the thread returns from that preemption (by the
+// trap return path), never by two CPUs at once: the scheduler's `on_cpu` handshake orders the
+// write on one CPU before the thread runs on another.
+unsafe impl Sync for FpuArea {}
+
+impl FpuArea {
+    /// A zeroed area.
+    pub fn new() -> FpuArea {
+        FpuArea {
+            image: UnsafeCell::new([0; 512]),
+        }
+    }
+}
+
+impl Default for FpuArea {
+    fn default() -> Self {
+        FpuArea::new()
+    }
+}
+
+impl core::fmt::Debug for FpuArea {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("FpuArea")
+    }
+}
+
+/// Bytes a light (preemption) bounce puts on the interrupted stack: the save area's address,
+/// padding, then the general registers and the interrupt frame.
+pub const LIGHT_FRAME_BYTES: usize = 16 + 22 * 8;
+const _: () = assert!(LIGHT_FRAME_BYTES.is_multiple_of(16));
+const _: () = assert!(FRAME_BYTES == 512 + 22 * 8);
 
 /// Returns the bounce target for a trap that interrupted code with stack pointer `rsp`.
 pub fn bounce_target(rsp: u64) -> u64 {
@@ -163,7 +211,9 @@ static PF_IST_LIVE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; 
 const PAGE_FAULT: u64 = 14;
 
 /// Called by `trap_common` on the IST stack.
-extern "C" fn dispatch(frame: &mut TrapFrame) -> u64 {
+/// Returns the bounce target in the low 64 bits (0: return on the IST stack) and, for a
+/// light bounce, the FPU save area's address in the high 64 bits.
+extern "C" fn dispatch(frame: &mut TrapFrame) -> u128 {
     let cpu = super::cpu::current_id() as usize;
     if frame.vector == PAGE_FAULT && PF_IST_LIVE[cpu].swap(true, Ordering::AcqRel) {
         crate::trap::nested_page_fault(frame);
@@ -175,10 +225,31 @@ extern "C" fn dispatch(frame: &mut TrapFrame) -> u64 {
     match disposition {
         Disposition::Done => 0,
         Disposition::Bounce(target) => {
-            debug_assert!(target % 16 == 0);
-            target
+            assert!(
+                target.is_multiple_of(16),
+                "bounce target {target:#x} not aligned"
+            );
+            u128::from(target)
+        }
+        Disposition::Preempt(target, area) => {
+            assert!(
+                target.is_multiple_of(16),
+                "bounce target {target:#x} not aligned"
+            );
+            // SAFETY: the area is the interrupted thread's; nothing else reads or writes it
+            // while that thread is being preempted (see `FpuArea`'s `Sync`).
+            unsafe { *area.image.get() = frame.fpu };
+            // The thread holds its own reference to the area until it has returned through
+            // this path, so the address stays valid after this one is dropped.
+            let address = area.image.get() as u64;
+            u128::from(target) | (u128::from(address) << 64)
         }
     }
+}
+
+/// Called by `trap_common` on the interrupted stack after a light bounce.
+extern "C" fn bounced_light(vector: u64) {
+    crate::trap::on_interrupted_stack_light(vector as u8);
 }
 
 /// Called by `trap_common` on the interrupted stack, after the bounce.
@@ -243,7 +314,10 @@ trap_common:
     mov rdi, rsp
     call {dispatch}
     test rax, rax
-    jnz 3f
+    jz 2f
+    test rdx, rdx
+    jnz 4f
+    jmp 3f
 2:
     fxrstor64 [rsp]
     add rsp, 512
@@ -273,10 +347,44 @@ trap_common:
     mov rdi, rsp
     call {bounced}
     jmp 2b
+4:
+    /* light bounce: registers and interrupt frame to the thread's stack, FPU image already in
+       the thread's area (rdx) */
+    lea rsi, [rsp + 512]
+    mov r8, rdx
+    mov ecx, {light_words} - 2
+    lea rdi, [rax - ({light_words} - 2) * 8]
+    rep movsq
+    lea rsp, [rax - {light_words} * 8]
+    mov [rsp], r8
+    mov rdi, [rsp + 16 + 15 * 8]
+    call {bounced_light}
+    mov rax, [rsp]
+    fxrstor64 [rax]
+    add rsp, 16
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
     .popsection
 "#,
     dispatch = sym dispatch,
     bounced = sym bounced,
+    bounced_light = sym bounced_light,
     frame_bytes = const FRAME_BYTES,
     frame_words = const FRAME_BYTES / 8,
+    light_words = const LIGHT_FRAME_BYTES / 8,
 );

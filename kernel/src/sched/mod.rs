@@ -43,6 +43,9 @@ pub struct SpawnOptions {
     /// when it becomes ready it goes to the front of a run queue, so that memory held by dead
     /// threads is not kept waiting behind a long queue.
     pub urgent: bool,
+    /// One of the kernel's own threads (workers, stack reclaim, the main thread): its stack
+    /// is accounted apart from the policies' (`stacks::SYSTEM_GROUP`).
+    pub system: bool,
 }
 
 impl Default for SpawnOptions {
@@ -51,6 +54,7 @@ impl Default for SpawnOptions {
             policy: Policy::Static,
             pinned: None,
             urgent: false,
+            system: false,
         }
     }
 }
@@ -61,7 +65,12 @@ pub fn spawn(
     options: SpawnOptions,
     body: impl FnOnce() + Send + 'static,
 ) -> Result<Arc<Thread>, StackError> {
-    let stack = stacks::create(options.policy)?;
+    let group = if options.system {
+        stacks::SYSTEM_GROUP
+    } else {
+        dks_core::GroupId::new(0)
+    };
+    let stack = stacks::create_in_group(options.policy, group)?;
     let saved_rsp = context::prepare(stack.top(), thread_start);
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
     let thread = Arc::new(Thread::new(

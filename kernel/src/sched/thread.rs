@@ -15,10 +15,12 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use super::wait::WaitQueue;
+use crate::hw::trap::FpuArea;
 use crate::stacks::ThreadStack;
 use crate::sync::IrqMutex;
 
@@ -83,6 +85,8 @@ pub struct Thread {
     pinned: AtomicU32,
     /// Goes to the front of run queues (see `SpawnOptions::urgent`).
     urgent: bool,
+    /// Where its FPU/SSE state waits while it is preempted (see `hw::trap::Disposition`).
+    fpu: Arc<FpuArea>,
     /// The thread's stack.
     pub stack: ThreadStack,
 }
@@ -113,6 +117,7 @@ impl Thread {
             joiners: WaitQueue::new(),
             pinned: AtomicU32::new(pinned.unwrap_or(NOT_PINNED)),
             urgent,
+            fpu: Arc::new(FpuArea::new()),
             stack,
         }
     }
@@ -146,6 +151,11 @@ impl Thread {
     /// The CPU the thread is pinned to, if any.
     pub fn pinned(&self) -> Option<u32> {
         Some(self.pinned.load(Ordering::Relaxed)).filter(|&cpu| cpu != NOT_PINNED)
+    }
+
+    /// The thread's FPU/SSE save area for preemptions.
+    pub fn fpu_area(&self) -> Arc<FpuArea> {
+        self.fpu.clone()
     }
 
     /// Whether the thread jumps run queues (kernel housekeeping).

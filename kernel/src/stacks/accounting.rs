@@ -101,10 +101,19 @@ impl PolicyCounters {
     }
 }
 
-static POLICIES: [PolicyCounters; 5] = [const { PolicyCounters::new() }; 5];
-const _: () = assert!(Policy::ALL.len() == 5);
+/// The account of the kernel's own threads (workers, reclaim, main): kept apart from the
+/// policies, so that a policy's figures are those of the workload's threads alone.
+pub const SYSTEM: usize = 5;
 
-/// The counters of `policy`.
+static ACCOUNTS: [PolicyCounters; 6] = [const { PolicyCounters::new() }; 6];
+const _: () = assert!(Policy::ALL.len() == SYSTEM);
+
+/// The counters of `policy` (its workload threads).
 pub fn of(policy: Policy) -> &'static PolicyCounters {
-    &POLICIES[index(policy)]
+    &ACCOUNTS[index(policy)]
+}
+
+/// The counters of account `account` (a policy's index, or [`SYSTEM`]).
+pub fn account(account: usize) -> &'static PolicyCounters {
+    &ACCOUNTS[account]
 }

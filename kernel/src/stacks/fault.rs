@@ -10,7 +10,7 @@ use dks_core::fault::{self, FatalReason, FaultOutcome};
 use dks_core::{SlotIndex, SlotPart, VirtAddr};
 
 use super::platform::X86Platform;
-use super::{COUNTERS, GROUPS, REGION, Region, accounting, slot_policy};
+use super::{COUNTERS, GROUPS, REGION, Region, accounting, slot_counters};
 use crate::hw::cpu;
 use crate::hw::paging::{self, bits};
 
@@ -61,7 +61,7 @@ pub fn handle_fault(address: u64) -> FaultResult {
     };
     let slot = location.slot;
     let depth = region.layout.depth_in_bytes(slot, addr);
-    let policy = slot_policy(slot);
+    let counts = slot_counters(slot);
     if location.part == SlotPart::Guard {
         let cpu = cpu::current_id() as usize;
         let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
@@ -75,9 +75,7 @@ pub fn handle_fault(address: u64) -> FaultResult {
             )
         });
         debug_assert!(matches!(outcome, Ok(FaultOutcome::GuardHit { .. })));
-        accounting::of(policy)
-            .guard_hits
-            .fetch_add(1, Ordering::Relaxed);
+        counts.guard_hits.fetch_add(1, Ordering::Relaxed);
         return FaultResult::Guard { slot, depth };
     }
     let cpu = cpu::current_id() as usize;
@@ -93,7 +91,7 @@ pub fn handle_fault(address: u64) -> FaultResult {
     });
     match outcome {
         Ok(FaultOutcome::Served { .. }) => {
-            note_populated(region, slot, policy, 1);
+            note_populated(region, slot, counts, 1);
             FaultResult::Served
         }
         Ok(FaultOutcome::NotAStackPage) => FaultResult::NotStack,
@@ -101,18 +99,18 @@ pub fn handle_fault(address: u64) -> FaultResult {
             slot,
             depth: depth_in_bytes,
         },
-        Ok(FaultOutcome::Fatal { reason, .. }) => fatal(policy, slot, depth, reason_name(reason)),
-        Err(busy) => fatal(policy, slot, depth, busy),
+        Ok(FaultOutcome::Fatal { reason, .. }) => fatal(counts, slot, depth, reason_name(reason)),
+        Err(busy) => fatal(counts, slot, depth, busy),
     }
 }
 
 fn fatal(
-    policy: dks_core::Policy,
+    counts: &accounting::PolicyCounters,
     slot: SlotIndex,
     depth: u64,
     reason: &'static str,
 ) -> FaultResult {
-    accounting::of(policy).fatal.fetch_add(1, Ordering::Relaxed);
+    counts.fatal.fetch_add(1, Ordering::Relaxed);
     FaultResult::Fatal {
         slot,
         depth,
@@ -120,11 +118,15 @@ fn fatal(
     }
 }
 
-fn note_populated(region: &Region, slot: SlotIndex, policy: dks_core::Policy, pages: u8) {
+fn note_populated(
+    region: &Region,
+    slot: SlotIndex,
+    counts: &accounting::PolicyCounters,
+    pages: u8,
+) {
     let cell = &region.slots[slot.as_usize()];
     cell.populated.fetch_add(pages, Ordering::Relaxed);
     cell.faults.fetch_add(u32::from(pages), Ordering::Relaxed);
-    let counts = accounting::of(policy);
     counts.faults.fetch_add(u64::from(pages), Ordering::Relaxed);
     counts.add_pages(i64::from(pages));
 }
@@ -169,7 +171,7 @@ pub fn prepare_bounce(lowest: u64) -> Result<(), FaultResult> {
     let slot = location.slot;
     let depth = region.layout.depth_in_bytes(slot, addr);
     if location.part == SlotPart::Guard {
-        accounting::of(slot_policy(slot))
+        slot_counters(slot)
             .guard_hits
             .fetch_add(1, Ordering::Relaxed);
         return Err(FaultResult::Guard { slot, depth });
@@ -180,7 +182,7 @@ pub fn prepare_bounce(lowest: u64) -> Result<(), FaultResult> {
     if present {
         return Ok(());
     }
-    let policy = slot_policy(slot);
+    let counts = slot_counters(slot);
     let cpu = cpu::current_id() as usize;
     let result = with_locks(region, cpu, slot, |platform, magazine, live| {
         let Some((stack, group)) = live else {
@@ -201,11 +203,11 @@ pub fn prepare_bounce(lowest: u64) -> Result<(), FaultResult> {
     });
     match result {
         Ok((result, mapped)) => {
-            note_populated(region, slot, policy, mapped);
+            note_populated(region, slot, counts, mapped);
             result
                 .map(|_| ())
-                .map_err(|reason| fatal(policy, slot, depth, reason_name(reason)))
+                .map_err(|reason| fatal(counts, slot, depth, reason_name(reason)))
         }
-        Err(busy) => Err(fatal(policy, slot, depth, busy)),
+        Err(busy) => Err(fatal(counts, slot, depth, busy)),
     }
 }

@@ -46,6 +46,10 @@ use crate::sync::IrqMutex;
 /// Groups for the memory-cgroup-like charge.
 pub const MAX_GROUPS: usize = 8;
 
+/// The group of the kernel's own threads (workers, stack reclaim, the main thread): their
+/// stacks are accounted apart from every policy's.
+pub const SYSTEM_GROUP: GroupId = GroupId::new(MAX_GROUPS as u16 - 1);
+
 /// One stack slot.
 struct Slot {
     /// The live stack (see the module docs for who may lock it).
@@ -54,8 +58,9 @@ struct Slot {
     populated: AtomicU8,
     /// Stack faults served for the current stack of this slot.
     faults: AtomicU32,
-    /// Index (in `Policy::ALL`) of the current stack's policy.
-    policy: AtomicU8,
+    /// The account of the current stack: its policy's index in `Policy::ALL`, or
+    /// `accounting::SYSTEM` for the kernel's own threads.
+    account: AtomicU8,
 }
 
 struct Region {
@@ -88,7 +93,7 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             stack: IrqMutex::new(None),
             populated: AtomicU8::new(0),
             faults: AtomicU32::new(0),
-            policy: AtomicU8::new(0),
+            account: AtomicU8::new(0),
         })
         .collect();
     let magazines = (0..MAX_CPUS as u32)
@@ -209,10 +214,14 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
             let cell = &region.slots[slot.as_usize()];
             cell.populated.store(pages, Ordering::Relaxed);
             cell.faults.store(0, Ordering::Relaxed);
-            cell.policy
-                .store(accounting::index(policy) as u8, Ordering::Relaxed);
+            let account = if group == SYSTEM_GROUP {
+                accounting::SYSTEM
+            } else {
+                accounting::index(policy)
+            };
+            cell.account.store(account as u8, Ordering::Relaxed);
             *cell.stack.lock() = Some(created.stack);
-            let counts = accounting::of(policy);
+            let counts = accounting::account(account);
             counts.threads_created.fetch_add(1, Ordering::Relaxed);
             counts.threads_live.fetch_add(1, Ordering::Relaxed);
             counts.add_pages(i64::from(pages));
@@ -255,7 +264,7 @@ pub fn release(stack: &ThreadStack) {
     let Some(live) = cell.stack.lock().take() else {
         return;
     };
-    let counts = accounting::of(live.policy());
+    let counts = slot_counters(stack.slot);
     let peak = usize::from(live.peak_populated_pages()).min(accounting::PAGE_BUCKETS - 1);
     counts.peak_pages[peak].fetch_add(1, Ordering::Relaxed);
     counts.threads_live.fetch_sub(1, Ordering::Relaxed);
@@ -401,18 +410,15 @@ pub fn policy_counters(policy: Policy) -> &'static accounting::PolicyCounters {
 
 /// Counts a thread of `slot` stopped by a fatal stack fault or a guard hit.
 pub fn note_killed(slot: SlotIndex) {
-    accounting::of(slot_policy(slot))
-        .killed
-        .fetch_add(1, Ordering::Relaxed);
+    slot_counters(slot).killed.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The policy of the stack in `slot` (as recorded at its creation).
-fn slot_policy(slot: SlotIndex) -> Policy {
-    Policy::ALL[usize::from(
-        region().slots[slot.as_usize()]
-            .policy
-            .load(Ordering::Relaxed),
-    )]
+/// The counters the stack in `slot` is accounted to (its policy's, or the kernel's own).
+fn slot_counters(slot: SlotIndex) -> &'static accounting::PolicyCounters {
+    let account = region().slots[slot.as_usize()]
+        .account
+        .load(Ordering::Relaxed);
+    accounting::account(usize::from(account))
 }
 
 /// Every frame mapped in a live stack, with its slot: for the "no frame in two stacks" check.

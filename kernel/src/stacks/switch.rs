@@ -10,7 +10,7 @@ use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
 use dks_core::{Counter, SlotIndex, VirtAddr};
 
 use super::platform::X86Platform;
-use super::{COUNTERS, GROUPS, Region, accounting, region};
+use super::{COUNTERS, GROUPS, Region, region, slot_counters};
 use crate::hw::cpu::{self, MAX_CPUS};
 
 /// Frames in each CPU's magazine, mirrored for readers on other CPUs (who must never take
@@ -46,12 +46,12 @@ fn counter_deltas(cpu: usize, f: impl FnOnce()) -> [u64; 3] {
     ]
 }
 
-fn note_pages(region: &Region, slot: SlotIndex, policy: dks_core::Policy, before: u8, after: u8) {
+fn note_pages(region: &Region, slot: SlotIndex, before: u8, after: u8) {
     if before != after {
         region.slots[slot.as_usize()]
             .populated
             .store(after, Ordering::Relaxed);
-        accounting::of(policy).add_pages(i64::from(after) - i64::from(before));
+        slot_counters(slot).add_pages(i64::from(after) - i64::from(before));
     }
 }
 
@@ -70,7 +70,6 @@ pub fn admit(slot: SlotIndex) -> bool {
     if stack.is_asleep() {
         stack.wake();
     }
-    let policy = stack.policy();
     let before = stack.populated_pages();
     let group = &GROUPS[stack.group().as_usize()];
     let mut admitted = false;
@@ -90,9 +89,9 @@ pub fn admit(slot: SlotIndex) -> bool {
             admitted = true;
         }
     });
-    note_pages(region, slot, policy, before, stack.populated_pages());
+    note_pages(region, slot, before, stack.populated_pages());
     note_magazine(cpu, magazine.len());
-    let counts = accounting::of(policy);
+    let counts = slot_counters(slot);
     counts.refills.fetch_add(refills, Ordering::Relaxed);
     counts
         .refill_failures
@@ -112,7 +111,6 @@ pub fn switched_out(slot: SlotIndex, saved_sp: u64, asleep: bool) {
     let Some(stack) = live.as_mut() else {
         return;
     };
-    let policy = stack.policy();
     let before = stack.populated_pages();
     let group = &GROUPS[stack.group().as_usize()];
     let reason = if asleep {
@@ -134,9 +132,9 @@ pub fn switched_out(slot: SlotIndex, saved_sp: u64, asleep: bool) {
         how,
     )
     .unwrap_or_else(|e| panic!("saved stack pointer {saved_sp:#x} outside slot {slot:?}: {e:?}"));
-    note_pages(region, slot, policy, before, stack.populated_pages());
+    note_pages(region, slot, before, stack.populated_pages());
     note_magazine(cpu, magazine.len());
-    accounting::of(policy)
+    slot_counters(slot)
         .reclaimed
         .fetch_add(u64::from(given_back), Ordering::Relaxed);
 }
