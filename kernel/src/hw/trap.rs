@@ -321,6 +321,7 @@ trap_common:
 2:
     fxrstor64 [rsp]
     add rsp, 512
+5:
     pop r15
     pop r14
     pop r13
@@ -362,23 +363,7 @@ trap_common:
     mov rax, [rsp]
     fxrstor64 [rax]
     add rsp, 16
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    add rsp, 16
-    iretq
+    jmp 5b
     .popsection
 "#,
     dispatch = sym dispatch,
