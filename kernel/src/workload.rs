@@ -22,7 +22,6 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use dks_protocol::record::{Record, Sample};
 use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
 
-use crate::hw::cpu::IrqGuard;
 use crate::hw::probes::{self, stack_pointer};
 use crate::layout::PAGE_BYTES;
 use crate::sched::wait::WaitQueue;
@@ -263,6 +262,8 @@ pub fn run(plan: Plan) {
         if now >= end {
             break;
         }
+        // Forget threads that are gone (short-lived ones come and go by the thousand).
+        run.threads.lock().retain(|t| !t.has_exited());
         sched::sleep_ms(u64::from(run.plan.sample_ms).min(end - now).max(1));
     }
     run.stop.store(true, Ordering::Release);
@@ -399,9 +400,9 @@ fn descend(top: u64, bottom: u64, depth: u64, level: u64, at_bottom: &mut dyn Fn
         black_box(descend(top, bottom, depth, level + 1, at_bottom));
     } else {
         if depth > used + BOTTOM_ROOM {
-            // The deepest byte of the path, exactly.
-            let irq = IrqGuard::new();
-            let _ = probes::timed_stack_touch(&irq, bottom, top - depth);
+            // The deepest byte of the path, exactly (interrupts stay on: a fault here that
+            // cannot be served stops this thread, not the kernel).
+            probes::touch_stack(bottom, top - depth);
         }
         at_bottom();
     }

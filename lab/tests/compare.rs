@@ -328,7 +328,10 @@ fn the_table_has_a_row_per_policy_and_the_json_matches_it() {
     // boot with the plan as initrd and every policy side by side.
     assert_eq!(
         appends(&qemu),
-        ["bench=costs max_stack=16K", "workload=initrd max_stack=16K"]
+        [
+            "bench=costs tsc=instructions max_stack=16K",
+            "workload=initrd max_stack=16K"
+        ]
     );
     let costs_args = args_of_call(&qemu, 1);
     assert_eq!(value_of(&costs_args, "-icount"), "shift=0");
@@ -410,7 +413,7 @@ fn chosen_policies_and_scenario_settings_reach_the_kernel() {
     assert_eq!(
         appends(&qemu),
         [
-            "bench=costs max_stack=32K",
+            "bench=costs tsc=instructions max_stack=32K",
             "workload=initrd max_stack=32K inject=atomic-window:5:10 reserve=32"
         ]
     );
@@ -577,7 +580,10 @@ fn a_policy_the_kernel_lacks_is_refused_before_the_workload() {
         &json,
         &qemu.dir.join("report"),
     );
-    assert_eq!(appends(&qemu), ["bench=costs max_stack=16K"]);
+    assert_eq!(
+        appends(&qemu),
+        ["bench=costs tsc=instructions max_stack=16K"]
+    );
 }
 
 #[test]
@@ -649,7 +655,7 @@ fn a_failed_cost_boot_stops_everything() {
         &output,
         5,
         &[
-            "the cost boot (bench=costs max_stack=16K) failed",
+            "the cost boot (bench=costs tsc=instructions max_stack=16K) failed",
             "bench exploded",
         ],
         &json,

@@ -127,3 +127,19 @@ pub fn timed_lazy_read(address: u64) -> u64 {
     let end = (u64::from(end_high) << 32) | u64::from(end_low);
     end - start
 }
+
+/// Writes a non-zero byte at `address`, which must lie in the calling thread's own stack more
+/// than 512 bytes below the current stack pointer (free stack space), so that its page is
+/// populated and a later high-water scan sees that depth. Interrupts may stay on: an interrupt
+/// that uses this space runs between instructions of this thread, never during the store.
+pub fn touch_stack(stack_bottom: u64, address: u64) {
+    let sp = stack_pointer();
+    assert!(
+        address >= stack_bottom && address + 512 < sp,
+        "touch of {address:#x} outside the free part of the stack [{stack_bottom:#x}, {sp:#x})"
+    );
+    // SAFETY: `address` is in the caller's own stack, at least 512 bytes below RSP (checked):
+    // neither live data nor the red zone. If its page is not populated, the store faults and
+    // the stack-fault path populates it (or stops the thread).
+    unsafe { asm!("mov byte ptr [{address}], 0xa5", address = in(reg) address, options(nostack)) };
+}

@@ -227,8 +227,8 @@ fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
 /// what the kernel failed to report: a policy without exactly one `PolicyStat`.
 ///
 /// Costs are read as guest instructions: the cost boot runs under `-icount shift=0`, where
-/// QEMU's TSC advances by one per executed instruction. The kernel's `instructions` flag is not
-/// consulted; the kernel cannot see whether QEMU counts instructions.
+/// QEMU's TSC advances by one per executed instruction, and tells the kernel so
+/// (`tsc=instructions`), whose `Cost` records then carry `instructions: true`.
 pub fn compare(
     setup: &Setup,
     policies: &[String],

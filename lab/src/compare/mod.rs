@@ -41,8 +41,9 @@ pub const COST_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const WORKLOAD_TIMEOUT_BASE: Duration = Duration::from_secs(180);
 /// See [`WORKLOAD_TIMEOUT_BASE`].
 pub const WORKLOAD_TIMEOUT_PER_GUEST_SECOND: u32 = 10;
-/// The kernel argument that runs the cost benchmarks.
-pub const COST_BOOT_ARG: &str = "bench=costs";
+/// The kernel arguments of the cost boot: run the cost benchmarks, and know that the TSC counts
+/// guest instructions (the boot runs under `-icount shift=0`), so the records say so.
+pub const COST_BOOT_ARGS: [&str; 2] = ["bench=costs", "tsc=instructions"];
 
 /// What to compare.
 #[derive(Clone, Debug)]
@@ -209,10 +210,11 @@ pub fn run<W: Write>(
 
     // 1. Costs, and which policies this kernel has.
     let config = BootConfig {
-        kernel_args: vec![
-            COST_BOOT_ARG.to_owned(),
-            format!("max_stack={}K", scenario.max_stack_bytes / 1024),
-        ],
+        kernel_args: COST_BOOT_ARGS
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .chain([format!("max_stack={}K", scenario.max_stack_bytes / 1024)])
+            .collect(),
         cpus: 1,
         icount_shift: Some(0),
         timeout: request.timeout.unwrap_or(COST_BOOT_TIMEOUT),
