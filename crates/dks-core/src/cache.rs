@@ -2,10 +2,14 @@
 //!
 //! Like Linux, each CPU keeps up to [`STACK_CACHE_ENTRIES`] stacks of exited
 //! threads for reuse, so a fork right after an exit needs no mapping work.
-//! A cached stack keeps its slot and whatever pages were populated; its
-//! unpopulated entries still name the slot as owner, so reusing it writes no
-//! entry at all. Only its populated pages hold old data and need zeroing
+//! A cached stack keeps its slot and its populated pages; its unpopulated
+//! entries still name the slot as owner, so reusing it writes no entry at
+//! all. Only its populated pages hold old data and need zeroing
 //! ([`Created::pages_to_zero`](crate::stack::Created::pages_to_zero)).
+//! Only *lean* stacks are cached, holding no more pages than their policy
+//! populates at creation ([`release`](crate::stack::release) frees the
+//! others): a stack never shrinks under `fault` and `guaranteed`, so a cached
+//! deep stack would hand its pages to every thread that reused it.
 //!
 //! # Invariants
 //!

@@ -330,7 +330,8 @@ pub enum Released {
 
 /// Releases an exited stack, from another stack: uncharges it from `group`
 /// (the charge of its group) and this CPU's counters, and keeps it in `cache`
-/// if there is room, else frees it.
+/// if there is room and it holds no more pages than its policy populates at
+/// creation, else frees it.
 pub fn release<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
@@ -342,7 +343,19 @@ pub fn release<P: Platform>(
     let ExitedStack(stack) = exited;
     counters.add_stack_pages(-i64::from(stack.populated.len()));
     group.uncharge(u64::from(stack.populated.len()));
-    match cache.put(CachedStack::new(stack.slot, stack.populated)) {
+    // A stack that grew beyond what its policy populates at creation is not cached: the next
+    // thread would inherit its pages and keep them for life (stacks never shrink under `fault`
+    // and `guaranteed`), and passed from thread to thread the pages of a few deep threads
+    // would end up held by many shallow ones.
+    let lean = stack
+        .populated
+        .is_subset(stack.policy.initial_pages(layout));
+    let kept = if lean {
+        cache.put(CachedStack::new(stack.slot, stack.populated))
+    } else {
+        Err(CachedStack::new(stack.slot, stack.populated))
+    };
+    match kept {
         Ok(()) => Released::Cached,
         Err(cached) => {
             teardown(platform, layout, cached.slot(), cached.populated());

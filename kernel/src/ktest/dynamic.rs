@@ -352,7 +352,9 @@ fn cached_stack_reads_zero() -> TestResult {
             .as_u64()
     };
     let mut checks = Vec::new();
-    for (policy, dirty_pages) in [(Policy::Static, 4u8), (Policy::Fault, 3u8)] {
+    // A static stack is cached with its four pages; a dynamic one only while it holds just its
+    // top page (a grown one is freed instead, checked below).
+    for (policy, dirty_pages) in [(Policy::Static, 4u8), (Policy::Fault, 1u8)] {
         let first = stacks::create(policy).map_err(|e| alloc::format!("create: {e:?}"))?;
         for page in 0..dirty_pages {
             paging::fill_stack_page(page_addr(&first, page), 0xab);
@@ -372,12 +374,28 @@ fn cached_stack_reads_zero() -> TestResult {
         ));
         stacks::release(&second);
     }
+    // A dynamic stack that grew is not passed on: the next stack of its policy is lean.
+    let grown = stacks::create(Policy::Fault).map_err(|e| alloc::format!("create: {e:?}"))?;
+    for page in 0..3 {
+        paging::fill_stack_page(page_addr(&grown, page), 0xab);
+    }
+    let grown_pages = grown.populated_pages();
+    stacks::release(&grown);
+    let after_grown = stacks::create(Policy::Fault).map_err(|e| alloc::format!("create: {e:?}"))?;
+    let after_grown_pages = after_grown.populated_pages();
+    stacks::release(&after_grown);
     drop(irq);
     fresh_stacks();
+    check_eq!(grown_pages, 3);
+    check_eq!(
+        after_grown_pages,
+        1,
+        "a new fault stack after a grown one was released"
+    );
     for (policy, populated, same_slot, reused_populated, zero) in checks {
         check_eq!(
             populated,
-            if policy == Policy::Static { 4 } else { 3 },
+            if policy == Policy::Static { 4 } else { 1 },
             "{} dirty pages",
             policy.name()
         );

@@ -108,56 +108,80 @@ fn an_allocation_failure_midway_gives_every_frame_back() {
 }
 
 #[test]
-fn released_stacks_are_cached_then_reused_partially_populated() {
+fn lean_stacks_are_cached_and_reused_and_grown_ones_are_freed() {
     let mut fx = Fixture::new();
-    let mut stack = fx.create(Policy::Guaranteed, 4);
+    let release_one = |fx: &mut Fixture, stack: Stack| {
+        release(
+            &mut fx.platform,
+            &fx.layout,
+            &mut fx.cpu.cache,
+            &fx.counters,
+            &fx.group,
+            exit(stack),
+        )
+    };
+    let reuse = |fx: &mut Fixture, policy: Policy| {
+        let cached = fx.cpu.cache.take().unwrap();
+        create(
+            &mut fx.platform,
+            &fx.layout,
+            &fx.counters,
+            &fx.group,
+            Fixture::spec(policy),
+            StackSource::Cached(cached),
+        )
+        .unwrap()
+    };
+
+    // A stack that grew beyond its top page is freed, not passed on.
+    let mut grown = fx.create(Policy::Guaranteed, 4);
     fx.refill();
-    fx.touch_to_depth(&mut stack, 9000);
-    assert_eq!(stack.populated(), PageSet::top(3));
-    let released = release(
-        &mut fx.platform,
-        &fx.layout,
-        &mut fx.cpu.cache,
-        &fx.counters,
-        &fx.group,
-        exit(stack),
+    fx.touch_to_depth(&mut grown, 9000);
+    assert_eq!(grown.populated(), PageSet::top(3));
+    assert_eq!(
+        release_one(&mut fx, grown),
+        Released::Freed(SlotIndex::new(4))
     );
-    assert_eq!(released, Released::Cached);
+    assert!(fx.cpu.cache.is_empty());
+    fx.platform
+        .check_slot(&fx.layout, SlotIndex::new(4), None)
+        .unwrap();
     assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 0);
     assert_eq!(fx.group.charged_pages(), 0);
-    // Still mapped: the cache owns the frames.
+
+    // A lean one is cached, still mapped (the cache owns its frame), and reused with only its
+    // populated page to zero.
+    let lean = fx.create(Policy::Fault, 5);
+    assert_eq!(release_one(&mut fx, lean), Released::Cached);
     fx.platform
-        .check_slot(&fx.layout, SlotIndex::new(4), Some(PageSet::top(3)))
+        .check_slot(&fx.layout, SlotIndex::new(5), Some(PageSet::top(1)))
         .unwrap();
+    let created = reuse(&mut fx, Policy::Fault);
+    assert_eq!(created.stack.slot(), SlotIndex::new(5));
+    assert_eq!(created.stack.populated(), PageSet::top(1));
+    assert_eq!(created.pages_to_zero, PageSet::top(1));
+    assert_eq!(fx.group.charged_pages(), 1);
+    assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 4);
 
-    let cached = fx.cpu.cache.take().unwrap();
-    let created = create(
-        &mut fx.platform,
-        &fx.layout,
-        &fx.counters,
-        &fx.group,
-        Fixture::spec(Policy::Fault),
-        StackSource::Cached(cached),
-    )
-    .unwrap();
-    assert_eq!(created.stack.slot(), SlotIndex::new(4));
-    assert_eq!(created.stack.populated(), PageSet::top(3));
-    assert_eq!(created.pages_to_zero, PageSet::top(3));
-    assert_eq!(fx.group.charged_pages(), 3);
-    assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 12);
+    // A static stack is lean at four pages: cached whole, and every page needs zeroing.
+    let whole = fx.create(Policy::Static, 6);
+    assert_eq!(release_one(&mut fx, whole), Released::Cached);
+    let created = reuse(&mut fx, Policy::Static);
+    assert_eq!(created.stack.slot(), SlotIndex::new(6));
+    assert_eq!(created.stack.populated(), PageSet::top(4));
+    assert_eq!(created.pages_to_zero, PageSet::top(4));
 
-    // A static thread on a cached stack populates the rest, and only the old
-    // pages need zeroing.
-    let released = release(
-        &mut fx.platform,
-        &fx.layout,
-        &mut fx.cpu.cache,
-        &fx.counters,
-        &fx.group,
-        exit(created.stack),
-    );
-    assert_eq!(released, Released::Cached);
+    // A static thread on a cached one-page stack populates the rest, and only the old page
+    // needs zeroing.
+    assert_eq!(release_one(&mut fx, created.stack), Released::Cached);
+    let lean = fx.create(Policy::Fault, 7);
+    assert_eq!(release_one(&mut fx, lean), Released::Cached);
     let cached = fx.cpu.cache.take().unwrap();
+    let cached = if cached.slot() == SlotIndex::new(7) {
+        cached
+    } else {
+        fx.cpu.cache.take().unwrap()
+    };
     let created = create(
         &mut fx.platform,
         &fx.layout,
@@ -168,8 +192,8 @@ fn released_stacks_are_cached_then_reused_partially_populated() {
     )
     .unwrap();
     assert_eq!(created.stack.populated(), PageSet::top(4));
-    assert_eq!(created.pages_to_zero, PageSet::top(3));
-    let fresh_page = fx.layout.page_addr(SlotIndex::new(4), StackPage::new(3));
+    assert_eq!(created.pages_to_zero, PageSet::top(1));
+    let fresh_page = fx.layout.page_addr(SlotIndex::new(7), StackPage::new(3));
     assert!(
         fx.platform
             .is_clean(fx.platform.frame_at(fresh_page).unwrap())
