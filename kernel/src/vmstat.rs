@@ -13,9 +13,14 @@ use crate::stacks::{self, Policy};
 
 const KIB_PER_PAGE: u64 = 4;
 
-/// Prints one `vmstat` record, then a `policy_stat` for every policy that created a thread,
-/// then the pages-per-thread buckets of those policies.
+/// Prints everything: [`emit_counters`], then [`emit_thread_pages`].
 pub fn emit(reason: &str) {
+    emit_counters(reason);
+    emit_thread_pages();
+}
+
+/// Prints one `vmstat` record, then a `policy_stat` for every policy that created a thread.
+pub fn emit_counters(reason: &str) {
     let stacks = stacks::stats();
     let counters = stacks.counters;
     let frames = frames::stats();
@@ -64,6 +69,18 @@ pub fn emit(reason: &str) {
             high_water_mean_bytes: load(&c.high_water_total) / load(&c.released).max(1),
             high_water_max_bytes: load(&c.high_water_max),
         }));
+    }
+}
+
+/// Prints, for every policy that created a thread, how many of its exited threads peaked at
+/// each number of populated pages (`thread_pages` records).
+pub fn emit_thread_pages() {
+    let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    for policy in Policy::ALL {
+        let c = stacks::policy_counters(policy);
+        if load(&c.threads_created) == 0 {
+            continue;
+        }
         for (pages, threads) in c.peak_pages.iter().enumerate() {
             let threads = load(threads);
             if threads > 0 {

@@ -266,6 +266,8 @@ pub fn run(plan: Plan) {
         run.threads.lock().retain(|t| !t.has_exited());
         sched::sleep_ms(u64::from(run.plan.sample_ms).min(end - now).max(1));
     }
+    // The state at the end of the run, before its threads are told to stop.
+    vmstat::emit_counters("end");
     run.stop.store(true, Ordering::Release);
     loop {
         for group in &run.groups {
@@ -280,7 +282,6 @@ pub fn run(plan: Plan) {
             sched::join(thread);
         }
     }
-    sample(&run, sched::uptime_ms() - start);
     let failures = run.spawn_failures.load(Ordering::Relaxed);
     if failures > 0 {
         report::log(format_args!(
@@ -288,8 +289,9 @@ pub fn run(plan: Plan) {
             run.plan.name
         ));
     }
+    // The pages each thread peaked at are known once every thread has exited.
     crate::work::drain();
-    vmstat::emit("end");
+    vmstat::emit_thread_pages();
 }
 
 fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
