@@ -59,6 +59,11 @@ pub fn stack_pointer() -> u64 {
     rsp
 }
 
+/// Joins the two halves `rdtsc` leaves in EDX:EAX.
+fn tsc(high: u32, low: u32) -> u64 {
+    (u64::from(high) << 32) | u64::from(low)
+}
+
 /// Writes a non-zero byte (so a later high-water scan sees it) at `address`, which must lie in the calling thread's own stack more than
 /// the red zone below the current stack pointer (free stack space nobody else uses), and
 /// returns the TSC ticks the store took, page fault included. Interrupts must be off, so no
@@ -91,9 +96,7 @@ pub fn timed_stack_touch(_irq: &super::cpu::IrqGuard, stack_bottom: u64, address
             options(nostack),
         );
     }
-    let start = (u64::from(start_high) << 32) | u64::from(start_low);
-    let end = (u64::from(end_high) << 32) | u64::from(end_low);
-    end - start
+    tsc(end_high, end_low) - tsc(start_high, start_low)
 }
 
 /// Reads 8 bytes at `address` in the lazy region and returns the TSC ticks the load took,
@@ -123,9 +126,7 @@ pub fn timed_lazy_read(address: u64) -> u64 {
             options(nostack, readonly),
         );
     }
-    let start = (u64::from(start_high) << 32) | u64::from(start_low);
-    let end = (u64::from(end_high) << 32) | u64::from(end_low);
-    end - start
+    tsc(end_high, end_low) - tsc(start_high, start_low)
 }
 
 /// Writes a non-zero byte at `address`, which must lie in the calling thread's own stack more
