@@ -14,6 +14,10 @@
 //!
 //! Run queues are per CPU; a thread made ready goes to the least loaded online CPU (idle CPUs
 //! are woken with an IPI), and an idle CPU steals from the others, so threads migrate.
+//! *Urgent* threads (the kernel's housekeeping: per-CPU stack reapers, stack reclaim) go to the
+//! front of the queue of the CPU that woke them and preempt its running thread, so that memory
+//! held by dead threads is freed promptly. A preempted thread's FPU/SSE state waits in its own
+//! save area (see `hw::trap`), not on its stack.
 
 mod cpu;
 pub mod thread;
@@ -129,7 +133,7 @@ pub fn block() {
     cpu::switch_to_scheduler(&irq);
 }
 
-/// Ends the calling thread. Its stack is freed later by the worker thread.
+/// Ends the calling thread. Its stack is freed later by the worker of the CPU it exits on.
 pub fn exit() -> ! {
     let irq = IrqGuard::new();
     let me = current().expect("exit outside a thread");

@@ -257,7 +257,7 @@ fn take_slot() -> Result<SlotIndex, StackError> {
 }
 
 /// Releases the stack of an exited thread: into this CPU's cache for its policy, or freed.
-/// Must run on another stack than `stack` (the worker thread does it).
+/// Must run on another stack than `stack` (the per-CPU workers do it).
 pub fn release(stack: &ThreadStack) {
     let region = region();
     let cell = &region.slots[stack.slot.as_usize()];
