@@ -22,7 +22,7 @@ pub const BOUNCED: core::ops::Range<u64> =
 pub const DIRECT: core::ops::Range<u64> =
     LAZY_REGION_BASE + LAZY_REGION_BYTES / 2..LAZY_REGION_BASE + LAZY_REGION_BYTES;
 
-/// Pages mapped by bounced faults, and by direct ones.
+/// Pages mapped by bounced faults.
 pub static BOUNCED_FAULTS: AtomicU64 = AtomicU64::new(0);
 /// Pages mapped by direct faults.
 pub static DIRECT_FAULTS: AtomicU64 = AtomicU64::new(0);

@@ -7,7 +7,10 @@
 //! returns 0, or returns a stack address: the *bounce target*. `trap_common` then copies the
 //! whole frame just below that address, switches to it and calls [`bounced`], which runs
 //! the handler on the interrupted stack, where it may take locks, block or switch tasks,
-//! because the IST stack is free again. Both paths end by restoring the frame and `iretq`.
+//! because the IST stack is free again. A preemption takes a lighter path
+//! ([`Disposition::Preempt`]): only the registers and the interrupt frame move, the FPU/SSE
+//! image goes to the thread's own save area, and [`bounced_light`] runs the preemption. All
+//! paths end by restoring the frame and `iretq`.
 //!
 //! The bounce target is the interrupted stack pointer minus the 128-byte red zone, rounded
 //! down to 16 bytes: the interrupted function's red zone survives. Whoever chooses to bounce
