@@ -13,8 +13,8 @@ use std::borrow::Cow;
 use std::io::BufRead;
 
 use dks_protocol::record::{
-    Boot, ConfigError, Cost, Exit, GuardHit, Log, Panic, PolicyStat, Record, Sample, StackFault,
-    TestBegin, TestEnd, ThreadPages, Vmstat,
+    Boot, ConfigError, Cost, Exit, GuardHit, Log, MachineCheck, Panic, PolicyStat, Record, Sample,
+    StackFault, TestBegin, TestEnd, ThreadPages, Vmstat,
 };
 use dks_protocol::wire;
 
@@ -105,6 +105,12 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
             detail: own(t.detail),
         }),
         Record::Exception(e) => Record::Exception(e),
+        Record::TrapStat(t) => Record::TrapStat(t),
+        Record::MachineCheck(m) => Record::MachineCheck(MachineCheck {
+            severity: own(m.severity),
+            found_by: own(m.found_by),
+            ..m
+        }),
         Record::GuardHit(g) => Record::GuardHit(GuardHit {
             cpu: g.cpu,
             task: own(g.task),

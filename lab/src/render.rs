@@ -116,6 +116,21 @@ pub fn record(record: &Record<'_>) -> String {
             one_line(&p.message)
         ),
         Record::Log(l) => format!("[log] {}", one_line(&l.text)),
+        Record::TrapStat(t) => format!(
+            "[traps] nmis={} (nested {}) machine_check_exceptions={} mce_corrected={} mce_recoverable={}",
+            t.nmis, t.nmis_nested, t.machine_check_exceptions, t.mce_corrected, t.mce_recoverable
+        ),
+        Record::MachineCheck(m) => format!(
+            "[machine check] cpu{} bank {} {} (found by {}) status={:#x} addr={:#x} misc={:#x} mcg_status={:#x}",
+            m.cpu,
+            m.bank,
+            one_line(&m.severity),
+            one_line(&m.found_by),
+            m.status,
+            m.address,
+            m.misc,
+            m.mcg_status
+        ),
         Record::StackFault(f) => format!(
             "[stack fault] cpu{} task {} (policy {}) could not be served: {} at address={:#x} depth={} bytes",
             f.cpu,

@@ -62,6 +62,12 @@ pub enum Record<'a> {
     /// How many threads of a policy ended with a given number of stack pages populated.
     #[serde(borrow)]
     ThreadPages(ThreadPages<'a>),
+    /// Non-maskable interrupts and machine checks handled so far, printed with every
+    /// [`Record::Vmstat`].
+    TrapStat(TrapStat),
+    /// One machine-check error read from an MCA bank (by the #MC handler or by polling).
+    #[serde(borrow)]
+    MachineCheck(MachineCheck<'a>),
     /// The last record of a boot: the kernel is about to exit QEMU.
     #[serde(borrow)]
     Exit(Exit<'a>),
@@ -350,6 +356,46 @@ pub struct ThreadPages<'a> {
     pub pages: u32,
     /// Threads that peaked at that many pages.
     pub threads: u64,
+}
+
+/// Counts of the traps that can arrive at any moment (not maskable by clearing IF).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrapStat {
+    /// NMIs handled, all CPUs.
+    pub nmis: u64,
+    /// Of those, NMIs that interrupted another trap handler (an IST frame of #PF, #MC, an
+    /// interrupt, ...) on their CPU.
+    pub nmis_nested: u64,
+    /// #MC exceptions taken, all CPUs.
+    pub machine_check_exceptions: u64,
+    /// Machine-check errors reported with severity `corrected`.
+    pub mce_corrected: u64,
+    /// Machine-check errors reported with severity `recoverable` (the run continued).
+    pub mce_recoverable: u64,
+}
+
+/// A machine-check error from one MCA bank.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineCheck<'a> {
+    /// The CPU whose bank held it.
+    pub cpu: u32,
+    /// The bank number.
+    pub bank: u32,
+    /// `IA32_MCi_STATUS`.
+    pub status: u64,
+    /// `IA32_MCi_ADDR` when the status says it is valid, else 0.
+    pub address: u64,
+    /// `IA32_MCi_MISC` when the status says it is valid, else 0.
+    pub misc: u64,
+    /// `IA32_MCG_STATUS` at the time (0 for an error found by polling).
+    pub mcg_status: u64,
+    /// `corrected`, `recoverable` (the interrupted code can resume) or `fatal` (the kernel
+    /// stops after this record).
+    #[serde(borrow)]
+    pub severity: Cow<'a, str>,
+    /// How it was found: `exception` (#MC) or `poll`.
+    #[serde(borrow)]
+    pub found_by: Cow<'a, str>,
 }
 
 /// A kernel panic.

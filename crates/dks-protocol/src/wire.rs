@@ -136,6 +136,23 @@ mod tests {
                 depth_bytes: 16_392,
                 rip: 0x10_2345,
             }),
+            Record::TrapStat(TrapStat {
+                nmis: 10_000,
+                nmis_nested: 12,
+                machine_check_exceptions: 1,
+                mce_corrected: 100,
+                mce_recoverable: 1,
+            }),
+            Record::MachineCheck(MachineCheck {
+                cpu: 1,
+                bank: 3,
+                status: 0x9000_0000_0000_0000,
+                address: 0x1234_5000,
+                misc: 0,
+                mcg_status: 0,
+                severity: Cow::Borrowed("corrected"),
+                found_by: Cow::Borrowed("poll"),
+            }),
             Record::Panic(Panic {
                 cpu: 0,
                 message: Cow::Borrowed("index out of bounds"),
