@@ -84,3 +84,40 @@ fn a_reserve_beyond_the_memory_is_refused_and_the_largest_accepted_works() {
     assert!(panics(&outcome).is_empty(), "{}", outcome.serial_log);
     assert!(outcome.is_success(), "{}", outcome.serial_log);
 }
+
+/// A long sampling period does not let exited threads' records pile up on the heap: the
+/// `adversarial` scenario (128 MiB, so an 8 MiB heap) with one sample a second ran out of heap
+/// ("memory allocation of 528 bytes failed") while the same file with 100 ms succeeded.
+#[test]
+fn a_long_sampling_period_does_not_exhaust_the_heap() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sample-period-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/adversarial.toml"
+    ))
+    .unwrap();
+    let scenario = builtin.replace("sample_ms = 100", "sample_ms = 1000");
+    assert_ne!(scenario, builtin, "the built-in samples every 100 ms");
+    let path = dir.join("adversarial-1s.toml");
+    std::fs::write(&path, scenario).unwrap();
+    let kernel = kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dks"))
+        .arg("compare")
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--scenario")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains("[panic]"), "{text}");
+    assert_eq!(output.status.code(), Some(0), "{text}");
+}
