@@ -370,6 +370,7 @@ fn compare(args: CompareArgs) -> Ending {
 /// Writes `--json` and `--report`, all or nothing; returns what was written, for the last line.
 fn write_outputs(args: &CompareArgs, finished: &compare::Finished) -> anyhow::Result<String> {
     let mut files = Vec::new();
+    let mut folders = Vec::new();
     let mut written = String::new();
     if let Some(path) = &args.json {
         let mut json = serde_json::to_string_pretty(&finished.comparison)?;
@@ -382,8 +383,9 @@ fn write_outputs(args: &CompareArgs, finished: &compare::Finished) -> anyhow::Re
         let index = dir.join("index.html");
         written.push_str(&format!("; report: {}", index.display()));
         files.push((index, page.into_bytes()));
+        folders.push(dir.as_path());
     }
-    output::write_all(&files)?;
+    output::write_all(&files, &folders)?;
     Ok(written)
 }
 

@@ -5,9 +5,10 @@
 //!   written (a missing folder, a file where a folder must be, a folder without write
 //!   permission) is one usage error, and nothing has been built or booted. They prove that the
 //!   folder takes a new file by creating one (exclusively, with a random name) and removing it.
-//! - [`write_all`] writes several files all or nothing: every temporary is written first (and a
-//!   missing report folder created), then each is renamed over its target. A failure before the
-//!   renames leaves nothing behind (temporaries are removed, folders it created too).
+//! - [`write_all`] writes several files all or nothing: the folders it was asked to create (a
+//!   missing report folder) are created, every temporary is written, then each is renamed over
+//!   its target. A failure before the renames leaves nothing behind (temporaries are removed,
+//!   folders it created too). Any other missing folder is an error, not created.
 //! - Temporaries are created by `tempfile` (`O_EXCL`, a random name), so a link planted where a
 //!   temporary will go cannot redirect the write; the rename replaces a link at the target
 //!   instead of writing through it. The final file gets the usual permissions (0666 less the
@@ -103,15 +104,19 @@ pub fn check_folder(flag: &str, dir: &Path) -> Result<(), String> {
 /// Writes `contents` to `path` through a temporary beside it and a rename, so `path` holds
 /// either its old contents or all of the new ones.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    write_all(&[(path.to_owned(), contents.to_vec())])
+    write_all(&[(path.to_owned(), contents.to_vec())], &[])
 }
 
-/// Writes every `(path, contents)`, all or nothing: creates missing folders, writes every
-/// temporary, then renames each over its target. Returns the first error; before the renames,
-/// an error leaves nothing behind.
-pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> anyhow::Result<()> {
+/// Writes every `(path, contents)`, all or nothing: creates `folders` (and their missing
+/// ancestors) where missing, writes every temporary, then renames each over its target.
+/// Returns the first error; before the renames, an error leaves nothing behind.
+pub fn write_all(files: &[(PathBuf, Vec<u8>)], folders: &[&Path]) -> anyhow::Result<()> {
     let mut created: Vec<PathBuf> = Vec::new();
-    let result = prepare(files, &mut created).and_then(|temporaries| {
+    let result = folders
+        .iter()
+        .try_for_each(|dir| create_folders(dir, &mut created))
+        .and_then(|()| prepare(files))
+        .and_then(|temporaries| {
         for (temporary, (path, _)) in temporaries.into_iter().zip(files) {
             temporary
                 .persist(path)
@@ -129,16 +134,12 @@ pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> anyhow::Result<()> {
     result
 }
 
-/// Creates the missing folders (recorded in `created`) and writes every temporary.
-fn prepare(
-    files: &[(PathBuf, Vec<u8>)],
-    created: &mut Vec<PathBuf>,
-) -> anyhow::Result<Vec<NamedTempFile>> {
+/// Writes every temporary.
+fn prepare(files: &[(PathBuf, Vec<u8>)]) -> anyhow::Result<Vec<NamedTempFile>> {
     let mut temporaries = Vec::new();
     for (path, contents) in files {
         path.file_name()
             .with_context(|| format!("{} names no file", path.display()))?;
-        create_folders(folder_of(path), created)?;
         let mut temporary = temporary_beside(path)
             .with_context(|| format!("cannot create a file beside {}", path.display()))?;
         temporary
@@ -220,27 +221,44 @@ mod tests {
         let blocker = dir.path().join("X");
         std::fs::write(&blocker, "a file").unwrap();
         let json = dir.path().join("out.json");
-        let error = write_all(&[
-            (json.clone(), b"{}".to_vec()),
-            (blocker.join("rep/index.html"), b"<html>".to_vec()),
-        ])
+        let rep = blocker.join("rep");
+        let error = write_all(
+            &[
+                (json.clone(), b"{}".to_vec()),
+                (rep.join("index.html"), b"<html>".to_vec()),
+            ],
+            &[&rep],
+        )
         .unwrap_err();
         assert!(format!("{error:#}").contains("X/rep"), "{error:#}");
         assert_eq!(entries(dir.path()), ["X"]);
 
-        // Missing folders are created, and removed again when a later file fails.
-        let error = write_all(&[
-            (dir.path().join("a/b/index.html"), b"<html>".to_vec()),
-            (blocker.join("c"), b"x".to_vec()),
-        ])
+        // Folders asked for are created, and removed again when a file fails.
+        let ab = dir.path().join("a/b");
+        let error = write_all(
+            &[
+                (ab.join("index.html"), b"<html>".to_vec()),
+                (blocker.join("c"), b"x".to_vec()),
+            ],
+            &[&ab],
+        )
         .unwrap_err();
-        assert!(format!("{error:#}").contains("X/c"), "{error:#}");
+        assert!(format!("{error:#}").contains("X"), "{error:#}");
         assert_eq!(entries(dir.path()), ["X"]);
 
-        write_all(&[
-            (json.clone(), b"{}".to_vec()),
-            (dir.path().join("rep/index.html"), b"<html>".to_vec()),
-        ])
+        // A folder not asked for is not created.
+        let error = write_atomically(&dir.path().join("gone/out.json"), b"x").unwrap_err();
+        assert!(format!("{error:#}").contains("gone"), "{error:#}");
+        assert_eq!(entries(dir.path()), ["X"]);
+
+        let rep = dir.path().join("rep");
+        write_all(
+            &[
+                (json.clone(), b"{}".to_vec()),
+                (rep.join("index.html"), b"<html>".to_vec()),
+            ],
+            &[&rep],
+        )
         .unwrap();
         assert_eq!(entries(dir.path()), ["X", "out.json", "rep"]);
         assert_eq!(entries(&dir.path().join("rep")), ["index.html"]);
