@@ -173,7 +173,9 @@ impl Running {
             // in the meantime, then the signal finds nobody and `wait` reaps it.
             let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
             let _ = self.child.kill();
-            self.child.wait().context("cannot reap QEMU after killing it")?;
+            self.child
+                .wait()
+                .context("cannot reap QEMU after killing it")?;
             self.reaped = true;
         }
         Ok(())
@@ -303,7 +305,9 @@ fn run_with(
         handled: Handled::from_records(&records),
         injected,
     });
-    if let Some(shortfall) = injection.as_ref().and_then(|r| r.injected.shortfall.as_ref())
+    if let Some(shortfall) = injection
+        .as_ref()
+        .and_then(|r| r.injected.shortfall.as_ref())
         && verdict == Verdict::Success
     {
         verdict = Verdict::Inconsistent(format!("fault injection stopped short: {shortfall}"));
@@ -436,15 +440,24 @@ mod tests {
             "{description}"
         );
         assert!(description.contains("from pid 4242"), "{description}");
-        assert!(!description.contains("a triple fault or reset"), "{description}");
+        assert!(
+            !description.contains("a triple fault or reset"),
+            "{description}"
+        );
         assert_eq!(stopping_signal("qemu: terminating on signal 2"), Some(2));
         assert_eq!(stopping_signal("qemu: warning: something"), None);
     }
 
     /// Returns whether `pid` runs (a zombie does not).
     fn alive(pid: &str) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
     }
 
     #[test]

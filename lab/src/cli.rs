@@ -221,9 +221,12 @@ fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
-/// The ending for a host error: an interruption, or exit code 1 after saying what failed.
+/// The ending for a host error: an interruption (also when the error is its consequence, e.g.
+/// a kernel build whose cargo got the terminal's Ctrl-C too), or exit code 1 after saying what
+/// failed.
 fn host_error(error: &anyhow::Error) -> Ending {
-    match interrupt::find(error) {
+    let signal = interrupt::pending().map(interrupt::Interrupted);
+    match interrupt::find(error).or(signal) {
         Some(interrupted) => Ending::Interrupted(interrupted),
         None => {
             say(&format!("dks: error: {error:#}"));
@@ -246,7 +249,9 @@ pub fn main() -> ExitCode {
         }
     };
     if let Err(error) = interrupt::install() {
-        say(&format!("dks: error: cannot install the signal handlers: {error}"));
+        say(&format!(
+            "dks: error: cannot install the signal handlers: {error}"
+        ));
         return ExitCode::from(outcome::EXIT_HOST_ERROR);
     }
     let ending = match cli.command {
@@ -292,11 +297,11 @@ fn compare(args: CompareArgs) -> Ending {
     if let Some(mce) = args.inject.inject_mce
         && mce.kind == inject::MceKind::Fatal
     {
-        say(&format!(
+        say(
             "dks: error: --inject-mce fatal: a fatal machine check ends its boot, so no \
              comparison can finish; accepted here: corrected:COUNT or recoverable:COUNT (for a \
-             fatal one: dks run --inject-mce fatal)"
-        ));
+             fatal one: dks run --inject-mce fatal)",
+        );
         return Ending::Code(outcome::EXIT_USAGE);
     }
     if let Err(problem) = check_outputs(&args) {
@@ -336,7 +341,9 @@ fn compare(args: CompareArgs) -> Ending {
         match output::write_atomically(path, log.as_bytes()) {
             Ok(()) => false,
             Err(error) => {
-                say(&format!("dks: error: cannot write the console log: {error:#}"));
+                say(&format!(
+                    "dks: error: cannot write the console log: {error:#}"
+                ));
                 true
             }
         }
@@ -349,8 +356,10 @@ fn compare(args: CompareArgs) -> Ending {
         }
     };
     if log_failed {
-        say("dks: error: every boot succeeded, but the console log could not be written; no \
-             other output was written");
+        say(
+            "dks: error: every boot succeeded, but the console log could not be written; no \
+             other output was written",
+        );
         return Ending::Code(outcome::EXIT_HOST_ERROR);
     }
     match write_outputs(&args, &finished) {
@@ -440,7 +449,9 @@ fn boot_once(args: &RunArgs) -> anyhow::Result<Ending> {
     if let Some(path) = &args.log
         && let Err(error) = output::write_atomically(path, outcome.serial_log.as_bytes())
     {
-        say(&format!("dks: error: cannot write the console log: {error:#}"));
+        say(&format!(
+            "dks: error: cannot write the console log: {error:#}"
+        ));
         // A failed boot keeps its own code: the log must not hide the verdict.
         if outcome.is_success() {
             code = outcome::EXIT_HOST_ERROR;

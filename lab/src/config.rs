@@ -325,7 +325,10 @@ mod tests {
         let mut bad = good.clone();
         bad.kernel_args = vec!["test=all".into(), "x".repeat(800)];
         let error = bad.validate().unwrap_err().to_string();
-        assert!(error.contains("809 bytes long") && error.contains("at most 768"), "{error}");
+        assert!(
+            error.contains("809 bytes long") && error.contains("at most 768"),
+            "{error}"
+        );
 
         let mut bad = good.clone();
         bad.kernel_args = vec!["test=all".into(), "x=\"y\"".into()];

@@ -66,7 +66,12 @@ impl FromStr for NmiSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || format!("{text:?} is not an NMI count or rate; accepted: {}", Self::ACCEPTED);
+        let error = || {
+            format!(
+                "{text:?} is not an NMI count or rate; accepted: {}",
+                Self::ACCEPTED
+            )
+        };
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         if let Some(rate) = text.strip_suffix("/s") {
             if !digits(rate) {
@@ -359,17 +364,21 @@ impl Report {
         if let Some(mce) = self.plan.mce {
             lines.push(format!(
                 "injected {} {} machine check(s) (asked: {mce}); the kernel reported {} \
-                 (MachineCheck records of that severity; {} reported before the next was sent)",
+                 (MachineCheck records of that severity)",
                 self.injected.machine_checks,
                 mce.kind.name(),
                 self.handled.machine_checks(mce.kind),
-                self.injected.machine_checks_reported
             ));
         }
         if let Some(shortfall) = &self.injected.shortfall {
             lines.push(format!("injection stopped short: {shortfall}"));
         }
-        lines.extend(self.injected.notes.iter().map(|n| format!("injection: {n}")));
+        lines.extend(
+            self.injected
+                .notes
+                .iter()
+                .map(|n| format!("injection: {n}")),
+        );
         lines
     }
 }
@@ -478,7 +487,9 @@ impl Inbox {
     /// Takes in every event, waiting up to `wait` for the first.
     fn poll(&mut self, wait: Duration) {
         let first = if wait.is_zero() {
-            self.receiver.try_recv().map_err(|e| e == TryRecvError::Disconnected)
+            self.receiver
+                .try_recv()
+                .map_err(|e| e == TryRecvError::Disconnected)
         } else {
             self.receiver
                 .recv_timeout(wait)
@@ -634,7 +645,8 @@ impl Run {
                     NmiSpec::Count(count) if self.injected.nmis >= count => None,
                     NmiSpec::Count(_) => Some(now),
                     NmiSpec::Rate(rate) => Some(
-                        start + Duration::from_secs_f64(self.injected.nmis as f64 / f64::from(rate)),
+                        start
+                            + Duration::from_secs_f64(self.injected.nmis as f64 / f64::from(rate)),
                     ),
                 };
             }
@@ -655,7 +667,9 @@ impl Run {
             .into_iter()
             .flatten()
             .min();
-            let wait = next.map_or(SLICE, |at| at.saturating_duration_since(Instant::now()).min(SLICE));
+            let wait = next.map_or(SLICE, |at| {
+                at.saturating_duration_since(Instant::now()).min(SLICE)
+            });
             self.inbox.poll(wait);
         }
         // A report that came with the end of the boot still counts.
@@ -746,9 +760,7 @@ impl Run {
                 }
                 self.injected.machine_checks += 1;
                 if !said.is_empty() {
-                    self.injected
-                        .notes
-                        .push(format!("QEMU, on {what}: {said}"));
+                    self.injected.notes.push(format!("QEMU, on {what}: {said}"));
                 }
                 if spec.kind == MceKind::Fatal {
                     return Some(MceState::Done);

@@ -12,9 +12,9 @@
 //! 128 + signal), in case the clean-up itself hangs.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 

@@ -117,14 +117,16 @@ pub fn write_all(files: &[(PathBuf, Vec<u8>)], folders: &[&Path]) -> anyhow::Res
         .try_for_each(|dir| create_folders(dir, &mut created))
         .and_then(|()| prepare(files))
         .and_then(|temporaries| {
-        for (temporary, (path, _)) in temporaries.into_iter().zip(files) {
-            temporary
-                .persist(path)
-                .map_err(|e| e.error)
-                .with_context(|| format!("cannot move the new {} into place", path.display()))?;
-        }
-        Ok(())
-    });
+            for (temporary, (path, _)) in temporaries.into_iter().zip(files) {
+                temporary
+                    .persist(path)
+                    .map_err(|e| e.error)
+                    .with_context(|| {
+                        format!("cannot move the new {} into place", path.display())
+                    })?;
+            }
+            Ok(())
+        });
     if result.is_err() {
         // Folders this call created, deepest first; only empty ones go.
         for dir in created.iter().rev() {
@@ -270,11 +272,23 @@ mod tests {
         let file = dir.path().join("X");
         std::fs::write(&file, "a file").unwrap();
         let cases = [
-            (check_file("--json", &dir.path().join("no/such/out.json")), "does not exist"),
-            (check_file("--json", &file.join("out.json")), "is not a folder"),
+            (
+                check_file("--json", &dir.path().join("no/such/out.json")),
+                "does not exist",
+            ),
+            (
+                check_file("--json", &file.join("out.json")),
+                "is not a folder",
+            ),
             (check_file("--json", dir.path()), "not a file name"),
-            (check_folder("--report", &file), "exists and is not a folder"),
-            (check_folder("--report", &file.join("rep/deeper")), "is not a folder"),
+            (
+                check_folder("--report", &file),
+                "exists and is not a folder",
+            ),
+            (
+                check_folder("--report", &file.join("rep/deeper")),
+                "is not a folder",
+            ),
         ];
         for (result, expected) in cases {
             let error = result.unwrap_err();

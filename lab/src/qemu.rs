@@ -210,7 +210,10 @@ mod tests {
             value_of(&args, "-chardev"),
             Some(format!("socket,id=dks-qmp,path={}", socket.path().display()).as_str())
         );
-        assert_eq!(value_of(&args, "-mon"), Some("chardev=dks-qmp,mode=control"));
+        assert_eq!(
+            value_of(&args, "-mon"),
+            Some("chardev=dks-qmp,mode=control")
+        );
         assert_eq!(value_of(&args_of(&config), "-chardev"), None);
     }
 

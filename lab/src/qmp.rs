@@ -271,12 +271,19 @@ mod tests {
 
     /// Plays QEMU's side of `script`: for each (expected command, answer lines), reads one
     /// command, checks its name and sends the lines.
-    fn fake_qemu(path: PathBuf, script: Vec<(&'static str, Vec<String>)>) -> std::thread::JoinHandle<Vec<Value>> {
+    fn fake_qemu(
+        path: PathBuf,
+        script: Vec<(&'static str, Vec<String>)>,
+    ) -> std::thread::JoinHandle<Vec<Value>> {
         std::thread::spawn(move || {
             let stream = UnixStream::connect(path).unwrap();
             let mut writer = stream.try_clone().unwrap();
             let mut reader = BufReader::new(stream);
-            writeln!(writer, r#"{{"QMP": {{"version": {{}}, "capabilities": ["oob"]}}}}"#).unwrap();
+            writeln!(
+                writer,
+                r#"{{"QMP": {{"version": {{}}, "capabilities": ["oob"]}}}}"#
+            )
+            .unwrap();
             let mut seen = Vec::new();
             for (expected, answers) in script {
                 let mut line = String::new();
@@ -299,7 +306,12 @@ mod tests {
         let meta = std::fs::metadata(&dir).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o700);
         assert_eq!(meta.uid(), nix::unistd::getuid().as_raw());
-        assert!(std::fs::metadata(socket.path()).unwrap().file_type().is_socket());
+        assert!(
+            std::fs::metadata(socket.path())
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
         assert_eq!(socket.path().parent(), Some(dir.as_path()));
         assert!(dir.starts_with(std::env::temp_dir()));
         let args: Vec<String> = socket
@@ -308,8 +320,15 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert_eq!(args[0], "-chardev");
-        assert_eq!(args[1], format!("socket,id=dks-qmp,path={}", socket.path().display()));
-        assert!(!args[1].contains("server"), "QEMU is the client: {}", args[1]);
+        assert_eq!(
+            args[1],
+            format!("socket,id=dks-qmp,path={}", socket.path().display())
+        );
+        assert!(
+            !args[1].contains("server"),
+            "QEMU is the client: {}",
+            args[1]
+        );
         assert_eq!(args[2..], ["-mon", "chardev=dks-qmp,mode=control"]);
         drop(socket);
         assert!(!dir.exists());
@@ -350,7 +369,10 @@ mod tests {
             "Invalid MCE bank number\r\n"
         );
         let refused = qmp.execute("inject-nmi", None).unwrap_err().to_string();
-        assert_eq!(refused, "QEMU's monitor refused inject-nmi: GenericError: no");
+        assert_eq!(
+            refused,
+            "QEMU's monitor refused inject-nmi: GenericError: no"
+        );
         let seen = qemu.join().unwrap();
         assert_eq!(
             seen[2]["arguments"]["command-line"],

@@ -96,8 +96,16 @@ fn a_log_that_cannot_be_written_after_the_boot_does_not_hide_a_failed_verdict() 
     let output = qemu.run_dks(&["--log", logs.join("x.log").to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(5), "{}", text(&output));
-    assert!(stderr.contains("cannot write the console log"), "{}", text(&output));
-    assert!(stderr.contains("dks: FAILED: the kernel panicked"), "{}", text(&output));
+    assert!(
+        stderr.contains("cannot write the console log"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        stderr.contains("dks: FAILED: the kernel panicked"),
+        "{}",
+        text(&output)
+    );
 
     // The same after a successful boot is a host error.
     let body = format!("rm -r '{}'\n{EXIT_SUCCESS_RECORD}\nexit 33", logs.display());
@@ -124,7 +132,10 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn compare_checks_every_output_path_before_booting() {
-    let qemu = FakeQemu::new("compare-outputs", &format!("{EXIT_SUCCESS_RECORD}\nexit 33"));
+    let qemu = FakeQemu::new(
+        "compare-outputs",
+        &format!("{EXIT_SUCCESS_RECORD}\nexit 33"),
+    );
     let file = qemu.dir.join("X");
     fs::write(&file, "a regular file").unwrap();
     let json = qemu.dir.join("out.json");
@@ -138,7 +149,12 @@ fn compare_checks_every_output_path_before_booting() {
             vec!["--report", "exists and is not a folder"],
         ),
         (
-            vec!["--json", path(&json), "--log", path(&qemu.dir.join("no/log"))],
+            vec![
+                "--json",
+                path(&json),
+                "--log",
+                path(&qemu.dir.join("no/log")),
+            ],
             vec!["--log", "does not exist"],
         ),
         (
@@ -163,8 +179,14 @@ fn bad_injection_flags_name_the_flag_and_what_is_accepted() {
         (&["run", "--inject-nmi", "0"][..], "accepted: COUNT"),
         (&["run", "--inject-nmi", "5/min"][..], "accepted: COUNT"),
         (&["run", "--inject-nmi", "20000/s"][..], "10000/s"),
-        (&["run", "--inject-mce", "corrected"][..], "accepted: corrected:COUNT"),
-        (&["run", "--inject-mce", "uncorrected:1"][..], "accepted: corrected:COUNT"),
+        (
+            &["run", "--inject-mce", "corrected"][..],
+            "accepted: corrected:COUNT",
+        ),
+        (
+            &["run", "--inject-mce", "uncorrected:1"][..],
+            "accepted: corrected:COUNT",
+        ),
         (&["compare", "--inject-nmi", "x"][..], "accepted: COUNT"),
     ] {
         let output = qemu.dks().args(args).output().unwrap();
@@ -190,7 +212,8 @@ fn the_kernel_refuses_an_over_long_line_with_a_record_naming_it() {
     assert_eq!(outcome.verdict.exit_code(), 4, "{}", outcome.serial_log);
     let description = outcome.describe();
     assert!(
-        description.contains("[config error] command line: 2002 bytes, longer than the kernel accepts"),
+        description
+            .contains("[config error] command line: 2002 bytes, longer than the kernel accepts"),
         "{description}\n{}",
         outcome.serial_log
     );

@@ -708,13 +708,14 @@ fn compare_help_lists_its_options_and_the_builtins() {
 /// (`exec` keeps the shell's), change nothing outside the temporary folder.
 #[test]
 fn links_planted_at_predictable_names_redirect_nothing() {
-    use std::os::unix::fs::symlink;
     let qemu = fake("compare-links", &["static", "fault"]);
     let tmp = qemu.dir.join("tmp");
     let out = qemu.dir.join("out");
     fs::create_dir(&tmp).unwrap();
     fs::create_dir(&out).unwrap();
-    let victims: Vec<PathBuf> = (0..2).map(|i| qemu.dir.join(format!("victim-{i}"))).collect();
+    let victims: Vec<PathBuf> = (0..2)
+        .map(|i| qemu.dir.join(format!("victim-{i}")))
+        .collect();
     for victim in &victims {
         fs::write(victim, "precious").unwrap();
     }
@@ -727,7 +728,7 @@ exec "$@""#,
         v1 = victims[1].display(),
         out = out.display(),
     );
-    let mut command = qemu.dks();
+    let command = qemu.dks();
     let dks = command.get_program().to_owned();
     let output = std::process::Command::new("sh")
         .args(["-c", &script, "sh"])
@@ -744,7 +745,12 @@ exec "$@""#,
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     for victim in &victims {
-        assert_eq!(fs::read_to_string(victim).unwrap(), "precious", "{}", victim.display());
+        assert_eq!(
+            fs::read_to_string(victim).unwrap(),
+            "precious",
+            "{}",
+            victim.display()
+        );
     }
     // The plan went elsewhere in TMPDIR and is gone; only the planted link is left there.
     let left: Vec<String> = fs::read_dir(&tmp)
@@ -752,7 +758,12 @@ exec "$@""#,
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
-    assert!(left[0].starts_with("dks-plan-") && fs::symlink_metadata(tmp.join(&left[0])).unwrap().is_symlink());
+    assert!(
+        left[0].starts_with("dks-plan-")
+            && fs::symlink_metadata(tmp.join(&left[0]))
+                .unwrap()
+                .is_symlink()
+    );
     let initrd = PathBuf::from(value_of(&args_of_call(&qemu, 2), "-initrd"));
     assert!(initrd.starts_with(&tmp), "{}", initrd.display());
     // The JSON is a new regular file; the link beside it is untouched.

@@ -92,7 +92,11 @@ fn assert_private_monitor(qemu: &FakeQemu, tmp: &Path) {
     );
     assert!(Path::new(fields[2]).starts_with(tmp), "{seen}");
     assert!(!Path::new(fields[2]).exists(), "the folder stayed: {seen}");
-    assert_eq!(fs::read_dir(tmp).unwrap().count(), 0, "files left in TMPDIR");
+    assert_eq!(
+        fs::read_dir(tmp).unwrap().count(),
+        0,
+        "files left in TMPDIR"
+    );
 }
 
 fn run_dks(qemu: &FakeQemu, tmp: &Path, args: &[&str]) -> Output {
@@ -133,7 +137,9 @@ fn run_injects_nmis_and_machine_checks_and_reports_both_counts() {
         text(&output)
     );
     assert!(
-        stderr.contains("dks: injected 5 corrected machine check(s) (asked: corrected:5); the kernel reported 5"),
+        stderr.contains(
+            "dks: injected 5 corrected machine check(s) (asked: corrected:5); the kernel reported 5"
+        ),
         "{}",
         text(&output)
     );
@@ -206,7 +212,13 @@ sleep_depth = { fixed = 512 }
         .arg(qemu.kernel())
         .arg("--scenario")
         .arg(qemu.dir.join("small.toml"))
-        .args(["--inject-nmi", "30", "--inject-mce", "recoverable:3", "--json"])
+        .args([
+            "--inject-nmi",
+            "30",
+            "--inject-mce",
+            "recoverable:3",
+            "--json",
+        ])
         .arg(&json)
         .output()
         .unwrap();
@@ -258,7 +270,11 @@ fn an_injected_nmi_reaches_the_real_kernel() {
     let output = real_run(&["--inject-nmi", "1", "--", "workload=mixed"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("dks: injected 1 NMI(s) (asked: 1)"), "{}", text(&output));
+    assert!(
+        stderr.contains("dks: injected 1 NMI(s) (asked: 1)"),
+        "{}",
+        text(&output)
+    );
     let stopped_on_it = output.status.code() == Some(6) && stdout.contains("[exception] NMI cpu0");
     let handled_it = output.status.code() == Some(0)
         && !stderr.contains("the kernel handled 0 ")

@@ -40,7 +40,11 @@ fn wait_for_file(path: &Path, child: &mut Child) -> String {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("dks ended before {} appeared: {status}", path.display());
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -49,7 +53,10 @@ fn wait_for_file(path: &Path, child: &mut Child) -> String {
 fn wait_end(mut child: Child) -> Output {
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "dks did not end after the signal");
+        assert!(
+            Instant::now() < deadline,
+            "dks did not end after the signal"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
@@ -132,7 +139,14 @@ fn an_interrupted_run_stops_qemu_and_removes_the_monitor_socket() {
             .arg("--kernel")
             .arg(qemu.kernel())
             // The injection gives this boot a monitor socket folder in TMPDIR.
-            .args(["--timeout", "600", "--inject-nmi", "10/s", "--", "workload=mixed"])
+            .args([
+                "--timeout",
+                "600",
+                "--inject-nmi",
+                "10/s",
+                "--",
+                "workload=mixed",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -173,7 +187,14 @@ fn an_interrupted_compare_stops_qemu_removes_its_plan_and_writes_nothing() {
         .arg("compare")
         .arg("--kernel")
         .arg(qemu.kernel())
-        .args(["--scenario", "android", "--policies", "static", "--timeout", "600"])
+        .args([
+            "--scenario",
+            "android",
+            "--policies",
+            "static",
+            "--timeout",
+            "600",
+        ])
         .arg("--json")
         .arg(&json)
         .arg("--log")
@@ -227,5 +248,9 @@ fn a_qemu_stopped_by_a_signal_is_reported_with_the_signal() {
         "{}",
         text(&output)
     );
-    assert!(!stderr.contains("triple fault or reset"), "{}", text(&output));
+    assert!(
+        !stderr.contains("triple fault or reset"),
+        "{}",
+        text(&output)
+    );
 }

@@ -171,11 +171,24 @@ fn cmdline_limits() -> TestResult {
     let too_long = "x".repeat(MAX_CMDLINE_BYTES + 1);
     let quoted = "test=\"boot\"";
     for (line, problem) in [
-        (too_long.as_str(), alloc::format!("{} bytes, longer than the kernel accepts", MAX_CMDLINE_BYTES + 1)),
-        (quoted, String::from("byte 5 is '\"', which is not accepted")),
+        (
+            too_long.as_str(),
+            alloc::format!(
+                "{} bytes, longer than the kernel accepts",
+                MAX_CMDLINE_BYTES + 1
+            ),
+        ),
+        (
+            quoted,
+            String::from("byte 5 is '\"', which is not accepted"),
+        ),
     ] {
         match cmdline::parse(line, NAMES) {
-            Ok(c) => check!(false, "a line of {} bytes was accepted as {c:?}", line.len()),
+            Ok(c) => check!(
+                false,
+                "a line of {} bytes was accepted as {c:?}",
+                line.len()
+            ),
             Err(e) => {
                 check_eq!(e.key.as_str(), "command line");
                 check_eq!(&*e.problem, problem.as_str());
@@ -191,7 +204,12 @@ fn cmdline_limits() -> TestResult {
         }
         line
     };
-    for line in [longest(""), longest("test="), longest("no_such_key="), longest("hz=")] {
+    for line in [
+        longest(""),
+        longest("test="),
+        longest("no_such_key="),
+        longest("hz="),
+    ] {
         let Err(e) = cmdline::parse(&line, &names) else {
             return Err(alloc::format!("{line:?} was accepted"));
         };
@@ -207,7 +225,11 @@ fn cmdline_limits() -> TestResult {
             "the error for a {}-byte line does not fit a record line: {e:?}",
             line.len()
         );
-        check!(e.value.len() <= cmdline::ECHO_BYTES + 3, "echoed {:?}", e.value);
+        check!(
+            e.value.len() <= cmdline::ECHO_BYTES + 3,
+            "echoed {:?}",
+            e.value
+        );
     }
     Ok(())
 }

@@ -642,7 +642,10 @@ pub(crate) mod tests {
         assert_eq!(injection["boots"][0]["nmis_injected"], 10);
         assert_eq!(injection["boots"][0]["nmis_handled"], 20);
         assert_eq!(injection["boots"][0]["machine_checks_reported"], 3);
-        assert_eq!(injection["boots"][1]["nmis_handled"], serde_json::Value::Null);
+        assert_eq!(
+            injection["boots"][1]["nmis_handled"],
+            serde_json::Value::Null
+        );
         let no_injection = serde_json::to_value(&none).unwrap();
         assert_eq!(no_injection["injection"], serde_json::Value::Null);
     }

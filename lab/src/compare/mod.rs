@@ -37,8 +37,8 @@ use dks_protocol::scenario::POLICY_NAMES;
 
 use crate::boot::{self, BootOutcome};
 use crate::config::BootConfig;
-use crate::{inject, interrupt, render};
 use crate::scenario::{BootPlan, Scenario};
+use crate::{inject, interrupt, render};
 use figures::{Comparison, Measurements, Setup};
 
 /// The time limit of the cost boot when nobody says otherwise.

@@ -24,7 +24,18 @@ fn nmi_specs_parse_strictly() {
         assert_eq!(spec.to_string(), text);
     }
     for text in [
-        "", "0", "0/s", "-1", "+5", "1000001", "10001/s", "5/m", "/s", "5 /s", "1e3", "x",
+        "",
+        "0",
+        "0/s",
+        "-1",
+        "+5",
+        "1000001",
+        "10001/s",
+        "5/m",
+        "/s",
+        "5 /s",
+        "1e3",
+        "x",
         "99999999999999999999",
     ] {
         let error = text.parse::<NmiSpec>().unwrap_err();
@@ -46,8 +57,17 @@ fn mce_specs_parse_strictly() {
         assert_eq!(spec.to_string(), text);
     }
     for text in [
-        "", "corrected", "corrected:", "corrected:0", "corrected:10001", "corrected:-1",
-        "fatal:1", "Fatal", "uncorrected:1", "corrected:1:2", "recoverable: 1",
+        "",
+        "corrected",
+        "corrected:",
+        "corrected:0",
+        "corrected:10001",
+        "corrected:-1",
+        "fatal:1",
+        "Fatal",
+        "uncorrected:1",
+        "corrected:1:2",
+        "recoverable: 1",
     ] {
         let error = text.parse::<MceSpec>().unwrap_err();
         assert!(error.contains(&format!("{text:?}")), "{error}");
@@ -87,7 +107,11 @@ fn fake_monitor(
         let stream = UnixStream::connect(path).unwrap();
         let mut writer = stream.try_clone().unwrap();
         let mut reader = BufReader::new(stream);
-        writeln!(writer, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+        writeln!(
+            writer,
+            r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#
+        )
+        .unwrap();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -142,7 +166,11 @@ fn machine_check(cpu: u32, bank: u32) -> Record<'static> {
     })
 }
 
-fn start(plan: Plan, timing: Timing, answer: impl Fn(&Value) -> String + Send + 'static) -> (Driver, Receiver<Value>, std::thread::JoinHandle<()>) {
+fn start(
+    plan: Plan,
+    timing: Timing,
+    answer: impl Fn(&Value) -> String + Send + 'static,
+) -> (Driver, Receiver<Value>, std::thread::JoinHandle<()>) {
     let socket = MonitorSocket::new().unwrap();
     let path = socket.path().to_owned();
     let driver = Driver::start(plan, socket, timing).unwrap();
@@ -179,7 +207,10 @@ fn nmis_wait_for_the_boot_record_and_stop_at_their_count() {
     for _ in 0..25 {
         assert_eq!(next(&commands)["execute"], "inject-nmi");
     }
-    assert!(quiet_for(&commands, Duration::from_millis(200)), "more than 25 NMIs");
+    assert!(
+        quiet_for(&commands, Duration::from_millis(200)),
+        "more than 25 NMIs"
+    );
     let injected = driver.finish();
     monitor.join().unwrap();
     assert_eq!(injected.nmis, 25);
@@ -213,10 +244,16 @@ fn each_machine_check_waits_for_the_report_of_the_previous_one() {
         assert!(quiet_for(&commands, Duration::from_millis(200)));
         driver.notify(&machine_check(cpu, MCE_BANK));
     }
-    assert!(quiet_for(&commands, Duration::from_millis(200)), "a fourth machine check");
+    assert!(
+        quiet_for(&commands, Duration::from_millis(200)),
+        "a fourth machine check"
+    );
     let injected = driver.finish();
     monitor.join().unwrap();
-    assert_eq!((injected.machine_checks, injected.machine_checks_reported), (3, 3));
+    assert_eq!(
+        (injected.machine_checks, injected.machine_checks_reported),
+        (3, 3)
+    );
     assert_eq!(injected.shortfall, None);
 }
 
@@ -240,7 +277,10 @@ fn an_unreported_machine_check_stops_the_injection_with_a_shortfall() {
     assert!(quiet_for(&commands, Duration::from_millis(1000)));
     let injected = driver.finish();
     monitor.join().unwrap();
-    assert_eq!((injected.machine_checks, injected.machine_checks_reported), (1, 0));
+    assert_eq!(
+        (injected.machine_checks, injected.machine_checks_reported),
+        (1, 0)
+    );
     let shortfall = injected.shortfall.unwrap();
     assert!(
         shortfall.contains("did not report recoverable machine check 1 of 3 (cpu 0, bank 1)"),
@@ -262,10 +302,12 @@ fn what_qemu_says_about_a_machine_check_is_kept() {
     let (driver, commands, monitor) = start(fatal, Timing::default(), hmp_says(said));
     driver.notify(&boot(1));
     let _capabilities = next(&commands);
-    assert!(next(&commands)["arguments"]["command-line"]
-        .as_str()
-        .unwrap()
-        .starts_with("mce 0 1 0xb6"));
+    assert!(
+        next(&commands)["arguments"]["command-line"]
+            .as_str()
+            .unwrap()
+            .starts_with("mce 0 1 0xb6")
+    );
     let injected = driver.finish();
     monitor.join().unwrap();
     assert_eq!(injected.machine_checks, 1);
@@ -284,8 +326,11 @@ fn what_qemu_says_about_a_machine_check_is_kept() {
     assert!(injected.shortfall.unwrap().contains(said));
 
     // A command QEMU calls invalid is a host problem.
-    let (driver, commands, monitor) =
-        start(fatal, Timing::default(), hmp_says("Invalid MCE bank number"));
+    let (driver, commands, monitor) = start(
+        fatal,
+        Timing::default(),
+        hmp_says("Invalid MCE bank number"),
+    );
     driver.notify(&boot(1));
     let _capabilities = next(&commands);
     let _mce = next(&commands);
@@ -293,7 +338,12 @@ fn what_qemu_says_about_a_machine_check_is_kept() {
     while driver.failure().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(driver.failure().unwrap().contains("Invalid MCE bank number"));
+    assert!(
+        driver
+            .failure()
+            .unwrap()
+            .contains("Invalid MCE bank number")
+    );
     drop(driver);
     monitor.join().unwrap();
 }
@@ -345,7 +395,11 @@ fn the_end_of_the_boot_ends_a_rate_and_is_noted_for_a_count() {
         assert!(injected.nmis >= 1);
         // Never faster than asked: 1 at the start, then one per 1/rate s.
         let allowed = 2 + (elapsed.as_secs_f64() * f64::from(rate)) as u64;
-        assert!(injected.nmis <= allowed, "{} NMIs in {elapsed:?}", injected.nmis);
+        assert!(
+            injected.nmis <= allowed,
+            "{} NMIs in {elapsed:?}",
+            injected.nmis
+        );
         // A rate has no count to fall short of.
         assert_eq!(injected.notes, Vec::<String>::new());
     }
