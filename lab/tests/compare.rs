@@ -697,6 +697,8 @@ fn compare_help_lists_its_options_and_the_builtins() {
         "--kernel",
         "--timeout",
         "--log",
+        "--inject-nmi",
+        "--inject-mce",
         "linux-census, android, storage, adversarial",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
