@@ -326,6 +326,11 @@ pub fn run<W: Write>(
             }
         })?;
         progress.close_line();
+        if let Some(report) = &outcome.injection {
+            for line in report.lines() {
+                progress.step(&format!("{label} {line}"));
+            }
+        }
         if !outcome.is_success() {
             return Err(Failure::Boot {
                 what: format!(
@@ -338,9 +343,6 @@ pub fn run<W: Write>(
         }
         measurements.add_workload_boot(outcome.records(), &boot.policies);
         if let Some(report) = &outcome.injection {
-            for line in report.lines() {
-                progress.step(&format!("{label} {line}"));
-            }
             measurements
                 .injections
                 .push((boot.policies.clone(), report.clone()));
