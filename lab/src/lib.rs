@@ -10,6 +10,10 @@
 //! - [`config`]: what one boot is ([`config::BootConfig`]) and the strict parsing of its sizes.
 //! - [`kernel`]: building the kernel ELF with cargo.
 //! - [`qemu`]: finding QEMU, choosing the accelerator, the one place the command line is built.
+//! - [`qmp`]: a private QEMU monitor socket and a small QMP client.
+//! - [`inject`]: NMIs and machine checks injected into a running boot through the monitor.
+//! - [`interrupt`]: SIGINT, SIGTERM and SIGHUP stop QEMU and remove temporary files.
+//! - [`output`]: output files checked before anything boots and written all or nothing.
 //! - [`console`]: classifying serial lines into records, free text and malformed records.
 //! - [`boot`]: running QEMU with a timeout and collecting the outcome.
 //! - [`outcome`]: judging a boot and the `dks` exit codes.
@@ -28,9 +32,13 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod console;
+pub mod inject;
+pub mod interrupt;
 pub mod kernel;
 pub mod outcome;
+pub mod output;
 pub mod qemu;
+pub mod qmp;
 pub mod render;
 pub mod scenario;
 pub mod test_report;
