@@ -17,6 +17,7 @@ use dks_protocol::scenario::POLICY_NAMES;
 
 use crate::compare::{self, Progress};
 use crate::config::{Accel, BootConfig, MemorySize};
+use crate::host_census::command::CensusCommand;
 use crate::render::StreamPrinter;
 use crate::scenario::{self, builtin};
 use crate::{boot, config, kernel, outcome, qemu};
@@ -65,6 +66,11 @@ enum Command {
     /// table (optionally as JSON and an HTML report with plots).
     #[command(after_help = COMPARE_HELP.as_str())]
     Compare(CompareArgs),
+    /// Measure the kernel stacks of this Linux host with BPF (snapshot, exits; needs root),
+    /// or merge censuses of many hosts; each writes a census file, a scenario that replays
+    /// it under `dks compare`, and prints what every policy would hold. See docs/census.md.
+    #[command(subcommand)]
+    Census(CensusCommand),
 }
 
 /// A comma-separated list of policies, each named once.
@@ -191,6 +197,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Compare(args) => ExitCode::from(compare(args)),
+        Command::Census(command) => ExitCode::from(crate::host_census::command::run(command)),
     }
 }
 
