@@ -250,11 +250,22 @@ mod tests {
     fn every_missing_piece_is_named_with_how_to_get_it() {
         let no_btf = BtfFacts::Missing(PathBuf::from("/nope"));
         let cases = [
-            (facts(Some(0), full_btf()), Program::Snapshot, "CAP_BPF and CAP_PERFMON"),
-            (facts(None, full_btf()), Program::Exits, "run it as root"),
-            (facts(Some(ROOT), no_btf.clone()), Program::Snapshot, "CONFIG_DEBUG_INFO_BTF=y"),
             (
-                facts(Some(ROOT), BtfFacts::Unreadable("/b".into(), "bad magic".into())),
+                facts(Some(0), full_btf()),
+                Program::Snapshot,
+                "CAP_BPF and CAP_PERFMON",
+            ),
+            (facts(None, full_btf()), Program::Exits, "run it as root"),
+            (
+                facts(Some(ROOT), no_btf.clone()),
+                Program::Snapshot,
+                "CONFIG_DEBUG_INFO_BTF=y",
+            ),
+            (
+                facts(
+                    Some(ROOT),
+                    BtfFacts::Unreadable("/b".into(), "bad magic".into()),
+                ),
                 Program::Exits,
                 "cannot read the kernel's BTF /b: bad magic",
             ),
@@ -298,10 +309,16 @@ mod tests {
         let error = classify(&enosys, "");
         assert!(matches!(error, HostError::BpfDisabled(_)), "{error:?}");
         assert!(error.to_string().contains("CONFIG_BPF_SYSCALL"), "{error}");
-        let eperm = classify(&libbpf_rs::Error::from_raw_os_error(1), "libbpf: lockdown\n");
+        let eperm = classify(
+            &libbpf_rs::Error::from_raw_os_error(1),
+            "libbpf: lockdown\n",
+        );
         assert!(matches!(eperm, HostError::Refused(_)), "{eperm:?}");
         assert!(eperm.to_string().contains("lockdown"), "{eperm}");
-        assert!(eperm.to_string().contains("libbpf said:\nlibbpf: lockdown"), "{eperm}");
+        assert!(
+            eperm.to_string().contains("libbpf said:\nlibbpf: lockdown"),
+            "{eperm}"
+        );
         let other = classify(&libbpf_rs::Error::from_raw_os_error(22), "");
         assert!(matches!(other, HostError::Failed(_)), "{other:?}");
     }

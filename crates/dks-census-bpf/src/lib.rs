@@ -134,8 +134,14 @@ fn open<'obj>(
     let snapshot = program == Program::Snapshot;
     open.progs.census_task.set_autoload(snapshot);
     open.progs.census_exit.set_autoload(!snapshot);
-    open.maps.iter_page.set_autocreate(snapshot).map_err(failed)?;
-    open.maps.exit_page.set_autocreate(!snapshot).map_err(failed)?;
+    open.maps
+        .iter_page
+        .set_autocreate(snapshot)
+        .map_err(failed)?;
+    open.maps
+        .exit_page
+        .set_autocreate(!snapshot)
+        .map_err(failed)?;
     open.maps.exits.set_autocreate(!snapshot).map_err(failed)?;
     Ok(open)
 }

@@ -99,7 +99,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
 /// Decodes a run of records (the iterator's output); the length must be a whole number of
 /// records.
 pub fn decode_all(bytes: &[u8]) -> Result<Vec<Record>, DecodeError> {
-    if bytes.len() % RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
         return Err(DecodeError(format!(
             "{} bytes of census records is not a whole number of {RECORD_BYTES}-byte records",
             bytes.len()
@@ -166,6 +166,11 @@ mod tests {
         assert!(error.0.contains("unknown status 9"), "{error}");
         assert!(decode_all(&[0; 50]).unwrap_err().0.contains("whole number"));
         assert_eq!(decode_all(&[]).unwrap(), []);
-        assert_eq!(decode_all(&raw([1, 1, 3, 0, 0, 4, 0, 0], b"x").repeat(3)).unwrap().len(), 3);
+        assert_eq!(
+            decode_all(&raw([1, 1, 3, 0, 0, 4, 0, 0], b"x").repeat(3))
+                .unwrap()
+                .len(),
+            3
+        );
     }
 }

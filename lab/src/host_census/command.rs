@@ -173,13 +173,10 @@ fn exits(args: ExitsArgs) -> Result<(), Failure> {
         inject_unreadable_every: 0,
     };
     let seconds = args.seconds;
-    let (observations, seen, dropped) =
-        take::exits(&request, Duration::from_secs(seconds), || {
-            eprintln!(
-                "dks: watching thread exits for {seconds} s (BPF tp_btf/sched_switch attached)"
-            );
-        })
-        .map_err(host)?;
+    let (observations, seen, dropped) = take::exits(&request, Duration::from_secs(seconds), || {
+        eprintln!("dks: watching thread exits for {seconds} s (BPF tp_btf/sched_switch attached)");
+    })
+    .map_err(host)?;
     provenance.window = Some((seconds, seen));
     let taken = take::exit_rows(&observations, default_stack, dropped).map_err(host)?;
     finish(&take::census(taken, &provenance), &outputs)
@@ -220,7 +217,9 @@ fn finish(census: &Census, outputs: &output::Outputs) -> Result<(), Failure> {
         check,
     )
     .map_err(host)?;
-    let stack_bytes = census.stack_bytes().expect("a written census has a stack size");
+    let stack_bytes = census
+        .stack_bytes()
+        .expect("a written census has a stack size");
     print!(
         "{}",
         summary::render(&summary::summarize(census, stack_bytes), census)
@@ -233,10 +232,7 @@ fn finish(census: &Census, outputs: &output::Outputs) -> Result<(), Failure> {
             outputs.toml.display(),
             outputs.toml.display()
         ),
-        Err(why) => eprintln!(
-            "dks: wrote {}; no scenario: {why}",
-            outputs.tsv.display()
-        ),
+        Err(why) => eprintln!("dks: wrote {}; no scenario: {why}", outputs.tsv.display()),
     }
     Ok(())
 }

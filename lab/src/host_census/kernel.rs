@@ -88,8 +88,7 @@ pub fn stack_options(config: Option<&(String, String)>) -> String {
                 .collect();
             format!("{} (from {source})", known.join(" "))
         }
-        None => "unknown (neither /proc/config.gz nor /boot/config-RELEASE is readable)"
-            .to_owned(),
+        None => "unknown (neither /proc/config.gz nor /boot/config-RELEASE is readable)".to_owned(),
     }
 }
 

@@ -35,18 +35,22 @@ pub fn merge(inputs: &[(PathBuf, Census)], date: &str, command: &str) -> Result<
     for (path, census) in inputs {
         let at = |problem: String| format!("census {}: {problem}", path.display());
         let size = census.stack_bytes().ok_or_else(|| {
-            at("says no stack size (no `# stack_bytes:` line); accepted: censuses written by \
+            at(
+                "says no stack size (no `# stack_bytes:` line); accepted: censuses written by \
                 dks census"
-                .to_owned())
+                    .to_owned(),
+            )
         })?;
         let named = match &census.rows {
             Rows::Live(rows) => rows.iter().all(|r| r.comm.is_some()),
             Rows::Exits(rows) => rows.iter().all(|r| r.comm.is_some() && r.kthread.is_some()),
         };
         if !named {
-            return Err(at("has no kthread and comm columns; accepted: censuses written by \
+            return Err(at(
+                "has no kthread and comm columns; accepted: censuses written by \
                            dks census"
-                .to_owned()));
+                    .to_owned(),
+            ));
         }
         if census.kind() != kind {
             return Err(at(format!(
@@ -200,7 +204,10 @@ mod tests {
         assert_eq!(h.get("skipped_exited"), Some("4"));
         assert_eq!(h.get("skipped_unreadable"), Some("2"));
         assert_eq!(h.get("dropped"), None);
-        assert_eq!(h.get("command"), Some("dks census merge host1.tsv host2.tsv"));
+        assert_eq!(
+            h.get("command"),
+            Some("dks census merge host1.tsv host2.tsv")
+        );
         // What is written reads back the same.
         assert_eq!(tsv::parse(&tsv::render(&merged)).unwrap(), merged);
     }
@@ -238,11 +245,17 @@ mod tests {
     fn files_that_do_not_go_together_are_refused() {
         let cases = [
             (
-                vec![live(16384, "a", "900\t500\t1\ta\n"), live(32768, "b", "900\t500\t1\ta\n")],
+                vec![
+                    live(16384, "a", "900\t500\t1\ta\n"),
+                    live(32768, "b", "900\t500\t1\ta\n"),
+                ],
                 "census host2.tsv: has 32768-byte stacks, host1.tsv 16384-byte stacks",
             ),
             (
-                vec![live(16384, "a", "900\t500\t1\ta\n"), exits(16384, "64\t1\t0\tx\n")],
+                vec![
+                    live(16384, "a", "900\t500\t1\ta\n"),
+                    exits(16384, "64\t1\t0\tx\n"),
+                ],
                 "census host2.tsv: is a census of exits, host1.tsv a live snapshot",
             ),
             (

@@ -116,8 +116,15 @@ mod tests {
         let outputs = check(&out, "--out").unwrap();
         assert_eq!(outputs.toml, dir.path().join("host.toml"));
         assert_eq!(outputs.folder, dir.path());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left");
-        assert_eq!(check(Path::new("x.tsv"), "--out").unwrap().folder, Path::new("."));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing left"
+        );
+        assert_eq!(
+            check(Path::new("x.tsv"), "--out").unwrap().folder,
+            Path::new(".")
+        );
 
         std::fs::create_dir(dir.path().join("d.toml")).unwrap();
         for (out, expected) in [
@@ -130,7 +137,10 @@ mod tests {
         ] {
             let error = check(&out, "--out").unwrap_err();
             assert!(error.contains(expected), "{out:?}: {error}");
-            assert!(error.contains("accepted: a file name ending in .tsv"), "{error}");
+            assert!(
+                error.contains("accepted: a file name ending in .tsv"),
+                "{error}"
+            );
         }
     }
 
@@ -145,9 +155,15 @@ mod tests {
         write(&outputs, "census\n", Some("scenario\n"), || Ok(())).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(&outputs.tsv).unwrap(), "census\n");
-        assert_eq!(std::fs::read_to_string(&outputs.toml).unwrap(), "scenario\n");
+        assert_eq!(
+            std::fs::read_to_string(&outputs.toml).unwrap(),
+            "scenario\n"
+        );
         assert!(!outputs.tsv.is_symlink());
-        let mode = std::fs::metadata(&outputs.tsv).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&outputs.tsv)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o022, 0, "not writable by others: {mode:o}");
         // Only the three files: no temporary one is left.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);

@@ -153,10 +153,13 @@ pub fn scenario(census: &Census, tsv_name: &str, name: &str) -> Result<String, S
     let max_stack = max_stack(stack_bytes)?;
     let threads = census.rows.threads();
     if threads == 0 {
-        return Err(format!("the census holds no {}", match census.kind() {
-            Kind::Live => "thread",
-            Kind::Exits => "exit",
-        }));
+        return Err(format!(
+            "the census holds no {}",
+            match census.kind() {
+                Kind::Live => "thread",
+                Kind::Exits => "exit",
+            }
+        ));
     }
     let header = &census.header;
     let origin = match (header.get("kernel_release"), header.get("date")) {
@@ -258,7 +261,11 @@ mod tests {
             histogram(&snapshot, "sleeping_depth_bytes").unwrap(),
             census::exact_histogram([(500, 2), (800, 1)])
         );
-        assert!(histogram(&snapshot, "threads").unwrap_err().contains("\"used_bytes\" or"));
+        assert!(
+            histogram(&snapshot, "threads")
+                .unwrap_err()
+                .contains("\"used_bytes\" or")
+        );
         assert_eq!(
             population(&snapshot).unwrap(),
             [
@@ -290,13 +297,28 @@ mod tests {
             histogram(&exits, "used_bytes").unwrap().buckets,
             [b(768, 0), b(832, 4), b(960, 0), b(1024, 2)]
         );
-        assert!(histogram(&exits, "sleeping_depth_bytes").unwrap_err().contains("no column"));
-        assert!(population(&exits).unwrap_err().contains("accepted: a live snapshot"));
+        assert!(
+            histogram(&exits, "sleeping_depth_bytes")
+                .unwrap_err()
+                .contains("no column")
+        );
+        assert!(
+            population(&exits)
+                .unwrap_err()
+                .contains("accepted: a live snapshot")
+        );
         // The shipped exits give the same histogram as the built-in distribution.
         let shipped = tsv::parse(census::EXITS_TSV).unwrap();
-        assert_eq!(histogram(&shipped, "used_bytes").unwrap(), census::exits_histogram());
+        assert_eq!(
+            histogram(&shipped, "used_bytes").unwrap(),
+            census::exits_histogram()
+        );
         let empty = live("");
-        assert!(histogram(&empty, "used_bytes").unwrap_err().contains("holds no thread"));
+        assert!(
+            histogram(&empty, "used_bytes")
+                .unwrap_err()
+                .contains("holds no thread")
+        );
         assert!(population(&empty).unwrap_err().contains("holds no thread"));
     }
 
@@ -310,11 +332,23 @@ mod tests {
     #[test]
     fn scenarios_say_why_they_cannot_be() {
         let no_size = tsv::parse("used_bytes\tthreads\n64\t1\n").unwrap();
-        assert!(scenario(&no_size, "a.tsv", "n").unwrap_err().contains("stack size"));
+        assert!(
+            scenario(&no_size, "a.tsv", "n")
+                .unwrap_err()
+                .contains("stack size")
+        );
         let mut odd = live("900\t500\t1\ta\n");
         odd.header.set("stack_bytes", 8192);
-        assert!(scenario(&odd, "a.tsv", "n").unwrap_err().contains("16, 32 or 64 KiB"));
-        assert!(scenario(&live(""), "a.tsv", "n").unwrap_err().contains("no thread"));
+        assert!(
+            scenario(&odd, "a.tsv", "n")
+                .unwrap_err()
+                .contains("16, 32 or 64 KiB")
+        );
+        assert!(
+            scenario(&live(""), "a.tsv", "n")
+                .unwrap_err()
+                .contains("no thread")
+        );
     }
 
     #[test]
@@ -322,7 +356,10 @@ mod tests {
         let rows = "900\t500\t0\tx\n".repeat(6001);
         let text = scenario(&live(&rows), "big \"one\".tsv", "census-big").unwrap();
         assert!(text.contains("threads = 6000\n"), "{text}");
-        assert!(text.contains("depth = { file = 'big \"one\".tsv' }\n"), "{text}");
+        assert!(
+            text.contains("depth = { file = 'big \"one\".tsv' }\n"),
+            "{text}"
+        );
         assert!(text.contains("column = \"sleeping_depth_bytes\""), "{text}");
         assert!(!text.contains("population"), "{text}");
         assert!(text.contains("memory = \"512M\""), "{text}");

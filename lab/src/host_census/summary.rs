@@ -117,7 +117,7 @@ pub fn summarize(census: &Census, stack_bytes: u32) -> Summary {
 }
 
 fn kib(bytes: u64) -> String {
-    if bytes % 1024 == 0 {
+    if bytes.is_multiple_of(1024) {
         (bytes / 1024).to_string()
     } else {
         format!("{:.1}", bytes as f64 / 1024.0)
@@ -209,7 +209,12 @@ pub fn render(summary: &Summary, census: &Census) -> String {
             percent(bytes.and_then(|b| summary.fraction(b)))
         );
     };
-    row(&mut text, "static", "every stack full", Some(summary.static_bytes));
+    row(
+        &mut text,
+        "static",
+        "every stack full",
+        Some(summary.static_bytes),
+    );
     row(
         &mut text,
         "fault, guaranteed",
@@ -267,7 +272,11 @@ used_bytes\tsleeping_depth_bytes\tkthread\tcomm
         // 1 KiB buckets: marks at 1, 4096 (bucket 4), 4097 (bucket 5), 16384 (bucket 16).
         let high: Vec<u64> = summary.buckets.iter().map(|b| b.high_water).collect();
         assert_eq!(high, [1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        let sleeping: Vec<u64> = summary.buckets.iter().map(|b| b.sleeping.unwrap()).collect();
+        let sleeping: Vec<u64> = summary
+            .buckets
+            .iter()
+            .map(|b| b.sleeping.unwrap())
+            .collect();
         assert_eq!(sleeping, [2, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(summary.buckets[0].up_to_bytes, 1024);
 
@@ -276,15 +285,24 @@ used_bytes\tsleeping_depth_bytes\tkthread\tcomm
             "Live snapshot of Linux 6.18.44, 16 KiB stacks: 4 threads (2 kernel, 2 user)\n\
              skipped: skipped_exited 2\n"
         ));
-        assert!(text.contains("\n    1 -  1024 B                   1                 2\n"), "{text}");
-        assert!(text.contains("static              every stack full"), "{text}");
+        assert!(
+            text.contains("\n    1 -  1024 B                   1                 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("static              every stack full"),
+            "{text}"
+        );
         for (policy, kib, percent) in [
             ("static ", "64", "100.0 %"),
             ("fault, guaranteed ", "32", "50.0 %"),
             ("reclaim, switch ", "24", "37.5 %"),
         ] {
             let line = text.lines().find(|l| l.starts_with(policy)).unwrap();
-            assert!(line.ends_with(&format!("{kib:>10} {percent:>10}")), "{line}");
+            assert!(
+                line.ends_with(&format!("{kib:>10} {percent:>10}")),
+                "{line}"
+            );
         }
     }
 
@@ -306,7 +324,10 @@ used_bytes\tsleeping_depth_bytes\tkthread\tcomm
         assert_eq!(summary.buckets[4].high_water, 1);
         assert!(summary.buckets.iter().all(|b| b.sleeping.is_none()));
         let text = render(&summary, &census);
-        assert!(text.contains("n/a: exits carry no sleeping depth"), "{text}");
+        assert!(
+            text.contains("n/a: exits carry no sleeping depth"),
+            "{text}"
+        );
         assert!(text.contains("31.2 %"), "{text}");
         assert!(text.starts_with("Exits of an unnamed host, 16 KiB stacks: 4 exits"));
         // The shipped exits have no kthread column: the split is not claimed.

@@ -72,6 +72,8 @@ pub struct Taken {
     pub rows: Rows,
     /// The stack size of every thread read.
     pub stack_bytes: u32,
+    /// Threads read, rows and skipped together.
+    pub seen: u64,
     /// What was skipped.
     pub skipped: Skipped,
 }
@@ -175,6 +177,7 @@ pub fn live_rows(observations: &[Observation], default_stack_bytes: u32) -> Resu
     Ok(Taken {
         rows: Rows::Live(rows),
         stack_bytes: stack,
+        seen: observations.len() as u64,
         skipped,
     })
 }
@@ -204,7 +207,11 @@ pub fn exit_rows(
         };
         check_reading(used, None, stack)?;
         let mark = used.div_ceil(EXIT_ROUNDING_BYTES) * EXIT_ROUNDING_BYTES;
-        let key = (mark, observation.kthread, tsv::escape_comm(&observation.comm));
+        let key = (
+            mark,
+            observation.kthread,
+            tsv::escape_comm(&observation.comm),
+        );
         *counts.entry(key).or_default() += 1;
     }
     let rows = counts
@@ -219,6 +226,7 @@ pub fn exit_rows(
     Ok(Taken {
         rows: Rows::Exits(rows),
         stack_bytes: stack,
+        seen: observations.len() as u64,
         skipped,
     })
 }
@@ -286,6 +294,7 @@ pub fn census(taken: Taken, provenance: &Provenance) -> Census {
         header.set("window_seconds", seconds);
         header.set("exits_seen", seen);
     }
+    header.set("threads_seen", taken.seen);
     header.set("threads", taken.rows.threads());
     for (key, value) in taken.skipped.keys(kind) {
         header.set(key, value);
@@ -433,6 +442,7 @@ mod tests {
         );
         assert_eq!(rows[2].comm.as_deref(), Some("tab\\x09here"));
         assert_eq!(taken.skipped.threads() + 3, observations.len() as u64);
+        assert_eq!(taken.seen, observations.len() as u64);
     }
 
     #[test]
@@ -476,13 +486,20 @@ mod tests {
             },
         ];
         let error = live_rows(&mixed, 16384).unwrap_err();
-        assert!(error.contains("different sizes (16384, 32768 bytes)"), "{error}");
+        assert!(
+            error.contains("different sizes (16384, 32768 bytes)"),
+            "{error}"
+        );
         let huge = [Observation {
             stack_pages: 32,
             ..seen("a", false, Outcome::TooLarge)
         }];
         assert!(live_rows(&huge, 16384).unwrap_err().contains("32 pages"));
-        assert!(exit_rows(&huge, 16384, 0).unwrap_err().contains("larger than"));
+        assert!(
+            exit_rows(&huge, 16384, 0)
+                .unwrap_err()
+                .contains("larger than")
+        );
         // Nobody with a stack: the default stands.
         let none = [Observation {
             stack_pages: 0,
@@ -491,7 +508,11 @@ mod tests {
         assert_eq!(live_rows(&none, 32768).unwrap().stack_bytes, 32768);
         // A reading beyond its stack is a program error, not a row.
         let beyond = [seen("a", false, measured(20000, Some(5)))];
-        assert!(live_rows(&beyond, 16384).unwrap_err().contains("does not fit"));
+        assert!(
+            live_rows(&beyond, 16384)
+                .unwrap_err()
+                .contains("does not fit")
+        );
     }
 
     #[test]
@@ -521,6 +542,7 @@ mod tests {
             "# stack_options: VMAP_STACK=y (from /proc/config.gz)\n",
             "# date: 2026-05-01T10:00:00Z\n",
             "# command: dks census snapshot\n",
+            "# threads_seen: 2\n",
             "# threads: 1\n",
             "# skipped_exited: 1\n",
             "# skipped_unreadable: 0\n",

@@ -1,12 +1,12 @@
 //! The census file format: tab-separated values under a `#` provenance header.
 //!
 //! ```text
-//! # dks census snapshot: ...                 <- a title (free text)
+//! # dks census snapshot: ...                 <- a title (free text); <TAB> is a tab
 //! # kernel_release: 6.18.44                  <- `# key: value` lines: the provenance
 //! # stack_bytes: 16384
 //! # Columns: ...                             <- free text (starts with a capital)
-//! used_bytes	sleeping_depth_bytes	kthread	comm
-//! 2296	552	1	kworker/0:1
+//! used_bytes<TAB>sleeping_depth_bytes<TAB>kthread<TAB>comm
+//! 2296<TAB>552<TAB>1<TAB>kworker/0:1
 //! ```
 //!
 //! Comment lines come before the column line only. A comment is a key line when it reads
@@ -24,7 +24,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Census, ExitRow, EXIT_ROUNDING_BYTES, LiveRow, PAGE_BYTES, Rows};
+use super::{Census, EXIT_ROUNDING_BYTES, ExitRow, LiveRow, PAGE_BYTES, Rows};
 
 /// The largest stack a census may describe (the testbed's largest `max_stack`).
 pub const MAX_STACK_BYTES: u32 = 64 * 1024;
@@ -244,9 +244,8 @@ pub fn parse(text: &str) -> Result<Census, ParseError> {
     };
     let stack_bytes = match header.get("stack_bytes") {
         Some(value) => {
-            let bytes = number(value).filter(|b| {
-                (PAGE_BYTES..=MAX_STACK_BYTES).contains(b) && b % PAGE_BYTES == 0
-            });
+            let bytes = number(value)
+                .filter(|b| (PAGE_BYTES..=MAX_STACK_BYTES).contains(b) && b % PAGE_BYTES == 0);
             bytes.ok_or_else(|| {
                 error(
                     0,
@@ -321,8 +320,7 @@ pub fn parse(text: &str) -> Result<Census, ParseError> {
             _ => Err(at(format!("kthread {text:?}; accepted: 0 or 1"))),
         };
         let comm = |text: &str| {
-            if text.len() <= MAX_COMM_CHARS && text.bytes().all(|b| (0x20..=0x7e).contains(&b))
-            {
+            if text.len() <= MAX_COMM_CHARS && text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
                 Ok(text.to_owned())
             } else {
                 Err(at(format!(
@@ -433,7 +431,10 @@ mod tests {
     fn names_are_escaped_so_no_name_breaks_a_row() {
         assert_eq!(escape_comm(b"kworker/u8:3"), "kworker/u8:3");
         assert_eq!(escape_comm(b"Web Content"), "Web Content");
-        assert_eq!(escape_comm(b"a\tb\nc\\d\x7f\xc3\xa9"), "a\\x09b\\x0ac\\\\d\\x7f\\xc3\\xa9");
+        assert_eq!(
+            escape_comm(b"a\tb\nc\\d\x7f\xc3\xa9"),
+            "a\\x09b\\x0ac\\\\d\\x7f\\xc3\\xa9"
+        );
         assert_eq!(escape_comm(b""), "");
     }
 
@@ -477,7 +478,12 @@ mod tests {
         assert_eq!(exits.kind(), Kind::Exits);
         assert_eq!(exits.rows.threads(), 167_487);
         assert_eq!(exits.stack_bytes(), None);
-        assert!(exits.header.title.starts_with("Kernel stack high-water marks"));
+        assert!(
+            exits
+                .header
+                .title
+                .starts_with("Kernel stack high-water marks")
+        );
         let live = parse(census::LIVE_TSV).unwrap();
         assert_eq!(live.kind(), Kind::Live);
         let Rows::Live(rows) = &live.rows else {
@@ -502,27 +508,63 @@ mod tests {
         for (text, expected) in [
             ("", "no column line"),
             ("# only a comment\n", "no column line"),
-            ("used\tthreads\n", "line 1: \"used\\tthreads\" is not a census's column line"),
-            ("# a: 1\n# a: 2\nused_bytes\tthreads\n", "line 2: the key \"a\" appears twice"),
-            ("# stack_bytes: 12000\nused_bytes\tthreads\n", "stack_bytes: \"12000\""),
-            ("# stack_bytes: 131072\nused_bytes\tthreads\n", "from 4096 to 65536"),
-            (&format!("{live}100\t50\t1\n"), "line 3: 3 fields; accepted: 4"),
+            (
+                "used\tthreads\n",
+                "line 1: \"used\\tthreads\" is not a census's column line",
+            ),
+            (
+                "# a: 1\n# a: 2\nused_bytes\tthreads\n",
+                "line 2: the key \"a\" appears twice",
+            ),
+            (
+                "# stack_bytes: 12000\nused_bytes\tthreads\n",
+                "stack_bytes: \"12000\"",
+            ),
+            (
+                "# stack_bytes: 131072\nused_bytes\tthreads\n",
+                "from 4096 to 65536",
+            ),
+            (
+                &format!("{live}100\t50\t1\n"),
+                "line 3: 3 fields; accepted: 4",
+            ),
             (&format!("{live}100\t50\t1\tx\ty\n"), "5 fields"),
-            (&format!("{live}0\t50\t1\tx\n"), "used_bytes \"0\"; accepted: a whole number of bytes from 1 to 16384"),
+            (
+                &format!("{live}0\t50\t1\tx\n"),
+                "used_bytes \"0\"; accepted: a whole number of bytes from 1 to 16384",
+            ),
             (&format!("{live}16385\t50\t1\tx\n"), "used_bytes \"16385\""),
             (&format!("{live}-5\t50\t1\tx\n"), "used_bytes \"-5\""),
             (&format!("{live}+5\t50\t1\tx\n"), "used_bytes \"+5\""),
             (&format!("{live} 5\t50\t1\tx\n"), "used_bytes \" 5\""),
-            (&format!("{live}5\tfifty\t1\tx\n"), "sleeping_depth_bytes \"fifty\""),
+            (
+                &format!("{live}5\tfifty\t1\tx\n"),
+                "sleeping_depth_bytes \"fifty\"",
+            ),
             (&format!("{live}5\t0\t1\tx\n"), "sleeping_depth_bytes \"0\""),
-            (&format!("{live}5\t5\t2\tx\n"), "kthread \"2\"; accepted: 0 or 1"),
+            (
+                &format!("{live}5\t5\t2\tx\n"),
+                "kthread \"2\"; accepted: 0 or 1",
+            ),
             (&format!("{live}5\t5\t1\tcaf\u{e9}\n"), "printable ASCII"),
             (&format!("{live}5\t5\t1\t{}\n", "x".repeat(61)), "up to 60"),
-            (&format!("{live}5\t5\t1\tx\n\n5\t5\t1\tx\n"), "line 4: an empty line"),
+            (
+                &format!("{live}5\t5\t1\tx\n\n5\t5\t1\tx\n"),
+                "line 4: an empty line",
+            ),
             (&format!("{live}# a late comment\n"), "line 3: 1 fields"),
-            (&format!("{live}# late\t5\t1\tx\n"), "line 3: used_bytes \"# late\""),
-            (&format!("{exits}100\t1\t0\tsh\n"), "used_bytes 100; accepted: a multiple of 64"),
-            (&format!("{exits}128\t0\t0\tsh\n"), "threads \"0\"; accepted: a whole number from 1"),
+            (
+                &format!("{live}# late\t5\t1\tx\n"),
+                "line 3: used_bytes \"# late\"",
+            ),
+            (
+                &format!("{exits}100\t1\t0\tsh\n"),
+                "used_bytes 100; accepted: a multiple of 64",
+            ),
+            (
+                &format!("{exits}128\t0\t0\tsh\n"),
+                "threads \"0\"; accepted: a whole number from 1",
+            ),
             (&format!("{exits}128\tmany\t0\tsh\n"), "threads \"many\""),
             ("used_bytes\tthreads\n65600\t1\n", "from 1 to 65536"),
         ] {
@@ -530,8 +572,17 @@ mod tests {
             assert!(problem.contains(expected), "{text:?}: {problem}");
         }
         // Exactly one trailing newline, or none, is fine.
-        assert_eq!(parse(&format!("{live}5\t5\t1\tx")).unwrap().rows.threads(), 1);
-        assert_eq!(parse(&format!("{live}5\t5\t1\tx\n")).unwrap().rows.threads(), 1);
+        assert_eq!(
+            parse(&format!("{live}5\t5\t1\tx")).unwrap().rows.threads(),
+            1
+        );
+        assert_eq!(
+            parse(&format!("{live}5\t5\t1\tx\n"))
+                .unwrap()
+                .rows
+                .threads(),
+            1
+        );
         assert_eq!(parse(live).unwrap().rows.threads(), 0);
     }
 
@@ -543,8 +594,15 @@ mod tests {
         assert!(read(&path).unwrap_err().contains("c.tsv: is not text"));
         std::fs::write(&path, "used_bytes\tthreads\n64\t1\nzz\t1\n").unwrap();
         let problem = read(&path).unwrap_err();
-        assert!(problem.contains("c.tsv: line 3: used_bytes \"zz\""), "{problem}");
+        assert!(
+            problem.contains("c.tsv: line 3: used_bytes \"zz\""),
+            "{problem}"
+        );
         assert!(read(dir.path()).unwrap_err().contains("is not a file"));
-        assert!(read(&dir.path().join("none.tsv")).unwrap_err().contains("cannot read it"));
+        assert!(
+            read(&dir.path().join("none.tsv"))
+                .unwrap_err()
+                .contains("cannot read it")
+        );
     }
 }

@@ -78,7 +78,11 @@ pub fn population_file(
 /// Returns the histogram `value` describes, whose depths all lie within `max_bytes`; the error
 /// is the problem, without the key (the caller names it). `base` is the folder census files
 /// are named relative to (`None` for a built-in).
-pub fn parse(value: &toml::Value, max_bytes: u32, base: Option<&Path>) -> Result<Histogram, String> {
+pub fn parse(
+    value: &toml::Value,
+    max_bytes: u32,
+    base: Option<&Path>,
+) -> Result<Histogram, String> {
     let histogram = match value {
         toml::Value::String(name) => census::named(name)
             .ok_or_else(|| format!("unknown distribution {name:?}; accepted: {}", accepted()))?,
