@@ -147,8 +147,11 @@ fn snapshot_finds_this_test_s_threads_with_plausible_values() {
         assert_eq!(mine.len(), 1, "{name}: {mine:?}");
         let row = mine[0];
         assert!(!row.kthread, "{row:?}");
+        // A thread that read a procfs file and waits on a futex goes a few KiB deep (the
+        // deepest of 167,487 measured exits went 5,824 bytes): a mark in the far half of the
+        // stack would be a misreading, e.g. the unused part taken for the used one.
         assert!(
-            (1..=stack).contains(&row.used_bytes),
+            (1..=stack / 2).contains(&row.used_bytes),
             "{name}: high-water mark {} of a {stack}-byte stack",
             row.used_bytes
         );
