@@ -69,7 +69,7 @@ enum Command {
     /// Measure the kernel stacks of this Linux host with BPF (snapshot, exits; needs root),
     /// or merge censuses of many hosts; each writes a census file, a scenario that replays
     /// it under `dks compare`, and prints what every policy would hold. See docs/census.md.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = crate::host_census::command::EXIT_CODES_HELP)]
     Census(CensusCommand),
 }
 

@@ -23,16 +23,27 @@ pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// The longest exits window, seconds (a day).
 pub const MAX_WINDOW_SECONDS: u64 = 86_400;
 
+/// The exit codes of `dks census`, for `--help`.
+pub const EXIT_CODES_HELP: &str = "Exit codes:\n  \
+    0  the census and its scenario were written, the summary printed\n  \
+    1  this host cannot run the BPF programs (the error names what is missing and how to get \
+    it), or a file could not be written\n  \
+    2  a bad flag, output or input file\n\
+    Nothing is written unless everything succeeded. See docs/census.md.";
+
 /// The `dks census` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CensusCommand {
     /// Read the kernel stack of every thread of this host now (BPF iter/task; needs root):
     /// its high-water mark, how deep it sleeps, kernel thread or not, its name.
+    #[command(after_help = EXIT_CODES_HELP)]
     Snapshot(SnapshotArgs),
     /// Read the kernel stack of every thread that exits during a window (BPF
     /// tp_btf/sched_switch; needs root).
+    #[command(after_help = EXIT_CODES_HELP)]
     Exits(ExitsArgs),
     /// Merge censuses of one kind from many hosts (same stack size) into one: a fleet's view.
+    #[command(after_help = EXIT_CODES_HELP)]
     Merge(MergeArgs),
 }
 

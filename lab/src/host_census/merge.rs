@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use super::tsv::Header;
 use super::{Census, ExitRow, Kind, Rows, take};
 
-/// Header keys whose values add up across sources.
-const SUMMED: [&str; 8] = [
+/// Header keys whose values add up across sources (`window_seconds` becomes host-seconds).
+const SUMMED: [&str; 9] = [
+    "threads_seen",
     "skipped_exited",
     "skipped_unreadable",
     "unreadable_pages",
