@@ -624,3 +624,29 @@ fn a_user_without_capabilities_is_told_to_run_it_as_root() {
     }
     assert!(files_in(&dir).is_empty());
 }
+
+#[test]
+fn help_names_every_subcommand_its_flags_and_the_exit_codes() {
+    let top = dks().args(["census", "--help"]).output().unwrap();
+    assert!(top.status.success(), "{}", text(&top));
+    let top = String::from_utf8_lossy(&top.stdout);
+    for word in ["snapshot", "exits", "merge", "docs/census.md"] {
+        assert!(top.contains(word), "{word} in\n{top}");
+    }
+    for (sub, flags) in [
+        ("snapshot", &["--out"][..]),
+        ("exits", &["--seconds", "--out", "1 to 86400"][..]),
+        ("merge", &["--out", "<FILE> <FILE>..."][..]),
+    ] {
+        let help = dks().args(["census", sub, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        for flag in flags.iter().chain(&["Exit codes:", "  2  a bad flag"]) {
+            assert!(help.contains(flag), "{sub}: {flag} in\n{help}");
+        }
+        // The test hooks stay out of the help.
+        assert!(
+            !help.contains("--btf") && !help.contains("--inject"),
+            "{help}"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::tsv::Header;
+use super::tsv::{self, Header};
 use super::{Census, ExitRow, Kind, Rows, take};
 
 /// Header keys whose values add up across sources (`window_seconds` becomes host-seconds).
@@ -126,12 +126,13 @@ pub fn merge(inputs: &[(PathBuf, Census)], date: &str, command: &str) -> Result<
     header.set("command", command);
     header.set("sources", inputs.len());
     for (i, (path, census)) in inputs.iter().enumerate() {
+        // Values read from a file are escaped already; the path is not.
         let get = |key: &str| census.header.get(key).unwrap_or("unknown").to_owned();
-        header.set(
+        header.set_escaped(
             &format!("source_{}", i + 1),
             format!(
                 "{} (kernel_release {}, date {}, threads {})",
-                path.display(),
+                tsv::escape_text(&path.display().to_string()),
                 get("kernel_release"),
                 get("date"),
                 census.rows.threads()
@@ -208,6 +209,13 @@ mod tests {
         assert_eq!(
             h.get("command"),
             Some("dks census merge host1.tsv host2.tsv")
+        );
+        // Escaped values are taken over as they are, not escaped twice.
+        let odd = live(16384, "6.18\\x09odd", "900\t500\t1\ta\n");
+        let twice = merge(&inputs(vec![odd.clone(), odd]), "now", "c").unwrap();
+        assert_eq!(
+            twice.header.get("source_1"),
+            Some("host1.tsv (kernel_release 6.18\\x09odd, date d, threads 1)")
         );
         // What is written reads back the same.
         assert_eq!(tsv::parse(&tsv::render(&merged)).unwrap(), merged);

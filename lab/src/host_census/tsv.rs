@@ -64,10 +64,16 @@ impl Header {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Adds `key: value` (or replaces the value of an existing key).
+    /// Adds `key: value` (or replaces the value of an existing key), escaping the value.
     pub fn set(&mut self, key: &str, value: impl ToString) {
+        self.set_escaped(key, escape_text(&value.to_string()));
+    }
+
+    /// Adds `key: value` with a value already escaped (built from values read from a file,
+    /// which are).
+    pub fn set_escaped(&mut self, key: &str, value: String) {
         debug_assert!(is_key(key), "{key:?} is not a header key");
-        let value = escape_text(&value.to_string());
+        debug_assert!(!value.contains(['\n', '\r']), "{value:?}");
         match self.keys.iter_mut().find(|(k, _)| k == key) {
             Some(entry) => entry.1 = value,
             None => self.keys.push((key.to_owned(), value)),
