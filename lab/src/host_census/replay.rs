@@ -363,5 +363,18 @@ mod tests {
         assert!(text.contains("column = \"sleeping_depth_bytes\""), "{text}");
         assert!(!text.contains("population"), "{text}");
         assert!(text.contains("memory = \"512M\""), "{text}");
+        // And the scenario reader takes it, with the census beside it.
+        let dir = tempfile::tempdir().unwrap();
+        let census = live(&rows);
+        std::fs::write(dir.path().join("big \"one\".tsv"), tsv::render(&census)).unwrap();
+        let scenario = crate::scenario::parse(
+            &text,
+            crate::scenario::Origin::File(dir.path().join("s.toml")),
+        )
+        .unwrap();
+        let group = &scenario.groups[0].plans[0];
+        assert_eq!(group.threads, 6000);
+        assert_eq!(group.depth, census::exact_histogram([(900, 6001)]));
+        assert_eq!(group.sleep_depth, census::exact_histogram([(500, 6001)]));
     }
 }
