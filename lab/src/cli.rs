@@ -16,6 +16,7 @@ use dks_protocol::scenario::POLICY_NAMES;
 
 use crate::compare::{self, Progress};
 use crate::config::{Accel, BootConfig, MemorySize};
+use crate::host_census::command::CensusCommand;
 use crate::render::StreamPrinter;
 use crate::scenario::{self, builtin};
 use crate::{boot, config, inject, interrupt, kernel, outcome, output, qemu};
@@ -71,6 +72,11 @@ enum Command {
     /// table (optionally as JSON and an HTML report with plots).
     #[command(after_help = COMPARE_HELP.as_str())]
     Compare(CompareArgs),
+    /// Measure the kernel stacks of this Linux host with BPF (snapshot, exits; needs root),
+    /// or merge censuses of many hosts; each writes a census file, a scenario that replays
+    /// it under `dks compare`, and prints what every policy would hold. See docs/census.md.
+    #[command(subcommand, after_help = crate::host_census::command::EXIT_CODES_HELP)]
+    Census(CensusCommand),
 }
 
 /// A comma-separated list of policies, each named once.
@@ -257,13 +263,22 @@ pub fn main() -> ExitCode {
     let ending = match cli.command {
         Command::Run(args) => run(args),
         Command::Compare(args) => compare(args),
+        Command::Census(command) => {
+            let code = crate::host_census::command::run(command);
+            // A census cut short by a signal writes nothing (its outputs are written at the
+            // end, all or nothing); it ends by the signal like the other commands.
+            match interrupt::check() {
+                Ok(()) => Ending::Code(code),
+                Err(interrupted) => Ending::Interrupted(interrupted),
+            }
+        }
     };
     match ending {
         Ending::Code(code) => ExitCode::from(code),
         Ending::Interrupted(interrupted) => {
             // Every QEMU is stopped and every temporary file removed by now.
             say(&format!(
-                "dks: {interrupted}: QEMU was stopped, temporary files removed, nothing written"
+                "dks: {interrupted}: any QEMU stopped, temporary files removed, nothing written"
             ));
             interrupt::exit_by(interrupted.0)
         }

@@ -20,6 +20,8 @@
 //! - [`test_report`]: the in-kernel test results of a boot, checked against the plan.
 //! - [`render`]: one readable line per record.
 //! - [`census`]: the Linux 6.18 kernel-stack census, embedded, and the distributions from it.
+//! - [`host_census`]: `dks census`: the kernel stacks of a live Linux host (BPF), as census
+//!   files with provenance, summaries, merges and scenarios that replay them.
 //! - [`scenario`]: scenario files, strictly checked, and the workload plans made from them.
 //! - [`compare`]: `dks compare`: the cost and workload boots, figures, table, JSON, report.
 //! - [`cli`]: the `dks` command line.
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod console;
+pub mod host_census;
 pub mod inject;
 pub mod interrupt;
 pub mod kernel;
