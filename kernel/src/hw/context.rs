@@ -13,6 +13,12 @@
 use core::arch::global_asm;
 use core::sync::atomic::AtomicU64;
 
+/// Bytes `context_switch` pushes on the stack it leaves: the return address of its call, six
+/// callee-saved registers and the FPU control words. The preemption path of the trap entry
+/// calls it on the thread's stack, below the moved frame (see `hw::trap`).
+pub const SWITCH_FRAME_BYTES: usize = 8 + 6 * 8 + 8;
+const _: () = assert!(SWITCH_FRAME_BYTES.is_multiple_of(16));
+
 unsafe extern "C" {
     fn context_switch(save_rsp: *mut u64, load_rsp: u64);
     static thread_trampoline: u8;

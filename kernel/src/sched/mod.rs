@@ -202,11 +202,14 @@ pub fn reschedule_ipi() -> bool {
     cpu::resched_requested()
 }
 
-/// Preempts the running thread: called on its own stack by a timer interrupt that [`tick`]
-/// said should preempt.
-pub fn preempt() {
-    let irq = IrqGuard::new();
-    cpu::switch_to_scheduler(&irq);
+/// The operands of a preemption that [`tick`] or [`reschedule_ipi`] asked for, which the
+/// trap entry carries out itself on the thread's stack (`hw::trap`): the address of the
+/// running thread's saved-stack-pointer cell and the scheduler loop's stack pointer, the same
+/// two a switch from [`yield_now`] uses. `None` when this CPU runs no thread or its record is
+/// busy. The entry then switches to the scheduler loop, which finds the thread `Running` and
+/// queues it, as after a yield.
+pub fn preempt_switch() -> Option<(u64, u64)> {
+    cpu::preempt_switch()
 }
 
 /// Sets up the scheduler (timer rate) before any CPU runs it.
