@@ -33,7 +33,7 @@ use crate::hw::trap::{
 };
 use crate::mm::kstacks;
 use crate::stacks::{self, FaultResult};
-use crate::{lazy, mce, report, sched, tlb};
+use crate::{lazy, mce, report, sched, tlb, workload};
 
 /// Set by `crash=nested-page-fault`: the next fault in the lazy region's direct half touches
 /// an unmapped address from inside the #PF handler, so that the nested fault is detected.
@@ -69,6 +69,9 @@ pub mod hooks {
     /// The next NMI raises a (recoverable, staged) machine check from inside the NMI handler,
     /// then sends itself another NMI, which must stay pending until the first one returns.
     pub static MACHINE_CHECK_IN_NMI: AtomicBool = AtomicBool::new(false);
+    /// The next whole-frame bounce skips populating its target (`crash=bounce-copy-fault`):
+    /// the copy of the live #PF frame faults, which the #PF entry must report.
+    pub static SKIP_BOUNCE_POPULATION: AtomicBool = AtomicBool::new(false);
 }
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -186,7 +189,12 @@ pub fn nested_nmi(frame: &TrapFrame) -> ! {
 /// `address` is the faulting address for a page fault (kept for the handler), else 0.
 fn bounce(frame: &mut TrapFrame, address: u64) -> Disposition {
     let target = bounce_target(frame.rsp);
-    match stacks::prepare_bounce(target - FRAME_BYTES as u64, target) {
+    let populated = if hooks::SKIP_BOUNCE_POPULATION.swap(false, Ordering::AcqRel) {
+        Ok(())
+    } else {
+        stacks::prepare_bounce(target - FRAME_BYTES as u64, target)
+    };
+    match populated {
         Ok(()) => {
             frame.set_fault_address(address);
             Disposition::Bounce(target)
@@ -283,13 +291,22 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
         return Disposition::Done;
     }
     let interrupts_were_on = frame.rflags & RFLAGS_IF != 0;
-    if let Some((rsp, rip)) = interrupts_were_on
+    // With interrupts off the thread may hold a spin lock: a real kernel stops here. Only a
+    // workload's registered interrupts-off section can be given up (its lock is known); that
+    // is counted as the kernel stop it would have been, and the thread is stopped.
+    let in_section = !interrupts_were_on && workload::in_irqoff_section(slot);
+    if let Some((rsp, rip)) = (interrupts_were_on || in_section)
         .then(|| sched::prepare_kill(slot))
         .flatten()
     {
         // An interrupt that gets here (a preemption) was acknowledged before it decided to
         // preempt, so there is no EOI left to send.
-        stacks::note_killed(slot);
+        if in_section {
+            workload::abandon_irqoff_section();
+            stacks::note_kernel_stop(slot);
+        } else {
+            stacks::note_killed(slot);
+        }
         frame.rsp = rsp;
         frame.rip = rip;
         return Disposition::Done;

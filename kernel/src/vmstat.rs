@@ -69,6 +69,7 @@ pub fn emit_counters(reason: &str) {
             admit_wait_us_total: load(&c.admit_wait_ticks_total) / per_us,
             admit_wait_us_max: load(&c.admit_wait_ticks_max) / per_us,
             killed: load(&c.killed),
+            kernel_stops: load(&c.kernel_stops),
             reclaimed: load(&c.reclaimed),
             high_water_mean_bytes: load(&c.high_water_total) / load(&c.released).max(1),
             high_water_max_bytes: load(&c.high_water_max),

@@ -143,6 +143,7 @@ fn workload(policy: &str, pages: u64) -> String {
         admit_wait_us_total: 0,
         admit_wait_us_max: 0,
         killed: 0,
+        kernel_stops: 0,
         reclaimed: 0,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,

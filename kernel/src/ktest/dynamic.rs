@@ -15,7 +15,7 @@ use crate::mm::frames::{self, Injection};
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::{lazy, trap, work};
+use crate::{lazy, trap, work, workload};
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
@@ -42,6 +42,10 @@ pub const TESTS: &[KernelTest] = &[
     KernelTest {
         name: "bounce_over_a_gap",
         run: bounce_over_a_gap,
+    },
+    KernelTest {
+        name: "irqoff_deep_paths_fault_vs_guaranteed",
+        run: irqoff_deep_paths_fault_vs_guaranteed,
     },
     KernelTest {
         name: "cached_stack_reads_zero",
@@ -490,6 +494,102 @@ fn preempted_near_unpopulated_page() -> TestResult {
         0,
         "stack faults inside the trap entry"
     );
+    Ok(())
+}
+
+/// Deep paths with interrupts off under a spin lock (the workload's interrupts-off sections):
+/// under `fault` with empty magazines and failing atomic allocations, the stack fault is one
+/// that would stop a real kernel: it is counted as a kernel stop, the section's lock is given
+/// up (another thread takes it afterwards) and only the thread stops. Under `guaranteed`, with
+/// half of all atomic allocations failing, the same paths never fault fatally.
+fn irqoff_deep_paths_fault_vs_guaranteed() -> TestResult {
+    const LOCK: usize = 5;
+    let fault = stacks::policy_counters(Policy::Fault);
+    let guaranteed = stacks::policy_counters(Policy::Guaranteed);
+    let (stops_before, killed_before) = (
+        fault.kernel_stops.load(Ordering::Relaxed),
+        fault.killed.load(Ordering::Relaxed),
+    );
+    let guaranteed_fatal = guaranteed.fatal.load(Ordering::Relaxed);
+
+    fresh_stacks();
+    let old = frames::set_injection(Injection::AllAtomic);
+    drain_all_magazines()?;
+    let victim = spawn_with("irqoff-victim", Policy::Fault, None, || {
+        workload::with_irqoff_section(LOCK, || {
+            let _ = recurse(me().stack.top(), 3 * PAGE_BYTES, 0, &mut || {});
+        });
+    })?;
+    sched::join(&victim);
+    frames::set_injection(old);
+    // The lock was given up: another thread takes it and finishes.
+    let taken = Arc::new(AtomicBool::new(false));
+    let next = {
+        let taken = taken.clone();
+        spawn_with("irqoff-next", Policy::Static, None, move || {
+            workload::with_irqoff_section(LOCK, || taken.store(true, Ordering::Release));
+        })?
+    };
+    sched::join(&next);
+
+    // Created first (creation needs memory), then let go while allocations fail.
+    let completed = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(WaitQueue::new());
+    let open = Arc::new(AtomicBool::new(false));
+    let mut crowd = Vec::new();
+    for round in 0..12u64 {
+        let (completed, gate, open) = (completed.clone(), gate.clone(), open.clone());
+        crowd.push(spawn_with(
+            "irqoff-crowd",
+            Policy::Guaranteed,
+            None,
+            move || {
+                gate.wait_until(|| open.load(Ordering::Acquire));
+                workload::with_irqoff_section(LOCK + (round as usize % 2), || {
+                    let _ = recurse(me().stack.top(), 3 * PAGE_BYTES + 1024, round, &mut || {});
+                });
+                completed.fetch_add(1, Ordering::AcqRel);
+            },
+        )?);
+    }
+    drain_all_magazines()?;
+    let old = frames::set_injection(Injection::Percent {
+        percent: 50,
+        seed: 11,
+    });
+    open.store(true, Ordering::Release);
+    gate.wake_all();
+    for thread in &crowd {
+        sched::join(thread);
+    }
+    frames::set_injection(old);
+    fresh_stacks();
+
+    check!(
+        victim.was_killed(),
+        "the fault thread survived an empty magazine"
+    );
+    check_eq!(
+        fault.kernel_stops.load(Ordering::Relaxed) - stops_before,
+        1,
+        "kernel stops counted for `fault`"
+    );
+    check_eq!(
+        fault.killed.load(Ordering::Relaxed) - killed_before,
+        0,
+        "a kernel stop is not counted as an ordinary thread stop"
+    );
+    check!(
+        taken.load(Ordering::Acquire),
+        "the next thread never took the section lock"
+    );
+    check_eq!(completed.load(Ordering::Acquire), crowd.len());
+    check_eq!(
+        guaranteed.fatal.load(Ordering::Relaxed),
+        guaranteed_fatal,
+        "fatal faults under guaranteed with interrupts off"
+    );
+    check_eq!(guaranteed.kernel_stops.load(Ordering::Relaxed), 0);
     Ok(())
 }
 
