@@ -31,8 +31,6 @@ use dks_protocol::exit::ExitCode;
 pub mod status {
     /// The bank holds an error.
     pub const VAL: u64 = 1 << 63;
-    /// An error was lost (overwritten).
-    pub const OVER: u64 = 1 << 62;
     /// Uncorrected.
     pub const UC: u64 = 1 << 61;
     /// Reporting was enabled.
@@ -45,16 +43,12 @@ pub mod status {
     pub const PCC: u64 = 1 << 57;
     /// Signaled (raised #MC).
     pub const S: u64 = 1 << 56;
-    /// Action required.
-    pub const AR: u64 = 1 << 55;
 }
 
 /// Bits of `IA32_MCG_STATUS`.
 pub mod global {
     /// Restart IP valid: the interrupted program can resume.
     pub const RIPV: u64 = 1 << 0;
-    /// Error IP valid.
-    pub const EIPV: u64 = 1 << 1;
     /// Machine check in progress.
     pub const MCIP: u64 = 1 << 2;
 }
@@ -391,18 +385,6 @@ fn drain_with(emit: fn(&Record<'_>)) {
             }));
         }
     }
-}
-
-/// Errors queued and not yet printed, and errors lost, over all CPUs (for tests).
-pub fn pending() -> (u64, u64) {
-    RINGS.iter().fold((0, 0), |(queued, lost), ring| {
-        let head = ring.head.load(Ordering::Acquire);
-        let tail = ring.tail.load(Ordering::Acquire);
-        (
-            queued + head - tail,
-            lost + ring.lost.load(Ordering::Relaxed),
-        )
-    })
 }
 
 /// Takes every queued error (normal context; for tests, which check them instead of printing).

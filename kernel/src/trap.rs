@@ -48,11 +48,6 @@ pub static TIMER_TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MA
 /// Preemptions carried out per CPU (the thread moved to the scheduler loop from a trap).
 pub static PREEMPTIONS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Stack faults served whose faulting instruction was in the trap entry or the context
-/// switch: the entry moved a frame to a page that was not populated first. Must stay 0 (a
-/// fault there runs with interrupts off and, under `fault`, may stop the kernel).
-pub static ENTRY_STACK_FAULTS: AtomicU64 = AtomicU64::new(0);
-
 /// NMIs handled per CPU.
 pub static NMIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// NMIs per CPU that interrupted a live IST frame (a #PF, #MC, interrupt or exception
@@ -189,7 +184,9 @@ pub fn nested_nmi(frame: &TrapFrame) -> ! {
 /// `address` is the faulting address for a page fault (kept for the handler), else 0.
 fn bounce(frame: &mut TrapFrame, address: u64) -> Disposition {
     let target = bounce_target(frame.rsp);
-    let populated = if hooks::SKIP_BOUNCE_POPULATION.swap(false, Ordering::AcqRel) {
+    let skip = hooks::SKIP_BOUNCE_POPULATION.load(Ordering::Relaxed)
+        && hooks::SKIP_BOUNCE_POPULATION.swap(false, Ordering::AcqRel);
+    let populated = if skip {
         Ok(())
     } else {
         stacks::prepare_bounce(target - FRAME_BYTES as u64, target)
@@ -207,9 +204,6 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
     let cr2 = cpu::read_cr2();
     match stacks::handle_fault(cr2) {
         FaultResult::Served => {
-            if entry::in_entry_path(frame.rip) {
-                ENTRY_STACK_FAULTS.fetch_add(1, Ordering::Relaxed);
-            }
             return Disposition::Done;
         }
         FaultResult::NotStack => {}
@@ -236,7 +230,10 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
         // A fault on the #PF IST stack while this frame is live: must be caught, not lost.
         let _ = catch::fault_read(lazy::BOUNCED.end - 8);
     }
-    if lazy::DIRECT.contains(&cr2) && hooks::NMI_IN_PAGE_FAULT.swap(false, Ordering::AcqRel) {
+    if lazy::DIRECT.contains(&cr2)
+        && hooks::NMI_IN_PAGE_FAULT.load(Ordering::Relaxed)
+        && hooks::NMI_IN_PAGE_FAULT.swap(false, Ordering::AcqRel)
+    {
         nmi_here_and_wait();
     }
     if lazy::DIRECT.contains(&cr2) && lazy::handle_direct(cr2) {

@@ -15,7 +15,8 @@ use core::sync::atomic::AtomicU64;
 
 /// Bytes `context_switch` pushes on the stack it leaves: the return address of its call, six
 /// callee-saved registers and the FPU control words. The preemption path of the trap entry
-/// calls it on the thread's stack, below the moved frame (see `hw::trap`).
+/// (`hw::trap`) pushes the same frame on the thread's stack, below the moved frame, and jumps
+/// to `context_switch_load`; keep the two in step.
 pub const SWITCH_FRAME_BYTES: usize = 8 + 6 * 8 + 8;
 const _: () = assert!(SWITCH_FRAME_BYTES.is_multiple_of(16));
 
@@ -94,6 +95,9 @@ context_switch:
     fnstcw [rsp + 4]
     mov [rdi], rsp
     mov rsp, rsi
+    /* The preemption path of the trap entry saves like the above and jumps here. */
+    .globl context_switch_load
+context_switch_load:
     ldmxcsr [rsp]
     fldcw [rsp + 4]
     add rsp, 8

@@ -7,10 +7,11 @@
 //! included, can use `gs:` from its first instruction.
 //!
 //! Fields the assembly reads or writes, at fixed offsets (checked below):
-//! - `trap_state`: one byte per kind of IST frame that must never be overwritten while it is
-//!   live: byte 0 the #PF frame, byte 1 the NMI frame, byte 2 the #MC frame. Each is set by
-//!   its entry stub before anything else and cleared by the same code path after the last
-//!   read of the frame (see `hw::trap`). Only this CPU touches its block, with interrupts off.
+//! - `trap_state`: one byte per kind of frame that must never meet a page fault while it is
+//!   live: byte 0 the #PF IST frame, byte 1 the NMI frame, byte 2 the #MC frame, byte 3 a
+//!   preemption's frames while the entry moves them to the thread's stack. Each is set by the
+//!   entry code before anything else and cleared by the same code path after the last access
+//!   to the frame (see `hw::trap`). Only this CPU touches its block, with interrupts off.
 //! - `preempt_save`, `preempt_load`: the two operands of the context switch a preemption
 //!   makes from the trap entry itself (written by `hw::trap::dispatch` just before).
 
@@ -48,14 +49,14 @@ const _: () = assert!(core::mem::offset_of!(PerCpu, trap_state) == TRAP_STATE_OF
 const _: () = assert!(core::mem::offset_of!(PerCpu, preempt_save) == PREEMPT_SAVE_OFFSET);
 const _: () = assert!(core::mem::offset_of!(PerCpu, preempt_load) == PREEMPT_LOAD_OFFSET);
 
-/// Bits of `trap_state`: the byte of each IST frame kind.
+/// Bits of `trap_state`: the byte of each live frame kind.
 pub mod live {
-    /// The #PF IST frame (byte 0).
-    pub const PAGE_FAULT: u64 = 0xff;
     /// The NMI IST frame (byte 1).
     pub const NMI: u64 = 0xff00;
     /// The #MC IST frame (byte 2).
     pub const MACHINE_CHECK: u64 = 0xff_0000;
+    /// A preemption's frames being moved to the thread's stack (byte 3).
+    pub const PREEMPTION_MOVE: u64 = 0xff00_0000;
 }
 
 static BLOCKS: [PerCpu; MAX_CPUS] = [const {

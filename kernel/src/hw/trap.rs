@@ -258,6 +258,9 @@ pub enum Nesting {
     /// During the copy of a live #PF frame to the interrupted stack (a page of the bounce
     /// target was not mapped).
     BounceCopy,
+    /// While the entry moved a preempted thread's frames to its stack (a page of it was not
+    /// populated).
+    PreemptionMove,
     /// While this CPU's #PF frame was live (inside the #PF handler).
     PageFault,
     /// Inside the NMI handler.
@@ -274,6 +277,10 @@ impl Nesting {
                 "nested page fault: a #PF during the bounce copy of the #PF frame (a page of \
                  the bounce target was not mapped)"
             }
+            Nesting::PreemptionMove => {
+                "nested page fault: a #PF while the entry moved a preempted thread's frames to \
+                 its stack (a page of the target was not populated)"
+            }
             Nesting::PageFault => {
                 "nested page fault: a #PF arrived while the #PF IST frame was live"
             }
@@ -281,19 +288,6 @@ impl Nesting {
             Nesting::MachineCheck => "nested page fault: a #PF inside the machine-check handler",
         }
     }
-}
-
-/// Whether `rip` lies in the trap entry code or the context switch: code that runs with
-/// interrupts off on stacks that must already be mapped, where a stack fault is a bug of the
-/// entry path (a bounce target that was not populated).
-pub fn in_entry_path(rip: u64) -> bool {
-    // The linker script puts both sections between these symbols.
-    unsafe extern "C" {
-        static __entry_text_start: u8;
-        static __entry_text_end: u8;
-    }
-    let entry = (&raw const __entry_text_start) as u64..(&raw const __entry_text_end) as u64;
-    entry.contains(&rip)
 }
 
 /// Called by `trap_common` (and the #PF entry) on the IST stack.
@@ -332,6 +326,8 @@ extern "C" fn nested_dispatch(frame: &mut TrapFrame) -> ! {
         Nesting::Nmi
     } else if state & live::MACHINE_CHECK != 0 {
         Nesting::MachineCheck
+    } else if state & live::PREEMPTION_MOVE != 0 {
+        Nesting::PreemptionMove
     } else if frame.rip == copy_instruction() {
         Nesting::BounceCopy
     } else {
@@ -493,7 +489,11 @@ trap_run_bounced:
     jmp trap_return
 4:
     /* A preemption: registers and interrupt frame to the thread's stack below the target
-       (rax), the FPU image is already in the thread's area (rdx); then the switch. */
+       (rax), the FPU image is already in the thread's area (rdx); then the first half of
+       `context_switch` (the same switch frame) and a jump to its second half. The move is
+       marked live in trap_state byte 3 until the CPU has left the thread's stack: a #PF
+       meanwhile (a page that was not populated) is reported as nested. */
+    mov byte ptr gs:[{trap_state} + 3], 1
     lea rsi, [rsp + 512]
     mov r8, rdx
     mov ecx, {light_bytes} / 8 - 2
@@ -501,10 +501,24 @@ trap_run_bounced:
     rep movsq
     lea rsp, [rax - {light_bytes}]
     mov [rsp], r8
-    mov rdi, gs:[{preempt_save}]
-    mov rsi, gs:[{preempt_load}]
-    call context_switch
-    /* Resumed by the scheduler, possibly on another CPU. */
+    lea rax, [rip + 5f]
+    push rax
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    sub rsp, 8
+    stmxcsr [rsp]
+    fnstcw [rsp + 4]
+    mov rax, gs:[{preempt_save}]
+    mov [rax], rsp
+    mov rsp, gs:[{preempt_load}]
+    mov byte ptr gs:[{trap_state} + 3], 0
+    jmp context_switch_load
+5:
+    /* Resumed by the scheduler (its `ret`), possibly on another CPU. */
     mov rax, [rsp]
     fxrstor64 [rax]
     add rsp, 16

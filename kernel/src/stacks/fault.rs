@@ -51,9 +51,6 @@ fn reason_name(reason: FatalReason) -> &'static str {
 }
 
 /// Handles a page fault at `address` if it is in the stack region.
-// Always inlined: it is the stack-fault path, and as an out-of-line call (once
-// `prepare_bounce` became its second caller) it cost 10 more instructions per stack fault.
-#[inline(always)]
 pub fn handle_fault(address: u64) -> FaultResult {
     let Some(region) = REGION.get() else {
         return FaultResult::NotStack;
