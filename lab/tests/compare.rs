@@ -235,6 +235,7 @@ fn expected_cells(p: &Value) -> Vec<String> {
         count(&p["refills"]),
         count(&p["refill_failures"]),
         count(&p["fatal_faults"]),
+        count(&p["kernel_stops"]),
         count(&p["admission_waits"]),
         insns(&p["insns_per_fault"]),
         insns(&p["insns_per_switch"]),
