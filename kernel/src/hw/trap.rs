@@ -12,13 +12,15 @@
 //!   [`bounced`] runs the handler there; it returns through the same frame;
 //! - a preemption ([`Disposition::Preempt`]): only the registers and the interrupt frame move
 //!   (192 bytes), the FPU/SSE image goes to the thread's own save area, and the entry itself
-//!   calls `context_switch` (`hw::context`) with the operands [`set_preempt_switch`] left in
-//!   the per-CPU block: it pushes a switch frame (64 bytes) below the moved frame, stores the stack
-//!   pointer into the thread's saved-RSP cell and continues the CPU's scheduler loop. No Rust
-//!   code runs on the thread's stack below the moved frame, so everything a preemption puts
-//!   there is exactly [`PREEMPT_FRAME_BYTES`], populated before the move. When the thread is
-//!   resumed, `context_switch` returns into the entry, which restores the FPU image and the
-//!   registers and returns from the interrupt.
+//!   does the first half of `context_switch` (`hw::context`) on the thread's stack: it pushes
+//!   the same switch frame (64 bytes) below the moved frame, stores the stack pointer into the
+//!   thread's saved-RSP cell and loads the scheduler loop's (both operands left in the per-CPU
+//!   block by [`set_preempt_switch`]), then jumps to `context_switch_load`. No Rust code runs
+//!   on the thread's stack below the moved frame, so everything a preemption puts there is
+//!   exactly [`PREEMPT_FRAME_BYTES`], populated before the move; the move is marked live in
+//!   `trap_state` until the CPU has left the thread's stack, so a page fault during it is
+//!   reported as nested. When the thread is resumed, the scheduler's switch returns into the
+//!   entry, which restores the FPU image and the registers and returns from the interrupt.
 //!
 //! The bounce target is the interrupted stack pointer minus the 128-byte red zone, rounded
 //! down to 16 bytes: the interrupted function's red zone survives. Whoever chooses to bounce
@@ -29,7 +31,8 @@
 //! overwritten while it is live and nesting rules apply (`docs/traps.md`):
 //!
 //! - **#PF** (`trap_pf_entry`): before anything else it checks the per-CPU `trap_state`
-//!   (`hw::percpu`). If a #PF, NMI or #MC frame is live on this CPU, the fault is *nested*:
+//!   (`hw::percpu`). If a #PF, NMI or #MC frame is live on this CPU (or a preemption's frames
+//!   are being moved), the fault is *nested*:
 //!   its frame has just overwritten the live #PF frame, or it came from a handler that must
 //!   never fault (and whose own `iretq` it would disturb). It then goes to
 //!   [`nested_dispatch`], which reports and stops the kernel. Otherwise the stub marks the #PF

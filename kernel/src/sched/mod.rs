@@ -188,7 +188,7 @@ pub fn uptime_ms() -> u64 {
 
 /// Called by the timer interrupt on its IST stack, after the EOI: advances time, wakes
 /// sleepers, and returns whether the interrupted thread should be preempted (then the trap
-/// moves to the thread's stack and calls [`preempt`]).
+/// entry switches it out with the operands of [`preempt_switch`]).
 pub fn tick() -> bool {
     if hwcpu::current_id() == 0 {
         timer::tick();
@@ -197,7 +197,7 @@ pub fn tick() -> bool {
 }
 
 /// Called by the reschedule IPI on its IST stack: whether to preempt the interrupted thread
-/// (then the trap moves to the thread's stack and calls [`preempt`]).
+/// (then the trap entry switches it out with the operands of [`preempt_switch`]).
 pub fn reschedule_ipi() -> bool {
     cpu::resched_requested()
 }
