@@ -4,6 +4,11 @@
 //! unknown key, a word without `=`, a repeated key or a value outside what the key accepts is
 //! an error that names the key, the value, the problem and what would have been accepted;
 //! the kernel reports it as one `ConfigError` record and exits without running anything.
+//!
+//! Before any word is looked at, the whole line is checked against the limits of
+//! [`dks_protocol::cmdline`] (length and characters): the host refuses the same lines before
+//! it boots, and the `Boot` record that echoes an accepted line always fits a record line.
+//! The words an error echoes are cut to [`ECHO_BYTES`], so every `ConfigError` record fits too.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
@@ -140,29 +145,70 @@ fn accepted_keys() -> String {
     text
 }
 
+/// The most bytes of a key or value a [`ConfigError`] repeats; a longer one is cut and ends
+/// in `...`.
+pub const ECHO_BYTES: usize = 64;
+
+/// Returns `text`, cut to [`ECHO_BYTES`] (at a character boundary) with `...` when longer.
+fn echo(text: &str) -> String {
+    if text.len() <= ECHO_BYTES {
+        return text.into();
+    }
+    let mut end = ECHO_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = String::from(&text[..end]);
+    cut.push_str("...");
+    cut
+}
+
+/// The error for a line that breaks the limits of [`dks_protocol::cmdline`].
+fn whole_line_error(error: dks_protocol::cmdline::CmdlineError) -> ConfigError {
+    use dks_protocol::cmdline::{ACCEPTED_CHARACTERS, CmdlineError, MAX_CMDLINE_BYTES};
+    let problem = match error {
+        CmdlineError::TooLong { bytes } => {
+            alloc::format!("{bytes} bytes, longer than the kernel accepts")
+        }
+        CmdlineError::BadByte { at, byte } => {
+            alloc::format!("byte {at} is {:?}, which is not accepted", char::from(byte))
+        }
+    };
+    ConfigError {
+        key: "command line".into(),
+        value: String::new(),
+        problem: problem.into(),
+        accepted: alloc::format!("at most {MAX_CMDLINE_BYTES} bytes of {ACCEPTED_CHARACTERS}")
+            .into(),
+    }
+}
+
 /// Parses `line`. `test_names` are the registered tests, used to check `test=`.
 pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigError> {
+    if let Err(error) = dks_protocol::cmdline::check(line) {
+        return Err(whole_line_error(error));
+    }
     let mut config = Config::default();
     let mut seen: Vec<&str> = Vec::new();
     for word in line.split_ascii_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
             return Err(ConfigError {
-                key: word.into(),
+                key: echo(word),
                 value: String::new(),
                 problem: "not of the form key=value".into(),
                 accepted: accepted_keys().into(),
             });
         };
         let error = |problem: &'static str| ConfigError {
-            key: key.into(),
-            value: value.into(),
+            key: echo(key),
+            value: echo(value),
             problem: problem.into(),
             accepted: accepted_for(key).into(),
         };
         if !KEYS.iter().any(|(k, _)| *k == key) {
             return Err(ConfigError {
-                key: key.into(),
-                value: value.into(),
+                key: echo(key),
+                value: echo(value),
                 problem: "unknown key".into(),
                 accepted: accepted_keys().into(),
             });
@@ -177,9 +223,9 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                     match e {
                         TestsError::Empty => error("empty test list"),
                         TestsError::Unknown(name) => ConfigError {
-                            key: key.into(),
-                            value: value.into(),
-                            problem: alloc::format!("no test named {name:?}").into(),
+                            key: echo(key),
+                            value: echo(value),
+                            problem: alloc::format!("no test named {:?}", echo(name)).into(),
                             accepted: alloc::format!(
                                 "all, or a comma-separated list of: {}",
                                 test_names.join(", ")

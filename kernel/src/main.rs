@@ -95,6 +95,20 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
             report::exit(ExitCode::ConfigError, "bad kernel command line")
         }
     };
+    if let Err(max) = check_reserve(config.reserve_frames) {
+        let value = alloc::format!("{}", config.reserve_frames);
+        let accepted = alloc::format!(
+            "a frame count from 0 to {max} (half of the {} frames free at boot)",
+            frames::stats().free
+        );
+        report::emit(&Record::ConfigError(record::ConfigError {
+            key: Cow::Borrowed("reserve"),
+            value: Cow::Borrowed(&value),
+            problem: Cow::Borrowed("more frames than this boot can set aside"),
+            accepted: Cow::Borrowed(&accepted),
+        }));
+        report::exit(ExitCode::ConfigError, "bad kernel command line")
+    }
     frames::set_reserve(config.reserve_frames);
     if let Err(e) = stacks::init(config.max_stack_bytes, config.slots) {
         report::log(format_args!("stack region: {e:?}"));
@@ -113,10 +127,10 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
         frames_free: stats.free,
         cmdline: Cow::Borrowed(info.cmdline()),
     }));
-    frames::set_injection(config.injection);
 
     work::start();
     reclaim::start();
+    let injection = config.injection;
     let options = sched::SpawnOptions {
         system: true,
         ..sched::SpawnOptions::default()
@@ -125,7 +139,22 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     if main.is_err() {
         report::exit(ExitCode::Failure, "no memory for the main thread");
     }
+    // Allocation failures are injected only once the system is up: the kernel's own threads
+    // (workers, stack reclaim, main) and its boot structures are made without them, so an
+    // injection pattern tests the stack mechanism, not start-up.
+    frames::set_injection(injection);
     sched::run(0)
+}
+
+/// Checks that a reserve of `reserve_frames` leaves ordinary allocations enough memory: at most
+/// half of the frames free now. `Err` carries the largest accepted value.
+fn check_reserve(reserve_frames: u64) -> Result<(), u64> {
+    let max = frames::stats().free / 2;
+    if reserve_frames <= max {
+        Ok(())
+    } else {
+        Err(max)
+    }
 }
 
 /// Reads the workload plan from the first boot module and checks it against this boot.

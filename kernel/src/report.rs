@@ -18,9 +18,15 @@ pub fn emit(record: &Record<'_>) {
     match wire::encode(record, &mut buf) {
         Ok(line) => console::write_str(line),
         Err(_) => {
+            let mut text = TextBuffer::<96>::new();
+            let _ = write!(
+                text,
+                "a {} record was too long to print ({MAX_LINE_BYTES}-byte limit)",
+                record.kind()
+            );
             let mut small = [0u8; 256];
             let note = Record::Log(Log {
-                text: Cow::Borrowed("a record was too long to print"),
+                text: Cow::Borrowed(text.as_str()),
             });
             if let Ok(line) = wire::encode(&note, &mut small) {
                 console::write_str(line);

@@ -288,6 +288,9 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
     }
 }
 
+/// The longest the run's loop sleeps between forgetting exited threads.
+const HOUSEKEEPING_MS: u64 = 20;
+
 /// Runs `plan` to its end and prints its samples and final statistics.
 pub fn run(plan: Plan) {
     let groups = plan
@@ -340,9 +343,15 @@ pub fn run(plan: Plan) {
         if now >= end {
             break;
         }
-        // Forget threads that are gone (short-lived ones come and go by the thousand).
+        // Forget threads that are gone (short-lived ones come and go by the thousand), at
+        // least every `HOUSEKEEPING_MS` whatever the sampling period: with a long period the
+        // records of exited threads would otherwise pile up on the heap between samples.
         run.threads.lock().retain(|t| !t.has_exited());
-        sched::sleep_ms(u64::from(run.plan.sample_ms).min(end - now).max(1));
+        run.members
+            .lock()
+            .retain(|m| m.alive.load(Ordering::Acquire));
+        let until = next_sample.min(end).saturating_sub(now);
+        sched::sleep_ms(until.clamp(1, HOUSEKEEPING_MS));
     }
     // The state at the end of the run, before its threads are told to stop.
     vmstat::emit_counters("end");

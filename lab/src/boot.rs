@@ -6,11 +6,20 @@
 //! killed and the verdict is a timeout; the reader threads are then left to finish on their
 //! own (a process QEMU started could still hold a pipe), so a timeout never hangs the lab.
 //!
+//! QEMU runs in a process group of its own: a Ctrl-C on the terminal reaches `dks` only, and
+//! `dks` stops QEMU (the whole group, so anything it started goes too) when the time limit runs
+//! out, when fault injection fails, and when `dks` itself is interrupted
+//! ([`crate::interrupt`]): the loop looks at the interruption flag every [`POLL_INTERVAL`].
+//!
+//! With an injection plan ([`BootConfig::injection`]), QEMU's monitor is connected to a private
+//! socket and an [`inject::Driver`] thread injects while the boot runs; it sees the records it
+//! waits for as they arrive, and its [`inject::Report`] is part of the outcome.
+//!
 //! [`run`] boots a [`BootConfig`]; [`run_command`] runs any command the same way, which is how
 //! the tests drive this machinery without QEMU.
 
 use std::io::BufReader;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -18,14 +27,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dks_protocol::record::Record;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use crate::config::BootConfig;
 use crate::console::{self, ConsoleLine};
+use crate::inject::{self, Driver, Handled};
 use crate::outcome::{self, ProcessEnd, Verdict};
-use crate::qemu;
+use crate::qmp::MonitorSocket;
+use crate::{interrupt, qemu};
 
 /// How often the lab looks whether QEMU has exited after its output ended.
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(5);
+/// How often the boot loop looks at the interruption flag and the injection driver while it
+/// waits for output.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Everything one boot produced.
 #[derive(Clone, Debug)]
@@ -42,6 +58,8 @@ pub struct BootOutcome {
     pub verdict: Verdict,
     /// Wall time from start to end.
     pub elapsed: Duration,
+    /// What was injected and what the kernel handled, when the boot had an injection plan.
+    pub injection: Option<inject::Report>,
 }
 
 impl BootOutcome {
@@ -109,9 +127,19 @@ impl BootOutcome {
 /// kernel does, including hanging or crashing, is an `Ok` outcome with its verdict.
 pub fn run(config: &BootConfig, on_line: impl FnMut(&ConsoleLine)) -> anyhow::Result<BootOutcome> {
     config.validate()?;
+    interrupt::check()?;
     qemu::check_accel(config.accel)?;
     let qemu = qemu::find()?;
-    run_command(qemu::command(&qemu, config), config.timeout, on_line)
+    match config.injection.filter(|plan| !plan.is_empty()) {
+        None => run_command(qemu::command(&qemu, config, None), config.timeout, on_line),
+        Some(plan) => {
+            let socket = MonitorSocket::new()?;
+            let command = qemu::command(&qemu, config, Some(&socket));
+            let driver = Driver::start(plan, socket, inject::Timing::default())
+                .context("cannot start the fault-injection thread")?;
+            run_with(command, config.timeout, Some((plan, driver)), on_line)
+        }
+    }
 }
 
 /// What the reader threads send.
@@ -123,23 +151,88 @@ enum Output {
 /// Runs `command` as a boot: its stdout is the kernel console, its stderr QEMU's messages, and it
 /// is killed if it has not ended within `timeout`.
 pub fn run_command(
+    command: Command,
+    timeout: Duration,
+    on_line: impl FnMut(&ConsoleLine),
+) -> anyhow::Result<BootOutcome> {
+    run_with(command, timeout, None, on_line)
+}
+
+/// A started QEMU (or stand-in): killed with its whole process group and reaped if it is
+/// dropped before it ended, so no early return leaves it running.
+struct Running {
+    child: Child,
+    reaped: bool,
+}
+
+impl Running {
+    /// Kills the process group and reaps the process.
+    fn kill(&mut self) -> anyhow::Result<()> {
+        if !self.reaped {
+            // QEMU leads its own process group (see `run_with`); it may have exited by itself
+            // in the meantime, then the signal finds nobody and `wait` reaps it.
+            let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+            let _ = self.child.kill();
+            self.child
+                .wait()
+                .context("cannot reap QEMU after killing it")?;
+            self.reaped = true;
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit, until `deadline`; `None` if it is still running then.
+    /// Stops early with an [`interrupt::Interrupted`] error.
+    fn wait_until(&mut self, deadline: Instant) -> anyhow::Result<Option<ExitStatus>> {
+        loop {
+            if let Some(status) = self.child.try_wait().context("cannot wait for QEMU")? {
+                self.reaped = true;
+                return Ok(Some(status));
+            }
+            interrupt::check()?;
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(EXIT_POLL_INTERVAL);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Runs `command` as a boot, with the injection `driver` of `plan` if any.
+fn run_with(
     mut command: Command,
     timeout: Duration,
+    injection: Option<(inject::Plan, Driver)>,
     mut on_line: impl FnMut(&ConsoleLine),
 ) -> anyhow::Result<BootOutcome> {
     let program = command.get_program().to_string_lossy().into_owned();
     let start = Instant::now();
     let deadline = start + timeout;
-    let mut child = command
+    let (plan, driver) = match injection {
+        Some((plan, driver)) => (Some(plan), Some(driver)),
+        None => (None, None),
+    };
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {program}"))?;
+    let mut qemu = Running {
+        child,
+        reaped: false,
+    };
 
     let (sender, receiver) = mpsc::channel();
-    let stdout = child.stdout.take().context("child stdout is piped")?;
-    let stderr = child.stderr.take().context("child stderr is piped")?;
+    let stdout = qemu.child.stdout.take().context("child stdout is piped")?;
+    let stderr = qemu.child.stderr.take().context("child stderr is piped")?;
     spawn_reader(BufReader::new(stdout), sender.clone(), Output::Serial)?;
     spawn_reader(BufReader::new(stderr), sender, Output::Stderr)?;
 
@@ -148,34 +241,51 @@ pub fn run_command(
     let mut qemu_stderr = String::new();
     let mut timed_out = false;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match receiver.recv_timeout(left) {
+        if let Some(signal) = interrupt::pending() {
+            qemu.kill()?;
+            return Err(interrupt::Interrupted(signal).into());
+        }
+        if let Some(failure) = driver.as_ref().and_then(Driver::failure) {
+            qemu.kill()?;
+            anyhow::bail!("fault injection failed, QEMU was stopped: {failure}");
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        match receiver.recv_timeout((deadline - now).min(POLL_INTERVAL)) {
             Ok(Output::Serial(text)) => {
                 serial_log.push_str(&text);
                 let line = ConsoleLine::parse(&text);
+                if let (Some(driver), Some(record)) = (&driver, line.record()) {
+                    driver.notify(record);
+                }
                 on_line(&line);
                 lines.push(line);
             }
             Ok(Output::Stderr(text)) => qemu_stderr.push_str(&text),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                timed_out = true;
-                break;
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
     }
     let end = if timed_out {
-        kill(&mut child)?;
+        qemu.kill()?;
         ProcessEnd::TimedOut(timeout)
     } else {
-        match wait_until(&mut child, deadline)? {
-            Some(status) => process_end(status),
-            None => {
-                kill(&mut child)?;
+        match qemu.wait_until(deadline) {
+            Ok(Some(status)) => process_end(status, &qemu_stderr),
+            Ok(None) => {
+                qemu.kill()?;
                 ProcessEnd::TimedOut(timeout)
+            }
+            Err(error) => {
+                qemu.kill()?;
+                return Err(error);
             }
         }
     };
+    let injected = driver.map(Driver::finish);
     let records: Vec<Record<'static>> = lines
         .iter()
         .filter_map(ConsoleLine::record)
@@ -185,7 +295,23 @@ pub fn run_command(
         .iter()
         .filter(|line| matches!(line, ConsoleLine::Malformed { .. }))
         .count();
-    let verdict = outcome::judge(&records, malformed, end);
+    let mut verdict = outcome::judge(&records, malformed, end);
+    let injection = plan.zip(injected).map(|(plan, injected)| inject::Report {
+        plan,
+        cpus: records.iter().find_map(|r| match r {
+            Record::Boot(boot) => Some(boot.cpus),
+            _ => None,
+        }),
+        handled: Handled::from_records(&records),
+        injected,
+    });
+    if let Some(shortfall) = injection
+        .as_ref()
+        .and_then(|r| r.injected.shortfall.as_ref())
+        && verdict == Verdict::Success
+    {
+        verdict = Verdict::Inconsistent(format!("fault injection stopped short: {shortfall}"));
+    }
     Ok(BootOutcome {
         lines,
         serial_log,
@@ -193,6 +319,7 @@ pub fn run_command(
         end,
         verdict,
         elapsed: start.elapsed(),
+        injection,
     })
 }
 
@@ -214,32 +341,29 @@ fn spawn_reader<R: std::io::BufRead + Send + 'static>(
     Ok(())
 }
 
-/// Waits for `child` to exit, until `deadline`; `None` if it is still running then.
-fn wait_until(child: &mut Child, deadline: Instant) -> anyhow::Result<Option<ExitStatus>> {
-    loop {
-        if let Some(status) = child.try_wait().context("cannot wait for QEMU")? {
-            return Ok(Some(status));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        thread::sleep(EXIT_POLL_INTERVAL);
-    }
-}
-
-fn kill(child: &mut Child) -> anyhow::Result<()> {
-    // It may have exited by itself in the meantime; then kill fails and wait reaps it.
-    let _ = child.kill();
-    child.wait().context("cannot reap QEMU after killing it")?;
-    Ok(())
-}
-
-fn process_end(status: ExitStatus) -> ProcessEnd {
+/// How QEMU ended, from its exit status and what it printed: QEMU catches SIGTERM, SIGINT and
+/// SIGHUP, says `terminating on signal N` and exits with status 0, which alone would read as a
+/// triple fault.
+fn process_end(status: ExitStatus, qemu_stderr: &str) -> ProcessEnd {
     match (status.code(), status.signal()) {
+        (Some(0), _) => match stopping_signal(qemu_stderr) {
+            Some(signal) => ProcessEnd::StoppedBySignal(signal),
+            None => ProcessEnd::Exited(0),
+        },
         (Some(code), _) => ProcessEnd::Exited(code),
         (None, Some(signal)) => ProcessEnd::Signaled(signal),
         (None, None) => ProcessEnd::Signaled(0),
     }
+}
+
+/// The signal of QEMU's `terminating on signal N [from pid P (NAME)]`, if it said so.
+fn stopping_signal(qemu_stderr: &str) -> Option<i32> {
+    const SAYS: &str = "terminating on signal ";
+    qemu_stderr.lines().rev().find_map(|line| {
+        let rest = &line[line.find(SAYS)? + SAYS.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
 }
 
 #[cfg(test)]
@@ -294,6 +418,68 @@ mod tests {
             Verdict::NoKernelExit(ProcessEnd::Exited(0))
         );
         assert!(outcome.describe().contains("triple fault"));
+    }
+
+    #[test]
+    fn a_qemu_stopped_by_a_signal_is_not_a_triple_fault() {
+        let outcome = run_command(
+            shell(
+                r#"echo '@dks/1 {"log":{"text":"working"}}'
+                   echo 'qemu-system-x86_64: terminating on signal 15 from pid 4242 (kill)' >&2
+                   exit 0"#,
+            ),
+            Duration::from_secs(20),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(outcome.end, ProcessEnd::StoppedBySignal(15));
+        assert_eq!(outcome.verdict.exit_code(), 7);
+        let description = outcome.describe();
+        assert!(
+            description.contains("stopped by signal 15 (SIGTERM)"),
+            "{description}"
+        );
+        assert!(description.contains("from pid 4242"), "{description}");
+        assert!(
+            !description.contains("a triple fault or reset"),
+            "{description}"
+        );
+        assert_eq!(stopping_signal("qemu: terminating on signal 2"), Some(2));
+        assert_eq!(stopping_signal("qemu: warning: something"), None);
+    }
+
+    /// Returns whether `pid` runs (a zombie does not).
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+
+    #[test]
+    fn the_whole_process_group_is_killed_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let outcome = run_command(
+            shell(&format!(
+                "sleep 600 & echo $! > '{}'; echo started; exec sleep 600",
+                pid_file.display()
+            )),
+            Duration::from_secs(2),
+            |_| {},
+        )
+        .unwrap();
+        assert!(matches!(outcome.verdict, Verdict::TimedOut(_)));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid.trim()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(pid.trim()), "the stand-in's child {pid} survived");
     }
 
     #[test]

@@ -5,21 +5,21 @@
 //! kernel build) exit with [`outcome::EXIT_HOST_ERROR`]; a boot exits with its verdict's code.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dks_protocol::scenario::POLICY_NAMES;
 
 use crate::compare::{self, Progress};
 use crate::config::{Accel, BootConfig, MemorySize};
+use crate::host_census::command::CensusCommand;
 use crate::render::StreamPrinter;
 use crate::scenario::{self, builtin};
-use crate::{boot, config, kernel, outcome, qemu};
+use crate::{boot, config, inject, interrupt, kernel, outcome, output, qemu};
 
 /// The exit-code table, for `--help`.
 static EXIT_CODES_HELP: LazyLock<String> = LazyLock::new(|| {
@@ -27,8 +27,15 @@ static EXIT_CODES_HELP: LazyLock<String> = LazyLock::new(|| {
     for (code, meaning) in outcome::EXIT_CODES {
         text.push_str(&format!("  {code}  {meaning}\n"));
     }
+    text.push_str(INTERRUPTED_HELP);
+    text.push('\n');
     text
 });
+
+/// What an interruption does, for `--help`.
+pub const INTERRUPTED_HELP: &str = "SIGINT (Ctrl-C), SIGTERM or SIGHUP stop the running QEMU, \
+remove dks's temporary files, write nothing, and end dks by that signal (a shell shows 128 + \
+its number).";
 
 /// dks: dynamic kernel stacks on a testbed kernel booted under QEMU.
 ///
@@ -65,6 +72,11 @@ enum Command {
     /// table (optionally as JSON and an HTML report with plots).
     #[command(after_help = COMPARE_HELP.as_str())]
     Compare(CompareArgs),
+    /// Measure the kernel stacks of this Linux host with BPF (snapshot, exits; needs root),
+    /// or merge censuses of many hosts; each writes a census file, a scenario that replays
+    /// it under `dks compare`, and prints what every policy would hold. See docs/census.md.
+    #[command(subcommand, after_help = crate::host_census::command::EXIT_CODES_HELP)]
+    Census(CensusCommand),
 }
 
 /// A comma-separated list of policies, each named once.
@@ -90,6 +102,33 @@ impl FromStr for PolicyList {
             policies.push(name.to_owned());
         }
         Ok(PolicyList(policies))
+    }
+}
+
+/// The fault-injection flags of `dks run` and `dks compare`.
+#[derive(Debug, Default, clap::Args)]
+struct InjectArgs {
+    /// Inject NMIs through QEMU's monitor once the kernel is up: COUNT (1 to 1000000, back to
+    /// back) or RATE/s (1/s to 10000/s, until the boot ends), e.g. 1000 or 50/s. Each NMI
+    /// reaches every CPU.
+    #[arg(long, value_name = "COUNT|RATE/s")]
+    inject_nmi: Option<inject::NmiSpec>,
+
+    /// Inject machine checks through QEMU's monitor once the kernel is up: corrected:COUNT or
+    /// recoverable:COUNT (1 to 10000, each after the kernel reported the previous one), or
+    /// fatal (one uncorrectable error; dks run only).
+    #[arg(long, value_name = "KIND[:COUNT]")]
+    inject_mce: Option<inject::MceSpec>,
+}
+
+impl InjectArgs {
+    /// The plan, if anything is to be injected.
+    fn plan(&self) -> Option<inject::Plan> {
+        let plan = inject::Plan {
+            nmi: self.inject_nmi,
+            mce: self.inject_mce,
+        };
+        (!plan.is_empty()).then_some(plan)
     }
 }
 
@@ -131,6 +170,9 @@ struct CompareArgs {
     /// boot fails).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+
+    #[command(flatten)]
+    inject: InjectArgs,
 }
 
 /// The flags of `dks run`.
@@ -164,9 +206,39 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
 
-    /// The kernel command line, after `--`: e.g. `-- test=all`, `-- test=NAME[,NAME...]`.
+    #[command(flatten)]
+    inject: InjectArgs,
+
+    /// The kernel command line, after `--`: e.g. `-- test=all`, `-- test=NAME[,NAME...]`
+    /// (words of printable ASCII, at most 768 bytes in all).
     #[arg(last = true, value_name = "KERNEL ARGS")]
     kernel_args: Vec<String>,
+}
+
+/// How a command ended: with an exit code, or interrupted by a signal (after clean-up).
+enum Ending {
+    Code(u8),
+    Interrupted(interrupt::Interrupted),
+}
+
+/// Prints a line on stderr; a closed or hung-up terminal must not stop the clean-up.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// The ending for a host error: an interruption (also when the error is its consequence, e.g.
+/// a kernel build whose cargo got the terminal's Ctrl-C too), or exit code 1 after saying what
+/// failed.
+fn host_error(error: &anyhow::Error) -> Ending {
+    let signal = interrupt::pending().map(interrupt::Interrupted);
+    match interrupt::find(error).or(signal) {
+        Some(interrupted) => Ending::Interrupted(interrupted),
+        None => {
+            say(&format!("dks: error: {error:#}"));
+            Ending::Code(outcome::EXIT_HOST_ERROR)
+        }
+    }
 }
 
 /// Runs `dks` with the process's arguments and returns its exit code.
@@ -182,82 +254,92 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    match cli.command {
-        Command::Run(args) => match run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(error) => {
-                eprintln!("dks: error: {error:#}");
-                ExitCode::from(outcome::EXIT_HOST_ERROR)
+    if let Err(error) = interrupt::install() {
+        say(&format!(
+            "dks: error: cannot install the signal handlers: {error}"
+        ));
+        return ExitCode::from(outcome::EXIT_HOST_ERROR);
+    }
+    let ending = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Compare(args) => compare(args),
+        Command::Census(command) => {
+            let code = crate::host_census::command::run(command);
+            // A census cut short by a signal writes nothing (its outputs are written at the
+            // end, all or nothing); it ends by the signal like the other commands.
+            match interrupt::check() {
+                Ok(()) => Ending::Code(code),
+                Err(interrupted) => Ending::Interrupted(interrupted),
             }
-        },
-        Command::Compare(args) => ExitCode::from(compare(args)),
+        }
+    };
+    match ending {
+        Ending::Code(code) => ExitCode::from(code),
+        Ending::Interrupted(interrupted) => {
+            // Every QEMU is stopped and every temporary file removed by now.
+            say(&format!(
+                "dks: {interrupted}: any QEMU stopped, temporary files removed, nothing written"
+            ));
+            interrupt::exit_by(interrupted.0)
+        }
     }
 }
 
-/// Checks that an output path can be written before anything boots: `--json FILE` needs an
-/// existing folder, `--report DIR` must not be a file.
+/// Checks every output path before anything boots (see [`output`]).
 fn check_outputs(args: &CompareArgs) -> Result<(), String> {
     if let Some(json) = &args.json {
-        let folder = match json.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        if json.file_name().is_none() || json.is_dir() {
-            return Err(format!(
-                "--json {}: not a file name; accepted: a file in an existing folder",
-                json.display()
-            ));
-        }
-        if !folder.is_dir() {
-            return Err(format!(
-                "--json {}: the folder {} does not exist; accepted: a file in an existing folder",
-                json.display(),
-                folder.display()
-            ));
-        }
+        output::check_file("--json", json)?;
     }
-    if let Some(report) = &args.report
-        && report.exists()
-        && !report.is_dir()
-    {
-        return Err(format!(
-            "--report {}: exists and is not a folder; accepted: a folder (created if missing)",
-            report.display()
-        ));
+    if let Some(report) = &args.report {
+        output::check_folder("--report", report)?;
+    }
+    if let Some(log) = &args.log {
+        output::check_file("--log", log)?;
     }
     Ok(())
 }
 
-/// `dks compare`: returns the exit code.
-fn compare(args: CompareArgs) -> u8 {
+/// `dks compare`.
+fn compare(args: CompareArgs) -> Ending {
     // Bad input first, before anything is built or booted.
     let scenario = match scenario::load(&args.scenario) {
         Ok(scenario) => scenario,
         Err(error) => {
-            eprintln!("dks: error: {error}");
-            return outcome::EXIT_USAGE;
+            say(&format!("dks: error: {error}"));
+            return Ending::Code(outcome::EXIT_USAGE);
         }
     };
+    if let Some(mce) = args.inject.inject_mce
+        && mce.kind == inject::MceKind::Fatal
+    {
+        say(
+            "dks: error: --inject-mce fatal: a fatal machine check ends its boot, so no \
+             comparison can finish; accepted here: corrected:COUNT or recoverable:COUNT (for a \
+             fatal one: dks run --inject-mce fatal)",
+        );
+        return Ending::Code(outcome::EXIT_USAGE);
+    }
     if let Err(problem) = check_outputs(&args) {
-        eprintln!("dks: error: {problem}");
-        return outcome::EXIT_USAGE;
+        say(&format!("dks: error: {problem}"));
+        return Ending::Code(outcome::EXIT_USAGE);
     }
     let kernel = match qemu::find().and_then(|_| match &args.kernel {
         Some(path) => Ok(path.clone()),
         None => kernel::build(&kernel::repo_root()),
     }) {
         Ok(kernel) => kernel,
-        Err(error) => {
-            eprintln!("dks: error: {error:#}");
-            return outcome::EXIT_HOST_ERROR;
-        }
+        Err(error) => return host_error(&error),
     };
+    if let Err(interrupted) = interrupt::check() {
+        return Ending::Interrupted(interrupted);
+    }
     let request = compare::Request {
         scenario,
         policies: args.policies.clone().map(|list| list.0),
         cpus: args.cpus,
         kernel,
         timeout: args.timeout.map(Duration::from_secs),
+        injection: args.inject.plan(),
     };
     let stderr = std::io::stderr();
     let terminal = stderr.is_terminal();
@@ -265,66 +347,101 @@ fn compare(args: CompareArgs) -> u8 {
     let mut log = String::new();
     let result = compare::run(&request, &mut progress, &mut log);
     progress.close_line();
-    if let Some(path) = &args.log
-        && let Err(error) = std::fs::write(path, &log)
-    {
-        eprintln!(
-            "dks: error: cannot write the console log to {}: {error}",
-            path.display()
-        );
-        return outcome::EXIT_HOST_ERROR;
+    if let Err(compare::Failure::Interrupted(interrupted)) = result {
+        return Ending::Interrupted(interrupted);
     }
+    // The log is diagnostics: written even when a boot failed. When it cannot be written, that
+    // is said, and a failed comparison still ends with its own code.
+    let log_failed = args.log.as_ref().is_some_and(|path| {
+        match output::write_atomically(path, log.as_bytes()) {
+            Ok(()) => false,
+            Err(error) => {
+                say(&format!(
+                    "dks: error: cannot write the console log: {error:#}"
+                ));
+                true
+            }
+        }
+    });
     let finished = match result {
         Ok(finished) => finished,
         Err(failure) => {
-            eprintln!("dks: FAILED: {}", failure.describe());
-            return failure.exit_code();
+            say(&format!("dks: FAILED: {}", failure.describe()));
+            return Ending::Code(failure.exit_code());
         }
     };
+    if log_failed {
+        say(
+            "dks: error: every boot succeeded, but the console log could not be written; no \
+             other output was written",
+        );
+        return Ending::Code(outcome::EXIT_HOST_ERROR);
+    }
     match write_outputs(&args, &finished) {
         Ok(written) => {
             print!("{}", compare::table::render(&finished.comparison));
-            eprintln!(
+            say(&format!(
                 "dks: success ({} policies, {:.1} s){written}",
                 finished.comparison.policies.len(),
                 finished.elapsed.as_secs_f64()
-            );
-            0
+            ));
+            Ending::Code(0)
         }
-        Err(error) => {
-            eprintln!("dks: error: {error:#}");
-            outcome::EXIT_HOST_ERROR
-        }
+        Err(error) => host_error(&error),
     }
 }
 
-/// Writes `--json` and `--report`; returns what was written, for the last line.
+/// Writes `--json` and `--report`, all or nothing; returns what was written, for the last line.
 fn write_outputs(args: &CompareArgs, finished: &compare::Finished) -> anyhow::Result<String> {
+    let mut files = Vec::new();
+    let mut folders = Vec::new();
     let mut written = String::new();
     if let Some(path) = &args.json {
         let mut json = serde_json::to_string_pretty(&finished.comparison)?;
         json.push('\n');
-        compare::write_atomically(path, json.as_bytes())?;
+        files.push((path.clone(), json.into_bytes()));
         written.push_str(&format!("; JSON: {}", path.display()));
     }
     if let Some(dir) = &args.report {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
         let page = compare::report::html(&finished.comparison, &finished.measurements);
         let index = dir.join("index.html");
-        compare::write_atomically(&index, page.as_bytes())?;
         written.push_str(&format!("; report: {}", index.display()));
+        files.push((index, page.into_bytes()));
+        folders.push(dir.as_path());
     }
+    output::write_all(&files, &folders)?;
     Ok(written)
 }
 
-/// `dks run`: returns the verdict's exit code, or an error for a host problem.
-fn run(args: RunArgs) -> anyhow::Result<u8> {
+/// Checks `dks run`'s arguments that clap cannot: the kernel command line and `--log`.
+fn check_run_args(args: &RunArgs) -> Result<(), String> {
+    config::check_kernel_args(&args.kernel_args)?;
+    if let Some(log) = &args.log {
+        output::check_file("--log", log)?;
+    }
+    Ok(())
+}
+
+/// `dks run`.
+fn run(args: RunArgs) -> Ending {
+    // Bad input first, before anything is built or booted.
+    if let Err(problem) = check_run_args(&args) {
+        say(&format!("dks: error: {problem}"));
+        return Ending::Code(outcome::EXIT_USAGE);
+    }
+    match boot_once(&args) {
+        Ok(ending) => ending,
+        Err(error) => host_error(&error),
+    }
+}
+
+/// Builds the kernel if needed and boots it once; errors are host problems.
+fn boot_once(args: &RunArgs) -> anyhow::Result<Ending> {
     // Cheap checks first, so a missing QEMU is reported before a long build.
     qemu::check_accel(args.accel)?;
     qemu::find()?;
-    let kernel = match args.kernel {
-        Some(path) => path,
+    let kernel = match &args.kernel {
+        Some(path) => path.clone(),
         None => kernel::build(&kernel::repo_root())?,
     };
     let config = BootConfig {
@@ -333,6 +450,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         memory: args.memory,
         accel: args.accel,
         timeout: Duration::from_secs(args.timeout),
+        injection: args.inject.plan(),
         ..BootConfig::new(kernel)
     };
 
@@ -342,27 +460,43 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         let _ = printer.print(line);
     })?;
     let _ = printer.finish();
-    if let Some(path) = &args.log {
-        std::fs::write(path, &outcome.serial_log)
-            .with_context(|| format!("cannot write the console log to {}", path.display()))?;
+    let mut code = outcome.verdict.exit_code();
+    if let Some(path) = &args.log
+        && let Err(error) = output::write_atomically(path, outcome.serial_log.as_bytes())
+    {
+        say(&format!(
+            "dks: error: cannot write the console log: {error:#}"
+        ));
+        // A failed boot keeps its own code: the log must not hide the verdict.
+        if outcome.is_success() {
+            code = outcome::EXIT_HOST_ERROR;
+        }
     }
 
     // One line of QEMU's is already in the description of the failure; show more in full.
     let qemu_lines = outcome.qemu_stderr.lines().filter(|l| !l.trim().is_empty());
     if qemu_lines.count() > 1 && !outcome.is_success() {
-        eprintln!("dks: QEMU's messages:\n{}", outcome.qemu_stderr.trim_end());
+        say(&format!(
+            "dks: QEMU's messages:\n{}",
+            outcome.qemu_stderr.trim_end()
+        ));
+    }
+    if let Some(report) = &outcome.injection {
+        for line in report.lines() {
+            say(&format!("dks: {line}"));
+        }
     }
     if outcome.is_success() {
-        eprintln!(
+        say(&format!(
             "dks: success ({} CPU(s), {}, {:.1} s)",
             config.cpus,
             config.memory,
             outcome.elapsed.as_secs_f64()
-        );
+        ));
     } else {
-        eprintln!("dks: FAILED: {}", outcome.describe());
+        say(&format!("dks: FAILED: {}", outcome.describe()));
     }
-    Ok(outcome.verdict.exit_code())
+    Ok(Ending::Code(code))
 }
 
 #[cfg(test)]

@@ -163,6 +163,8 @@ pub struct BootConfig {
     pub icount_shift: Option<u8>,
     /// `-initrd FILE`: a file handed to the kernel as its initial RAM disk (e.g. a scenario).
     pub initrd: Option<PathBuf>,
+    /// NMIs and machine checks to inject through QEMU's monitor while the boot runs.
+    pub injection: Option<crate::inject::Plan>,
 }
 
 impl BootConfig {
@@ -177,6 +179,7 @@ impl BootConfig {
             timeout: DEFAULT_TIMEOUT,
             icount_shift: None,
             initrd: None,
+            injection: None,
         }
     }
 
@@ -202,15 +205,7 @@ impl BootConfig {
         {
             anyhow::bail!("icount shift = {shift}; accepted: 0 to {MAX_ICOUNT_SHIFT}");
         }
-        if let Some(arg) = self
-            .kernel_args
-            .iter()
-            .find(|arg| arg.is_empty() || arg.contains(char::is_whitespace))
-        {
-            anyhow::bail!(
-                "kernel argument {arg:?} is empty or contains whitespace; accepted: words like key=value"
-            );
-        }
+        check_kernel_args(&self.kernel_args).map_err(anyhow::Error::msg)?;
         for (what, path) in [
             ("kernel", Some(&self.kernel)),
             ("initrd", self.initrd.as_ref()),
@@ -223,6 +218,39 @@ impl BootConfig {
         }
         Ok(())
     }
+}
+
+/// Checks kernel arguments: each a non-empty word without whitespace, and the line they make
+/// within the limits of [`dks_protocol::cmdline`] (its length, its characters), which the
+/// kernel enforces too. The error names the argument or the line's length and what is
+/// accepted.
+pub fn check_kernel_args(args: &[String]) -> Result<(), String> {
+    if let Some(arg) = args
+        .iter()
+        .find(|arg| arg.is_empty() || arg.contains(char::is_whitespace))
+    {
+        return Err(format!(
+            "kernel argument {arg:?} is empty or contains whitespace; accepted: words like key=value"
+        ));
+    }
+    let line = args.join(" ");
+    dks_protocol::cmdline::check(&line).map_err(|error| match error {
+        dks_protocol::cmdline::CmdlineError::BadByte { at, .. } => {
+            let arg = args
+                .iter()
+                .scan(0, |start, arg| {
+                    let this = (*start, arg);
+                    *start += arg.len() + 1;
+                    Some(this)
+                })
+                .filter(|(start, _)| *start <= at)
+                .last()
+                .map(|(_, arg)| arg.as_str())
+                .unwrap_or_default();
+            format!("kernel argument {arg:?}: {error}")
+        }
+        error => format!("{error} (the kernel echoes it in a record line)"),
+    })
 }
 
 #[cfg(test)]
@@ -293,6 +321,23 @@ mod tests {
         let mut bad = good.clone();
         bad.kernel_args = vec!["a b".into()];
         assert!(bad.validate().unwrap_err().to_string().contains("\"a b\""));
+
+        let mut bad = good.clone();
+        bad.kernel_args = vec!["test=all".into(), "x".repeat(800)];
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("809 bytes long") && error.contains("at most 768"),
+            "{error}"
+        );
+
+        let mut bad = good.clone();
+        bad.kernel_args = vec!["test=all".into(), "x=\"y\"".into()];
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("kernel argument \"x=\\\"y\\\"\""), "{error}");
+
+        let mut bad = good.clone();
+        bad.kernel_args = vec![String::new()];
+        assert!(bad.validate().unwrap_err().to_string().contains("empty"));
 
         let mut bad = good.clone();
         bad.kernel = "/no/such/kernel".into();

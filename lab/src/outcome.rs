@@ -25,6 +25,9 @@ pub enum ProcessEnd {
     Exited(i32),
     /// A signal killed it (not the lab's timeout).
     Signaled(i32),
+    /// It caught this signal, said `terminating on signal N` and exited with status 0 (QEMU
+    /// does this for SIGTERM, SIGINT and SIGHUP).
+    StoppedBySignal(i32),
     /// The lab killed it when the time limit ran out.
     TimedOut(Duration),
 }
@@ -122,9 +125,17 @@ impl fmt::Display for Verdict {
                 f,
                 "QEMU exited with status {status}, which the kernel's exit device does not produce"
             ),
-            Verdict::NoKernelExit(ProcessEnd::Signaled(signal)) => {
-                write!(f, "QEMU was killed by signal {signal}")
-            }
+            Verdict::NoKernelExit(ProcessEnd::Signaled(signal)) => write!(
+                f,
+                "QEMU was killed by signal {}",
+                crate::interrupt::describe_signal(*signal)
+            ),
+            Verdict::NoKernelExit(ProcessEnd::StoppedBySignal(signal)) => write!(
+                f,
+                "QEMU was stopped by signal {} from outside (it exited with status 0 after \
+                 saying so; not a triple fault)",
+                crate::interrupt::describe_signal(*signal)
+            ),
             Verdict::NoKernelExit(ProcessEnd::TimedOut(limit)) | Verdict::TimedOut(limit) => {
                 write!(
                     f,
@@ -144,7 +155,9 @@ impl fmt::Display for Verdict {
 pub fn judge(records: &[Record<'_>], malformed: usize, end: ProcessEnd) -> Verdict {
     let code = match end {
         ProcessEnd::TimedOut(limit) => return Verdict::TimedOut(limit),
-        ProcessEnd::Signaled(_) => return Verdict::NoKernelExit(end),
+        ProcessEnd::Signaled(_) | ProcessEnd::StoppedBySignal(_) => {
+            return Verdict::NoKernelExit(end);
+        }
         ProcessEnd::Exited(status) => match ExitCode::from_qemu_status(status) {
             Some(code) => code,
             None => return Verdict::NoKernelExit(end),

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config::{Accel, BootConfig};
+use crate::qmp::MonitorSocket;
 
 /// The QEMU binary the lab runs.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -77,9 +78,10 @@ pub fn check_accel(accel: Accel) -> anyhow::Result<()> {
     }
 }
 
-/// Returns QEMU's arguments for `config`. The single place the command line is built: every
-/// boot of the lab goes through it.
-pub fn args(config: &BootConfig) -> Vec<OsString> {
+/// Returns QEMU's arguments for `config`, with its QMP monitor on `monitor` when given (else
+/// no monitor at all). The single place the command line is built: every boot of the lab goes
+/// through it.
+pub fn args(config: &BootConfig, monitor: Option<&MonitorSocket>) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "-kernel".into(),
         config.kernel.clone().into(),
@@ -107,6 +109,9 @@ pub fn args(config: &BootConfig) -> Vec<OsString> {
     if let Some(initrd) = &config.initrd {
         args.extend(["-initrd".into(), initrd.clone().into()]);
     }
+    if let Some(monitor) = monitor {
+        args.extend(monitor.qemu_args());
+    }
     args
 }
 
@@ -120,10 +125,11 @@ fn accel_arg(config: &BootConfig) -> String {
     }
 }
 
-/// Returns the command that boots `config` with the QEMU at `qemu`.
-pub fn command(qemu: &Path, config: &BootConfig) -> Command {
+/// Returns the command that boots `config` with the QEMU at `qemu` (and its monitor on
+/// `monitor`).
+pub fn command(qemu: &Path, config: &BootConfig, monitor: Option<&MonitorSocket>) -> Command {
     let mut command = Command::new(qemu);
-    command.args(args(config));
+    command.args(args(config, monitor));
     command
 }
 
@@ -132,7 +138,7 @@ mod tests {
     use super::*;
 
     fn args_of(config: &BootConfig) -> Vec<String> {
-        args(config)
+        args(config, None)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect()
@@ -189,6 +195,26 @@ mod tests {
 
         config.accel = Accel::Kvm;
         assert_eq!(value_of(&args_of(&config), "-accel"), Some("kvm"));
+    }
+
+    #[test]
+    fn the_monitor_is_off_unless_a_private_socket_is_given() {
+        let config = BootConfig::new("/k.elf");
+        let socket = MonitorSocket::new().unwrap();
+        let args: Vec<String> = args(&config, Some(&socket))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert_eq!(value_of(&args, "-monitor"), Some("none"));
+        assert_eq!(
+            value_of(&args, "-chardev"),
+            Some(format!("socket,id=dks-qmp,path={}", socket.path().display()).as_str())
+        );
+        assert_eq!(
+            value_of(&args, "-mon"),
+            Some("chardev=dks-qmp,mode=control")
+        );
+        assert_eq!(value_of(&args_of(&config), "-chardev"), None);
     }
 
     #[test]

@@ -57,6 +57,8 @@ fn help_describes_every_option_and_exit_code() {
         "--timeout",
         "--kernel",
         "--log",
+        "--inject-nmi",
+        "--inject-mce",
         "KERNEL ARGS",
     ] {
         assert!(run.contains(option), "{option} missing from:\n{run}");
@@ -65,6 +67,8 @@ fn help_describes_every_option_and_exit_code() {
         let row = format!("{code}  {meaning}");
         assert!(top.contains(&row) && run.contains(&row), "{row}");
     }
+    let interrupted = dks_lab::cli::INTERRUPTED_HELP;
+    assert!(top.contains(interrupted) && run.contains(interrupted));
 }
 
 #[test]

@@ -699,8 +699,88 @@ fn compare_help_lists_its_options_and_the_builtins() {
         "--kernel",
         "--timeout",
         "--log",
+        "--inject-nmi",
+        "--inject-mce",
         "linux-census, android, storage, adversarial",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
+}
+
+/// Issue 10, finding 12: links planted where `dks` once wrote with predictable names (the plan
+/// in `$TMPDIR`, the temporary beside `--json`'s file), for the very process id `dks` gets
+/// (`exec` keeps the shell's), change nothing outside the temporary folder.
+#[test]
+fn links_planted_at_predictable_names_redirect_nothing() {
+    let qemu = fake("compare-links", &["static", "fault"]);
+    let tmp = qemu.dir.join("tmp");
+    let out = qemu.dir.join("out");
+    fs::create_dir(&tmp).unwrap();
+    fs::create_dir(&out).unwrap();
+    let victims: Vec<PathBuf> = (0..2)
+        .map(|i| qemu.dir.join(format!("victim-{i}")))
+        .collect();
+    for victim in &victims {
+        fs::write(victim, "precious").unwrap();
+    }
+    let json = out.join("out.json");
+    let script = format!(
+        r#"ln -s '{v0}' "$TMPDIR/dks-plan-$$-small-0.json"
+ln -s '{v1}' '{out}/.out.json.tmp-'$$
+exec "$@""#,
+        v0 = victims[0].display(),
+        v1 = victims[1].display(),
+        out = out.display(),
+    );
+    let command = qemu.dks();
+    let dks = command.get_program().to_owned();
+    let output = std::process::Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .arg(dks)
+        .envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("TMPDIR", &tmp)
+        .arg("compare")
+        .arg("--kernel")
+        .arg(qemu.kernel())
+        .args(["--scenario", path_str(&qemu.dir.join("small.toml"))])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    for victim in &victims {
+        assert_eq!(
+            fs::read_to_string(victim).unwrap(),
+            "precious",
+            "{}",
+            victim.display()
+        );
+    }
+    // The plan went elsewhere in TMPDIR and is gone; only the planted link is left there.
+    let left: Vec<String> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with("dks-plan-")
+            && fs::symlink_metadata(tmp.join(&left[0]))
+                .unwrap()
+                .is_symlink()
+    );
+    let initrd = PathBuf::from(value_of(&args_of_call(&qemu, 2), "-initrd"));
+    assert!(initrd.starts_with(&tmp), "{}", initrd.display());
+    // The JSON is a new regular file; the link beside it is untouched.
+    assert!(!fs::symlink_metadata(&json).unwrap().is_symlink());
+    let json_value: Value = serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(json_value["scenario"], "small");
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().any(|n| n == "out.json"), "{names:?}");
+    let link = out.join(names.iter().find(|n| *n != "out.json").unwrap());
+    assert_eq!(fs::read_link(&link).unwrap(), victims[1]);
 }

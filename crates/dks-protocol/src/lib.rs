@@ -18,6 +18,7 @@
 
 extern crate alloc;
 
+pub mod cmdline;
 pub mod exit;
 pub mod record;
 pub mod scenario;

@@ -73,6 +73,33 @@ pub enum Record<'a> {
     Exit(Exit<'a>),
 }
 
+impl Record<'_> {
+    /// Returns the record's tag as its JSON carries it (`boot`, `config_error`, ...), e.g. to
+    /// name a record that could not be printed.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Boot(_) => "boot",
+            Record::ConfigError(_) => "config_error",
+            Record::TestPlan(_) => "test_plan",
+            Record::TestBegin(_) => "test_begin",
+            Record::TestEnd(_) => "test_end",
+            Record::Exception(_) => "exception",
+            Record::GuardHit(_) => "guard_hit",
+            Record::Panic(_) => "panic",
+            Record::Log(_) => "log",
+            Record::StackFault(_) => "stack_fault",
+            Record::Vmstat(_) => "vmstat",
+            Record::PolicyStat(_) => "policy_stat",
+            Record::Cost(_) => "cost",
+            Record::Sample(_) => "sample",
+            Record::ThreadPages(_) => "thread_pages",
+            Record::TrapStat(_) => "trap_stat",
+            Record::MachineCheck(_) => "machine_check",
+            Record::Exit(_) => "exit",
+        }
+    }
+}
+
 /// What the kernel found at boot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Boot<'a> {

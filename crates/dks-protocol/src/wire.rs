@@ -251,6 +251,17 @@ mod tests {
     }
 
     #[test]
+    fn kind_is_the_json_tag() {
+        let mut buf = [0u8; MAX_LINE_BYTES];
+        for record in samples() {
+            let line = encode(&record, &mut buf).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&line[PREFIX.len()..]).unwrap();
+            let tag = json.as_object().unwrap().keys().next().unwrap().clone();
+            assert_eq!(record.kind(), tag);
+        }
+    }
+
+    #[test]
     fn encode_reports_a_short_buffer() {
         let record = Record::Log(Log {
             text: Cow::Borrowed("a long enough text"),

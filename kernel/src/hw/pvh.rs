@@ -11,8 +11,11 @@ use super::boot_map;
 const START_INFO_MAGIC: u32 = 0x336e_c578;
 /// Memory-map entries kept; more are an error.
 pub const MAX_MEMORY_REGIONS: usize = 64;
-/// Command-line bytes kept; a longer line is an error.
+/// Command-line bytes kept; a longer line is an error. Larger than the longest line the kernel
+/// accepts ([`dks_protocol::cmdline::MAX_CMDLINE_BYTES`]), so a line just beyond that limit
+/// still reaches the command-line parser, which refuses it with a `ConfigError` record.
 pub const MAX_CMDLINE_BYTES: usize = 4096;
+const _: () = assert!(MAX_CMDLINE_BYTES > dks_protocol::cmdline::MAX_CMDLINE_BYTES + 1);
 /// Boot modules kept (`-initrd`); more are an error.
 pub const MAX_MODULES: usize = 4;
 /// The memory-map type of usable RAM.

@@ -155,5 +155,81 @@ fn cmdline_rejects() -> TestResult {
         "accepted tests: {}",
         bad_test.accepted
     );
+    cmdline_limits()
+}
+
+/// A line beyond the limits of `dks_protocol::cmdline` is refused as a whole, and the error of
+/// any line within them fits one record line (with the real list of tests as accepted values).
+fn cmdline_limits() -> TestResult {
+    use alloc::borrow::Cow;
+    use alloc::string::String;
+
+    use dks_protocol::cmdline::MAX_CMDLINE_BYTES;
+    use dks_protocol::record::{ConfigError, Record};
+    use dks_protocol::wire::{self, MAX_LINE_BYTES};
+
+    let too_long = "x".repeat(MAX_CMDLINE_BYTES + 1);
+    let quoted = "test=\"boot\"";
+    for (line, problem) in [
+        (
+            too_long.as_str(),
+            alloc::format!(
+                "{} bytes, longer than the kernel accepts",
+                MAX_CMDLINE_BYTES + 1
+            ),
+        ),
+        (
+            quoted,
+            String::from("byte 5 is '\"', which is not accepted"),
+        ),
+    ] {
+        match cmdline::parse(line, NAMES) {
+            Ok(c) => check!(
+                false,
+                "a line of {} bytes was accepted as {c:?}",
+                line.len()
+            ),
+            Err(e) => {
+                check_eq!(e.key.as_str(), "command line");
+                check_eq!(&*e.problem, problem.as_str());
+                check!(e.accepted.contains("at most 768 bytes"), "{}", e.accepted);
+            }
+        }
+    }
+    let names = super::names();
+    let longest = |prefix: &str| {
+        let mut line = String::from(prefix);
+        while line.len() < MAX_CMDLINE_BYTES {
+            line.push('a');
+        }
+        line
+    };
+    for line in [
+        longest(""),
+        longest("test="),
+        longest("no_such_key="),
+        longest("hz="),
+    ] {
+        let Err(e) = cmdline::parse(&line, &names) else {
+            return Err(alloc::format!("{line:?} was accepted"));
+        };
+        let record = Record::ConfigError(ConfigError {
+            key: Cow::Borrowed(&e.key),
+            value: Cow::Borrowed(&e.value),
+            problem: Cow::Borrowed(&e.problem),
+            accepted: Cow::Borrowed(&e.accepted),
+        });
+        let mut buf = [0u8; MAX_LINE_BYTES];
+        check!(
+            wire::encode(&record, &mut buf).is_ok(),
+            "the error for a {}-byte line does not fit a record line: {e:?}",
+            line.len()
+        );
+        check!(
+            e.value.len() <= cmdline::ECHO_BYTES + 3,
+            "echoed {:?}",
+            e.value
+        );
+    }
     Ok(())
 }

@@ -12,11 +12,15 @@
 //!   `PolicyStat`;
 //! - costs: `total / samples` of the cost boot's `Cost` records (`stack_fault`, `switch`,
 //!   `create` of the policy), and the ratio to `static`'s. A cost the kernel did not measure is
-//!   `None` (`null` in JSON, `n/a` in the table), never a made-up number.
+//!   `None` (`null` in JSON, `n/a` in the table), never a made-up number;
+//! - injected faults (`--inject-nmi`, `--inject-mce`): per workload boot, what the lab injected
+//!   and what the kernel says it handled ([`InjectionFigures`]).
 
 use dks_protocol::record::{Cost, PolicyStat, Record, Sample, StackFault, ThreadPages};
 use dks_protocol::scenario::POLICY_NAMES;
 use serde::Serialize;
+
+use crate::inject;
 
 /// The `Cost` kinds, as the kernel names them.
 pub mod what {
@@ -45,6 +49,8 @@ pub struct Measurements {
     pub thread_pages: Vec<ThreadPages<'static>>,
     /// Stack faults that could not be served.
     pub stack_faults: Vec<StackFault<'static>>,
+    /// What was injected into each workload boot (its policies, the report), in boot order.
+    pub injections: Vec<(Vec<String>, inject::Report)>,
 }
 
 impl Measurements {
@@ -126,6 +132,8 @@ pub struct Setup {
     pub max_stack_kib: u32,
     /// How many workload boots ran (1 when all policies ran side by side).
     pub workload_boots: usize,
+    /// What was injected into the workload boots, if anything.
+    pub injection: Option<inject::Plan>,
 }
 
 /// The figures of one comparison: the JSON of `dks compare --json`, and what the table shows.
@@ -148,6 +156,74 @@ pub struct Comparison {
     pub policies: Vec<PolicyFigures>,
     /// The cost of a page fault that is not a stack fault, both ways the kernel handles one.
     pub fault_paths: FaultPaths,
+    /// Faults injected into the workload boots; `null` when none were asked for.
+    pub injection: Option<InjectionFigures>,
+}
+
+/// Faults injected into the workload boots (`--inject-nmi`, `--inject-mce`; never into the cost
+/// boot, whose figures they would disturb).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InjectionFigures {
+    /// `--inject-nmi` as given (`COUNT` or `RATE/s`), or `null`.
+    pub nmi: Option<String>,
+    /// `--inject-mce` as given (`corrected:COUNT`, `recoverable:COUNT`), or `null`.
+    pub mce: Option<String>,
+    /// One entry per workload boot, in boot order.
+    pub boots: Vec<BootInjection>,
+}
+
+/// What one workload boot got and handled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BootInjection {
+    /// The policies of the boot.
+    pub policies: Vec<String>,
+    /// CPUs the kernel reported (each injected NMI reaches every one).
+    pub cpus: Option<u32>,
+    /// NMIs QEMU accepted.
+    pub nmis_injected: u64,
+    /// NMIs the kernel handled, all CPUs (its last `TrapStat`); `null` without one. NMIs that
+    /// arrive while one is pending merge, so this can be below `nmis_injected × cpus`.
+    pub nmis_handled: Option<u64>,
+    /// Of those, NMIs that interrupted another trap handler.
+    pub nmis_nested: Option<u64>,
+    /// Machine checks QEMU acted on.
+    pub machine_checks_injected: u64,
+    /// `MachineCheck` records of the injected severity.
+    pub machine_checks_reported: u64,
+    /// #MC exceptions the kernel took (its last `TrapStat`).
+    pub machine_check_exceptions: Option<u64>,
+    /// Why injection stopped short because of the kernel, if it did.
+    pub shortfall: Option<String>,
+    /// What else the driver noted (the boot ended before all NMIs were sent, QEMU's words).
+    pub notes: Vec<String>,
+}
+
+/// Returns the injection figures of `setup`'s plan from `measurements`.
+fn injection_figures(setup: &Setup, measurements: &Measurements) -> Option<InjectionFigures> {
+    let plan = setup.injection.filter(|plan| !plan.is_empty())?;
+    let boots = measurements
+        .injections
+        .iter()
+        .map(|(policies, report)| BootInjection {
+            policies: policies.clone(),
+            cpus: report.cpus,
+            nmis_injected: report.injected.nmis,
+            nmis_handled: report.handled.nmis,
+            nmis_nested: report.handled.nmis_nested,
+            machine_checks_injected: report.injected.machine_checks,
+            machine_checks_reported: plan
+                .mce
+                .map_or(0, |mce| report.handled.machine_checks(mce.kind)),
+            machine_check_exceptions: report.handled.machine_check_exceptions,
+            shortfall: report.injected.shortfall.clone(),
+            notes: report.injected.notes.clone(),
+        })
+        .collect();
+    Some(InjectionFigures {
+        nmi: plan.nmi.map(|n| n.to_string()),
+        mce: plan.mce.map(|m| m.to_string()),
+        boots,
+    })
 }
 
 /// The figures of one policy.
@@ -311,6 +387,7 @@ pub fn compare(
             insns_direct: measurements.per_op(what::DIRECT_FAULT, ""),
             insns_bounce: measurements.per_op(what::BOUNCE_FAULT, ""),
         },
+        injection: injection_figures(setup, measurements),
     })
 }
 
@@ -380,6 +457,7 @@ pub(crate) mod tests {
             cpus: 2,
             max_stack_kib: 16,
             workload_boots: 1,
+            injection: None,
         }
     }
 
@@ -404,6 +482,7 @@ pub(crate) mod tests {
             stats: vec![stat("static", 0, 64, 0), stat("fault", 16, 48, 8)],
             thread_pages: vec![],
             stack_faults: vec![],
+            injections: vec![],
         }
     }
 
@@ -518,5 +597,62 @@ pub(crate) mod tests {
         }
         assert!(s["insns_per_fault"].is_null());
         assert_eq!(json["policies"][1]["insns_per_fault"], 1500.0);
+    }
+
+    #[test]
+    fn injection_figures_come_per_boot_from_the_driver_and_the_kernel() {
+        use crate::inject::{Handled, Injected, MceKind, MceSpec, NmiSpec, Plan, Report};
+        let plan = Plan {
+            nmi: Some(NmiSpec::Rate(50)),
+            mce: Some(MceSpec {
+                kind: MceKind::Corrected,
+                count: 3,
+            }),
+        };
+        let report = |nmis, handled| Report {
+            plan,
+            cpus: Some(2),
+            injected: Injected {
+                nmis,
+                machine_checks: 3,
+                machine_checks_reported: 3,
+                shortfall: None,
+                notes: vec![],
+            },
+            handled: Handled {
+                nmis: handled,
+                nmis_nested: handled.map(|_| 1),
+                machine_check_exceptions: Some(0),
+                mce_corrected: 3,
+                mce_recoverable: 0,
+                mce_fatal: 0,
+            },
+        };
+        let mut m = measurements();
+        m.injections = vec![
+            (policies(&["static"]), report(10, Some(20))),
+            (policies(&["fault"]), report(12, None)),
+        ];
+        let none = compare(&setup(), &policies(&["static", "fault"]), &m).unwrap();
+        assert_eq!(none.injection, None, "no plan, no injection figures");
+        let with = Setup {
+            injection: Some(plan),
+            ..setup()
+        };
+        let c = compare(&with, &policies(&["static", "fault"]), &m).unwrap();
+        let json = serde_json::to_value(&c).unwrap();
+        let injection = &json["injection"];
+        assert_eq!(injection["nmi"], "50/s");
+        assert_eq!(injection["mce"], "corrected:3");
+        assert_eq!(injection["boots"][0]["policies"][0], "static");
+        assert_eq!(injection["boots"][0]["nmis_injected"], 10);
+        assert_eq!(injection["boots"][0]["nmis_handled"], 20);
+        assert_eq!(injection["boots"][0]["machine_checks_reported"], 3);
+        assert_eq!(
+            injection["boots"][1]["nmis_handled"],
+            serde_json::Value::Null
+        );
+        let no_injection = serde_json::to_value(&none).unwrap();
+        assert_eq!(no_injection["injection"], serde_json::Value::Null);
     }
 }

@@ -14,14 +14,21 @@
 //! Any boot that does not end in success stops the comparison with one error that carries the
 //! kernel's own words; nothing is written then. The outputs (table, JSON, report) are made
 //! from the records only after every boot succeeded ([`figures`], [`table`], [`report`]), and
-//! files are written atomically ([`write_atomically`]).
+//! files are written all or nothing ([`crate::output`]).
+//!
+//! With `--inject-nmi`/`--inject-mce`, each workload boot (never the cost boot) gets the
+//! injection plan ([`crate::inject`]); what was injected and handled goes into the figures.
+//!
+//! A workload's plan travels to the kernel as a temporary file under `$TMPDIR`, created by
+//! `tempfile` (exclusively, random name, mode 0600: a link planted there cannot redirect it)
+//! and removed when its boot is over, also when `dks` is interrupted.
 
 pub mod figures;
 pub mod report;
 pub mod table;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,8 +37,8 @@ use dks_protocol::scenario::POLICY_NAMES;
 
 use crate::boot::{self, BootOutcome};
 use crate::config::BootConfig;
-use crate::render;
 use crate::scenario::{BootPlan, Scenario};
+use crate::{inject, interrupt, render};
 use figures::{Comparison, Measurements, Setup};
 
 /// The time limit of the cost boot when nobody says otherwise.
@@ -58,6 +65,8 @@ pub struct Request {
     pub kernel: PathBuf,
     /// The time limit of every boot; `None` for the defaults.
     pub timeout: Option<Duration>,
+    /// Faults to inject into every workload boot.
+    pub injection: Option<inject::Plan>,
 }
 
 /// A finished comparison.
@@ -87,6 +96,8 @@ pub enum Failure {
     },
     /// Every boot succeeded, but the records lack what the comparison needs.
     Records(String),
+    /// A signal interrupted `dks`; the running boot's QEMU was stopped.
+    Interrupted(interrupt::Interrupted),
 }
 
 impl Failure {
@@ -97,6 +108,7 @@ impl Failure {
             Failure::Host(_) => crate::outcome::EXIT_HOST_ERROR,
             Failure::Boot { outcome, .. } => outcome.verdict.exit_code(),
             Failure::Records(_) => crate::outcome::Verdict::Inconsistent(String::new()).exit_code(),
+            Failure::Interrupted(interrupted) => 128 + interrupted.0 as u8,
         }
     }
 
@@ -106,6 +118,7 @@ impl Failure {
         match self {
             Failure::Usage(message) => message.clone(),
             Failure::Host(error) => format!("{error:#}"),
+            Failure::Interrupted(interrupted) => interrupted.to_string(),
             Failure::Records(problem) => {
                 format!("the kernel reported success, but its records are incomplete: {problem}")
             }
@@ -287,13 +300,14 @@ pub fn run<W: Write>(
                 boot.policies.join(",")
             ),
         };
-        let plan_file = PlanFile::write(boot, index)?;
+        let plan_file = write_plan(boot)?;
         let config = BootConfig {
             kernel_args: scenario.kernel_args(),
             cpus,
             memory: scenario.memory,
             timeout,
-            initrd: Some(plan_file.path.clone()),
+            initrd: Some(plan_file.path().to_owned()),
+            injection: request.injection,
             ..BootConfig::new(&request.kernel)
         };
         let threads: u32 = boot.plan.groups.iter().map(|g| g.threads).sum();
@@ -312,6 +326,11 @@ pub fn run<W: Write>(
             }
         })?;
         progress.close_line();
+        if let Some(report) = &outcome.injection {
+            for line in report.lines() {
+                progress.step(&format!("{label} {line}"));
+            }
+        }
         if !outcome.is_success() {
             return Err(Failure::Boot {
                 what: format!(
@@ -323,6 +342,12 @@ pub fn run<W: Write>(
             });
         }
         measurements.add_workload_boot(outcome.records(), &boot.policies);
+        if let Some(report) = &outcome.injection {
+            measurements
+                .injections
+                .push((boot.policies.clone(), report.clone()));
+        }
+        drop(plan_file);
         progress.step(&format!(
             "{label} done in {:.1} s",
             outcome.elapsed.as_secs_f64()
@@ -341,6 +366,7 @@ pub fn run<W: Write>(
         cpus,
         max_stack_kib: scenario.max_stack_bytes / 1024,
         workload_boots: boots.len(),
+        injection: request.injection,
     };
     let comparison =
         figures::compare(&setup, &policies, &measurements).map_err(Failure::Records)?;
@@ -358,7 +384,10 @@ fn boot_logged(
     log: &mut String,
     on_line: impl FnMut(&crate::console::ConsoleLine),
 ) -> Result<BootOutcome, Failure> {
-    let outcome = boot::run(config, on_line).map_err(Failure::Host)?;
+    let outcome = boot::run(config, on_line).map_err(|error| match interrupt::find(&error) {
+        Some(interrupted) => Failure::Interrupted(interrupted),
+        None => Failure::Host(error),
+    })?;
     log.push_str(&format!(
         "# dks compare: {what}: -append \"{}\"{}: {}\n",
         config.cmdline(),
@@ -376,51 +405,23 @@ fn boot_logged(
     Ok(outcome)
 }
 
-/// A plan written for one boot, removed when dropped.
-struct PlanFile {
-    path: PathBuf,
-}
-
-impl PlanFile {
-    fn write(boot: &BootPlan, index: usize) -> Result<PlanFile, Failure> {
-        let path = std::env::temp_dir().join(format!(
-            "dks-plan-{}-{}-{index}.json",
-            std::process::id(),
-            boot.plan.name
-        ));
-        let json = serde_json::to_vec(&boot.plan)
-            .context("cannot encode the plan")
-            .map_err(Failure::Host)?;
-        std::fs::write(&path, json)
-            .with_context(|| format!("cannot write the plan to {}", path.display()))
-            .map_err(Failure::Host)?;
-        Ok(PlanFile { path })
-    }
-}
-
-impl Drop for PlanFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Writes `contents` to `path` through a temporary file in the same folder and a rename, so
-/// `path` holds either its old contents or all of the new ones.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} names no file", path.display()))?;
-    let temporary = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&temporary, contents)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| {
-        let _ = std::fs::remove_file(&temporary);
-        format!("cannot move {} to {}", temporary.display(), path.display())
-    })
+/// Writes the plan of `boot` to a new temporary file (exclusive, random name, 0600, under
+/// `$TMPDIR`), removed when the returned handle is dropped.
+fn write_plan(boot: &BootPlan) -> Result<tempfile::NamedTempFile, Failure> {
+    let json = serde_json::to_vec(&boot.plan)
+        .context("cannot encode the plan")
+        .map_err(Failure::Host)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!("dks-plan-{}.", boot.plan.name))
+        .suffix(".json")
+        .tempfile()
+        .context("cannot create a temporary file for the plan")
+        .map_err(Failure::Host)?;
+    file.write_all(&json)
+        .and_then(|()| file.flush())
+        .with_context(|| format!("cannot write the plan to {}", file.path().display()))
+        .map_err(Failure::Host)?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -448,19 +449,5 @@ mod tests {
             String::from_utf8(p.into_inner()).unwrap(),
             "\r[w] t=0.1s/1.0s\r[w] t=0.2s/1.0s\ndone\n"
         );
-    }
-
-    #[test]
-    fn atomic_writes_replace_the_whole_file_and_leave_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("dks-atomic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("out.json");
-        std::fs::write(&file, "old").unwrap();
-        write_atomically(&file, b"new").unwrap();
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        let error = write_atomically(&dir.join("no/such/dir/x"), b"x").unwrap_err();
-        assert!(format!("{error:#}").contains("cannot write"), "{error:#}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -115,6 +115,30 @@ pub fn render(comparison: &Comparison) -> String {
         insns(paths.insns_direct),
         insns(paths.insns_bounce)
     ));
+    if let Some(injection) = &comparison.injection {
+        for boot in &injection.boots {
+            let mut parts = Vec::new();
+            if let Some(nmi) = &injection.nmi {
+                parts.push(format!(
+                    "{} NMIs injected (asked: {nmi}), {} handled",
+                    boot.nmis_injected,
+                    boot.nmis_handled
+                        .map_or("? (no TrapStat record)".into(), |n| n.to_string())
+                ));
+            }
+            if let Some(mce) = &injection.mce {
+                parts.push(format!(
+                    "{} machine checks injected (asked: {mce}), {} reported",
+                    boot.machine_checks_injected, boot.machine_checks_reported
+                ));
+            }
+            text.push_str(&format!(
+                "injected into the boot of {}: {}\n",
+                boot.policies.join(", "),
+                parts.join("; ")
+            ));
+        }
+    }
     text.push_str(LEGEND);
     text.push('\n');
     text

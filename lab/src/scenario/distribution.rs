@@ -1,19 +1,25 @@
 //! Depth distributions as a scenario file writes them, turned into the plan's [`Histogram`].
 //!
-//! Three forms are accepted for `depth` and `sleep_depth`:
+//! Four forms are accepted for `depth` and `sleep_depth`:
 //!
 //! - a name: `"linux-census-exits"`, `"linux-census-live-used"`, `"linux-census-live-sleeping"`
 //!   (the census data, [`crate::census`]);
 //! - an inline histogram: `[[up_to_bytes, weight], ...]`, bounds increasing, a value drawn
 //!   uniformly in `(previous bound, bound]` of a bucket chosen by weight;
 //! - a fixed depth: `{ fixed = BYTES }`, exactly that many bytes every time (the buckets
-//!   `(BYTES - 1, 0), (BYTES, 1)`).
+//!   `(BYTES - 1, 0), (BYTES, 1)`);
+//! - a census file: `{ file = "exits.tsv" }`, optionally with `column = "used_bytes"` (the
+//!   default) or `"sleeping_depth_bytes"`, a path relative to the scenario file
+//!   ([`crate::host_census::replay`]).
 //!
-//! Every error says which of the three forms was meant and what is wrong with it.
+//! Every error says which of the forms was meant and what is wrong with it.
+
+use std::path::Path;
 
 use dks_protocol::scenario::{Bucket, Histogram};
 
-use crate::census;
+use crate::census::{self, LiveThread};
+use crate::host_census::{Census, replay, tsv};
 
 /// What a distribution may be, for error messages.
 pub fn accepted() -> String {
@@ -22,19 +28,93 @@ pub fn accepted() -> String {
         .map(|(name, _)| format!("{name:?}"))
         .collect();
     format!(
-        "a distribution name ({}), an inline histogram [[up_to_bytes, weight], ...] \
-         or {{ fixed = BYTES }}",
+        "a distribution name ({}), an inline histogram [[up_to_bytes, weight], ...], \
+         {{ fixed = BYTES }} or a census file {{ file = \"CENSUS.tsv\" }}",
         names.join(", ")
     )
 }
 
+/// Reads the census file `value` names (a path relative to `base`, the scenario's folder;
+/// `None` for a built-in, which names no files).
+fn census_file(value: Option<&toml::Value>, base: Option<&Path>) -> Result<Census, String> {
+    let name = match value {
+        Some(toml::Value::String(name)) if !name.is_empty() => name,
+        _ => {
+            return Err(
+                "file must be a census file's path (a string, relative to the scenario file)"
+                    .to_owned(),
+            );
+        }
+    };
+    let base = base.ok_or("a built-in scenario names no census files")?;
+    tsv::read(&base.join(name))
+}
+
+/// The keys of `table` that are not in `allowed`, for errors.
+fn unknown_keys<'t>(table: &'t toml::Table, allowed: &[&str]) -> Vec<&'t str> {
+    table
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !allowed.contains(k))
+        .collect()
+}
+
+/// Returns the live threads of the census file a `population = { file = ... }` table names.
+pub fn population_file(
+    table: &toml::Table,
+    base: Option<&Path>,
+) -> Result<Vec<(LiveThread, u32)>, String> {
+    let unknown = unknown_keys(table, &["file"]);
+    if !unknown.is_empty() {
+        return Err(format!(
+            "unknown key `{}`; accepted: {{ file = \"SNAPSHOT.tsv\" }}",
+            unknown[0]
+        ));
+    }
+    let census = census_file(table.get("file"), base)?;
+    replay::population(&census).map_err(|problem| format!("{}: {problem}", table["file"]))
+}
+
 /// Returns the histogram `value` describes, whose depths all lie within `max_bytes`; the error
-/// is the problem, without the key (the caller names it).
-pub fn parse(value: &toml::Value, max_bytes: u32) -> Result<Histogram, String> {
+/// is the problem, without the key (the caller names it). `base` is the folder census files
+/// are named relative to (`None` for a built-in).
+pub fn parse(
+    value: &toml::Value,
+    max_bytes: u32,
+    base: Option<&Path>,
+) -> Result<Histogram, String> {
     let histogram = match value {
         toml::Value::String(name) => census::named(name)
             .ok_or_else(|| format!("unknown distribution {name:?}; accepted: {}", accepted()))?,
         toml::Value::Array(rows) => inline(rows, max_bytes)?,
+        toml::Value::Table(table) if table.contains_key("file") => {
+            let unknown = unknown_keys(table, &["file", "column"]);
+            if !unknown.is_empty() {
+                return Err(format!(
+                    "a census-file table may only hold `file` and `column` (found `{}`); \
+                     accepted: {}",
+                    unknown[0],
+                    accepted()
+                ));
+            }
+            let column = match table.get("column") {
+                None => "used_bytes",
+                Some(toml::Value::String(column)) => column.as_str(),
+                Some(other) => {
+                    return Err(format!(
+                        "column = {other} is not a column name; accepted: {}",
+                        replay::COLUMNS
+                            .iter()
+                            .map(|c| format!("{c:?}"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ));
+                }
+            };
+            let census = census_file(table.get("file"), base)?;
+            replay::histogram(&census, column)
+                .map_err(|problem| format!("file = {}: {problem}", table["file"]))?
+        }
         toml::Value::Table(table) => {
             let keys: Vec<&String> = table.keys().collect();
             match (table.get("fixed"), keys.len()) {
@@ -45,7 +125,8 @@ pub fn parse(value: &toml::Value, max_bytes: u32) -> Result<Histogram, String> {
                 }
                 _ => {
                     return Err(format!(
-                        "a table here may only hold `fixed` (found {}); accepted: {}",
+                        "a table here may only hold `fixed`, or `file` and `column` (found \
+                         {}); accepted: {}",
                         keys.iter()
                             .map(|k| format!("`{k}`"))
                             .collect::<Vec<_>>()
@@ -135,7 +216,7 @@ mod tests {
     }
 
     fn parse_text(text: &str) -> Result<Histogram, String> {
-        parse(&value(text), 16 * 1024)
+        parse(&value(text), 16 * 1024, None)
     }
 
     #[test]
@@ -196,7 +277,7 @@ mod tests {
     #[test]
     fn a_named_distribution_beyond_a_small_max_stack_is_refused() {
         // No named distribution exceeds 16 KiB; a smaller bound shows the check applies.
-        let error = parse(&value("\"linux-census-exits\""), 4096).unwrap_err();
+        let error = parse(&value("\"linux-census-exits\""), 4096, None).unwrap_err();
         assert!(error.contains("reaches 5824 bytes"), "{error}");
     }
 }

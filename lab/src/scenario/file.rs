@@ -8,6 +8,7 @@
 //! found is the error.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use dks_protocol::scenario::{
     GroupPlan, Histogram, Lifetime, MAX_PLAN_THREADS, MAX_STACK_BYTES, POLICY_NAMES, Wake,
@@ -53,7 +54,7 @@ struct RawGroup {
     name: String,
     policy: String,
     threads: Option<i64>,
-    population: Option<String>,
+    population: Option<toml::Value>,
     lifetime: String,
     calls: Option<i64>,
     respawn: Option<bool>,
@@ -117,6 +118,14 @@ fn check_name(key: &str, name: &str) -> Result<(), Problem> {
 }
 
 fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
+    // Census files are named relative to the scenario file; a built-in names none.
+    let base = match origin {
+        Origin::File(path) => Some(match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        }),
+        Origin::Builtin(_) => None,
+    };
     check_name("name", &raw.name)?;
     let duration_ms = in_range("duration_ms", raw.duration_ms, 1, MAX_DURATION_MS)? as u32;
     let sample_ms = match raw.sample_ms {
@@ -183,7 +192,7 @@ fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
                 "another group has this name; accepted: a name used once",
             ));
         }
-        groups.push(check_group(group, &key, max_stack_bytes)?);
+        groups.push(check_group(group, &key, max_stack_bytes, base)?);
     }
     for policy in POLICY_NAMES {
         let threads: u64 = groups
@@ -250,7 +259,12 @@ fn check_inject(pattern: &str) -> Result<(), Problem> {
     }
 }
 
-fn check_group(raw: RawGroup, key: &str, max_stack_bytes: u32) -> Result<Group, Problem> {
+fn check_group(
+    raw: RawGroup,
+    key: &str,
+    max_stack_bytes: u32,
+    base: Option<&Path>,
+) -> Result<Group, Problem> {
     let at = |field: &str| format!("{key}.{field}");
     check_name(&at("name"), &raw.name)?;
     let policy = match raw.policy.as_str() {
@@ -349,19 +363,30 @@ fn check_group(raw: RawGroup, key: &str, max_stack_bytes: u32) -> Result<Group, 
                 "replays live threads; accepted: with lifetime = \"long\" only",
             ));
         }
-        let threads = census::live_population(population).ok_or_else(|| {
-            problem(
-                at("population"),
-                format!(
-                    "unknown population {population:?}; accepted: {}",
-                    census::POPULATIONS
-                        .iter()
-                        .map(|(name, _)| format!("{name:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-        })?;
+        let accepted = format!(
+            "accepted: {} or a live snapshot {{ file = \"SNAPSHOT.tsv\" }}",
+            census::POPULATIONS
+                .iter()
+                .map(|(name, _)| format!("{name:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let threads = match population {
+            toml::Value::String(name) => census::live_population(name).ok_or_else(|| {
+                problem(
+                    at("population"),
+                    format!("unknown population {name:?}; {accepted}"),
+                )
+            })?,
+            toml::Value::Table(table) => distribution::population_file(table, base)
+                .map_err(|what| problem(at("population"), what))?,
+            other => {
+                return Err(problem(
+                    at("population"),
+                    format!("{} is not a population; {accepted}", other.type_str()),
+                ));
+            }
+        };
         let mut plans = Vec::new();
         for (thread, count) in threads {
             for (field, bytes) in [
@@ -404,7 +429,7 @@ fn check_group(raw: RawGroup, key: &str, max_stack_bytes: u32) -> Result<Group, 
         }
     };
     let histogram = |field: &str, value: &Option<toml::Value>| match value {
-        Some(value) => distribution::parse(value, max_stack_bytes)
+        Some(value) => distribution::parse(value, max_stack_bytes, base)
             .map(Some)
             .map_err(|what| problem(at(field), what)),
         None => Ok(None),

@@ -540,3 +540,186 @@ fn no_selected_policy_means_nothing_to_run() {
         "{error}"
     );
 }
+
+/// Writes a live snapshot and an exits census into a fresh folder, for the file forms.
+fn census_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("live.tsv"),
+        "# stack_bytes: 16384\nused_bytes\tsleeping_depth_bytes\tkthread\tcomm\n\
+         900\t500\t1\ta\n900\t500\t0\tb\n9000\t800\t0\tc\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("sub/exits.tsv"),
+        "# stack_bytes: 16384\nused_bytes\tthreads\tkthread\tcomm\n832\t3\t0\tsh\n1024\t1\t0\tcc\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("big.tsv"),
+        "# stack_bytes: 32768\nused_bytes\tthreads\tkthread\tcomm\n20032\t1\t0\tsh\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn with_groups(groups: &str) -> String {
+    format!("name = \"f\"\nduration_ms = 100\n{groups}")
+}
+
+#[test]
+fn census_files_are_read_relative_to_the_scenario_file() {
+    let dir = census_folder();
+    let text = with_groups(
+        "[[group]]\nname = \"live\"\npolicy = \"each\"\npopulation = { file = \"live.tsv\" }\n\
+         lifetime = \"long\"\n\
+         [[group]]\nname = \"drawn\"\npolicy = \"each\"\nthreads = 2\nlifetime = \"long\"\n\
+         depth = { file = \"live.tsv\" }\n\
+         sleep_depth = { file = \"live.tsv\", column = \"sleeping_depth_bytes\" }\n\
+         [[group]]\nname = \"exits\"\npolicy = \"each\"\nthreads = 4\nlifetime = \"short\"\n\
+         depth = { file = \"sub/exits.tsv\", column = \"used_bytes\" }\n",
+    );
+    let s = parse(&text, Origin::File(dir.path().join("s.toml"))).unwrap();
+    // The population: two distinct threads, one of them twice.
+    let live = &s.groups[0];
+    assert_eq!(live.threads(), 3);
+    assert_eq!(live.plans.len(), 2);
+    assert_eq!(
+        live.plans[0].depth,
+        census::exact_histogram([(900, 1)]),
+        "each thread reaches its own mark"
+    );
+    assert_eq!(live.plans[0].threads, 2);
+    assert_eq!(
+        live.plans[1].sleep_depth,
+        census::exact_histogram([(800, 1)])
+    );
+    let drawn = &s.groups[1].plans[0];
+    assert_eq!(drawn.depth, census::exact_histogram([(900, 2), (9000, 1)]));
+    assert_eq!(
+        drawn.sleep_depth,
+        census::exact_histogram([(500, 2), (800, 1)])
+    );
+    let exits = &s.groups[2].plans[0];
+    let weights: Vec<(u32, u64)> = exits
+        .depth
+        .buckets
+        .iter()
+        .map(|b| (b.up_to_bytes, b.weight))
+        .collect();
+    assert_eq!(weights, [(768, 0), (832, 3), (960, 0), (1024, 1)]);
+    let all: Vec<String> = POLICY_NAMES.iter().map(|p| (*p).to_owned()).collect();
+    for boot in s.boots(&all).unwrap() {
+        boot.plan.check().unwrap();
+    }
+    // An absolute path works from anywhere; a relative one is not read from the cwd.
+    let absolute = text
+        .replace(
+            "\"sub/exits.tsv\"",
+            &format!("{:?}", dir.path().join("sub/exits.tsv")),
+        )
+        .replace(
+            "\"live.tsv\"",
+            &format!("{:?}", dir.path().join("live.tsv")),
+        );
+    parse(&absolute, Origin::File("elsewhere/s.toml".into())).unwrap();
+    let error = parse(&text, Origin::File("elsewhere/s.toml".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("population: census elsewhere/live.tsv: cannot read it"),
+        "{error}"
+    );
+}
+
+#[test]
+fn every_bad_census_reference_is_one_error() {
+    let dir = census_folder();
+    let origin = Origin::File(dir.path().join("s.toml"));
+    let long = |line: &str| {
+        with_groups(&format!(
+            "[[group]]\nname = \"g\"\npolicy = \"each\"\nthreads = 1\nlifetime = \"long\"\n\
+             sleep_depth = {{ fixed = 100 }}\n{line}\n"
+        ))
+    };
+    let population = |line: &str, lifetime: &str| {
+        with_groups(&format!(
+            "[[group]]\nname = \"g\"\npolicy = \"each\"\nlifetime = \"{lifetime}\"\n{line}\n"
+        ))
+    };
+    for (text, expected) in [
+        (
+            long("depth = { file = \"none.tsv\" }"),
+            "(\"g\").depth: census ",
+        ),
+        (
+            long("depth = { file = \"none.tsv\" }"),
+            "none.tsv: cannot read it",
+        ),
+        (
+            long("depth = { file = \"\" }"),
+            "file must be a census file's path",
+        ),
+        (
+            long("depth = { file = 3 }"),
+            "file must be a census file's path",
+        ),
+        (
+            long("depth = { file = \"live.tsv\", column = \"threads\" }"),
+            "a live snapshot has no column \"threads\"",
+        ),
+        (
+            long("depth = { file = \"live.tsv\", column = 4 }"),
+            "column = 4 is not a column name",
+        ),
+        (
+            long("depth = { file = \"sub/exits.tsv\", column = \"sleeping_depth_bytes\" }"),
+            "an exits census has no column",
+        ),
+        (
+            long("depth = { file = \"live.tsv\", fixed = 3 }"),
+            "may only hold `file` and `column` (found `fixed`)",
+        ),
+        (
+            long("depth = { file = \"big.tsv\" }"),
+            "depth: reaches 20032 bytes, beyond max_stack (16384 bytes)",
+        ),
+        (
+            long("depth = { file = \"s.toml\" }"),
+            "s.toml: line 1: \"not a census\" is not a census's column line",
+        ),
+        (
+            population("population = { file = \"sub/exits.tsv\" }", "long"),
+            "population: \"sub/exits.tsv\": is an exits census",
+        ),
+        (
+            population("population = { file = \"live.tsv\", x = 1 }", "long"),
+            "population: unknown key `x`",
+        ),
+        (
+            population("population = 7", "long"),
+            "population: integer is not a population; accepted: \"linux-census-live\" or a \
+             live snapshot { file = \"SNAPSHOT.tsv\" }",
+        ),
+        (
+            population("population = { file = \"live.tsv\" }", "short"),
+            "lifetime = \"long\" only",
+        ),
+    ] {
+        std::fs::write(dir.path().join("s.toml"), "not a census").unwrap();
+        let error = parse(&text, origin.clone()).unwrap_err().to_string();
+        assert!(error.contains(expected), "{text}\n{error}");
+    }
+    // A built-in has no folder: it may not name files.
+    let error = parse(
+        &long("depth = { file = \"live.tsv\" }"),
+        Origin::Builtin("b".to_owned()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("a built-in scenario names no census files"),
+        "{error}"
+    );
+}

@@ -1,0 +1,123 @@
+//! Settings that starve the kernel of memory end in success or in one clear record, never in a
+//! panic: allocation failures injected from the command line (issue 10, finding 2) and a
+//! reserve larger than the boot can spare (finding 3).
+
+use std::time::Duration;
+
+use dks_lab::boot::{self, BootOutcome};
+use dks_lab::config::{BootConfig, MemorySize};
+use dks_lab::kernel;
+use dks_protocol::exit::ExitCode;
+use dks_protocol::record::Record;
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+fn boot_with(args: &[&str], memory_mib: u64, cpus: u8) -> BootOutcome {
+    let kernel = kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let config = BootConfig {
+        kernel_args: args.iter().map(|a| a.to_string()).collect(),
+        timeout: TIMEOUT,
+        memory: MemorySize::from_mib(memory_mib).expect("a valid size"),
+        cpus,
+        ..BootConfig::new(kernel)
+    };
+    boot::run(&config, |_| {}).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn panics(outcome: &BootOutcome) -> Vec<String> {
+    outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::Panic(p) => Some(format!("{}:{}: {}", p.file, p.line, p.message)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The kernel's own threads are made before injection is armed: patterns that used to panic
+/// start-up (a worker or the reclaim thread without memory) now run the workload to the end.
+#[test]
+fn injection_patterns_do_not_panic_start_up() {
+    for pattern in ["percent:10:1", "every:3", "percent:5:7", "every:2"] {
+        let arg = format!("inject={pattern}");
+        let outcome = boot_with(&["workload=mixed", &arg], 512, 1);
+        assert!(
+            panics(&outcome).is_empty(),
+            "{arg}: {:?}\n{}",
+            panics(&outcome),
+            outcome.serial_log
+        );
+        assert!(outcome.is_success(), "{arg}:\n{}", outcome.serial_log);
+    }
+}
+
+/// A reserve the boot cannot spare is a `config_error` naming `reserve` and the largest value
+/// accepted; that largest value itself runs a workload to the end.
+#[test]
+fn a_reserve_beyond_the_memory_is_refused_and_the_largest_accepted_works() {
+    let outcome = boot_with(&["reserve=1048576"], 48, 1);
+    assert!(panics(&outcome).is_empty(), "{}", outcome.serial_log);
+    let errors: Vec<_> = outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::ConfigError(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", outcome.serial_log);
+    assert_eq!(errors[0].key, "reserve");
+    assert!(
+        matches!(outcome.records().last(), Some(Record::Exit(e)) if e.code == ExitCode::ConfigError),
+        "{}",
+        outcome.serial_log
+    );
+    // "a frame count from 0 to N (...)": N is the largest accepted value.
+    let max: u64 = errors[0]
+        .accepted
+        .split_whitespace()
+        .nth(6)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no maximum in {:?}", errors[0].accepted));
+    assert!(max > 0 && max < 1_048_576, "maximum {max}");
+    let arg = format!("reserve={max}");
+    let outcome = boot_with(&[&arg, "workload=mixed"], 48, 2);
+    assert!(panics(&outcome).is_empty(), "{}", outcome.serial_log);
+    assert!(outcome.is_success(), "{}", outcome.serial_log);
+}
+
+/// A long sampling period does not let exited threads' records pile up on the heap: the
+/// `adversarial` scenario (128 MiB, so an 8 MiB heap) with one sample a second ran out of heap
+/// ("memory allocation of 528 bytes failed") while the same file with 100 ms succeeded.
+#[test]
+fn a_long_sampling_period_does_not_exhaust_the_heap() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sample-period-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/adversarial.toml"
+    ))
+    .unwrap();
+    let scenario = builtin.replace("sample_ms = 100", "sample_ms = 1000");
+    assert_ne!(scenario, builtin, "the built-in samples every 100 ms");
+    let path = dir.join("adversarial-1s.toml");
+    std::fs::write(&path, scenario).unwrap();
+    let kernel = kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dks"))
+        .arg("compare")
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--scenario")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains("[panic]"), "{text}");
+    assert_eq!(output.status.code(), Some(0), "{text}");
+}
