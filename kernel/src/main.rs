@@ -130,6 +130,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
 
     work::start();
     reclaim::start();
+    mce::start_logger();
     let injection = config.injection;
     let options = sched::SpawnOptions {
         system: true,

@@ -13,8 +13,10 @@
 //!
 //! Neither may wait for the console (the #MC may have interrupted a CPU that holds it), so
 //! each error goes into a per-CPU lock-free ring ([`Ring`]) and is printed later from normal
-//! context by [`drain`] (the `vmstat` report and the workload sampler call it). A fatal error
-//! prints directly with `report::emit_forced` and stops the kernel.
+//! context by [`drain`]: by the `mce-log` thread, which the next timer tick on any CPU wakes
+//! when something was queued (as Linux logs machine checks from a work item), and by the
+//! `vmstat` report and the workload sampler. A fatal error prints directly with
+//! `report::emit_forced` and stops the kernel.
 
 use alloc::borrow::Cow;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +27,9 @@ use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::mce as hw;
 use crate::hw::trap::TrapFrame;
 use crate::report;
+use crate::sched::wait::WaitQueue;
+use crate::sched::{self, SpawnOptions};
+use crate::stacks::Policy;
 use dks_protocol::exit::ExitCode;
 
 /// Bits of `MCi_STATUS`.
@@ -229,6 +234,7 @@ impl Ring {
         slot.global_status
             .store(error.global_status, Ordering::Relaxed);
         slot.ready.store(sequence + 1, Ordering::Release);
+        QUEUED.store(true, Ordering::Release);
     }
 
     /// Takes the next published error, if any. One consumer at a time (see [`drain`]).
@@ -285,6 +291,61 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         CONSUMING.store(false, Ordering::Release);
+    }
+}
+
+/// Set when an error is queued; the timer tick then wakes the logger.
+static QUEUED: AtomicBool = AtomicBool::new(false);
+/// Where the logger waits.
+static LOGGER: WaitQueue = WaitQueue::new();
+/// Set while a test inspects the queued errors itself (see [`HeldLogger`]).
+static LOGGER_HELD: AtomicBool = AtomicBool::new(false);
+
+/// Keeps the logger from printing queued errors while it lives, so that a test can take them
+/// with [`take_queued`]; the logger resumes when it is dropped.
+#[derive(Debug)]
+#[must_use = "the logger resumes as soon as this is dropped"]
+pub struct HeldLogger;
+
+impl HeldLogger {
+    /// Holds the logger back.
+    pub fn new() -> HeldLogger {
+        LOGGER_HELD.store(true, Ordering::Release);
+        HeldLogger
+    }
+}
+
+impl Drop for HeldLogger {
+    fn drop(&mut self) {
+        LOGGER_HELD.store(false, Ordering::Release);
+        LOGGER.wake_one();
+    }
+}
+
+/// Starts the `mce-log` thread (static stack, kernel's own), which prints queued errors soon
+/// after they are found.
+pub fn start_logger() {
+    let options = SpawnOptions {
+        policy: Policy::Static,
+        system: true,
+        ..SpawnOptions::default()
+    };
+    sched::spawn("mce-log", options, || {
+        loop {
+            LOGGER.wait_until(|| {
+                QUEUED.load(Ordering::Acquire) && !LOGGER_HELD.load(Ordering::Acquire)
+            });
+            QUEUED.store(false, Ordering::Release);
+            drain();
+        }
+    })
+    .expect("memory for the mce-log thread");
+}
+
+/// From the timer tick: wakes the logger if an error was queued since it last looked.
+pub fn wake_logger() {
+    if QUEUED.load(Ordering::Relaxed) {
+        LOGGER.wake_one();
     }
 }
 

@@ -80,6 +80,7 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
             TIMER_TICKS[cpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
             apic::eoi();
             mce::poll();
+            mce::wake_logger();
             if sched::tick() {
                 preempt(frame)
             } else {

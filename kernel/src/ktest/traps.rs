@@ -245,6 +245,7 @@ fn machine_check_recoverable() -> TestResult {
         "no MCA bank {}",
         mce::TEST_BANK
     );
+    let _held = mce::HeldLogger::new();
     let _ = queued_errors();
     let (exceptions, recoverable) = (
         mce::EXCEPTIONS.load(Ordering::Acquire),
@@ -277,6 +278,7 @@ fn machine_check_corrected_polled() -> TestResult {
         "no MCA bank {}",
         mce::TEST_BANK
     );
+    let _held = mce::HeldLogger::new();
     let _ = queued_errors();
     let (exceptions, corrected) = (
         mce::EXCEPTIONS.load(Ordering::Acquire),
@@ -318,6 +320,7 @@ fn machine_check_inside_nmi() -> TestResult {
         "no MCA bank {}",
         mce::TEST_BANK
     );
+    let _held = mce::HeldLogger::new();
     let _ = queued_errors();
     let irq = IrqGuard::new();
     let cpu = cpu::current_id() as usize;
