@@ -28,6 +28,11 @@ pub enum Crash {
     Guard,
     /// Takes a page fault inside the page-fault handler (while its IST frame is live).
     NestedPageFault,
+    /// Bounces a page fault onto a stack gap without populating it first: the copy of the
+    /// #PF frame faults (while the frame is live).
+    BounceCopyFault,
+    /// Raises a machine check with an uncorrectable error (PCC set).
+    MachineCheck,
 }
 
 /// Where a workload's plan comes from.
@@ -112,7 +117,10 @@ const KEYS: &[(&str, &str)] = &[
     ),
     ("reserve", "a frame count from 0 to 1048576"),
     ("hz", "timer interrupts per second, 10 to 10000"),
-    ("crash", "ud, page-fault, guard, nested-page-fault"),
+    (
+        "crash",
+        "ud, page-fault, guard, nested-page-fault, bounce-copy-fault, machine-check",
+    ),
     ("max_stack", "16K, 32K or 64K"),
     ("slots", "stack slots, 64 to 65536"),
     ("bench", "costs"),
@@ -279,6 +287,8 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                     "page-fault" => Crash::PageFault,
                     "guard" => Crash::Guard,
                     "nested-page-fault" => Crash::NestedPageFault,
+                    "bounce-copy-fault" => Crash::BounceCopyFault,
+                    "machine-check" => Crash::MachineCheck,
                     _ => return Err(error("unknown crash kind")),
                 })
             }

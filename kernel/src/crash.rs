@@ -2,8 +2,14 @@
 //! structured record and a failure exit, never a hang and never a success.
 
 use crate::cmdline::Crash;
-use crate::hw::{catch, cpu};
+use crate::hw::mce as mca;
+use crate::hw::{catch, cpu, paging, probes};
+use crate::layout::PAGE_BYTES;
+use crate::mce::{self, global, status};
 use crate::mm::kstacks;
+use crate::sched::{self, SpawnOptions};
+use crate::stacks::{self, Policy};
+use crate::trap::hooks;
 
 /// Crashes the kernel the way `crash` says. Never returns.
 pub fn now(crash: Crash) -> ! {
@@ -16,6 +22,21 @@ pub fn now(crash: Crash) -> ! {
             crate::trap::PROVOKE_NESTED_FAULT.store(true, core::sync::atomic::Ordering::Release);
             catch::lazy_write(crate::lazy::DIRECT.start, 1);
         }
+        Crash::BounceCopyFault => {
+            let options = SpawnOptions {
+                policy: Policy::Fault,
+                ..SpawnOptions::default()
+            };
+            let thread = sched::spawn("gap-crasher", options, bounce_onto_gap)
+                .expect("memory for the crashing thread");
+            sched::join(&thread);
+        }
+        Crash::MachineCheck => {
+            let _irq = cpu::IrqGuard::new();
+            let fatal = status::VAL | status::UC | status::EN | status::PCC | 0x150;
+            mca::stage(mce::TEST_BANK, fatal, global::RIPV | global::MCIP);
+            mca::raise();
+        }
         Crash::Guard => {
             let _irq = cpu::IrqGuard::new();
             let stack = kstacks::alloc().expect("memory for a stack to overflow");
@@ -23,4 +44,19 @@ pub fn now(crash: Crash) -> ! {
         }
     }
     panic!("crash={crash:?} did not crash")
+}
+
+/// Runs in a `fault` thread: leaves page 1 of its stack unpopulated below a touched page 2,
+/// then takes a bounced lazy-region fault with its stack pointer in page 1, telling the fault
+/// path to skip the population: the copy of the #PF frame hits page 1.
+fn bounce_onto_gap() {
+    let me = sched::current().expect("a thread");
+    let top = me.stack.top();
+    let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
+    let gap = top - 2 * PAGE_BYTES;
+    probes::touch_stack(bottom, gap - 64);
+    let _irq = cpu::IrqGuard::new();
+    assert!(paging::translate(gap).is_none(), "page 1 is populated");
+    hooks::SKIP_BOUNCE_POPULATION.store(true, core::sync::atomic::Ordering::Release);
+    probes::lazy_read_at(bottom, gap + 300, crate::lazy::BOUNCED.start + 8);
 }

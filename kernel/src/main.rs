@@ -22,6 +22,7 @@ mod crash;
 mod ktest;
 mod layout;
 mod lazy;
+mod mce;
 mod mm;
 mod reclaim;
 mod report;
@@ -78,6 +79,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     hw::heap::init(heap_bytes(ram_bytes));
     hw::gdt::init_this_cpu();
     hw::idt::load_on_this_cpu();
+    mce::init_this_cpu();
     hw::apic::init_this_cpu();
     hw::apic::calibrate();
 
@@ -128,6 +130,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
 
     work::start();
     reclaim::start();
+    mce::start_logger();
     let injection = config.injection;
     let options = sched::SpawnOptions {
         system: true,

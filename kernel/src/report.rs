@@ -35,6 +35,24 @@ pub fn emit(record: &Record<'_>) {
     }
 }
 
+/// Prints one record from NMI or machine-check context: as [`emit`], but without waiting
+/// for a console that another context may hold forever (`console::write_str_forced`).
+pub fn emit_forced(record: &Record<'_>) {
+    let mut buf = [0u8; MAX_LINE_BYTES];
+    if let Ok(line) = wire::encode(record, &mut buf) {
+        console::write_str_forced(line);
+    }
+}
+
+/// Prints the final record with [`emit_forced`] and ends the boot.
+pub fn exit_forced(code: ExitCode, reason: &str) -> ! {
+    emit_forced(&Record::Exit(Exit {
+        code,
+        reason: Cow::Borrowed(reason),
+    }));
+    qemu::exit(code)
+}
+
 /// Prints a free-form remark as a `Log` record.
 pub fn log(args: fmt::Arguments<'_>) {
     let mut text = TextBuffer::<512>::new();

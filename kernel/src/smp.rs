@@ -62,6 +62,7 @@ pub fn start_all(rsdp: u64, hz: u32) -> u32 {
 pub fn ap_main(index: u32) -> ! {
     gdt::init_this_cpu();
     idt::load_on_this_cpu();
+    crate::mce::init_this_cpu();
     apic::init_this_cpu();
     apic::start_periodic_timer(HZ.load(Ordering::Relaxed));
     sched::set_online(index, apic::id());

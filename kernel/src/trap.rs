@@ -1,5 +1,6 @@
 //! What the kernel does with each trap, in safe code. The entry path (`hw::trap`) calls
-//! [`on_ist`] on the vector's IST stack, and [`on_interrupted_stack`] after a bounce.
+//! [`on_ist`] on the vector's IST stack, [`on_interrupted_stack`] after a bounce, [`on_nmi`]
+//! for an NMI and `mce::on_exception` for a machine check.
 //!
 //! - Page faults, in this order: a stack fault (a not-yet-populated page of a thread stack) is
 //!   served from this CPU's magazine right here; a guard-page hit or a stack fault that
@@ -8,9 +9,11 @@
 //!   interrupted stack (or directly, in its "direct" half); anything else is fatal.
 //! - Device interrupts and IPIs are handled on their IST stack, as Linux handles them on its
 //!   IRQ stacks, so they do not deepen the interrupted thread's stack; only a timer interrupt
-//!   that preempts the thread is bounced to the thread's stack, where it switches away.
-//!   Before any bounce, the part of the interrupted stack the frame will occupy is populated
-//!   (it may be a dynamic stack), so the copy itself cannot fault.
+//!   (or reschedule IPI) that preempts the thread moves to the thread's stack, where the entry
+//!   switches away. Before any move, every page the moved frame (and, for a preemption, the
+//!   switch frame below it) will occupy is populated, so the move itself cannot fault.
+//! - NMIs are counted per CPU (and those that interrupted a live IST frame) and return. They
+//!   never fault, allocate or take a lock (`docs/traps.md`).
 //! - Every other exception is fatal unless a test's catcher expects it: one `Exception`
 //!   record, then the boot ends with `ExitCode::Exception`.
 
@@ -23,11 +26,14 @@ use dks_protocol::record::{Exception, GuardHit, Record, StackFault};
 use crate::hw::apic::{self, vector};
 use crate::hw::catch;
 use crate::hw::cpu::{self, MAX_CPUS};
+use crate::hw::gdt::Ist;
 use crate::hw::idt::vectors;
-use crate::hw::trap::{Disposition, FRAME_BYTES, LIGHT_FRAME_BYTES, TrapFrame, bounce_target};
+use crate::hw::trap::{
+    self as entry, Disposition, FRAME_BYTES, Nesting, PREEMPT_FRAME_BYTES, TrapFrame, bounce_target,
+};
 use crate::mm::kstacks;
 use crate::stacks::{self, FaultResult};
-use crate::{lazy, report, sched, tlb};
+use crate::{lazy, mce, report, sched, tlb, workload};
 
 /// Set by `crash=nested-page-fault`: the next fault in the lazy region's direct half touches
 /// an unmapped address from inside the #PF handler, so that the nested fault is detected.
@@ -39,6 +45,30 @@ pub static LAST_GUARD_HIT_THREAD: AtomicU64 = AtomicU64::new(0);
 /// Timer interrupts per CPU since boot.
 pub static TIMER_TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// Preemptions carried out per CPU (the thread moved to the scheduler loop from a trap).
+pub static PREEMPTIONS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// NMIs handled per CPU.
+pub static NMIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// NMIs per CPU that interrupted a live IST frame (a #PF, #MC, interrupt or exception
+/// handler).
+pub static NMIS_NESTED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Test hooks that run inside a handler (set by a test, taken by the handler once).
+pub mod hooks {
+    use core::sync::atomic::AtomicBool;
+
+    /// The next fault in the lazy region's direct half sends an NMI to its own CPU from inside
+    /// the #PF handler and waits for it to be taken there.
+    pub static NMI_IN_PAGE_FAULT: AtomicBool = AtomicBool::new(false);
+    /// The next NMI raises a (recoverable, staged) machine check from inside the NMI handler,
+    /// then sends itself another NMI, which must stay pending until the first one returns.
+    pub static MACHINE_CHECK_IN_NMI: AtomicBool = AtomicBool::new(false);
+    /// The next whole-frame bounce skips populating its target (`crash=bounce-copy-fault`):
+    /// the copy of the live #PF frame faults, which the #PF entry must report.
+    pub static SKIP_BOUNCE_POPULATION: AtomicBool = AtomicBool::new(false);
+}
+
 const RFLAGS_IF: u64 = 1 << 9;
 
 /// Handles a trap on its IST stack, or says where to move it.
@@ -49,6 +79,8 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
         vector::TIMER => {
             TIMER_TICKS[cpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
             apic::eoi();
+            mce::poll();
+            mce::wake_logger();
             if sched::tick() {
                 preempt(frame)
             } else {
@@ -96,38 +128,56 @@ pub fn on_interrupted_stack(frame: &mut TrapFrame) {
     }
 }
 
-/// Handles a preemption moved to the interrupted thread's stack by a light bounce.
-pub fn on_interrupted_stack_light(vector: u8) {
-    match vector {
-        vector::TIMER | vector::RESCHEDULE => sched::preempt(),
-        other => unreachable!("vector {other} is never bounced light"),
-    }
-}
-
-/// Moves a preempting interrupt to the interrupted thread's stack without its FPU/SSE image
-/// (which goes to the thread's own save area), after populating the part the frame will use.
+/// Decides a preemption: populates the part of the thread's stack the entry will use (the
+/// light frame and the switch frame, [`PREEMPT_FRAME_BYTES`] below the bounce target), then
+/// hands the entry the operands of the switch. Nothing else runs on the thread's stack.
 fn preempt(frame: &mut TrapFrame) -> Disposition {
     let Some(thread) = sched::try_current() else {
         return Disposition::Done;
     };
     let target = bounce_target(frame.rsp);
-    let lowest = target - LIGHT_FRAME_BYTES as u64;
-    match stacks::prepare_bounce(lowest) {
-        Ok(()) => Disposition::Preempt(target, thread.fpu_area()),
-        Err(failure) => {
-            drop(thread);
-            stack_failure(frame, lowest, failure)
-        }
+    let lowest = target - PREEMPT_FRAME_BYTES as u64;
+    if let Err(failure) = stacks::prepare_bounce(lowest, target) {
+        drop(thread);
+        return stack_failure(frame, lowest, failure);
+    }
+    let Some((save_at, load_rsp)) = sched::preempt_switch() else {
+        return Disposition::Done;
+    };
+    entry::set_preempt_switch(save_at, load_rsp);
+    PREEMPTIONS[cpu::current_id() as usize].fetch_add(1, Ordering::Relaxed);
+    Disposition::Preempt(target, thread.fpu_area())
+}
+
+/// A page fault the #PF entry found nested (see `hw::trap`): the frame of the first fault
+/// has been overwritten, or the fault came from the NMI or machine-check handler, which must
+/// never fault. Report and stop; there is nothing to return to.
+pub fn nested_page_fault(frame: &TrapFrame, nesting: Nesting) -> ! {
+    report_exception_forced(frame, cpu::read_cr2());
+    report::exit_forced(ExitCode::Exception, nesting.describe())
+}
+
+/// Handles an NMI on the NMI stack: counts it (and whether it interrupted a live IST frame)
+/// and returns. Touches only this CPU's counters: no lock, no allocation, no fault.
+pub fn on_nmi(_frame: &TrapFrame, interrupted: Option<Ist>) {
+    let cpu = cpu::current_id() as usize;
+    NMIS[cpu].fetch_add(1, Ordering::Relaxed);
+    if interrupted.is_some() {
+        NMIS_NESTED[cpu].fetch_add(1, Ordering::Relaxed);
+    }
+    if hooks::MACHINE_CHECK_IN_NMI.swap(false, Ordering::AcqRel) {
+        mce::raise_staged_recoverable();
+        apic::send_nmi_to_self();
     }
 }
 
-/// A page fault while this CPU's #PF IST frame was live: the frame of the first fault has
-/// been overwritten. Report and stop; there is nothing to return to.
-pub fn nested_page_fault(frame: &TrapFrame) -> ! {
-    report_exception(frame, cpu::read_cr2());
-    report::exit(
+/// An NMI while this CPU's NMI frame was live: only possible if something executed `iretq`
+/// inside the NMI handler. Report and stop.
+pub fn nested_nmi(frame: &TrapFrame) -> ! {
+    report_exception_forced(frame, 0);
+    report::exit_forced(
         ExitCode::Exception,
-        "nested page fault: a #PF arrived while the #PF IST frame was live",
+        "nested NMI: an NMI arrived while the NMI frame was live",
     )
 }
 
@@ -135,7 +185,14 @@ pub fn nested_page_fault(frame: &TrapFrame) -> ! {
 /// `address` is the faulting address for a page fault (kept for the handler), else 0.
 fn bounce(frame: &mut TrapFrame, address: u64) -> Disposition {
     let target = bounce_target(frame.rsp);
-    match stacks::prepare_bounce(target - FRAME_BYTES as u64) {
+    let skip = hooks::SKIP_BOUNCE_POPULATION.load(Ordering::Relaxed)
+        && hooks::SKIP_BOUNCE_POPULATION.swap(false, Ordering::AcqRel);
+    let populated = if skip {
+        Ok(())
+    } else {
+        stacks::prepare_bounce(target - FRAME_BYTES as u64, target)
+    };
+    match populated {
         Ok(()) => {
             frame.set_fault_address(address);
             Disposition::Bounce(target)
@@ -147,7 +204,9 @@ fn bounce(frame: &mut TrapFrame, address: u64) -> Disposition {
 fn page_fault(frame: &mut TrapFrame) -> Disposition {
     let cr2 = cpu::read_cr2();
     match stacks::handle_fault(cr2) {
-        FaultResult::Served => return Disposition::Done,
+        FaultResult::Served => {
+            return Disposition::Done;
+        }
         FaultResult::NotStack => {}
         failure => return stack_failure(frame, cr2, failure),
     }
@@ -171,6 +230,12 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
     if lazy::DIRECT.contains(&cr2) && PROVOKE_NESTED_FAULT.swap(false, Ordering::AcqRel) {
         // A fault on the #PF IST stack while this frame is live: must be caught, not lost.
         let _ = catch::fault_read(lazy::BOUNCED.end - 8);
+    }
+    if lazy::DIRECT.contains(&cr2)
+        && hooks::NMI_IN_PAGE_FAULT.load(Ordering::Relaxed)
+        && hooks::NMI_IN_PAGE_FAULT.swap(false, Ordering::AcqRel)
+    {
+        nmi_here_and_wait();
     }
     if lazy::DIRECT.contains(&cr2) && lazy::handle_direct(cr2) {
         return Disposition::Done;
@@ -224,16 +289,22 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
         return Disposition::Done;
     }
     let interrupts_were_on = frame.rflags & RFLAGS_IF != 0;
-    if let Some((rsp, rip)) = interrupts_were_on
+    // With interrupts off the thread may hold a spin lock: a real kernel stops here. Only a
+    // workload's registered interrupts-off section can be given up (its lock is known); that
+    // is counted as the kernel stop it would have been, and the thread is stopped.
+    let in_section = !interrupts_were_on && workload::in_irqoff_section(slot);
+    if let Some((rsp, rip)) = (interrupts_were_on || in_section)
         .then(|| sched::prepare_kill(slot))
         .flatten()
     {
-        if frame.vector >= u64::from(vectors::FIRST_INTERRUPT) {
-            // The interrupt will not be handled: acknowledge it, or its level stays blocked
-            // on this CPU.
-            apic::eoi();
+        // An interrupt that gets here (a preemption) was acknowledged before it decided to
+        // preempt, so there is no EOI left to send.
+        if in_section {
+            workload::abandon_irqoff_section();
+            stacks::note_kernel_stop(slot);
+        } else {
+            stacks::note_killed(slot);
         }
-        stacks::note_killed(slot);
         frame.rsp = rsp;
         frame.rip = rip;
         return Disposition::Done;
@@ -247,7 +318,29 @@ fn fatal(frame: &TrapFrame, cr2: u64) -> ! {
 }
 
 fn report_exception(frame: &TrapFrame, cr2: u64) {
-    report::emit(&Record::Exception(Exception {
+    report::emit(&exception_record(frame, cr2));
+}
+
+/// As [`report_exception`], for NMI and machine-check context (see `report::emit_forced`).
+pub fn report_exception_forced(frame: &TrapFrame, cr2: u64) {
+    report::emit_forced(&exception_record(frame, cr2));
+}
+
+/// Sends an NMI to this CPU and waits (a bounded time) until it was taken.
+fn nmi_here_and_wait() {
+    let counter = &NMIS[cpu::current_id() as usize];
+    let before = counter.load(Ordering::Acquire);
+    apic::send_nmi_to_self();
+    for _ in 0..10_000_000 {
+        if counter.load(Ordering::Acquire) != before {
+            return;
+        }
+        cpu::relax();
+    }
+}
+
+fn exception_record(frame: &TrapFrame, cr2: u64) -> Record<'static> {
+    Record::Exception(Exception {
         cpu: cpu::current_id(),
         vector: frame.vector as u8,
         error_code: frame.has_error_code().then_some(frame.error_code),
@@ -256,5 +349,5 @@ fn report_exception(frame: &TrapFrame, cr2: u64) {
         rflags: frame.rflags,
         cr2,
         registers: frame.registers(),
-    }));
+    })
 }

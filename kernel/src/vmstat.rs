@@ -1,15 +1,17 @@
 //! The `vmstat`-like report of stack memory (DESIGN §7): printed on request (a workload asks
-//! for it) and at the end of every boot that ends normally.
+//! for it) and at the end of every boot that ends normally. Every `vmstat` record comes with
+//! a `trap_stat` record (NMIs and machine checks), after the machine-check records still
+//! queued (see `mce`).
 
 use alloc::borrow::Cow;
 use core::sync::atomic::Ordering;
 
-use dks_protocol::record::{PolicyStat, Record, ThreadPages, Vmstat};
+use dks_protocol::record::{PolicyStat, Record, ThreadPages, TrapStat, Vmstat};
 
 use crate::hw::apic;
 use crate::mm::frames;
-use crate::report;
 use crate::stacks::{self, Policy};
+use crate::{mce, report, trap};
 
 const KIB_PER_PAGE: u64 = 4;
 
@@ -42,6 +44,8 @@ pub fn emit_counters(reason: &str) {
         quarantined_frames: stacks.quarantined.0 as u64,
         slots_in_use: u64::from(stacks.slots_in_use),
     }));
+    mce::drain();
+    emit_trap_stat();
     let per_us = apic::tsc_per_us();
     let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     for policy in Policy::ALL {
@@ -65,11 +69,26 @@ pub fn emit_counters(reason: &str) {
             admit_wait_us_total: load(&c.admit_wait_ticks_total) / per_us,
             admit_wait_us_max: load(&c.admit_wait_ticks_max) / per_us,
             killed: load(&c.killed),
+            kernel_stops: load(&c.kernel_stops),
             reclaimed: load(&c.reclaimed),
             high_water_mean_bytes: load(&c.high_water_total) / load(&c.released).max(1),
             high_water_max_bytes: load(&c.high_water_max),
         }));
     }
+}
+
+/// Prints the `trap_stat` record: NMIs and machine checks since boot, over all CPUs.
+pub fn emit_trap_stat() {
+    let sum = |per_cpu: &[core::sync::atomic::AtomicU64]| {
+        per_cpu.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    };
+    report::emit(&Record::TrapStat(TrapStat {
+        nmis: sum(&trap::NMIS),
+        nmis_nested: sum(&trap::NMIS_NESTED),
+        machine_check_exceptions: mce::EXCEPTIONS.load(Ordering::Relaxed),
+        mce_corrected: mce::CORRECTED.load(Ordering::Relaxed),
+        mce_recoverable: mce::RECOVERABLE.load(Ordering::Relaxed),
+    }));
 }
 
 /// Prints, for every policy that created a thread, how many of its exited threads peaked at

@@ -11,24 +11,33 @@
 //! interrupt lands on it while it is deep, as in a real kernel). While a thread is blocked or
 //! asleep, its *live depth* is where it sleeps; the sampler sums, per policy, the pages these
 //! live depths touch (the live-data bound) next to the pages populated.
+//!
+//! A share of paths (`irqoff_percent`) runs from its start to its deepest byte with interrupts
+//! off, holding a spin lock of its group, as kernel code deep under a spin lock does; such a
+//! path never blocks. A stack fault there that cannot be served would stop a real kernel: the
+//! thread may hold a lock nobody can release. The section is registered per CPU
+//! ([`in_irqoff_section`]), so the fault path can count that kernel stop, give the section's
+//! lock up and stop only the thread, and one boot still measures every policy (the count is
+//! the `kernel_stops` of `policy_stat`).
 
 use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hint::black_box;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use dks_protocol::record::{Record, Sample};
 use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
 
+use crate::hw::cpu::{self, IrqGuard, MAX_CPUS};
 use crate::hw::probes::{self, stack_pointer};
 use crate::layout::PAGE_BYTES;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
 use crate::sync::IrqMutex;
-use crate::{report, vmstat};
+use crate::{mce, report, tlb, vmstat};
 
 /// A small, seedable PRNG (xorshift64*).
 #[derive(Debug)]
@@ -82,11 +91,76 @@ struct Member {
     alive: AtomicBool,
 }
 
+/// The spin locks that interrupts-off paths hold (group `i` takes lock `i % SECTION_LOCKS`).
+const SECTION_LOCKS: usize = 8;
+static SECTION_LOCK: [AtomicBool; SECTION_LOCKS] =
+    [const { AtomicBool::new(false) }; SECTION_LOCKS];
+/// Per CPU, the section its thread is in: the thread's stack slot + 1 (0: none) in the low
+/// 32 bits, the lock in the high 32 bits. Written only by that CPU, with interrupts off.
+static IN_SECTION: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// An interrupts-off section: interrupts off, one of [`SECTION_LOCK`] held, registered in
+/// [`IN_SECTION`]. Left when dropped.
+struct IrqOffSection {
+    lock: usize,
+    // Dropped after `drop` released the lock: interrupts come back last.
+    _irq: IrqGuard,
+}
+
+impl IrqOffSection {
+    fn enter(lock: usize, slot: dks_core::SlotIndex) -> IrqOffSection {
+        let irq = IrqGuard::new();
+        while SECTION_LOCK[lock].swap(true, Ordering::Acquire) {
+            // As `IrqMutex` does: a holder may be waiting for this CPU's TLB flush.
+            tlb::serve();
+            cpu::relax();
+        }
+        let entry = (u64::from(slot.as_u32()) + 1) | ((lock as u64) << 32);
+        IN_SECTION[cpu::current_id() as usize].store(entry, Ordering::Relaxed);
+        IrqOffSection { lock, _irq: irq }
+    }
+}
+
+impl Drop for IrqOffSection {
+    fn drop(&mut self) {
+        IN_SECTION[cpu::current_id() as usize].store(0, Ordering::Relaxed);
+        SECTION_LOCK[self.lock].store(false, Ordering::Release);
+    }
+}
+
+/// Runs `body` in an interrupts-off section on section lock `lock` (as a workload path with
+/// `irqoff_percent` does), in the calling thread.
+pub fn with_irqoff_section(lock: usize, body: impl FnOnce()) {
+    let me = sched::current().expect("a thread");
+    let section = IrqOffSection::enter(lock % SECTION_LOCKS, me.stack.slot());
+    drop(me);
+    body();
+    drop(section);
+}
+
+/// Whether the thread of `slot`, running on this CPU with interrupts off, is inside a
+/// workload's interrupts-off section (for the fault path; takes no lock).
+pub fn in_irqoff_section(slot: dks_core::SlotIndex) -> bool {
+    let entry = IN_SECTION[cpu::current_id() as usize].load(Ordering::Relaxed);
+    entry & 0xffff_ffff == u64::from(slot.as_u32()) + 1
+}
+
+/// Gives up the section of this CPU's thread, which is being stopped inside it: releases its
+/// lock (nothing else is held in a section) and forgets it.
+pub fn abandon_irqoff_section() {
+    let entry = IN_SECTION[cpu::current_id() as usize].swap(0, Ordering::Relaxed);
+    if entry != 0 {
+        SECTION_LOCK[(entry >> 32) as usize % SECTION_LOCKS].store(false, Ordering::Release);
+    }
+}
+
 /// One group while it runs.
 #[derive(Debug)]
 struct Group {
     plan: GroupPlan,
     policy: Policy,
+    /// Its lock in [`SECTION_LOCK`].
+    lock: usize,
     /// Peers blocked until another thread of the group finishes a path.
     peers: WaitQueue,
     /// Bumped by every finished path; a blocked peer waits for a change.
@@ -179,6 +253,7 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
             },
             sleep_depth: fixed(700),
             block_percent: 20,
+            irqoff_percent: 0,
             sleep_ms: 5,
             wake: Wake::Timer,
         });
@@ -197,6 +272,7 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
             },
             sleep_depth: fixed(700),
             block_percent: 10,
+            irqoff_percent: 0,
             sleep_ms: 2,
             wake: Wake::Peer,
         });
@@ -220,10 +296,12 @@ pub fn run(plan: Plan) {
     let groups = plan
         .groups
         .iter()
-        .map(|g| {
+        .enumerate()
+        .map(|(i, g)| {
             Arc::new(Group {
                 plan: g.clone(),
                 policy: implemented(&g.policy).expect("check_policies ran"),
+                lock: i % SECTION_LOCKS,
                 peers: WaitQueue::new(),
                 peer_token: AtomicU64::new(0),
             })
@@ -291,6 +369,13 @@ pub fn run(plan: Plan) {
             sched::join(thread);
         }
     }
+    let irqoff = IRQOFF_PATHS.swap(0, Ordering::Relaxed);
+    if irqoff > 0 {
+        report::log(format_args!(
+            "workload {}: {irqoff} paths ran with interrupts off",
+            run.plan.name
+        ));
+    }
     let failures = run.spawn_failures.load(Ordering::Relaxed);
     if failures > 0 {
         report::log(format_args!(
@@ -345,12 +430,24 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
             let depth = rng.draw(&group.plan.depth).max(base);
             let block = rng.below(100) < u64::from(group.plan.block_percent);
             let nap = rng.around(group.plan.sleep_ms);
-            path(top, bottom, depth, &mut || {
-                member.live_depth.store(depth, Ordering::Relaxed);
-                if block {
-                    wait(run, group, nap);
-                }
-            });
+            // Drawn only when the plan asks for it, so other plans keep their random sequence.
+            let irqoff = group.plan.irqoff_percent > 0
+                && rng.below(100) < u64::from(group.plan.irqoff_percent);
+            if irqoff {
+                let section = IrqOffSection::enter(group.lock, me.stack.slot());
+                path(top, bottom, depth, &mut || {
+                    member.live_depth.store(depth, Ordering::Relaxed);
+                });
+                drop(section);
+                IRQOFF_PATHS.fetch_add(1, Ordering::Relaxed);
+            } else {
+                path(top, bottom, depth, &mut || {
+                    member.live_depth.store(depth, Ordering::Relaxed);
+                    if block {
+                        wait(run, group, nap);
+                    }
+                });
+            }
             member.live_depth.store(base, Ordering::Relaxed);
             group.peer_token.fetch_add(1, Ordering::AcqRel);
             group.peers.wake_one();
@@ -411,8 +508,9 @@ fn descend(top: u64, bottom: u64, depth: u64, level: u64, at_bottom: &mut dyn Fn
         black_box(descend(top, bottom, depth, level + 1, at_bottom));
     } else {
         if depth > used + BOTTOM_ROOM {
-            // The deepest byte of the path, exactly (interrupts stay on: a fault here that
-            // cannot be served stops this thread, not the kernel).
+            // The deepest byte of the path, exactly. With interrupts on, a fault here that
+            // cannot be served stops this thread; in an interrupts-off section it would stop
+            // the kernel (counted, see the module docs).
             probes::touch_stack(bottom, top - depth);
         }
         at_bottom();
@@ -421,7 +519,12 @@ fn descend(top: u64, bottom: u64, depth: u64, level: u64, at_bottom: &mut dyn Fn
     frame[0]
 }
 
+/// Interrupts-off paths completed (all groups, for the final log line).
+static IRQOFF_PATHS: AtomicUsize = AtomicUsize::new(0);
+
 fn sample(run: &Run, t_ms: u64) {
+    // Machine-check records wait in per-CPU queues until normal context prints them.
+    mce::drain();
     let members: Vec<Arc<Member>> = {
         let mut members = run.members.lock();
         members.retain(|m| m.alive.load(Ordering::Acquire));

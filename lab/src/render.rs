@@ -164,7 +164,8 @@ pub fn record(record: &Record<'_>) -> String {
         Record::PolicyStat(p) => format!(
             "[policy {}] threads {} created, {} live; stack {} KiB now, {} KiB peak; faults={} \
              fatal={} refills={} refill_failures={} guard_hits={} admit_waits={} \
-             (total {} us, max {} us) killed={} reclaimed={}; high-water mark mean {} max {} bytes",
+             (total {} us, max {} us) killed={} kernel_stops={} reclaimed={}; high-water mark \
+             mean {} max {} bytes",
             one_line(&p.policy),
             p.threads_created,
             p.threads_live,
@@ -179,6 +180,7 @@ pub fn record(record: &Record<'_>) -> String {
             p.admit_wait_us_total,
             p.admit_wait_us_max,
             p.killed,
+            p.kernel_stops,
             p.reclaimed,
             p.high_water_mean_bytes,
             p.high_water_max_bytes
@@ -432,6 +434,7 @@ mod tests {
             admit_wait_us_total: 0,
             admit_wait_us_max: 0,
             killed: 1,
+            kernel_stops: 0,
             reclaimed: 0,
             high_water_mean_bytes: 0,
             high_water_max_bytes: 0,

@@ -93,3 +93,45 @@ fn a_page_fault_while_the_page_fault_frame_is_live_is_detected() {
     assert!(reason.contains("nested page fault"), "{reason}");
     assert_eq!(exceptions(&outcome).len(), 1, "{}", outcome.serial_log);
 }
+
+#[test]
+fn a_fault_while_copying_the_page_fault_frame_is_reported_not_looped_on() {
+    // A bounce onto a stack gap without populating it: the copy of the live #PF frame faults.
+    // The #PF entry must see that its frame is live and stop with a report; before it did,
+    // the nested frame overwrote the one being copied and `rep movsq` restarted forever.
+    let outcome = crash("bounce-copy-fault");
+    assert!(!outcome.is_success(), "{}", outcome.serial_log);
+    let (code, reason) = exit_of(&outcome);
+    assert_eq!(code, ExitCode::Exception, "{}", outcome.serial_log);
+    assert!(
+        reason.contains("nested page fault") && reason.contains("bounce copy"),
+        "{reason}"
+    );
+    let faults = exceptions(&outcome);
+    assert_eq!(faults.len(), 1, "{}", outcome.serial_log);
+    assert_eq!(faults[0].0, 14, "a page fault");
+}
+
+#[test]
+fn a_fatal_machine_check_is_one_record_and_an_exception_exit() {
+    let outcome = crash("machine-check");
+    assert!(!outcome.is_success(), "{}", outcome.serial_log);
+    let checks: Vec<(u32, String, String)> = outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::MachineCheck(m) => {
+                Some((m.bank, m.severity.to_string(), m.found_by.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [(1, "fatal".to_owned(), "exception".to_owned())],
+        "{}",
+        outcome.serial_log
+    );
+    let (code, reason) = exit_of(&outcome);
+    assert_eq!(code, ExitCode::Exception);
+    assert!(reason.contains("machine check"), "{reason}");
+}

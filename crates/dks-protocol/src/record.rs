@@ -322,6 +322,11 @@ pub struct PolicyStat<'a> {
     pub admit_wait_us_max: u64,
     /// Threads stopped by a fatal stack fault or a guard hit.
     pub killed: u64,
+    /// Fatal stack faults with interrupts off (in a workload's interrupts-off section): each
+    /// would have stopped a real kernel. The testbed counts it and stops only the thread, so
+    /// the other policies of the boot keep running. 0 when absent.
+    #[serde(default)]
+    pub kernel_stops: u64,
     /// Pages given back before exit.
     pub reclaimed: u64,
     /// Mean high-water mark of its exited threads: the deepest byte each one wrote, found as

@@ -9,7 +9,10 @@
 //! A thread's life: it runs `calls` *kernel paths*. A path recurses through real frames to a
 //! depth drawn from `depth`, touching its locals, and at its deepest point may block
 //! (`block_percent`): it then sleeps for a time drawn around `sleep_ms` (woken by a timer) or
-//! waits for a peer of its group to wake it. Between paths a long-lived thread sleeps at the
+//! waits for a peer of its group to wake it. A share of paths (`irqoff_percent`) instead runs
+//! its whole descent with interrupts off, holding a spin lock of its group, as kernel code
+//! deep under a spin lock does; such a path never blocks. Between paths a long-lived thread
+//! sleeps at the
 //! depth drawn from `sleep_depth` (its live stack while asleep). A short-lived thread exits
 //! after its calls; with `respawn` a new one takes its place until the run ends.
 
@@ -70,6 +73,10 @@ pub struct GroupPlan {
     pub sleep_depth: Histogram,
     /// Percent of paths that block at their deepest point.
     pub block_percent: u8,
+    /// Percent of paths that run with interrupts off, holding a spin lock, from their start to
+    /// their deepest byte (and never block). 0 when absent.
+    #[serde(default)]
+    pub irqoff_percent: u8,
     /// Mean time asleep (a block, or a long-lived thread between rounds), milliseconds.
     pub sleep_ms: u32,
     /// Who ends a block.
@@ -218,6 +225,9 @@ impl Plan {
             if group.block_percent > 100 {
                 return Err(error(at("block_percent"), "must be 0 to 100"));
             }
+            if group.irqoff_percent > 100 {
+                return Err(error(at("irqoff_percent"), "must be 0 to 100"));
+            }
             group.depth.check(&at("depth"), self.max_stack_bytes)?;
             group
                 .sleep_depth
@@ -269,6 +279,7 @@ mod tests {
                 depth: histogram(&[(1024, 1), (4096, 2)]),
                 sleep_depth: histogram(&[(600, 1)]),
                 block_percent: 50,
+                irqoff_percent: 0,
                 sleep_ms: 5,
                 wake: Wake::Peer,
             }],
@@ -292,6 +303,10 @@ mod tests {
             (
                 |p| p.groups[0].block_percent = 101,
                 "groups[0].block_percent"
+            ),
+            (
+                |p| p.groups[0].irqoff_percent = 101,
+                "groups[0].irqoff_percent"
             ),
             (|p| p.groups[0].depth = histogram(&[]), "groups[0].depth"),
             (

@@ -203,6 +203,7 @@ mod tests {
                 admit_wait_us_total: 12_000,
                 admit_wait_us_max: 10_000,
                 killed: 0,
+                kernel_stops: 0,
                 reclaimed: 0,
                 high_water_mean_bytes: 2100,
                 high_water_max_bytes: 9000,

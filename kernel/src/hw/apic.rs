@@ -35,6 +35,7 @@ const REG_SVR: u64 = 0xf0;
 const REG_ICR_LOW: u64 = 0x300;
 const REG_ICR_HIGH: u64 = 0x310;
 const REG_LVT_TIMER: u64 = 0x320;
+const REG_LVT_LINT1: u64 = 0x360;
 const REG_TIMER_INITIAL: u64 = 0x380;
 const REG_TIMER_CURRENT: u64 = 0x390;
 const REG_TIMER_DIVIDE: u64 = 0x3e0;
@@ -44,6 +45,10 @@ const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
 const TIMER_DIVIDE_BY_16: u32 = 0b0011;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+/// Delivery mode NMI (in an LVT entry or the ICR).
+const DELIVERY_NMI: u32 = 0b100 << 8;
+/// ICR destination shorthand "self".
+const ICR_TO_SELF: u32 = 0b01 << 18;
 
 static MAPPED: Once<()> = Once::new();
 /// APIC timer ticks (at divide-by-16) per millisecond, measured against the PIT.
@@ -93,6 +98,16 @@ pub fn init_this_cpu() {
     write(REG_TPR, 0);
     write(REG_SVR, SVR_ENABLE | u32::from(vector::SPURIOUS));
     write(REG_LVT_TIMER, LVT_MASKED | u32::from(vector::TIMER));
+    // LINT1 delivers NMIs (as firmware sets it up on the boot CPU): an NMI from the platform,
+    // such as QEMU's `inject-nmi` on a CPU whose APIC is enabled, arrives through it.
+    write(REG_LVT_LINT1, DELIVERY_NMI);
+}
+
+/// Sends an NMI to this CPU. Writes only the low ICR word (the destination is the shorthand
+/// "self"), so it does not disturb an IPI that the interrupted code was composing in the high
+/// word; tests use it from inside handlers.
+pub fn send_nmi_to_self() {
+    write(REG_ICR_LOW, ICR_TO_SELF | DELIVERY_NMI);
 }
 
 /// This CPU's APIC id.

@@ -50,16 +50,43 @@ pub fn write_str(text: &str) {
     });
 }
 
+/// Writes `text` like [`write_str`], but waits only a bounded time (about 2^24 spins) for a
+/// console another CPU holds, then writes anyway, over whatever that CPU is writing. For the
+/// last words of NMI and machine-check handlers, which must not wait for a lock that a
+/// context they interrupted (or a CPU stuck in its own machine check) may never release.
+pub fn write_str_forced(text: &str) {
+    with_port_waiting(Some(1 << 24), |port| {
+        if let Some(port) = port {
+            let _ = port.write_str(text);
+        }
+    });
+}
+
 fn with_port(f: impl FnOnce(&mut Option<Uart16550Tty<PioBackend>>)) {
+    with_port_waiting(None, f);
+}
+
+/// Runs `f` with the port, holding the console; `patience` bounds the spins spent waiting for
+/// another CPU's hold (then `f` runs without it; the holder stays recorded as it was).
+fn with_port_waiting(patience: Option<u64>, f: impl FnOnce(&mut Option<Uart16550Tty<PioBackend>>)) {
     let irq = cpu::IrqGuard::new();
     let me = cpu::current_id();
-    let reentered = CONSOLE.holder.load(Ordering::Acquire) == me;
+    let mut reentered = CONSOLE.holder.load(Ordering::Acquire) == me;
+    let mut taken = !reentered;
     if !reentered {
+        let mut spins = 0u64;
         while CONSOLE
             .holder
             .compare_exchange_weak(NO_HOLDER, me, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
+            spins += 1;
+            if patience.is_some_and(|limit| spins >= limit) {
+                // Write over the other CPU's line, as a re-entered write does.
+                reentered = true;
+                taken = false;
+                break;
+            }
             core::hint::spin_loop();
         }
     }
@@ -71,7 +98,7 @@ fn with_port(f: impl FnOnce(&mut Option<Uart16550Tty<PioBackend>>)) {
         let _ = port.write_str("\n");
     }
     f(port);
-    if !reentered {
+    if taken {
         CONSOLE.holder.store(NO_HOLDER, Ordering::Release);
     }
     drop(irq);

@@ -13,6 +13,13 @@
 use core::arch::global_asm;
 use core::sync::atomic::AtomicU64;
 
+/// Bytes `context_switch` pushes on the stack it leaves: the return address of its call, six
+/// callee-saved registers and the FPU control words. The preemption path of the trap entry
+/// (`hw::trap`) pushes the same frame on the thread's stack, below the moved frame, and jumps
+/// to `context_switch_load`; keep the two in step.
+pub const SWITCH_FRAME_BYTES: usize = 8 + 6 * 8 + 8;
+const _: () = assert!(SWITCH_FRAME_BYTES.is_multiple_of(16));
+
 unsafe extern "C" {
     fn context_switch(save_rsp: *mut u64, load_rsp: u64);
     static thread_trampoline: u8;
@@ -88,6 +95,9 @@ context_switch:
     fnstcw [rsp + 4]
     mov [rdi], rsp
     mov rsp, rsi
+    /* The preemption path of the trap entry saves like the above and jumps here. */
+    .globl context_switch_load
+context_switch_load:
     ldmxcsr [rsp]
     fldcw [rsp + 4]
     add rsp, 8

@@ -5,6 +5,7 @@
 //! unpopulated dynamic stack, or may be the guard page itself.
 
 use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
@@ -12,6 +13,8 @@ use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
+use super::cpu::{self, MAX_CPUS};
+use crate::layout::KERNEL_STACK_BYTES;
 use crate::mm::kstacks;
 
 /// The IST stacks and what they serve. The value is the 1-based IST index of the IDT gate.
@@ -47,22 +50,29 @@ impl Ist {
 /// The kernel code selector.
 pub const KERNEL_CODE: u16 = 0x08;
 
-/// The IST stack tops of one CPU, for checks ("is this RSP on an IST stack?").
-#[derive(Clone, Copy, Debug, Default)]
-pub struct IstTops {
-    /// Indexed by `Ist as usize - 1`.
-    pub tops: [u64; 7],
+/// The IST stack tops of every CPU, indexed by CPU and `Ist as usize - 1` (0: not set up).
+static IST_TOPS: [[AtomicU64; Ist::ALL.len()]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; Ist::ALL.len()] }; MAX_CPUS];
+
+/// Returns the IST stack of this CPU that `rsp` lies on, if any. A stack pointer equal to a
+/// stack's top counts as on it (an empty stack, just before the CPU pushes a frame).
+pub fn ist_containing(rsp: u64) -> Option<Ist> {
+    let tops = &IST_TOPS[cpu::current_id() as usize];
+    Ist::ALL.into_iter().find(|&ist| {
+        let top = tops[ist as usize - 1].load(Ordering::Relaxed);
+        top != 0 && rsp <= top && rsp >= top - KERNEL_STACK_BYTES
+    })
 }
 
-/// Builds this CPU's GDT and TSS (with fresh IST stacks) and loads them. Returns the IST tops.
-pub fn init_this_cpu() -> IstTops {
+/// Builds this CPU's GDT and TSS (with fresh IST stacks) and loads them.
+pub fn init_this_cpu() {
     let mut tss = Box::new(TaskStateSegment::new());
-    let mut tops = IstTops::default();
+    let tops = &IST_TOPS[cpu::current_id() as usize];
     for ist in Ist::ALL {
         let stack = kstacks::alloc().expect("memory for an IST stack");
         let i = ist as usize - 1;
         tss.interrupt_stack_table[i] = VirtAddr::new(stack.top());
-        tops.tops[i] = stack.top();
+        tops[i].store(stack.top(), Ordering::Relaxed);
     }
     let tss: &'static TaskStateSegment = Box::leak(tss);
 
@@ -82,5 +92,4 @@ pub fn init_this_cpu() -> IstTops {
         ES::set_reg(SegmentSelector(0));
         load_tss(tss_selector);
     }
-    tops
 }

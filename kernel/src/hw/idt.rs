@@ -63,7 +63,7 @@ fn build() -> Idt {
     let mut gates = [Gate::default(); 256];
     for (vector, gate) in gates.iter_mut().enumerate() {
         let vector = vector as u8;
-        let handler = trap::stub_address(vector);
+        let handler = trap::entry_address(vector);
         *gate = Gate {
             offset_low: handler as u16,
             selector: KERNEL_CODE,

@@ -18,6 +18,7 @@ pub mod gdt;
 pub mod heap;
 pub mod idt;
 mod libc;
+pub mod mce;
 pub mod paging;
 pub mod percpu;
 pub mod probes;

@@ -144,3 +144,70 @@ pub fn touch_stack(stack_bottom: u64, address: u64) {
     // the stack-fault path populates it (or stops the thread).
     unsafe { asm!("mov byte ptr [{address}], 0xa5", address = in(reg) address, options(nostack)) };
 }
+
+/// Checks that `sp` lies in free space of the caller's own stack `[stack_bottom, RSP)`, with
+/// room for the stubs below to run there.
+fn assert_free_stack(stack_bottom: u64, sp: u64) {
+    let current = stack_pointer();
+    assert!(
+        sp >= stack_bottom + 64 && sp + 64 <= current,
+        "stack pointer {sp:#x} outside the free part of the stack [{stack_bottom:#x}, {current:#x})"
+    );
+}
+
+/// Moves the stack pointer to `sp` (in the caller's own stack, below its current stack
+/// pointer: free space), enables interrupts and spins there, without touching the stack,
+/// until `counter` reaches `until`; then moves back. Interrupts stay on. For tests that need a
+/// thread preempted with its stack pointer at an exact distance from a page boundary. A thread
+/// stopped while it spins there never returns (it resumes elsewhere).
+pub fn spin_at(stack_bottom: u64, sp: u64, counter: &AtomicU64, until: u64) {
+    assert_free_stack(stack_bottom, sp);
+    // SAFETY: 1. `sp` lies in free space of this thread's own stack (checked): nothing live is
+    // there, and the block writes nothing through it; interrupts that arrive meanwhile are
+    // delivered on IST stacks and, if they move to this stack, go below `sp` and its red zone
+    // (populating it first). 2. The block does not set `nostack`, so the compiler keeps nothing
+    // below RSP across it. 3. It reads `counter` (a live `AtomicU64`; plain 8-byte loads are
+    // atomic) and restores RSP from r11, which every trap path preserves.
+    unsafe {
+        asm!(
+            "mov r11, rsp",
+            "mov rsp, {sp}",
+            "sti",
+            "2:",
+            "pause",
+            "cmp [{counter}], {until}",
+            "jb 2b",
+            "mov rsp, r11",
+            sp = in(reg) sp,
+            counter = in(reg) counter.as_ptr(),
+            until = in(reg) until,
+            out("r11") _,
+        );
+    }
+}
+
+/// Moves the stack pointer to `sp` (as in [`spin_at`]), reads 8 bytes at `address` in the lazy
+/// region there (a fault on it is handled with the stack pointer at `sp`), and moves back.
+/// Interrupts are left as they are.
+pub fn lazy_read_at(stack_bottom: u64, sp: u64, address: u64) -> u64 {
+    use crate::layout::{LAZY_REGION_BASE, LAZY_REGION_BYTES};
+    assert!((LAZY_REGION_BASE..LAZY_REGION_BASE + LAZY_REGION_BYTES - 8).contains(&address));
+    assert_free_stack(stack_bottom, sp);
+    let value: u64;
+    // SAFETY: as in `spin_at` for the stack pointer; the lazy region is memory the kernel maps
+    // on demand and nothing else uses: the load reads a mapped page or faults and is served
+    // (or reported).
+    unsafe {
+        asm!(
+            "mov r11, rsp",
+            "mov rsp, {sp}",
+            "mov {value}, qword ptr [{address}]",
+            "mov rsp, r11",
+            sp = in(reg) sp,
+            address = in(reg) address,
+            value = out(reg) value,
+            out("r11") _,
+        );
+    }
+    value
+}

@@ -1,34 +1,63 @@
 //! The trap entry path (IST flavour; a FRED entry would be a sibling module).
 //!
-//! Every vector enters through a 16-byte stub that pushes a zero error code where the CPU
-//! pushes none, then the vector number, and jumps to `trap_common`. That code runs on the
-//! vector's IST stack: it saves the general registers and the FPU/SSE state into a
-//! [`TrapFrame`] and calls [`dispatch`]. `dispatch` either handles the trap right there and
-//! returns 0, or returns a stack address: the *bounce target*. `trap_common` then copies the
-//! whole frame just below that address, switches to it and calls [`bounced`], which runs
-//! the handler on the interrupted stack, where it may take locks, block or switch tasks,
-//! because the IST stack is free again. A preemption takes a lighter path
-//! ([`Disposition::Preempt`]): only the registers and the interrupt frame move, the FPU/SSE
-//! image goes to the thread's own save area, and [`bounced_light`] runs the preemption. All
-//! paths end by restoring the frame and `iretq`.
+//! Every vector enters on an IST stack (see `gdt::Ist`). Most enter through a 16-byte stub that
+//! pushes a zero error code where the CPU pushes none, then the vector number, and jumps to
+//! `trap_common`, which saves the general registers and the FPU/SSE state into a [`TrapFrame`]
+//! and calls [`dispatch`]. `dispatch` either handles the trap right there and returns 0, or
+//! returns a stack address, the *bounce target*, below which the trap continues on the
+//! interrupted stack:
+//!
+//! - a whole-frame bounce (a page fault that must be able to sleep): the frame is copied below
+//!   the target, interrupts are enabled again if the interrupted code had them on, and
+//!   [`bounced`] runs the handler there; it returns through the same frame;
+//! - a preemption ([`Disposition::Preempt`]): only the registers and the interrupt frame move
+//!   (192 bytes), the FPU/SSE image goes to the thread's own save area, and the entry itself
+//!   does the first half of `context_switch` (`hw::context`) on the thread's stack: it pushes
+//!   the same switch frame (64 bytes) below the moved frame, stores the stack pointer into the
+//!   thread's saved-RSP cell and loads the scheduler loop's (both operands left in the per-CPU
+//!   block by [`set_preempt_switch`]), then jumps to `context_switch_load`. No Rust code runs
+//!   on the thread's stack below the moved frame, so everything a preemption puts there is
+//!   exactly [`PREEMPT_FRAME_BYTES`], populated before the move; the move is marked live in
+//!   `trap_state` until the CPU has left the thread's stack, so a page fault during it is
+//!   reported as nested. When the thread is resumed, the scheduler's switch returns into the
+//!   entry, which restores the FPU image and the registers and returns from the interrupt.
 //!
 //! The bounce target is the interrupted stack pointer minus the 128-byte red zone, rounded
 //! down to 16 bytes: the interrupted function's red zone survives. Whoever chooses to bounce
-//! must make sure that the memory below the target is mapped (a dynamic stack may need a page
-//! first), because the copy itself must not fault.
+//! must make sure that every page below the target that the frame will occupy is mapped
+//! (`stacks::prepare_bounce`), because the copy must not fault.
 //!
-//! The #PF IST stack is live from entry until `dispatch` returns. A page fault while it is live
-//! would overwrite the first frame; [`dispatch`] detects this with a per-CPU flag and stops
-//! the kernel with a report instead.
+//! Three vectors have entries of their own, because their IST frame must never be
+//! overwritten while it is live and nesting rules apply (`docs/traps.md`):
+//!
+//! - **#PF** (`trap_pf_entry`): before anything else it checks the per-CPU `trap_state`
+//!   (`hw::percpu`). If a #PF, NMI or #MC frame is live on this CPU (or a preemption's frames
+//!   are being moved), the fault is *nested*:
+//!   its frame has just overwritten the live #PF frame, or it came from a handler that must
+//!   never fault (and whose own `iretq` it would disturb). It then goes to
+//!   [`nested_dispatch`], which reports and stops the kernel. Otherwise the stub marks the #PF
+//!   frame live; the mark is cleared only after the last read of the frame: right before
+//!   `iretq`, or right after the `rep movsq` that copies it for a bounce. A fault during that
+//!   copy (a page of the target that is not mapped) is therefore detected, not looped on.
+//! - **NMI** (`trap_nmi_entry`): marks its frame live, calls [`nmi_dispatch`] (counts, never
+//!   faults, allocates or locks), clears the mark and returns. An NMI that finds the mark set
+//!   could only come after an `iretq` inside the NMI handler unblocked NMIs; that never happens
+//!   (see the #MC entry), and if it did it is reported, not run over.
+//! - **#MC** (`trap_mc_entry`): marks its frame live and calls [`mc_dispatch`], which reads
+//!   and clears the machine-check banks (or stops the kernel on a fatal error). If the #MC
+//!   interrupted the NMI handler (the interrupted stack pointer lies on this CPU's NMI stack),
+//!   it returns *without* `iretq`, which would unblock NMIs while the NMI handler still uses
+//!   its frame: it writes the return address below the interrupted red zone, restores the
+//!   flags with `popfq`, the stack pointer with `pop rsp` and returns with `ret 128`.
 
 use alloc::sync::Arc;
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use dks_protocol::record::Registers;
 
-use super::cpu::MAX_CPUS;
+use super::gdt::{self, Ist};
+use super::percpu::{self, PREEMPT_LOAD_OFFSET, PREEMPT_SAVE_OFFSET, TRAP_STATE_OFFSET, live};
 
 /// The red zone of the System V ABI: bytes below RSP a leaf function may use.
 pub const RED_ZONE_BYTES: u64 = 128;
@@ -155,13 +184,26 @@ pub enum Disposition {
     /// Move the frame to just below this (16-byte aligned, mapped) address and run the
     /// handler there.
     Bounce(u64),
-    /// A preemption: move only the general registers and the interrupt frame below this
-    /// (16-byte aligned, mapped) address, keep the FPU/SSE image in the interrupted thread's
-    /// own save area, and call [`crate::trap::on_interrupted_stack_light`] there. The thread
-    /// gives up the CPU without its 512-byte FXSAVE image on its stack (Linux keeps FPU state
-    /// out of the stack too); preemptions cannot nest (interrupts stay off until the thread
-    /// has switched away and back), so one area per thread suffices.
+    /// A preemption the entry carries out itself: it moves the general registers and the
+    /// interrupt frame below this address (16-byte aligned; [`PREEMPT_FRAME_BYTES`] below it
+    /// mapped), keeps the FPU/SSE image in the thread's own save area, and switches to the
+    /// scheduler loop with the operands given to [`set_preempt_switch`] just before. The
+    /// thread gives up the CPU without its 512-byte FXSAVE image on its stack (Linux keeps
+    /// FPU state out of the stack too); preemptions cannot nest (interrupts stay off until
+    /// the thread has switched away and back), so one area per thread suffices.
     Preempt(u64, Arc<FpuArea>),
+}
+
+/// Sets the operands of the switch a [`Disposition::Preempt`] makes:
+/// `context_switch(save_at, load_rsp)`, where `save_at` is the address of the preempted
+/// thread's saved-stack-pointer cell (an `AtomicU64` the scheduler keeps alive while the thread
+/// is current) and `load_rsp` the scheduler loop's saved stack pointer (16-byte aligned).
+pub fn set_preempt_switch(save_at: u64, load_rsp: u64) {
+    assert!(
+        load_rsp != 0 && load_rsp.is_multiple_of(16) && save_at != 0,
+        "preemption switch to {load_rsp:#x}, saving at {save_at:#x}"
+    );
+    percpu::set_preempt_switch(save_at, load_rsp);
 }
 
 /// A thread's FPU/SSE save area for preemptions (see [`Disposition::Preempt`]).
@@ -197,35 +239,65 @@ impl core::fmt::Debug for FpuArea {
     }
 }
 
-/// Bytes a light (preemption) bounce puts on the interrupted stack: the save area's address,
-/// padding, then the general registers and the interrupt frame.
+/// Bytes a light (preemption) bounce copies to the interrupted stack: the save area's
+/// address, padding, then the general registers and the interrupt frame.
 pub const LIGHT_FRAME_BYTES: usize = 16 + 22 * 8;
 const _: () = assert!(LIGHT_FRAME_BYTES.is_multiple_of(16));
 const _: () = assert!(FRAME_BYTES == 512 + 22 * 8);
+
+/// Everything a preemption puts on the interrupted stack below the bounce target: the light
+/// frame and the switch frame `context_switch` pushes below it. Nothing else runs there.
+pub const PREEMPT_FRAME_BYTES: usize = LIGHT_FRAME_BYTES + super::context::SWITCH_FRAME_BYTES;
+const _: () = assert!(PREEMPT_FRAME_BYTES.is_multiple_of(16));
 
 /// Returns the bounce target for a trap that interrupted code with stack pointer `rsp`.
 pub fn bounce_target(rsp: u64) -> u64 {
     (rsp - RED_ZONE_BYTES) & !15
 }
 
-/// Set while a CPU's #PF IST frame is live.
-static PF_IST_LIVE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Why a page fault was found nested (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nesting {
+    /// During the copy of a live #PF frame to the interrupted stack (a page of the bounce
+    /// target was not mapped).
+    BounceCopy,
+    /// While the entry moved a preempted thread's frames to its stack (a page of it was not
+    /// populated).
+    PreemptionMove,
+    /// While this CPU's #PF frame was live (inside the #PF handler).
+    PageFault,
+    /// Inside the NMI handler.
+    Nmi,
+    /// Inside the machine-check handler.
+    MachineCheck,
+}
 
-const PAGE_FAULT: u64 = 14;
+impl Nesting {
+    /// Words for a report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Nesting::BounceCopy => {
+                "nested page fault: a #PF during the bounce copy of the #PF frame (a page of \
+                 the bounce target was not mapped)"
+            }
+            Nesting::PreemptionMove => {
+                "nested page fault: a #PF while the entry moved a preempted thread's frames to \
+                 its stack (a page of the target was not populated)"
+            }
+            Nesting::PageFault => {
+                "nested page fault: a #PF arrived while the #PF IST frame was live"
+            }
+            Nesting::Nmi => "nested page fault: a #PF inside the NMI handler",
+            Nesting::MachineCheck => "nested page fault: a #PF inside the machine-check handler",
+        }
+    }
+}
 
-/// Called by `trap_common` on the IST stack.
+/// Called by `trap_common` (and the #PF entry) on the IST stack.
 /// Returns the bounce target in the low 64 bits (0: return on the IST stack) and, for a
-/// light bounce, the FPU save area's address in the high 64 bits.
+/// preemption, the FPU save area's address in the high 64 bits.
 extern "C" fn dispatch(frame: &mut TrapFrame) -> u128 {
-    let cpu = super::cpu::current_id() as usize;
-    if frame.vector == PAGE_FAULT && PF_IST_LIVE[cpu].swap(true, Ordering::AcqRel) {
-        crate::trap::nested_page_fault(frame);
-    }
-    let disposition = crate::trap::on_ist(frame);
-    if frame.vector == PAGE_FAULT {
-        PF_IST_LIVE[cpu].store(false, Ordering::Release);
-    }
-    match disposition {
+    match crate::trap::on_ist(frame) {
         Disposition::Done => 0,
         Disposition::Bounce(target) => {
             assert!(
@@ -250,22 +322,69 @@ extern "C" fn dispatch(frame: &mut TrapFrame) -> u128 {
     }
 }
 
-/// Called by `trap_common` on the interrupted stack after a light bounce.
-extern "C" fn bounced_light(vector: u64) {
-    crate::trap::on_interrupted_stack_light(vector as u8);
+/// Called by the #PF entry, on the #PF IST stack from its top, for a nested page fault.
+extern "C" fn nested_dispatch(frame: &mut TrapFrame) -> ! {
+    let state = percpu::trap_state();
+    let nesting = if state & live::NMI != 0 {
+        Nesting::Nmi
+    } else if state & live::MACHINE_CHECK != 0 {
+        Nesting::MachineCheck
+    } else if state & live::PREEMPTION_MOVE != 0 {
+        Nesting::PreemptionMove
+    } else if frame.rip == copy_instruction() {
+        Nesting::BounceCopy
+    } else {
+        Nesting::PageFault
+    };
+    crate::trap::nested_page_fault(frame, nesting)
 }
 
-/// Called by `trap_common` on the interrupted stack, after the bounce.
+/// The `rep movsq` that copies a live #PF frame for a bounce.
+fn copy_instruction() -> u64 {
+    unsafe extern "C" {
+        static trap_pf_copy: u8;
+    }
+    (&raw const trap_pf_copy) as u64
+}
+
+/// Called by the NMI entry on the NMI IST stack.
+extern "C" fn nmi_dispatch(frame: &mut TrapFrame) {
+    let interrupted = gdt::ist_containing(frame.rsp);
+    crate::trap::on_nmi(frame, interrupted);
+}
+
+/// Called by the NMI entry for an NMI that found the NMI frame live.
+extern "C" fn nmi_nested_dispatch(frame: &mut TrapFrame) -> ! {
+    crate::trap::nested_nmi(frame)
+}
+
+/// Called by the #MC entry on the #MC IST stack. Returns 1 to return without `iretq`
+/// (the #MC interrupted the NMI handler), else 0.
+extern "C" fn mc_dispatch(frame: &mut TrapFrame) -> u64 {
+    crate::mce::on_exception(frame);
+    u64::from(gdt::ist_containing(frame.rsp) == Some(Ist::Nmi))
+}
+
+/// Called on the interrupted stack after a whole-frame bounce.
 extern "C" fn bounced(frame: &mut TrapFrame) {
     crate::trap::on_interrupted_stack(frame);
 }
 
-/// Address of the first stub; stub `n` is at `stubs_start() + 16 * n`.
-pub fn stub_address(vector: u8) -> u64 {
+/// The entry point of `vector` for its IDT gate.
+pub fn entry_address(vector: u8) -> u64 {
     unsafe extern "C" {
         static trap_stubs: u8;
+        static trap_pf_entry: u8;
+        static trap_nmi_entry: u8;
+        static trap_mc_entry: u8;
     }
-    (&raw const trap_stubs) as u64 + 16 * u64::from(vector)
+    match vector {
+        super::idt::vectors::PAGE_FAULT => (&raw const trap_pf_entry) as u64,
+        super::idt::vectors::NMI => (&raw const trap_nmi_entry) as u64,
+        super::idt::vectors::MACHINE_CHECK => (&raw const trap_mc_entry) as u64,
+        // Stub `n` is at `trap_stubs + 16 * n`.
+        _ => (&raw const trap_stubs) as u64 + 16 * u64::from(vector),
+    }
 }
 
 global_asm!(
@@ -294,8 +413,8 @@ global_asm!(
     r#"
     .pushsection .text.trap, "ax"
     .balign 16
-    .globl trap_common
-trap_common:
+    /* Below the vector and error code: the general registers, then the FXSAVE image. */
+    .macro SAVE_FRAME
     push rax
     push rbx
     push rcx
@@ -314,17 +433,9 @@ trap_common:
     sub rsp, 512
     fxsave64 [rsp]
     cld
-    mov rdi, rsp
-    call {dispatch}
-    test rax, rax
-    jz 2f
-    test rdx, rdx
-    jnz 4f
-    jmp 3f
-2:
-    fxrstor64 [rsp]
-    add rsp, 512
-5:
+    .endm
+
+    .macro POP_REGISTERS
     pop r15
     pop r14
     pop r13
@@ -340,39 +451,188 @@ trap_common:
     pop rcx
     pop rbx
     pop rax
+    .endm
+
+    .macro RESTORE_FRAME
+    fxrstor64 [rsp]
+    add rsp, 512
+    POP_REGISTERS
+    .endm
+
+    .balign 16
+trap_common:
+    SAVE_FRAME
+    mov rdi, rsp
+    call {dispatch}
+    test rax, rax
+    jnz 2f
+trap_return:
+    RESTORE_FRAME
     add rsp, 16
     iretq
-3:
+2:
+    test rdx, rdx
+    jnz 4f
+    /* a whole-frame bounce */
     mov rsi, rsp
     lea rdi, [rax - {frame_bytes}]
     mov rsp, rdi
-    mov ecx, {frame_words}
+    mov ecx, {frame_bytes} / 8
     rep movsq
+trap_run_bounced:
+    /* The handler runs with interrupts on if the interrupted code had them on: a stack
+       fault in it then stops the thread, not the kernel. */
+    test qword ptr [rsp + {rflags}], 0x200
+    jz 3f
+    sti
+3:
     mov rdi, rsp
     call {bounced}
-    jmp 2b
+    cli
+    jmp trap_return
 4:
-    /* light bounce: registers and interrupt frame to the thread's stack, FPU image already in
-       the thread's area (rdx) */
+    /* A preemption: registers and interrupt frame to the thread's stack below the target
+       (rax), the FPU image is already in the thread's area (rdx); then the first half of
+       `context_switch` (the same switch frame) and a jump to its second half. The move is
+       marked live in trap_state byte 3 until the CPU has left the thread's stack: a #PF
+       meanwhile (a page that was not populated) is reported as nested. */
+    mov byte ptr gs:[{trap_state} + 3], 1
     lea rsi, [rsp + 512]
     mov r8, rdx
-    mov ecx, {light_words} - 2
-    lea rdi, [rax - ({light_words} - 2) * 8]
+    mov ecx, {light_bytes} / 8 - 2
+    lea rdi, [rax - {light_bytes} + 16]
     rep movsq
-    lea rsp, [rax - {light_words} * 8]
+    lea rsp, [rax - {light_bytes}]
     mov [rsp], r8
-    mov rdi, [rsp + 16 + 15 * 8]
-    call {bounced_light}
+    lea rax, [rip + 5f]
+    push rax
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    sub rsp, 8
+    stmxcsr [rsp]
+    fnstcw [rsp + 4]
+    mov rax, gs:[{preempt_save}]
+    mov [rax], rsp
+    mov rsp, gs:[{preempt_load}]
+    mov byte ptr gs:[{trap_state} + 3], 0
+    jmp context_switch_load
+5:
+    /* Resumed by the scheduler (its `ret`), possibly on another CPU. */
     mov rax, [rsp]
     fxrstor64 [rax]
     add rsp, 16
-    jmp 5b
+    POP_REGISTERS
+    add rsp, 16
+    iretq
+
+    /* #PF: the CPU pushed the error code. */
+    .balign 16
+    .globl trap_pf_entry
+trap_pf_entry:
+    cmp qword ptr gs:[{trap_state}], 0
+    jne 8f
+    mov byte ptr gs:[{trap_state}], 1
+    push 14
+    SAVE_FRAME
+    mov rdi, rsp
+    call {dispatch}
+    test rax, rax
+    jnz 2f
+    RESTORE_FRAME
+    add rsp, 16
+    /* The last read of the frame is the iretq itself. */
+    mov byte ptr gs:[{trap_state}], 0
+    iretq
+2:
+    mov rsi, rsp
+    lea rdi, [rax - {frame_bytes}]
+    mov rsp, rdi
+    mov ecx, {frame_bytes} / 8
+    .globl trap_pf_copy
+trap_pf_copy:
+    rep movsq
+    mov byte ptr gs:[{trap_state}], 0
+    jmp trap_run_bounced
+8:
+    push 14
+    SAVE_FRAME
+    mov rdi, rsp
+    call {nested_dispatch}
+    ud2
+
+    /* NMI: NMIs stay blocked by the CPU until the iretq at the end. */
+    .balign 16
+    .globl trap_nmi_entry
+trap_nmi_entry:
+    cmp byte ptr gs:[{trap_state} + 1], 0
+    jne 8f
+    mov byte ptr gs:[{trap_state} + 1], 1
+    push 0
+    push 2
+    SAVE_FRAME
+    mov rdi, rsp
+    call {nmi_dispatch}
+    RESTORE_FRAME
+    add rsp, 16
+    mov byte ptr gs:[{trap_state} + 1], 0
+    iretq
+8:
+    push 0
+    push 2
+    SAVE_FRAME
+    mov rdi, rsp
+    call {nmi_nested_dispatch}
+    ud2
+
+    /* #MC: a second one while MCG_STATUS.MCIP is set shuts the CPU down, so none nests. */
+    .balign 16
+    .globl trap_mc_entry
+trap_mc_entry:
+    mov byte ptr gs:[{trap_state} + 2], 1
+    push 0
+    push 18
+    SAVE_FRAME
+    mov rdi, rsp
+    call {mc_dispatch}
+    test rax, rax
+    jnz 2f
+    RESTORE_FRAME
+    add rsp, 16
+    mov byte ptr gs:[{trap_state} + 2], 0
+    iretq
+2:
+    /* Back into the NMI handler without iretq: return address below its red zone. */
+    mov rax, [rsp + {rsp_offset}]
+    sub rax, {red_zone} + 8
+    mov rcx, [rsp + {rip_offset}]
+    mov [rax], rcx
+    mov [rsp + {rsp_offset}], rax
+    RESTORE_FRAME
+    add rsp, 32
+    mov byte ptr gs:[{trap_state} + 2], 0
+    popfq
+    pop rsp
+    ret {red_zone}
+
     .popsection
 "#,
     dispatch = sym dispatch,
+    nested_dispatch = sym nested_dispatch,
+    nmi_dispatch = sym nmi_dispatch,
+    nmi_nested_dispatch = sym nmi_nested_dispatch,
+    mc_dispatch = sym mc_dispatch,
     bounced = sym bounced,
-    bounced_light = sym bounced_light,
     frame_bytes = const FRAME_BYTES,
-    frame_words = const FRAME_BYTES / 8,
-    light_words = const LIGHT_FRAME_BYTES / 8,
+    light_bytes = const LIGHT_FRAME_BYTES,
+    rflags = const core::mem::offset_of!(TrapFrame, rflags),
+    rip_offset = const core::mem::offset_of!(TrapFrame, rip),
+    rsp_offset = const core::mem::offset_of!(TrapFrame, rsp),
+    red_zone = const RED_ZONE_BYTES,
+    trap_state = const TRAP_STATE_OFFSET,
+    preempt_save = const PREEMPT_SAVE_OFFSET,
+    preempt_load = const PREEMPT_LOAD_OFFSET,
 );

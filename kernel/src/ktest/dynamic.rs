@@ -8,13 +8,14 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::cpu::{self, IrqGuard};
 use crate::hw::paging;
-use crate::hw::probes::stack_pointer;
+use crate::hw::probes::{self, stack_pointer};
+use crate::hw::trap::{PREEMPT_FRAME_BYTES, bounce_target};
 use crate::layout::PAGE_BYTES;
 use crate::mm::frames::{self, Injection};
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::{lazy, trap, work};
+use crate::{lazy, trap, work, workload};
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
@@ -33,6 +34,18 @@ pub const TESTS: &[KernelTest] = &[
     KernelTest {
         name: "nonstack_fault_on_unpopulated_edge",
         run: nonstack_fault_on_unpopulated_edge,
+    },
+    KernelTest {
+        name: "preempted_near_unpopulated_page",
+        run: preempted_near_unpopulated_page,
+    },
+    KernelTest {
+        name: "bounce_over_a_gap",
+        run: bounce_over_a_gap,
+    },
+    KernelTest {
+        name: "irqoff_deep_paths_fault_vs_guaranteed",
+        run: irqoff_deep_paths_fault_vs_guaranteed,
     },
     KernelTest {
         name: "cached_stack_reads_zero",
@@ -104,11 +117,13 @@ fn recurse(top: u64, depth: u64, level: u64, at_bottom: &mut dyn FnMut()) -> Res
     Ok(below.wrapping_add(frame.iter().sum::<u64>()))
 }
 
-/// Recurses until the stack pointer is between 96 and 352 bytes above a page boundary whose
-/// page below is not populated yet, at least `min_depth` deep; then runs `at_edge`.
-fn recurse_to_unpopulated_edge(
+/// Recurses until the stack pointer is `window` bytes above a page boundary whose page below
+/// is not populated yet, at least `min_depth` deep; then runs `at_edge` with that stack
+/// pointer.
+fn recurse_to_edge(
     top: u64,
     min_depth: u64,
+    window: &core::ops::Range<u64>,
     level: u64,
     at_edge: &mut dyn FnMut(u64),
 ) -> u64 {
@@ -118,19 +133,23 @@ fn recurse_to_unpopulated_edge(
     let above_boundary = sp % PAGE_BYTES;
     let next_page = (sp & !(PAGE_BYTES - 1)) - PAGE_BYTES;
     let deep_enough = top - sp >= min_depth;
-    if deep_enough && (96..352).contains(&above_boundary) && paging::translate(next_page).is_none()
-    {
+    if deep_enough && window.contains(&above_boundary) && paging::translate(next_page).is_none() {
         at_edge(sp);
     } else {
-        black_box(recurse_to_unpopulated_edge(
-            top,
-            min_depth,
-            level + 1,
-            at_edge,
-        ));
+        black_box(recurse_to_edge(top, min_depth, window, level + 1, at_edge));
     }
     black_box(&frame);
     frame[0]
+}
+
+/// As [`recurse_to_edge`] with the stack pointer 96 to 352 bytes above the boundary.
+fn recurse_to_unpopulated_edge(
+    top: u64,
+    min_depth: u64,
+    level: u64,
+    at_edge: &mut dyn FnMut(u64),
+) -> u64 {
+    recurse_to_edge(top, min_depth, &(96..352), level, at_edge)
 }
 
 fn fresh_stacks() {
@@ -243,33 +262,48 @@ fn no_frame_in_two_stacks() -> TestResult {
     Ok(())
 }
 
+/// Where a test parks a thread to be preempted: 200 bytes above a page boundary whose page
+/// below is unpopulated. Less than [`PREEMPT_FRAME_BYTES`] plus the red zone, so every
+/// preemption there must populate that page first.
+const PARK_ABOVE_BOUNDARY: u64 = 200;
+const _: () = assert!(PARK_ABOVE_BOUNDARY < PREEMPT_FRAME_BYTES as u64 + 128);
+
 fn deep_preempted_migrated() -> TestResult {
     fresh_stacks();
     let cpus = sched::online_cpus();
     let mut threads = Vec::new();
     let grew = Arc::new(AtomicU32::new(0));
+    let preempted = Arc::new(AtomicU32::new(0));
     let broken = Arc::new(AtomicU32::new(0));
     for i in 0..(2 * cpus as usize + 2) {
         let policy = DYNAMIC[i % 2];
-        let (grew, broken) = (grew.clone(), broken.clone());
+        let (grew, preempted, broken) = (grew.clone(), preempted.clone(), broken.clone());
         threads.push(spawn_with("deep-spinner", policy, None, move || {
             let me = me();
             let top = me.stack.top();
-            let _ = recurse_to_unpopulated_edge(top, 6 * 1024, 0, &mut |_| {
-                let faults_at_edge = me.stack.faults();
-                // Interrupts on: timer ticks land here and preempt the thread; halfway it moves
-                // to the next CPU, deep as it is.
+            let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
+            let _ = recurse_to_edge(top, 6 * 1024, &(1200..2400), 0, &mut |sp| {
+                let boundary = sp & !(PAGE_BYTES - 1);
+                let park = boundary + PARK_ABOVE_BOUNDARY;
+                // Parked with interrupts on and without touching the stack: the only way the
+                // page below can get populated is a preemption (the others keep the CPU
+                // busy), whose frames need it; had the entry moved them there unpopulated,
+                // the kernel would stop ("nested page fault"). Then the thread moves to the
+                // next CPU, deep as it is, and is parked there again.
                 for half in 0..2 {
-                    let until = sched::uptime_ms() + 30;
-                    while sched::uptime_ms() < until {
-                        core::hint::spin_loop();
+                    let (faults, switches) = (me.stack.faults(), me.switches());
+                    let ticks = &trap::TIMER_TICKS[cpu::current_id() as usize];
+                    let until = ticks.load(Ordering::Relaxed) + 6;
+                    probes::spin_at(bottom, park, ticks, until);
+                    if half == 0 && me.stack.faults() > faults {
+                        grew.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if me.switches() > switches {
+                        preempted.fetch_add(1, Ordering::Relaxed);
                     }
                     if half == 0 && cpus > 1 {
                         sched::migrate_to((cpu::current_id() + 1) % cpus);
                     }
-                }
-                if me.stack.faults() > faults_at_edge {
-                    grew.fetch_add(1, Ordering::Relaxed);
                 }
             });
             if recurse(top, 3 * PAGE_BYTES + 512, 0, &mut || sched::yield_now()).is_err() {
@@ -289,10 +323,16 @@ fn deep_preempted_migrated() -> TestResult {
         threads.iter().all(|t| !t.was_killed()),
         "a thread was killed"
     );
+    check!(
+        preempted.load(Ordering::Relaxed) as usize >= threads.len(),
+        "only {} of {} parkings were preempted",
+        preempted.load(Ordering::Relaxed),
+        2 * threads.len()
+    );
     check_eq!(
         grew.load(Ordering::Relaxed) as usize,
         threads.len(),
-        "threads whose stack grew in the interrupt path"
+        "threads whose stack grew while parked (only a preemption's population can do it)"
     );
     if cpus > 1 {
         let moved = threads
@@ -336,6 +376,250 @@ fn nonstack_fault_on_unpopulated_edge() -> TestResult {
     check!(
         result[2].load(Ordering::Relaxed) >= 1,
         "no bounced lazy fault was counted"
+    );
+    Ok(())
+}
+
+/// Finding 2 of "sound under fire": a `fault` thread with an empty magazine (and every atomic
+/// allocation failing) is preempted with its stack pointer at several distances above an
+/// unpopulated page. Where the preemption's frames (red zone, light frame, switch frame) need
+/// that page, the preemption must stop the thread (interrupts were on: it holds nothing);
+/// where they fit, it must preempt and resume it. Either way the kernel lives (a page fault
+/// while the entry moves the frames would stop it, reported as nested). Before the fix, at
+/// 344 bytes the handler chain below the moved frame faulted with interrupts off and stopped
+/// the kernel.
+fn preempted_near_unpopulated_page() -> TestResult {
+    let cpu = sched::online_cpus() - 1;
+    let fault = stacks::policy_counters(Policy::Fault);
+    let mut outcomes = Vec::new();
+    for offset in [200u64, 272, 344, 400, 464] {
+        fresh_stacks();
+        let ready = Arc::new(AtomicBool::new(false));
+        let go = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        // boundary, switches before the parking, switches after it (0: never came back)
+        let seen = Arc::new([const { AtomicU64::new(0) }; 3]);
+        let victim = {
+            let (ready, go, seen) = (ready.clone(), go.clone(), seen.clone());
+            spawn_with("edge-victim", Policy::Fault, Some(cpu), move || {
+                let me = me();
+                let top = me.stack.top();
+                let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
+                let _ = recurse_to_edge(top, PAGE_BYTES, &(1200..2400), 0, &mut |sp| {
+                    let boundary = sp & !(PAGE_BYTES - 1);
+                    seen[0].store(boundary, Ordering::Relaxed);
+                    ready.store(true, Ordering::Release);
+                    // Preemptions here need no new page: the frames fit above the boundary.
+                    while !go.load(Ordering::Acquire) {
+                        core::hint::spin_loop();
+                    }
+                    seen[1].store(me.switches(), Ordering::Relaxed);
+                    let ticks = &trap::TIMER_TICKS[cpu as usize];
+                    let until = ticks.load(Ordering::Relaxed) + 8;
+                    probes::spin_at(bottom, boundary + offset, ticks, until);
+                    seen[2].store(me.switches(), Ordering::Relaxed);
+                });
+            })?
+        };
+        let spinner = {
+            let stop = stop.clone();
+            spawn_with("edge-spinner", Policy::Static, Some(cpu), move || {
+                while !stop.load(Ordering::Acquire) {
+                    core::hint::spin_loop();
+                }
+            })?
+        };
+        while !ready.load(Ordering::Acquire) {
+            sched::sleep_ms(1);
+        }
+        let old = frames::set_injection(Injection::AllAtomic);
+        drain_all_magazines()?;
+        let fatal_before = fault.fatal.load(Ordering::Relaxed);
+        go.store(true, Ordering::Release);
+        sched::join(&victim);
+        stop.store(true, Ordering::Release);
+        sched::join(&spinner);
+        frames::set_injection(old);
+        let boundary = seen[0].load(Ordering::Relaxed);
+        let lowest = bounce_target(boundary + offset) - PREEMPT_FRAME_BYTES as u64;
+        outcomes.push((
+            offset,
+            lowest < boundary,
+            victim.was_killed(),
+            seen[2]
+                .load(Ordering::Relaxed)
+                .saturating_sub(seen[1].load(Ordering::Relaxed)),
+            fault.fatal.load(Ordering::Relaxed) - fatal_before,
+        ));
+    }
+    fresh_stacks();
+    for &(offset, needs_page, killed, preemptions, fatal) in &outcomes {
+        if needs_page {
+            check!(
+                killed && fatal == 1,
+                "{offset} bytes above an unpopulated page: killed {killed}, fatal faults \
+                 {fatal}; expected the preemption to stop the thread ({outcomes:?})"
+            );
+        } else {
+            check!(
+                !killed && fatal == 0 && preemptions >= 1,
+                "{offset} bytes above an unpopulated page: killed {killed}, fatal faults \
+                 {fatal}, preempted {preemptions} times; expected it preempted and resumed \
+                 ({outcomes:?})"
+            );
+        }
+    }
+    check!(
+        outcomes.iter().any(|o| o.1) && outcomes.iter().any(|o| !o.1),
+        "the offsets do not cover both cases: {outcomes:?}"
+    );
+    Ok(())
+}
+
+/// Deep paths with interrupts off under a spin lock (the workload's interrupts-off sections):
+/// under `fault` with empty magazines and failing atomic allocations, the stack fault is one
+/// that would stop a real kernel: it is counted as a kernel stop, the section's lock is given
+/// up (another thread takes it afterwards) and only the thread stops. Under `guaranteed`, with
+/// half of all atomic allocations failing, the same paths never fault fatally.
+fn irqoff_deep_paths_fault_vs_guaranteed() -> TestResult {
+    const LOCK: usize = 5;
+    let fault = stacks::policy_counters(Policy::Fault);
+    let guaranteed = stacks::policy_counters(Policy::Guaranteed);
+    let (stops_before, killed_before) = (
+        fault.kernel_stops.load(Ordering::Relaxed),
+        fault.killed.load(Ordering::Relaxed),
+    );
+    let guaranteed_fatal = guaranteed.fatal.load(Ordering::Relaxed);
+
+    fresh_stacks();
+    let old = frames::set_injection(Injection::AllAtomic);
+    drain_all_magazines()?;
+    let victim = spawn_with("irqoff-victim", Policy::Fault, None, || {
+        workload::with_irqoff_section(LOCK, || {
+            let _ = recurse(me().stack.top(), 3 * PAGE_BYTES, 0, &mut || {});
+        });
+    })?;
+    sched::join(&victim);
+    frames::set_injection(old);
+    // The lock was given up: another thread takes it and finishes.
+    let taken = Arc::new(AtomicBool::new(false));
+    let next = {
+        let taken = taken.clone();
+        spawn_with("irqoff-next", Policy::Static, None, move || {
+            workload::with_irqoff_section(LOCK, || taken.store(true, Ordering::Release));
+        })?
+    };
+    sched::join(&next);
+
+    // Created first (creation needs memory), then let go while allocations fail.
+    let completed = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(WaitQueue::new());
+    let open = Arc::new(AtomicBool::new(false));
+    let mut crowd = Vec::new();
+    for round in 0..12u64 {
+        let (completed, gate, open) = (completed.clone(), gate.clone(), open.clone());
+        crowd.push(spawn_with(
+            "irqoff-crowd",
+            Policy::Guaranteed,
+            None,
+            move || {
+                gate.wait_until(|| open.load(Ordering::Acquire));
+                workload::with_irqoff_section(LOCK + (round as usize % 2), || {
+                    let _ = recurse(me().stack.top(), 3 * PAGE_BYTES + 1024, round, &mut || {});
+                });
+                completed.fetch_add(1, Ordering::AcqRel);
+            },
+        )?);
+    }
+    drain_all_magazines()?;
+    let old = frames::set_injection(Injection::Percent {
+        percent: 50,
+        seed: 11,
+    });
+    open.store(true, Ordering::Release);
+    gate.wake_all();
+    for thread in &crowd {
+        sched::join(thread);
+    }
+    frames::set_injection(old);
+    fresh_stacks();
+
+    check!(
+        victim.was_killed(),
+        "the fault thread survived an empty magazine"
+    );
+    check_eq!(
+        fault.kernel_stops.load(Ordering::Relaxed) - stops_before,
+        1,
+        "kernel stops counted for `fault`"
+    );
+    check_eq!(
+        fault.killed.load(Ordering::Relaxed) - killed_before,
+        0,
+        "a kernel stop is not counted as an ordinary thread stop"
+    );
+    check!(
+        taken.load(Ordering::Acquire),
+        "the next thread never took the section lock"
+    );
+    check_eq!(completed.load(Ordering::Acquire), crowd.len());
+    check_eq!(
+        guaranteed.fatal.load(Ordering::Relaxed),
+        guaranteed_fatal,
+        "fatal faults under guaranteed with interrupts off"
+    );
+    check_eq!(guaranteed.kernel_stops.load(Ordering::Relaxed), 0);
+    Ok(())
+}
+
+/// Finding 3 of "sound under fire": a bounce whose frame spans a populated page (the lowest)
+/// and an unpopulated one above it (a gap: the thread touched a deeper byte first). The bounce
+/// must populate every page of the span; before the fix it checked only the lowest, and the
+/// copy faulted and looped forever with interrupts off.
+fn bounce_over_a_gap() -> TestResult {
+    fresh_stacks();
+    let address = lazy::BOUNCED.start + 9 * PAGE_BYTES + 16;
+    let result = Arc::new([const { AtomicU64::new(0) }; 4]);
+    let out = result.clone();
+    let thread = spawn_with("gap-reader", Policy::Fault, None, move || {
+        let me = me();
+        let top = me.stack.top();
+        let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
+        // Page 1 below the top page stays unpopulated, page 2 is touched: a gap.
+        let gap = top - 2 * PAGE_BYTES;
+        probes::touch_stack(bottom, gap - 64);
+        let irq = IrqGuard::new();
+        let gap_before = paging::translate(gap).is_some();
+        let faults = me.stack.faults();
+        // The bounce target is 172 bytes above the gap's lower boundary, the 688-byte frame
+        // reaches into page 2.
+        let value = probes::lazy_read_at(bottom, gap + 300, address);
+        out[0].store(value, Ordering::Relaxed);
+        out[1].store(u64::from(gap_before), Ordering::Relaxed);
+        out[2].store(
+            u64::from(paging::translate(gap).is_some()),
+            Ordering::Relaxed,
+        );
+        out[3].store(u64::from(me.stack.faults() - faults), Ordering::Relaxed);
+        drop(irq);
+    })?;
+    sched::join(&thread);
+    lazy::reset(lazy::BOUNCED.start..lazy::BOUNCED.start + 16 * PAGE_BYTES);
+    check!(!thread.was_killed(), "the thread was killed");
+    check_eq!(
+        result[0].load(Ordering::Relaxed),
+        0,
+        "a fresh lazy page reads 0"
+    );
+    check_eq!(result[1].load(Ordering::Relaxed), 0, "page 1 was a gap");
+    check_eq!(
+        result[2].load(Ordering::Relaxed),
+        1,
+        "page 1 populated by the bounce"
+    );
+    check!(
+        result[3].load(Ordering::Relaxed) >= 1,
+        "no stack page populated for the bounce"
     );
     Ok(())
 }

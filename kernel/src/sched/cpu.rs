@@ -185,6 +185,18 @@ pub fn switch_to_scheduler(irq: &IrqGuard) {
     finish_switch();
 }
 
+/// See `sched::preempt_switch`. The thread stays alive meanwhile: `current` holds it until
+/// the scheduler loop takes it after the switch.
+pub fn preempt_switch() -> Option<(u64, u64)> {
+    let cpu = this();
+    let current = cpu.current.try_lock()?;
+    let me = current.as_ref()?;
+    Some((
+        me.saved_rsp.as_ptr() as u64,
+        cpu.scheduler_rsp.load(Ordering::Relaxed),
+    ))
+}
+
 /// Switches to the scheduler loop from a thread that will never run again.
 pub fn switch_to_scheduler_for_good(irq: &IrqGuard) -> ! {
     let cpu = this();

@@ -188,7 +188,7 @@ pub fn uptime_ms() -> u64 {
 
 /// Called by the timer interrupt on its IST stack, after the EOI: advances time, wakes
 /// sleepers, and returns whether the interrupted thread should be preempted (then the trap
-/// moves to the thread's stack and calls [`preempt`]).
+/// entry switches it out with the operands of [`preempt_switch`]).
 pub fn tick() -> bool {
     if hwcpu::current_id() == 0 {
         timer::tick();
@@ -197,16 +197,19 @@ pub fn tick() -> bool {
 }
 
 /// Called by the reschedule IPI on its IST stack: whether to preempt the interrupted thread
-/// (then the trap moves to the thread's stack and calls [`preempt`]).
+/// (then the trap entry switches it out with the operands of [`preempt_switch`]).
 pub fn reschedule_ipi() -> bool {
     cpu::resched_requested()
 }
 
-/// Preempts the running thread: called on its own stack by a timer interrupt that [`tick`]
-/// said should preempt.
-pub fn preempt() {
-    let irq = IrqGuard::new();
-    cpu::switch_to_scheduler(&irq);
+/// The operands of a preemption that [`tick`] or [`reschedule_ipi`] asked for, which the
+/// trap entry carries out itself on the thread's stack (`hw::trap`): the address of the
+/// running thread's saved-stack-pointer cell and the scheduler loop's stack pointer, the same
+/// two a switch from [`yield_now`] uses. `None` when this CPU runs no thread or its record is
+/// busy. The entry then switches to the scheduler loop, which finds the thread `Running` and
+/// queues it, as after a yield.
+pub fn preempt_switch() -> Option<(u64, u64)> {
+    cpu::preempt_switch()
 }
 
 /// Sets up the scheduler (timer rate) before any CPU runs it.

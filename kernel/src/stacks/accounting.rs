@@ -50,6 +50,11 @@ pub struct PolicyCounters {
     pub admit_wait_ticks_max: AtomicU64,
     /// Threads stopped by a fatal fault or a guard hit.
     pub killed: AtomicU64,
+    /// Fatal stack faults with interrupts off inside a workload's interrupts-off section:
+    /// each would have stopped the kernel (the thread may hold a spin lock). The testbed
+    /// counts it, gives the section's lock up and stops the thread instead, so that one boot
+    /// can measure every policy (see `workload` and `trap::stack_failure`).
+    pub kernel_stops: AtomicU64,
     /// Pages given back before exit.
     pub reclaimed: AtomicU64,
     /// Sum of the high-water marks of released stacks, bytes.
@@ -78,6 +83,7 @@ impl PolicyCounters {
             admit_wait_ticks_total: AtomicU64::new(0),
             admit_wait_ticks_max: AtomicU64::new(0),
             killed: AtomicU64::new(0),
+            kernel_stops: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
             high_water_total: AtomicU64::new(0),
             high_water_max: AtomicU64::new(0),

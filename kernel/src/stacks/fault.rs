@@ -157,57 +157,30 @@ fn with_locks<T>(
     Ok(result)
 }
 
-/// Before a trap frame is moved onto an interrupted stack, makes sure every byte down to
-/// `lowest` is populated. `Ok` also when `lowest` is not in the stack region. A guard page
-/// there means the stack overflowed; a page that cannot be served is fatal.
-pub fn prepare_bounce(lowest: u64) -> Result<(), FaultResult> {
-    let Some(region) = REGION.get() else {
-        return Ok(());
-    };
-    let addr = VirtAddr::new(lowest);
-    let Some(location) = region.layout.locate(addr) else {
-        return Ok(());
-    };
-    let slot = location.slot;
-    let depth = region.layout.depth_in_bytes(slot, addr);
-    if location.part == SlotPart::Guard {
-        slot_counters(slot)
-            .guard_hits
-            .fetch_add(1, Ordering::Relaxed);
-        return Err(FaultResult::Guard { slot, depth });
-    }
-    // The common case: the page is there already.
-    let present = paging::pte(addr.page_base().as_u64())
-        .is_some_and(|e| e.load(Ordering::Acquire) & bits::PRESENT != 0);
-    if present {
-        return Ok(());
-    }
-    let counts = slot_counters(slot);
-    let cpu = cpu::current_id() as usize;
-    let result = with_locks(region, cpu, slot, |platform, magazine, live| {
-        let Some((stack, group)) = live else {
-            return (Err(FatalReason::NoSuchStack { owner: slot }), 0);
-        };
-        let before = stack.populated_pages();
-        let result = fault::populate_down_to(
-            platform,
-            &region.layout,
-            magazine,
-            &COUNTERS[cpu],
-            stack,
-            group,
-            addr,
-        );
-        // Pages mapped before a failure count too.
-        (result, stack.populated_pages() - before)
-    });
-    match result {
-        Ok((result, mapped)) => {
-            note_populated(region, slot, counts, mapped);
-            result
-                .map(|_| ())
-                .map_err(|reason| fatal(counts, slot, depth, reason_name(reason)))
+/// Before a trap frame is moved onto an interrupted stack, makes sure every page of
+/// `[lowest, top)` (the bytes the frame will occupy) is populated: each page that is not is
+/// served exactly as a stack fault on it would be, from this CPU's magazine. Checking only the
+/// lowest byte would not do: a stack can have gaps (a thread that touched a deep byte without
+/// the pages above it), and the copy would fault on a higher page with interrupts off.
+/// `Ok` also for pages outside the stack region. A guard page in the span means the stack
+/// overflowed; a page that cannot be served is fatal (the first one found, from the top).
+pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), FaultResult> {
+    debug_assert!(lowest < top, "empty span {lowest:#x}..{top:#x}");
+    let page_bytes = dks_core::layout::PAGE_SIZE_IN_BYTES;
+    let mut page = (top - 1) & !(page_bytes - 1);
+    loop {
+        let address = page.max(lowest);
+        let present =
+            paging::pte(page).is_some_and(|e| e.load(Ordering::Acquire) & bits::PRESENT != 0);
+        if !present {
+            match handle_fault(address) {
+                FaultResult::Served | FaultResult::NotStack => {}
+                failure => return Err(failure),
+            }
         }
-        Err(busy) => Err(fatal(counts, slot, depth, busy)),
+        if page <= lowest {
+            return Ok(());
+        }
+        page -= page_bytes;
     }
 }

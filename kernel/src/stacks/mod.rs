@@ -413,6 +413,14 @@ pub fn note_killed(slot: SlotIndex) {
     slot_counters(slot).killed.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts a fatal stack fault of `slot` with interrupts off that would have stopped the
+/// kernel (see `accounting::PolicyCounters::kernel_stops`).
+pub fn note_kernel_stop(slot: SlotIndex) {
+    slot_counters(slot)
+        .kernel_stops
+        .fetch_add(1, Ordering::Relaxed);
+}
+
 /// The counters the stack in `slot` is accounted to (its policy's, or the kernel's own).
 fn slot_counters(slot: SlotIndex) -> &'static accounting::PolicyCounters {
     let account = region().slots[slot.as_usize()]

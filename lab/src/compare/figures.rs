@@ -257,6 +257,9 @@ pub struct PolicyFigures {
     pub guard_hits: u64,
     /// Threads stopped by a fatal fault or a guard hit.
     pub killed: u64,
+    /// Fatal stack faults with interrupts off: each would have stopped a real kernel (the
+    /// testbed stops only the thread, see `PolicyStat::kernel_stops`).
+    pub kernel_stops: u64,
     /// Pages given back before their thread exited.
     pub reclaimed: u64,
     /// Times a thread was refused by admission.
@@ -358,6 +361,7 @@ pub fn compare(
             fatal_faults: stat.fatal,
             guard_hits: stat.guard_hits,
             killed: stat.killed,
+            kernel_stops: stat.kernel_stops,
             reclaimed: stat.reclaimed,
             admission_waits: stat.admit_waits,
             admit_wait_us_total: stat.admit_wait_us_total,
@@ -424,6 +428,7 @@ pub(crate) mod tests {
             admit_wait_us_total: 0,
             admit_wait_us_max: 0,
             killed: 0,
+            kernel_stops: 0,
             reclaimed: 0,
             high_water_mean_bytes: 0,
             high_water_max_bytes: 0,
@@ -582,6 +587,7 @@ pub(crate) mod tests {
             "faults",
             "refill_failures",
             "fatal_faults",
+            "kernel_stops",
             "admission_waits",
             "insns_per_fault",
             "insns_per_switch",

@@ -5,7 +5,7 @@
 use super::figures::{Comparison, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
-pub const HEADERS: [&str; 17] = [
+pub const HEADERS: [&str; 18] = [
     "policy",
     "end KiB",
     "peak KiB",
@@ -17,6 +17,7 @@ pub const HEADERS: [&str; 17] = [
     "refills",
     "refill fails",
     "fatal",
+    "kernel stops",
     "admit waits",
     "insns/fault",
     "insns/switch",
@@ -30,7 +31,9 @@ pub const LEGEND: &str = "\
 end, peak: populated stack memory of the policy's threads when the run ended and at its peak;
 live: the live-data bound, the most that the policy's live stacks touched at one sample;
 faults, refills, refill fails, fatal: stack faults served, magazine refills, refills that fell
-short, stack faults that could not be served; admit waits: switches refused by admission;
+short, stack faults that could not be served; kernel stops: of those, faults with interrupts
+off, each of which would have stopped a real kernel (the testbed stops only the thread);
+admit waits: switches refused by admission;
 insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU).";
 
 /// Writes a ratio as a percentage, or `n/a`.
@@ -67,6 +70,7 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         p.refills.to_string(),
         p.refill_failures.to_string(),
         p.fatal_faults.to_string(),
+        p.kernel_stops.to_string(),
         p.admission_waits.to_string(),
         insns(p.insns_per_fault),
         insns(p.insns_per_switch),
@@ -157,7 +161,7 @@ mod tests {
         assert_eq!(
             static_row,
             [
-                "static", "0", "64", "n/a", "100.0%", "40", "160.0%", "0", "0", "0", "0", "0",
+                "static", "0", "64", "n/a", "100.0%", "40", "160.0%", "0", "0", "0", "0", "0", "0",
                 "n/a", "1000", "1.00", "2000", "1.00"
             ]
         );
@@ -165,7 +169,7 @@ mod tests {
         assert_eq!(
             fault_row,
             [
-                "fault", "16", "48", "n/a", "75.0%", "44", "109.1%", "8", "4", "0", "0", "0",
+                "fault", "16", "48", "n/a", "75.0%", "44", "109.1%", "8", "4", "0", "0", "0", "0",
                 "1500", "1100", "1.10", "500", "0.25"
             ]
         );

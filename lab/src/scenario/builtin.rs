@@ -6,7 +6,7 @@
 pub const DEFAULT: &str = "linux-census";
 
 /// Every built-in: its name and its TOML.
-const BUILTINS: [(&str, &str); 4] = [
+const BUILTINS: [(&str, &str); 5] = [
     (
         "linux-census",
         include_str!("../../../scenarios/linux-census.toml"),
@@ -17,10 +17,20 @@ const BUILTINS: [(&str, &str); 4] = [
         "adversarial",
         include_str!("../../../scenarios/adversarial.toml"),
     ),
+    (
+        "adversarial-irqoff",
+        include_str!("../../../scenarios/adversarial-irqoff.toml"),
+    ),
 ];
 
 /// The names of the built-ins, in the order the help lists them.
-pub const NAMES: [&str; 4] = [BUILTINS[0].0, BUILTINS[1].0, BUILTINS[2].0, BUILTINS[3].0];
+pub const NAMES: [&str; 5] = [
+    BUILTINS[0].0,
+    BUILTINS[1].0,
+    BUILTINS[2].0,
+    BUILTINS[3].0,
+    BUILTINS[4].0,
+];
 
 /// Returns the TOML of the built-in called `name`.
 pub fn text(name: &str) -> Option<&'static str> {

@@ -59,6 +59,7 @@ struct RawGroup {
     calls: Option<i64>,
     respawn: Option<bool>,
     block_percent: Option<i64>,
+    irqoff_percent: Option<i64>,
     sleep_ms: Option<i64>,
     wake: Option<String>,
     depth: Option<toml::Value>,
@@ -306,6 +307,12 @@ fn check_group(
     let calls = in_range(&at("calls"), raw.calls.unwrap_or(1), 1, MAX_CALLS)? as u32;
     let block_percent =
         in_range(&at("block_percent"), raw.block_percent.unwrap_or(0), 0, 100)? as u8;
+    let irqoff_percent = in_range(
+        &at("irqoff_percent"),
+        raw.irqoff_percent.unwrap_or(0),
+        0,
+        100,
+    )? as u8;
     let sleep_ms = in_range(&at("sleep_ms"), raw.sleep_ms.unwrap_or(10), 0, MAX_SLEEP_MS)? as u32;
     let respawn = raw.respawn.unwrap_or(false);
     if respawn && lifetime == Lifetime::Long {
@@ -331,6 +338,7 @@ fn check_group(
         depth,
         sleep_depth,
         block_percent,
+        irqoff_percent,
         sleep_ms,
         wake,
     };

@@ -24,6 +24,7 @@ calls = 2
 depth = { fixed = 9000 }
 sleep_depth = [[512, 1], [1024, 1]]
 block_percent = 10
+irqoff_percent = 20
 sleep_ms = 5
 wake = "peer"
 
@@ -63,6 +64,7 @@ fn a_full_file_parses_with_every_field() {
     assert_eq!(a.depth, census::exact_histogram([(9000, 1)]));
     assert_eq!(a.sleep_depth.buckets.len(), 2);
     assert_eq!((a.block_percent, a.sleep_ms, a.wake), (10, 5, Wake::Peer));
+    assert_eq!(a.irqoff_percent, 20);
     let b = &s.groups[1].plans[0];
     assert_eq!(s.groups[1].policy, PolicyChoice::One("static".into()));
     assert_eq!((b.lifetime, b.respawn, b.calls), (Lifetime::Short, true, 1));
@@ -103,6 +105,10 @@ depth = { fixed = 100 }
     );
     let g = &s.groups[0].plans[0];
     assert_eq!((g.calls, g.respawn, g.block_percent), (1, false, 0));
+    assert_eq!(
+        g.irqoff_percent, 0,
+        "absent: no path runs with interrupts off"
+    );
     assert_eq!((g.sleep_ms, g.wake), (10, Wake::Timer));
     assert_eq!(s.kernel_args(), ["workload=initrd", "max_stack=16K"]);
 }
@@ -234,6 +240,20 @@ fn the_android_builtin_has_3000_threads_and_the_others_stay_moderate() {
         .max()
         .unwrap();
     assert!(deepest > 3 * 4096, "{deepest}");
+    // The same worst case, with part of every group's paths under a spin lock.
+    let irqoff = load("adversarial-irqoff").unwrap();
+    assert_eq!(
+        (&irqoff.inject, irqoff.reserve),
+        (&adversarial.inject, adversarial.reserve)
+    );
+    assert!(
+        irqoff
+            .groups
+            .iter()
+            .flat_map(|g| &g.plans)
+            .all(|p| p.irqoff_percent > 0),
+        "every group runs some paths with interrupts off"
+    );
 }
 
 /// Replaces `from` by `to` in [`GOOD`] (which must contain it) and returns the error.
@@ -294,6 +314,11 @@ fn every_bad_entry_is_one_error_naming_the_file_the_key_and_what_is_accepted() {
             "block_percent = 10",
             "block_percent = 101",
             &["block_percent", "from 0 to 100"],
+        ),
+        (
+            "irqoff_percent = 20",
+            "irqoff_percent = -5",
+            &["irqoff_percent", "-5 is out of range", "from 0 to 100"],
         ),
         ("cpus = 1", "cpus = 5", &["cpus: 5", "from 1 to 4"]),
         ("reserve = 64", "reserve = -1", &["reserve: -1"]),
