@@ -195,7 +195,15 @@ fn main_thread(config: cmdline::Config) {
             cmdline::WorkloadSource::Initrd => load_plan(&config),
         };
         match plan {
-            Ok(plan) => workload::run(plan),
+            Ok(plan) => {
+                let refused = workload::run(plan);
+                if refused > 0 {
+                    report::exit(
+                        ExitCode::Failure,
+                        "some threads of the plan could not be created (spawn_failure records)",
+                    );
+                }
+            }
             Err(problem) => {
                 report::emit(&Record::ConfigError(record::ConfigError {
                     key: Cow::Borrowed("workload"),

@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use dks_protocol::record::{Record, Sample};
+use dks_protocol::record::{Record, Sample, SpawnFailure};
 use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
 
 use crate::hw::cpu::{self, IrqGuard, MAX_CPUS};
@@ -35,7 +35,7 @@ use crate::hw::probes::{self, stack_pointer};
 use crate::layout::PAGE_BYTES;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
-use crate::stacks::{self, Policy};
+use crate::stacks::{self, Policy, StackError};
 use crate::sync::IrqMutex;
 use crate::{mce, report, tlb, vmstat};
 
@@ -165,6 +165,10 @@ struct Group {
     peers: WaitQueue,
     /// Bumped by every finished path; a blocked peer waits for a change.
     peer_token: AtomicU64,
+    /// Threads created, first ones and replacements.
+    created: AtomicU64,
+    /// Creations refused, by cause: no slot, no memory, the group's limit.
+    refused: [AtomicU64; 3],
 }
 
 /// The whole run.
@@ -174,7 +178,6 @@ struct Run {
     members: IrqMutex<Vec<Arc<Member>>>,
     threads: IrqMutex<Vec<Arc<Thread>>>,
     stop: AtomicBool,
-    spawn_failures: AtomicU64,
     next_seed: AtomicU64,
 }
 
@@ -291,8 +294,10 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
 /// The longest the run's loop sleeps between forgetting exited threads.
 const HOUSEKEEPING_MS: u64 = 20;
 
-/// Runs `plan` to its end and prints its samples and final statistics.
-pub fn run(plan: Plan) {
+/// Runs `plan` to its end and prints its samples and final statistics. Returns how many thread
+/// creations were refused (each group with refusals has a `SpawnFailure` record): a run that
+/// could not create every thread its plan asks for has failed, whatever its figures say.
+pub fn run(plan: Plan) -> u64 {
     let groups = plan
         .groups
         .iter()
@@ -304,6 +309,8 @@ pub fn run(plan: Plan) {
                 lock: i % SECTION_LOCKS,
                 peers: WaitQueue::new(),
                 peer_token: AtomicU64::new(0),
+                created: AtomicU64::new(0),
+                refused: [const { AtomicU64::new(0) }; 3],
             })
         })
         .collect();
@@ -312,7 +319,6 @@ pub fn run(plan: Plan) {
         members: IrqMutex::new(Vec::new()),
         threads: IrqMutex::new(Vec::new()),
         stop: AtomicBool::new(false),
-        spawn_failures: AtomicU64::new(0),
         next_seed: AtomicU64::new(plan.seed),
         plan,
     });
@@ -376,16 +382,34 @@ pub fn run(plan: Plan) {
             run.plan.name
         ));
     }
-    let failures = run.spawn_failures.load(Ordering::Relaxed);
-    if failures > 0 {
-        report::log(format_args!(
-            "workload {}: {failures} threads could not be created",
-            run.plan.name
-        ));
-    }
     // The pages each thread peaked at are known once every thread has exited.
     crate::work::drain();
     vmstat::emit_thread_pages();
+    report_refusals(&run)
+}
+
+/// Emits one `SpawnFailure` record per group some of whose threads could not be created, and
+/// returns how many creations were refused in all.
+fn report_refusals(run: &Run) -> u64 {
+    let mut refused_in_all = 0;
+    for group in &run.groups {
+        let [no_slot, out_of_memory, group_limit] =
+            group.refused.each_ref().map(|n| n.load(Ordering::Relaxed));
+        let refused = no_slot + out_of_memory + group_limit;
+        if refused == 0 {
+            continue;
+        }
+        refused_in_all += refused;
+        report::emit(&Record::SpawnFailure(SpawnFailure {
+            group: Cow::Borrowed(&group.plan.name),
+            policy: Cow::Borrowed(group.policy.name()),
+            created: group.created.load(Ordering::Relaxed),
+            no_slot,
+            out_of_memory,
+            group_limit,
+        }));
+    }
+    refused_in_all
 }
 
 fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
@@ -405,11 +429,17 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
     };
     match sched::spawn(group.plan.name.as_str(), options, body) {
         Ok(thread) => {
+            group.created.fetch_add(1, Ordering::Relaxed);
             run.members.lock().push(member);
             run.threads.lock().push(thread);
         }
-        Err(_) => {
-            run.spawn_failures.fetch_add(1, Ordering::Relaxed);
+        Err(error) => {
+            let cause = match error {
+                StackError::NoSlot => 0,
+                StackError::OutOfMemory => 1,
+                StackError::GroupLimit => 2,
+            };
+            group.refused[cause].fetch_add(1, Ordering::Relaxed);
         }
     }
 }

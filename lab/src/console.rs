@@ -14,7 +14,7 @@ use std::io::BufRead;
 
 use dks_protocol::record::{
     Boot, ConfigError, Cost, Exit, GuardHit, Log, MachineCheck, Panic, PolicyStat, Record, Sample,
-    StackFault, TestBegin, TestEnd, ThreadPages, Vmstat,
+    SpawnFailure, StackFault, TestBegin, TestEnd, ThreadPages, Vmstat,
 };
 use dks_protocol::wire;
 
@@ -106,6 +106,11 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
         }),
         Record::Exception(e) => Record::Exception(e),
         Record::TrapStat(t) => Record::TrapStat(t),
+        Record::SpawnFailure(f) => Record::SpawnFailure(SpawnFailure {
+            group: own(f.group),
+            policy: own(f.policy),
+            ..f
+        }),
         Record::MachineCheck(m) => Record::MachineCheck(MachineCheck {
             severity: own(m.severity),
             found_by: own(m.found_by),

@@ -116,6 +116,17 @@ pub fn record(record: &Record<'_>) -> String {
             one_line(&p.message)
         ),
         Record::Log(l) => format!("[log] {}", one_line(&l.text)),
+        Record::SpawnFailure(f) => format!(
+            "[spawn failure] group {} (policy {}): {} thread(s) created, {} could not be: \
+             {} for want of memory, {} with every stack slot in use, {} over the group's limit",
+            one_line(&f.group),
+            one_line(&f.policy),
+            f.created,
+            f.out_of_memory + f.no_slot + f.group_limit,
+            f.out_of_memory,
+            f.no_slot,
+            f.group_limit
+        ),
         Record::TrapStat(t) => format!(
             "[traps] nmis={} (nested {}) machine_check_exceptions={} mce_corrected={} mce_recoverable={}",
             t.nmis, t.nmis_nested, t.machine_check_exceptions, t.mce_corrected, t.mce_recoverable

@@ -121,3 +121,66 @@ fn a_long_sampling_period_does_not_exhaust_the_heap() {
     assert!(!text.contains("[panic]"), "{text}");
     assert_eq!(output.status.code(), Some(0), "{text}");
 }
+
+/// A workload that cannot create every thread its plan asks for fails, with a record naming
+/// the group, how many threads were created and why the others were not (it exited 0 with
+/// hundreds of threads missing from one policy, or 9 with "no PolicyStat record").
+#[test]
+fn threads_that_cannot_be_created_fail_the_run_naming_the_cause() {
+    const SCENARIO: &str = r#"
+name = "too-many"
+description = "more stacks than 48 MiB holds"
+duration_ms = 500
+sample_ms = 100
+max_stack = "16K"
+memory = "48M"
+cpus = 1
+seed = 1
+
+[[group]]
+name = "many"
+policy = "each"
+threads = 2000
+lifetime = "long"
+calls = 1
+depth = { fixed = 2000 }
+sleep_depth = { fixed = 1000 }
+sleep_ms = 50
+wake = "timer"
+"#;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("spawn-failure-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("too-many.toml");
+    std::fs::write(&path, SCENARIO).unwrap();
+    let json = dir.join("out.json");
+    let kernel = kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dks"))
+        .arg("compare")
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--scenario")
+        .arg(&path)
+        .args(["--policies", "static,guaranteed", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    let failure = text
+        .lines()
+        .find(|l| l.starts_with("dks: FAILED"))
+        .unwrap_or_else(|| panic!("no failure line:\n{text}"));
+    assert!(
+        failure.contains("[spawn failure] group many (policy guaranteed)")
+            && failure.contains("for want of memory"),
+        "{failure}"
+    );
+    assert!(!json.exists(), "figures written for a failed run");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -68,6 +68,9 @@ pub enum Record<'a> {
     /// One machine-check error read from an MCA bank (by the #MC handler or by polling).
     #[serde(borrow)]
     MachineCheck(MachineCheck<'a>),
+    /// Threads of a workload group that could not be created; the boot then fails.
+    #[serde(borrow)]
+    SpawnFailure(SpawnFailure<'a>),
     /// The last record of a boot: the kernel is about to exit QEMU.
     #[serde(borrow)]
     Exit(Exit<'a>),
@@ -95,6 +98,7 @@ impl Record<'_> {
             Record::ThreadPages(_) => "thread_pages",
             Record::TrapStat(_) => "trap_stat",
             Record::MachineCheck(_) => "machine_check",
+            Record::SpawnFailure(_) => "spawn_failure",
             Record::Exit(_) => "exit",
         }
     }
@@ -428,6 +432,26 @@ pub struct MachineCheck<'a> {
     /// How it was found: `exception` (#MC) or `poll`.
     #[serde(borrow)]
     pub found_by: Cow<'a, str>,
+}
+
+/// Threads of one workload group that could not be created, by cause. A workload whose plan
+/// could not be carried out in full fails rather than report figures for fewer threads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnFailure<'a> {
+    /// The group, as the plan names it.
+    #[serde(borrow)]
+    pub group: Cow<'a, str>,
+    /// Its stack policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Threads of the group that were created (first ones and replacements).
+    pub created: u64,
+    /// Creations refused because every stack slot was in use.
+    pub no_slot: u64,
+    /// Creations refused for want of memory for the stack's first pages.
+    pub out_of_memory: u64,
+    /// Creations refused by the group's stack-memory limit.
+    pub group_limit: u64,
 }
 
 /// A kernel panic.

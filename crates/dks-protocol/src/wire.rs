@@ -153,6 +153,14 @@ mod tests {
                 severity: Cow::Borrowed("corrected"),
                 found_by: Cow::Borrowed("poll"),
             }),
+            Record::SpawnFailure(SpawnFailure {
+                group: Cow::Borrowed("deep-fault"),
+                policy: Cow::Borrowed("fault"),
+                created: 389,
+                no_slot: 0,
+                out_of_memory: 11,
+                group_limit: 0,
+            }),
             Record::Panic(Panic {
                 cpu: 0,
                 message: Cow::Borrowed("index out of bounds"),
