@@ -119,7 +119,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
         system: true,
         ..sched::SpawnOptions::default()
     };
-    let main = sched::spawn("main", options, move || main_thread(config));
+    let main = sched::spawn("main", options, move || main_thread(&config));
     if main.is_err() {
         report::exit(ExitCode::Failure, "no memory for the main thread");
     }
@@ -153,14 +153,14 @@ fn load_plan(
 }
 
 /// What the boot was asked to do, in the first thread.
-fn main_thread(config: cmdline::Config) {
+fn main_thread(config: &cmdline::Config) {
     if let Some(crash) = config.crash {
         crash::now(crash);
     }
     if let Some(source) = config.workload {
         let plan = match source {
             cmdline::WorkloadSource::Mixed => Ok(workload::mixed(config.max_stack_bytes as u32)),
-            cmdline::WorkloadSource::Initrd => load_plan(&config),
+            cmdline::WorkloadSource::Initrd => load_plan(config),
         };
         match plan {
             Ok(plan) => workload::run(plan),

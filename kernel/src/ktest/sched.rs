@@ -10,7 +10,7 @@ use crate::hw::cpu::IrqGuard;
 use crate::hw::paging::{self, flags};
 use crate::layout::{LAZY_REGION_BASE, PAGE_BYTES};
 use crate::mm::frames::{self, Urgency};
-use crate::sched::wait::WaitQueue;
+use crate::sched::wait::{WaitPoint, WaitQueue};
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::sync::IrqMutex;
 use crate::{stacks, tlb, work};
@@ -53,11 +53,23 @@ pub const TESTS: &[KernelTest] = &[
         name: "thread_waves",
         run: thread_waves,
     },
+    KernelTest {
+        name: "stop_after_wake_in_wait_window",
+        run: stop_after_wake_in_wait_window,
+    },
+    KernelTest {
+        name: "stop_while_registered_in_wait_window",
+        run: stop_while_registered_in_wait_window,
+    },
+    KernelTest {
+        name: "stop_holding_a_wake_up",
+        run: stop_holding_a_wake_up,
+    },
 ];
 
 fn spawn(
     name: &str,
-    body: impl FnOnce() + Send + 'static,
+    body: impl Fn() + Send + Sync + 'static,
 ) -> Result<Arc<Thread>, alloc::string::String> {
     sched::spawn(name, SpawnOptions::default(), body)
         .map_err(|e| alloc::format!("spawn {name}: {e:?}"))
@@ -66,7 +78,7 @@ fn spawn(
 fn spawn_on(
     name: &str,
     cpu: u32,
-    body: impl FnOnce() + Send + 'static,
+    body: impl Fn() + Send + Sync + 'static,
 ) -> Result<Arc<Thread>, alloc::string::String> {
     let options = SpawnOptions {
         pinned: Some(cpu),
@@ -150,26 +162,33 @@ fn sleep_order() -> TestResult {
     let order = Arc::new(IrqMutex::new(Vec::new()));
     let start = sched::uptime_ms();
     let mut threads = Vec::new();
+    // All on one CPU, so that they run in the order they are woken (on several CPUs that
+    // order would also depend on how fast each vCPU answers its IPI).
+    let cpu = crate::hw::cpu::current_id();
     for ms in [50u64, 10, 40, 20, 30] {
         let order = order.clone();
-        threads.push(spawn("sleeper", move || {
+        threads.push(spawn_on("sleeper", cpu, move || {
             let before = sched::uptime_ms();
             sched::sleep_ms(ms);
             let slept = sched::uptime_ms() - before;
-            order.lock().push((ms, slept));
+            order.lock().push((ms, before, slept));
         })?);
     }
     for thread in &threads {
         sched::join(thread);
     }
     let order = order.lock().clone();
-    let durations: Vec<u64> = order.iter().map(|(ms, _)| *ms).collect();
-    check_eq!(
-        durations,
-        alloc::vec![10u64, 20, 30, 40, 50],
-        "wake-up order"
-    );
-    for (ms, slept) in order {
+    // They are woken in the order of their deadlines: start + ms, give or take the tick in
+    // which each computed its deadline (on a loaded host the sleepers may start apart).
+    let tick_ms = sched::uptime_resolution_ms();
+    for pair in order.windows(2) {
+        let ((ms_a, before_a, _), (ms_b, before_b, _)) = (pair[0], pair[1]);
+        check!(
+            before_a + ms_a <= before_b + ms_b + tick_ms,
+            "woken out of deadline order (asked, started, slept): {order:?}"
+        );
+    }
+    for &(ms, _, slept) in &order {
         check!(slept >= ms, "asked to sleep {ms} ms, slept {slept} ms");
     }
     check!(
@@ -507,6 +526,196 @@ fn thread_waves() -> TestResult {
         heap_growth < 32 * 1024,
         "heap grew by {heap_growth} bytes over {} threads",
         WAVES * PER_WAVE
+    );
+    Ok(())
+}
+
+/// Recurses with 512-byte frames until the stack overflows into its guard page: the thread is
+/// then stopped by the fault path exactly as any guard hit stops it.
+#[allow(unconditional_recursion)] // reason: overflowing the stack is the point
+fn overflow(depth: u64) -> u64 {
+    let mut frame = [depth; 64];
+    core::hint::black_box(&mut frame);
+    let below = overflow(core::hint::black_box(depth + 1));
+    core::hint::black_box(&frame);
+    below
+}
+
+/// Gives every CPU's scheduler time to pick whatever its run queue holds.
+fn let_schedulers_run() {
+    for _ in 0..50 {
+        sched::yield_now();
+    }
+    sched::sleep_ms(30);
+}
+
+/// A thread registered as a waiter (`wait_until`'s window: interrupts on, not yet switched
+/// away) is woken there, as a waker on another CPU may do, and then stopped by a guard hit:
+/// nothing may run it again.
+fn stop_after_wake_in_wait_window() -> TestResult {
+    let stale_before = sched::STALE_ENTRIES.load(Ordering::Relaxed);
+    let queue = Arc::new(WaitQueue::new());
+    let switches_at_stop = Arc::new(AtomicU64::new(u64::MAX));
+    let victim = {
+        let (queue, switches_at_stop) = (queue.clone(), switches_at_stop.clone());
+        spawn("window-victim", move || {
+            let me = sched::current().expect("a thread");
+            let id = me.id();
+            let (waker, switches_at_stop) = (queue.clone(), switches_at_stop.clone());
+            sched::wait::arm_wait_hook(
+                id,
+                WaitPoint::Registered,
+                alloc::boxed::Box::new(move || {
+                    // A waker on another CPU may do this while the thread is still here.
+                    waker.wake_one();
+                    switches_at_stop.store(me.switches(), Ordering::Release);
+                    drop(me);
+                    core::hint::black_box(overflow(0));
+                }),
+            );
+            queue.wait_until(|| false);
+        })?
+    };
+    sched::join(&victim);
+    let_schedulers_run();
+    check!(victim.was_killed(), "the victim was not stopped");
+    check_eq!(
+        victim.switches(),
+        switches_at_stop.load(Ordering::Acquire),
+        "times the victim was switched in, now and when it was stopped"
+    );
+    check!(
+        !sched::queued_anywhere(&victim),
+        "a run queue still holds the stopped thread"
+    );
+    check_eq!(
+        sched::STALE_ENTRIES.load(Ordering::Relaxed),
+        stale_before,
+        "stale run-queue entries met by the schedulers"
+    );
+    check!(
+        queue.is_empty(),
+        "the wait queue still holds the stopped thread"
+    );
+    Ok(())
+}
+
+/// A thread stopped while registered (not woken) must not take the wake-up of a live waiter
+/// registered after it.
+fn stop_while_registered_in_wait_window() -> TestResult {
+    let queue = Arc::new(WaitQueue::new());
+    let go = Arc::new(AtomicBool::new(false));
+    let victim = {
+        let queue = queue.clone();
+        spawn("window-victim", move || {
+            let me = sched::current().expect("a thread").id();
+            sched::wait::arm_wait_hook(
+                me,
+                WaitPoint::Registered,
+                alloc::boxed::Box::new(|| {
+                    core::hint::black_box(overflow(0));
+                }),
+            );
+            queue.wait_until(|| false);
+        })?
+    };
+    sched::join(&victim);
+    let woken = Arc::new(AtomicBool::new(false));
+    let waiting = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let (queue, go, woken, waiting) =
+            (queue.clone(), go.clone(), woken.clone(), waiting.clone());
+        spawn("live-waiter", move || {
+            waiting.store(true, Ordering::Release);
+            queue.wait_until(|| go.load(Ordering::Acquire));
+            woken.store(true, Ordering::Release);
+        })?
+    };
+    // Let the live waiter register behind the stopped one.
+    while !waiting.load(Ordering::Acquire) {
+        sched::yield_now();
+    }
+    sched::sleep_ms(10);
+    go.store(true, Ordering::Release);
+    queue.wake_one();
+    for _ in 0..20 {
+        if woken.load(Ordering::Acquire) {
+            break;
+        }
+        sched::sleep_ms(5);
+    }
+    let delivered = woken.load(Ordering::Acquire);
+    queue.wake_all();
+    sched::join(&waiter);
+    check!(victim.was_killed(), "the victim was not stopped");
+    check!(
+        delivered,
+        "the one wake-up did not reach the live waiter (a stopped waiter took it)"
+    );
+    check!(queue.is_empty(), "the wait queue still holds a thread");
+    Ok(())
+}
+
+/// A thread woken from its wait (it holds the wake-up for a token it has not yet checked
+/// for) and stopped before it checks must pass the wake-up on to the next waiter, which the
+/// token is then for.
+fn stop_holding_a_wake_up() -> TestResult {
+    let queue = Arc::new(WaitQueue::new());
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let take = |tokens: &AtomicUsize| {
+        tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1))
+            .is_ok()
+    };
+    let victim = {
+        let (queue, tokens) = (queue.clone(), tokens.clone());
+        spawn("woken-victim", move || {
+            let me = sched::current().expect("a thread").id();
+            sched::wait::arm_wait_hook(
+                me,
+                WaitPoint::Woken,
+                alloc::boxed::Box::new(|| {
+                    core::hint::black_box(overflow(0));
+                }),
+            );
+            queue.wait_until(|| take(&tokens));
+        })?
+    };
+    while queue.is_empty() {
+        sched::yield_now();
+    }
+    let woken = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let (queue, tokens, woken) = (queue.clone(), tokens.clone(), woken.clone());
+        spawn("live-waiter", move || {
+            queue.wait_until(|| take(&tokens));
+            woken.store(true, Ordering::Release);
+        })?
+    };
+    while queue.len() < 2 {
+        sched::yield_now();
+    }
+    // One token, one wake-up: it goes to the first waiter, the victim, which is stopped
+    // before it can look for the token.
+    tokens.fetch_add(1, Ordering::AcqRel);
+    queue.wake_one();
+    sched::join(&victim);
+    for _ in 0..20 {
+        if woken.load(Ordering::Acquire) {
+            break;
+        }
+        sched::sleep_ms(5);
+    }
+    let delivered = woken.load(Ordering::Acquire);
+    if !delivered {
+        tokens.fetch_add(1, Ordering::AcqRel);
+        queue.wake_all();
+    }
+    sched::join(&waiter);
+    check!(victim.was_killed(), "the victim was not stopped");
+    check!(
+        delivered,
+        "the wake-up the stopped thread had received was lost: the token's waiter still sleeps"
     );
     Ok(())
 }
