@@ -317,12 +317,9 @@ pub fn reschedule_ipi() -> bool {
 }
 
 /// Preempts the running thread: called on its own stack by a timer interrupt that [`tick`]
-/// said should preempt.
+/// (or [`reschedule_ipi`]) said should preempt; they never say so for a stopped thread.
 pub fn preempt() {
     let irq = IrqGuard::new();
-    if current().is_some_and(|me| !me.state().preemptible()) {
-        return;
-    }
     cpu::switch_to_scheduler(&irq);
 }
 

@@ -11,7 +11,6 @@
 //! for a live thread. A waker that meets a stale entry anyway (a stopped thread before its
 //! cleanup) finds the wake-up refused and goes on to the next waiter.
 
-use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -141,17 +140,48 @@ pub enum WaitPoint {
     Woken,
 }
 
-/// A test hook armed for one thread at one point of `wait_until`.
-type WaitHook = (u64, WaitPoint, Box<dyn FnOnce() + Send>);
+/// Which threads a test hook is armed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookTarget {
+    /// The thread with this id.
+    Thread(u64),
+    /// Every thread with this name.
+    Named(&'static str),
+}
+
+/// A test hook armed at one point of `wait_until`, for a number of runs.
+struct WaitHook {
+    target: HookTarget,
+    point: WaitPoint,
+    runs_left: u32,
+    hook: Arc<dyn Fn() + Send + Sync>,
+}
+
 static HOOK_ARMED: AtomicBool = AtomicBool::new(false);
 static HOOK: IrqMutex<Option<WaitHook>> = IrqMutex::new(None);
 
-/// Arms `hook` to run at `point` of thread `id`'s next wait, in `wait_until`'s window (tests
-/// that must reach that window deterministically, as a waker on another CPU or a fault
-/// would).
-pub fn arm_wait_hook(id: u64, point: WaitPoint, hook: Box<dyn FnOnce() + Send>) {
-    *HOOK.lock() = Some((id, point, hook));
-    HOOK_ARMED.store(true, Ordering::Release);
+/// Arms `hook` to run at `point` of `wait_until`, in the window, for the next `runs` waits of
+/// the threads `target` names (tests that must reach that window deterministically, as a
+/// waker on another CPU or a fault would).
+pub fn arm_wait_hook(
+    target: HookTarget,
+    point: WaitPoint,
+    runs: u32,
+    hook: Arc<dyn Fn() + Send + Sync>,
+) {
+    *HOOK.lock() = Some(WaitHook {
+        target,
+        point,
+        runs_left: runs,
+        hook,
+    });
+    HOOK_ARMED.store(runs > 0, Ordering::Release);
+}
+
+/// Disarms the hook; returns how many runs it had left.
+pub fn disarm_wait_hook() -> u32 {
+    HOOK_ARMED.store(false, Ordering::Release);
+    HOOK.lock().take().map_or(0, |armed| armed.runs_left)
 }
 
 fn wait_hook(me: &Thread, here: WaitPoint) {
@@ -160,18 +190,21 @@ fn wait_hook(me: &Thread, here: WaitPoint) {
     }
     let hook = {
         let mut armed = HOOK.lock();
-        match armed.take() {
-            Some((id, point, hook)) if id == me.id() && point == here => {
-                HOOK_ARMED.store(false, Ordering::Release);
-                Some(hook)
-            }
-            other => {
-                *armed = other;
-                None
-            }
+        let Some(hook) = armed.as_mut() else {
+            return;
+        };
+        let mine = match hook.target {
+            HookTarget::Thread(id) => id == me.id(),
+            HookTarget::Named(name) => name == me.name(),
+        };
+        if !mine || hook.point != here || hook.runs_left == 0 {
+            return;
         }
+        hook.runs_left -= 1;
+        if hook.runs_left == 0 {
+            HOOK_ARMED.store(false, Ordering::Release);
+        }
+        hook.hook.clone()
     };
-    if let Some(hook) = hook {
-        hook();
-    }
+    hook();
 }
