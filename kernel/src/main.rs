@@ -178,10 +178,21 @@ fn main_thread(config: &cmdline::Config) {
         }
         report::exit(ExitCode::Success, "workload complete");
     }
-    if config.bench {
-        bench::run(config.tsc_counts_instructions);
-        vmstat::emit("end");
-        report::exit(ExitCode::Success, "costs measured");
+    match config.bench {
+        Some(cmdline::Bench::Costs) => {
+            bench::run(config.tsc_counts_instructions);
+            vmstat::emit("end");
+            report::exit(ExitCode::Success, "costs measured");
+        }
+        Some(cmdline::Bench::Soak { lifetimes }) => {
+            let failed = ktest::run_soak(lifetimes);
+            vmstat::emit("end");
+            if failed {
+                report::exit(ExitCode::Failure, "the soak failed");
+            }
+            report::exit(ExitCode::Success, "soak complete");
+        }
+        None => {}
     }
     if let Some(selection) = &config.tests {
         let failed = ktest::run(selection);

@@ -74,7 +74,16 @@ pub const TESTS: &[KernelTest] = &[
         name: "workload_with_stops_returns_the_heap",
         run: workload_with_stops_returns_the_heap,
     },
+    KernelTest {
+        name: "soak_small",
+        run: soak_small,
+    },
 ];
+
+/// The soak of `bench=soak:N` (see `ktest::soak`) with 20,000 lifetimes.
+fn soak_small() -> TestResult {
+    super::soak::run(20_000)
+}
 
 fn spawn(
     name: &str,
