@@ -33,6 +33,7 @@ impl ThreadState {
         ThreadState::Exited,
     ];
 
+    #[inline]
     fn from_u8(value: u8) -> ThreadState {
         ThreadState::ALL
             .get(usize::from(value))
@@ -41,6 +42,7 @@ impl ThreadState {
     }
 
     /// Whether the thread still runs its own code (not stopped, not exited).
+    #[inline]
     pub fn is_live(self) -> bool {
         !matches!(self, ThreadState::Stopped | ThreadState::Exited)
     }
@@ -48,6 +50,7 @@ impl ThreadState {
     /// Whether a timer or a reschedule request may take the CPU from a thread in this state.
     /// A stopped thread finishes its exit path where it was stopped: its next switch is its
     /// last, so no scheduler ever meets it again.
+    #[inline]
     pub fn preemptible(self) -> bool {
         matches!(self, ThreadState::Running | ThreadState::Parking)
     }
@@ -112,6 +115,7 @@ impl fmt::Display for Refused {
 
 /// The transition function: what `event` does to a thread in `state` (the table in the crate
 /// docs).
+#[inline]
 pub fn next(state: ThreadState, event: Event) -> Result<Transition, Refused> {
     use {Duty as D, Event as E, ThreadState as S};
     let (to, duty) = match (event, state) {
@@ -148,6 +152,7 @@ impl StateCell {
     }
 
     /// The state now.
+    #[inline]
     pub fn load(&self) -> ThreadState {
         ThreadState::from_u8(self.0.load(Ordering::Acquire))
     }
@@ -155,6 +160,7 @@ impl StateCell {
     /// Applies `event`: the transition [`next`] allows from the current state, made by
     /// compare-and-swap (retried if another party changed the state meanwhile), or the refusal
     /// in the state found.
+    #[inline]
     pub fn apply(&self, event: Event) -> Result<Transition, Refused> {
         let mut seen = self.0.load(Ordering::Acquire);
         loop {

@@ -554,7 +554,7 @@ fn thread_waves() -> TestResult {
 fn hit_guard() {
     let bottom = {
         let me = sched::current().expect("a thread");
-        stacks::layout().stack_bottom(me.stack.slot()).as_u64()
+        me.stack.bottom()
     };
     crate::hw::probes::touch_guard(bottom);
 }

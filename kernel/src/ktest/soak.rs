@@ -84,7 +84,7 @@ impl Gate {
 fn lifetime(gate: &Gate, depth: u64, act: Act) {
     let (top, bottom) = {
         let me = sched::current().expect("a soak thread");
-        let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
+        let bottom = me.stack.bottom();
         (me.stack.top(), bottom)
     };
     let target = top - depth.min(top - bottom - PAGE_BYTES / 4);
@@ -204,6 +204,7 @@ fn settle_and_measure() -> Footprint {
 /// Runs `lifetimes` thread lifetimes after a warm-up and checks that memory came back.
 pub fn run(lifetimes: u64) -> TestResult {
     let gate = Arc::new(Gate::default());
+    let stale_before = sched::STALE_ENTRIES.load(Ordering::Relaxed);
     let start_ms = sched::uptime_ms();
     round(&gate, 0, WARM_UP)?;
     let before = settle_and_measure();
@@ -227,6 +228,11 @@ pub fn run(lifetimes: u64) -> TestResult {
         before.heap_bytes,
         after.heap_bytes,
     ));
+    check_eq!(
+        sched::STALE_ENTRIES.load(Ordering::Relaxed),
+        stale_before,
+        "stale run-queue entries the schedulers met"
+    );
     check_eq!(after.frames, before.frames, "free frames (plus magazines)");
     check_eq!(
         after.slots_in_use,

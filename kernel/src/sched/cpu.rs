@@ -183,7 +183,8 @@ fn any_ready(cpu: &CpuSched) -> bool {
 }
 
 /// Switches from the current thread to this CPU's scheduler loop; returns when the thread is
-/// resumed (possibly on another CPU).
+/// resumed (possibly on another CPU), or at once for a stopped thread, which finishes where it
+/// was stopped (its only switch is its last, `switch_to_scheduler_for_good`).
 pub fn switch_to_scheduler(irq: &IrqGuard) {
     let cpu = this();
     let me = cpu
@@ -191,6 +192,10 @@ pub fn switch_to_scheduler(irq: &IrqGuard) {
         .lock()
         .clone()
         .expect("switch_to_scheduler outside a thread");
+    if me.state() == State::Stopped {
+        return;
+    }
+    check_on_own_stack(&me, "switches away");
     context::switch(
         irq,
         &me.saved_rsp,
@@ -198,6 +203,29 @@ pub fn switch_to_scheduler(irq: &IrqGuard) {
     );
     drop(me);
     finish_switch();
+}
+
+/// Panics unless the stack pointer lies in `thread`'s own stack: this CPU's record of its
+/// current thread must name the thread that runs (a mismatch would make the next switch save
+/// one thread's context as another's). A few instructions; the message is built out of line.
+#[inline]
+pub fn check_on_own_stack(thread: &Thread, doing: &str) {
+    let sp = crate::hw::probes::stack_pointer();
+    if !thread.stack.contains(sp) {
+        not_on_own_stack(thread, doing, sp);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn not_on_own_stack(thread: &Thread, doing: &str, sp: u64) -> ! {
+    panic!(
+        "cpu{} {doing} as thread {} ({}, slot {:?}) on another stack (sp {sp:#x})",
+        hwcpu::current_id(),
+        thread.id(),
+        thread.name(),
+        thread.stack.slot()
+    )
 }
 
 /// Switches to the scheduler loop from a thread that will never run again.
@@ -382,6 +410,19 @@ fn halt(irq: &IrqGuard) {
     crate::tlb::leave_idle(irq);
 }
 
+#[cold]
+#[inline(never)]
+fn saved_context_elsewhere(cpu_id: u32, next: &Thread, rsp: u64) -> ! {
+    panic!(
+        "cpu{cpu_id} picked thread {} ({}, slot {:?}, {:?}) with a saved stack pointer \
+         {rsp:#x} outside its stack",
+        next.id(),
+        next.name(),
+        next.stack.slot(),
+        next.state()
+    )
+}
+
 /// The scheduler loop of CPU `cpu_id`.
 pub fn run(cpu_id: u32) -> ! {
     let cpu = &CPUS[cpu_id as usize];
@@ -408,6 +449,9 @@ pub fn run(cpu_id: u32) -> ! {
         cpu.slice_used.store(0, Ordering::Relaxed);
         cpu.switches.fetch_add(1, Ordering::Relaxed);
         let rsp = next.saved_rsp.load(Ordering::Acquire);
+        if !next.stack.contains(rsp) {
+            saved_context_elsewhere(cpu_id, &next, rsp);
+        }
         *cpu.current.lock() = Some(next);
         context::switch(&irq, &cpu.scheduler_rsp, rsp);
         let previous = cpu.current.lock().take().expect("a thread switched back");

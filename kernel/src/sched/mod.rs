@@ -149,7 +149,20 @@ extern "C" fn thread_start() -> ! {
     cpu::finish_switch();
     hwcpu::enable_interrupts();
     let me = current().expect("thread_start without a current thread");
-    let body = me.take_entry().expect("a thread's body runs once");
+    cpu::check_on_own_stack(&me, "starts");
+    let Some(body) = me.take_entry() else {
+        panic!(
+            "thread {} ({}) started twice: state {:?}, switched in {} times, stopped {}, \
+             exited {}, slot {:?}",
+            me.id(),
+            me.name(),
+            me.state(),
+            me.switches(),
+            me.was_killed(),
+            me.has_exited(),
+            me.stack.slot()
+        )
+    };
     let _ = stop::call(&me.stop_point, &mut || body());
     drop(body);
     drop(me);
@@ -186,9 +199,6 @@ pub fn try_current() -> Option<Arc<Thread>> {
 /// where it was stopped, does not give it up.
 pub fn yield_now() {
     let irq = IrqGuard::new();
-    if current().is_some_and(|me| me.state() == State::Stopped) {
-        return;
-    }
     cpu::switch_to_scheduler(&irq);
 }
 
@@ -219,6 +229,7 @@ pub fn block() {
 pub fn exit() -> ! {
     let irq = IrqGuard::new();
     let me = current().expect("exit outside a thread");
+    cpu::check_on_own_stack(&me, "exits");
     if let Err(refused) = me.state.apply(Event::Exit) {
         panic!("{} cannot exit: {refused}", me.name());
     }
