@@ -108,6 +108,16 @@ pub fn flushed_everywhere(generation: u64) -> bool {
     complete(generation, None)
 }
 
+/// Whether CPU `cpu` is idle now (tests).
+pub fn is_idle(cpu: usize) -> bool {
+    IDLE[cpu].load(Ordering::SeqCst)
+}
+
+/// The last generation CPU `cpu` has flushed for (tests).
+pub fn flushed_by(cpu: usize) -> u64 {
+    DONE[cpu].load(Ordering::SeqCst)
+}
+
 /// Flushes this CPU's TLB if a request came since it last did (from the IPI, or while waiting).
 pub fn serve() {
     let me = cpu::current_id() as usize;

@@ -78,6 +78,10 @@ pub const TESTS: &[KernelTest] = &[
         name: "soak_small",
         run: soak_small,
     },
+    KernelTest {
+        name: "idle_cpus_are_not_waited_for",
+        run: idle_cpus_are_not_waited_for,
+    },
 ];
 
 /// The soak of `bench=soak:N` (see `ktest::soak`) with 20,000 lifetimes.
@@ -183,7 +187,9 @@ fn sleep_order() -> TestResult {
     // All on one CPU, so that they run in the order they are woken (on several CPUs that
     // order would also depend on how fast each vCPU answers its IPI).
     let cpu = crate::hw::cpu::current_id();
-    for ms in [50u64, 10, 40, 20, 30] {
+    // Three ticks apart (at the default 100 Hz), so that the tolerance below cannot hide a
+    // swap of two neighbours.
+    for ms in [150u64, 30, 120, 60, 90] {
         let order = order.clone();
         threads.push(spawn_on("sleeper", cpu, move || {
             let before = sched::uptime_ms();
@@ -210,7 +216,7 @@ fn sleep_order() -> TestResult {
         check!(slept >= ms, "asked to sleep {ms} ms, slept {slept} ms");
     }
     check!(
-        sched::uptime_ms() - start >= 50,
+        sched::uptime_ms() - start >= 150,
         "the test took less than the longest sleep"
     );
     Ok(())
@@ -887,5 +893,52 @@ fn workload_with_stops_returns_the_heap() -> TestResult {
         growth < 16 * 1024,
         "the heap grew by {growth} bytes over a run that stopped {stopped} threads"
     );
+    Ok(())
+}
+
+/// A flush request does not wait for CPUs halted with no thread (under `-icount` a woken vCPU
+/// may not run at all while another keeps busy), and an idle CPU flushes before it runs
+/// anything once it wakes.
+fn idle_cpus_are_not_waited_for() -> TestResult {
+    let me = crate::hw::cpu::current_id() as usize;
+    let others: Vec<usize> = (0..crate::hw::cpu::MAX_CPUS)
+        .filter(|&c| c != me && sched::is_online(c as u32))
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    // Wait for a moment where every other CPU is halted (nothing else runs in the tests).
+    let mut attempts = 0;
+    let generation = loop {
+        attempts += 1;
+        check!(
+            attempts <= 200,
+            "the other CPUs were never all idle at once"
+        );
+        let irq = IrqGuard::new();
+        if others.iter().all(|&c| tlb::is_idle(c)) {
+            // Interrupts stay off: this CPU serves nothing while it checks.
+            let generation = tlb::request_flush_all();
+            let done = tlb::flushed_everywhere(generation);
+            drop(irq);
+            check!(
+                done,
+                "a flush request waited for CPUs that were halted with no thread"
+            );
+            break generation;
+        }
+        drop(irq);
+        sched::sleep_ms(1);
+    };
+    // Every CPU wakes at its next timer tick at the latest and flushes (its IPI, or the
+    // catch-up when it leaves idleness).
+    sched::sleep_ms(50);
+    for &cpu in &others {
+        check!(
+            tlb::flushed_by(cpu) >= generation,
+            "cpu{cpu} has not flushed for generation {generation} ({})",
+            tlb::flushed_by(cpu)
+        );
+    }
     Ok(())
 }
