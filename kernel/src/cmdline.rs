@@ -44,6 +44,21 @@ pub enum WorkloadSource {
     Mixed,
 }
 
+/// A measurement run instead of tests or a workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bench {
+    /// `costs`: what the mechanism costs per operation (`bench.rs`).
+    Costs,
+    /// `soak:N`: N thread lifetimes under every policy, then memory back to its baseline.
+    Soak {
+        /// Thread lifetimes.
+        lifetimes: u64,
+    },
+}
+
+/// The most lifetimes `bench=soak:N` accepts.
+pub const MAX_SOAK_LIFETIMES: u64 = 100_000_000;
+
 /// Which in-kernel tests to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TestSelection {
@@ -70,8 +85,8 @@ pub struct Config {
     pub max_stack_bytes: u64,
     /// Stack slots in the stack region (the most threads alive at once).
     pub slots: u32,
-    /// Measure costs (`bench=costs`) instead of running tests or a workload.
-    pub bench: bool,
+    /// A measurement (`bench=costs`, `bench=soak:N`) instead of tests or a workload.
+    pub bench: Option<Bench>,
     /// Run a workload: the plan in the first boot module, or a built-in one.
     pub workload: Option<WorkloadSource>,
     /// The TSC counts guest instructions (`tsc=instructions`: QEMU's `-icount shift=0`).
@@ -88,7 +103,7 @@ impl Default for Config {
             crash: None,
             max_stack_bytes: 16 * 1024,
             slots: 8192,
-            bench: false,
+            bench: None,
             workload: None,
             tsc_counts_instructions: false,
         }
@@ -123,7 +138,10 @@ const KEYS: &[(&str, &str)] = &[
     ),
     ("max_stack", "16K, 32K or 64K"),
     ("slots", "stack slots, 64 to 65536"),
-    ("bench", "costs"),
+    (
+        "bench",
+        "costs, or soak:N (N thread lifetimes, 1 to 100000000)",
+    ),
     (
         "workload",
         "initrd (the plan in the first boot module) or mixed (built in)",
@@ -257,10 +275,14 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                 }
             }
             "bench" => {
-                config.bench = match value {
-                    "costs" => true,
+                config.bench = Some(match value.split_once(':') {
+                    None if value == "costs" => Bench::Costs,
+                    Some(("soak", n)) => Bench::Soak {
+                        lifetimes: parse_in_range(n, 1, MAX_SOAK_LIFETIMES)
+                            .ok_or_else(|| error("not a lifetime count in range"))?,
+                    },
                     _ => return Err(error("unknown benchmark")),
-                }
+                })
             }
             "workload" => {
                 config.workload = Some(match value {

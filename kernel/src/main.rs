@@ -136,7 +136,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
         system: true,
         ..sched::SpawnOptions::default()
     };
-    let main = sched::spawn("main", options, move || main_thread(config));
+    let main = sched::spawn("main", options, move || main_thread(&config));
     if main.is_err() {
         report::exit(ExitCode::Failure, "no memory for the main thread");
     }
@@ -185,14 +185,14 @@ fn load_plan(
 }
 
 /// What the boot was asked to do, in the first thread.
-fn main_thread(config: cmdline::Config) {
+fn main_thread(config: &cmdline::Config) {
     if let Some(crash) = config.crash {
         crash::now(crash);
     }
     if let Some(source) = config.workload {
         let plan = match source {
             cmdline::WorkloadSource::Mixed => Ok(workload::mixed(config.max_stack_bytes as u32)),
-            cmdline::WorkloadSource::Initrd => load_plan(&config),
+            cmdline::WorkloadSource::Initrd => load_plan(config),
         };
         match plan {
             Ok(plan) => {
@@ -218,10 +218,21 @@ fn main_thread(config: cmdline::Config) {
         }
         report::exit(ExitCode::Success, "workload complete");
     }
-    if config.bench {
-        bench::run(config.tsc_counts_instructions);
-        vmstat::emit("end");
-        report::exit(ExitCode::Success, "costs measured");
+    match config.bench {
+        Some(cmdline::Bench::Costs) => {
+            bench::run(config.tsc_counts_instructions);
+            vmstat::emit("end");
+            report::exit(ExitCode::Success, "costs measured");
+        }
+        Some(cmdline::Bench::Soak { lifetimes }) => {
+            let failed = ktest::run_soak(lifetimes);
+            vmstat::emit("end");
+            if failed {
+                report::exit(ExitCode::Failure, "the soak failed");
+            }
+            report::exit(ExitCode::Success, "soak complete");
+        }
+        None => {}
     }
     if let Some(selection) = &config.tests {
         let failed = ktest::run(selection);

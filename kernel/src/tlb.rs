@@ -1,10 +1,25 @@
-//! TLB shootdown: invalidate a range of pages on every CPU that may cache it.
+//! TLB shootdown: make every CPU forget translations that were changed.
 //!
-//! One shootdown runs at a time (a spin flag). The initiator flushes its own TLB, publishes the
-//! range, marks every other online CPU pending, sends them an IPI and waits until each has
-//! flushed and cleared its mark. A CPU waiting to start its own shootdown keeps serving the
-//! current one, so two initiators cannot wait on each other. Callers must not hold a lock that
-//! another CPU may spin on with interrupts off: that CPU could not answer the IPI.
+//! Requests are numbered (`GENERATION`). A request flushes the initiator's own TLB (a range,
+//! or everything), marks every other online CPU pending and sends it an IPI; a CPU serves a
+//! pending request by flushing its whole TLB and recording the generation it read before the
+//! flush (`DONE`). A request is complete when every other online CPU has served a generation
+//! at least as new, or is *idle*.
+//!
+//! An idle CPU is halted in its scheduler loop with no thread ([`enter_idle`]): neither it nor
+//! its interrupt handlers touch thread-stack or lazy-region memory, so a stale translation in
+//! its TLB cannot be used, and [`leave_idle`] flushes before it runs anything again if a
+//! request came meanwhile. Nobody waits for a halted CPU: a wait never depends on an IPI
+//! reaching a halted CPU, or on the CPU being scheduled at all (under QEMU's `-icount`, a
+//! woken vCPU may get no instructions while another vCPU keeps running; see
+//! `docs/kernel.md`). The two sides store one flag and load the other's (`IDLE` against
+//! `GENERATION`), so both use sequentially consistent accesses.
+//!
+//! Serving a request flushes everything, whatever range it was for: a CPU that missed a range
+//! while idle, or saw a newer request's range, is covered all the same. A CPU waiting for a
+//! request to complete keeps serving the others', so two initiators cannot wait on each
+//! other. Callers must not hold a lock that another CPU may spin on with interrupts off: that
+//! CPU could not answer the IPI (it serves requests while it spins on an `IrqMutex`, though).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -13,82 +28,123 @@ use crate::hw::cpu::{self, IrqGuard, MAX_CPUS};
 use crate::hw::paging;
 use crate::sched;
 
-static BUSY: AtomicBool = AtomicBool::new(false);
-/// The last flush-everything epoch requested ([`request_flush_all`]).
-static EPOCH: AtomicU64 = AtomicU64::new(0);
-/// The last epoch each CPU has flushed its whole TLB for.
-static FLUSHED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// A flush-everything request waits on this CPU.
-static PENDING_ALL: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-static START: AtomicU64 = AtomicU64::new(0);
-static END: AtomicU64 = AtomicU64::new(0);
+/// The number of the last request made.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The last generation each CPU has flushed its whole TLB for.
+static DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// A request waits to be served on this CPU.
 static PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// Shootdowns completed, and IPIs answered, since boot.
+/// The CPU is halted in its scheduler loop (see the module docs).
+static IDLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Shootdowns completed since boot.
 pub static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
 
-/// Invalidates `[start, end)` on every online CPU; returns when all have done it.
+/// Makes a request: marks every other online CPU pending and sends it an IPI. Returns its
+/// generation.
+fn request(me: usize) -> u64 {
+    let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
+    for (other, pending) in PENDING.iter().enumerate() {
+        if other != me && sched::is_online(other as u32) {
+            pending.store(true, Ordering::SeqCst);
+            sched::send_ipi(other as u32, vector::TLB_SHOOTDOWN);
+        }
+    }
+    generation
+}
+
+/// Whether every online CPU other than `except` has flushed for `generation` or is idle.
+fn complete(generation: u64, except: Option<usize>) -> bool {
+    (0..MAX_CPUS).all(|cpu| {
+        Some(cpu) == except
+            || !sched::is_online(cpu as u32)
+            || DONE[cpu].load(Ordering::SeqCst) >= generation
+            || IDLE[cpu].load(Ordering::SeqCst)
+    })
+}
+
+/// Invalidates `[start, end)` on every online CPU; returns when all have done it (or are
+/// idle and will flush before they run anything).
 pub fn shootdown(start: u64, end: u64) {
     let _irq = IrqGuard::new();
     paging::flush_range(start, end);
     let me = cpu::current_id() as usize;
-    while BUSY
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    let generation = request(me);
+    while !complete(generation, Some(me)) {
         serve();
         cpu::relax();
     }
-    START.store(start, Ordering::Relaxed);
-    END.store(end, Ordering::Relaxed);
-    for (other, pending) in PENDING.iter().enumerate() {
-        if other != me && sched::is_online(other as u32) {
-            pending.store(true, Ordering::Release);
-            sched::send_ipi(other as u32, vector::TLB_SHOOTDOWN);
-        }
-    }
-    while PENDING.iter().any(|p| p.load(Ordering::Acquire)) {
-        cpu::relax();
-    }
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
-    BUSY.store(false, Ordering::Release);
 }
 
-/// Asks every online CPU to flush its whole TLB, without waiting: returns the epoch to pass
-/// to [`flushed_everywhere`]. This CPU flushes at once; the others when the IPI arrives (an
-/// IPI to a busy CPU takes milliseconds under TCG, and nobody needs to wait for it here).
+/// Asks every online CPU to flush its whole TLB, without waiting: returns the generation to
+/// pass to [`flushed_everywhere`]. This CPU flushes at once; the others when the IPI arrives
+/// (an IPI to a busy CPU takes milliseconds under TCG, and nobody needs to wait for it here),
+/// or before they leave idleness.
 pub fn request_flush_all() -> u64 {
     let _irq = IrqGuard::new();
-    let epoch = EPOCH.fetch_add(1, Ordering::AcqRel) + 1;
     let me = cpu::current_id() as usize;
-    for (other, pending) in PENDING_ALL.iter().enumerate() {
-        if other != me && sched::is_online(other as u32) {
-            pending.store(true, Ordering::Release);
+    let generation = request(me);
+    paging::flush_range(0, u64::MAX);
+    DONE[me].fetch_max(generation, Ordering::SeqCst);
+    generation
+}
+
+/// Asks again every CPU that has not flushed for `generation` (an IPI may have been lost, or
+/// taken before the request was visible): marks it pending and sends the IPI again.
+pub fn remind(generation: u64) {
+    let me = cpu::current_id() as usize;
+    for (other, pending) in PENDING.iter().enumerate() {
+        let behind = DONE[other].load(Ordering::SeqCst) < generation;
+        if other != me && sched::is_online(other as u32) && behind {
+            pending.store(true, Ordering::SeqCst);
             sched::send_ipi(other as u32, vector::TLB_SHOOTDOWN);
         }
     }
-    paging::flush_range(0, u64::MAX);
-    FLUSHED[me].fetch_max(epoch, Ordering::AcqRel);
-    epoch
 }
 
-/// Whether every online CPU has flushed its whole TLB since `epoch` was requested.
-pub fn flushed_everywhere(epoch: u64) -> bool {
-    FLUSHED.iter().enumerate().all(|(cpu, flushed)| {
-        !sched::is_online(cpu as u32) || flushed.load(Ordering::Acquire) >= epoch
-    })
+/// Whether every online CPU has flushed its whole TLB since `generation` was requested, or is
+/// idle (and flushes before it runs anything).
+pub fn flushed_everywhere(generation: u64) -> bool {
+    complete(generation, None)
 }
 
-/// Does this CPU's part of a pending shootdown (from the IPI, or while waiting to start one).
+/// Whether CPU `cpu` is idle now (tests).
+pub fn is_idle(cpu: usize) -> bool {
+    IDLE[cpu].load(Ordering::SeqCst)
+}
+
+/// The last generation CPU `cpu` has flushed for (tests).
+pub fn flushed_by(cpu: usize) -> u64 {
+    DONE[cpu].load(Ordering::SeqCst)
+}
+
+/// Flushes this CPU's TLB if a request came since it last did (from the IPI, or while waiting).
 pub fn serve() {
     let me = cpu::current_id() as usize;
-    if PENDING_ALL[me].swap(false, Ordering::AcqRel) {
-        // Read the epoch before flushing: a request made after this read stays pending.
-        let epoch = EPOCH.load(Ordering::Acquire);
+    if PENDING[me].swap(false, Ordering::SeqCst) {
+        catch_up(me);
+    }
+}
+
+fn catch_up(me: usize) {
+    // Read the generation before flushing: a request made after this read stays unserved.
+    let generation = GENERATION.load(Ordering::SeqCst);
+    if DONE[me].load(Ordering::SeqCst) < generation {
         paging::flush_range(0, u64::MAX);
-        FLUSHED[me].fetch_max(epoch, Ordering::AcqRel);
+        DONE[me].fetch_max(generation, Ordering::SeqCst);
     }
-    if PENDING[me].load(Ordering::Acquire) {
-        paging::flush_range(START.load(Ordering::Relaxed), END.load(Ordering::Relaxed));
-        PENDING[me].store(false, Ordering::Release);
-    }
+}
+
+/// Announces that this CPU halts with no thread: requests stop waiting for it. Interrupts
+/// must stay off until it halts (the guard), so that nothing runs in between.
+pub fn enter_idle(_irq: &IrqGuard) {
+    IDLE[cpu::current_id() as usize].store(true, Ordering::SeqCst);
+}
+
+/// Ends this CPU's idleness (interrupts still off): flushes first if a request came while it
+/// was idle, so it never runs a thread with a translation some CPU asked it to forget.
+pub fn leave_idle(_irq: &IrqGuard) {
+    let me = cpu::current_id() as usize;
+    IDLE[me].store(false, Ordering::SeqCst);
+    catch_up(me);
 }

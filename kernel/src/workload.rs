@@ -154,6 +154,17 @@ pub fn abandon_irqoff_section() {
     }
 }
 
+/// Held by a workload thread's body: the member is alive as long as the body is, whether the
+/// thread finishes or is stopped.
+#[derive(Debug)]
+struct Alive(Arc<Member>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Release);
+    }
+}
+
 /// One group while it runs.
 #[derive(Debug)]
 struct Group {
@@ -423,9 +434,12 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
         policy: group.policy,
         ..SpawnOptions::default()
     };
+    // The body's captures are owned by the thread's entry and dropped when the thread ends,
+    // also when it is stopped: the member stops counting as alive then, not earlier or never.
     let body = {
-        let (run, group, member) = (run.clone(), group.clone(), member.clone());
-        move || behave(&run, &group, &member, seed)
+        let (run, group) = (run.clone(), group.clone());
+        let life = Alive(member.clone());
+        move || behave(&run, &group, &life.0, seed)
     };
     match sched::spawn(group.plan.name.as_str(), options, body) {
         Ok(thread) => {
@@ -447,9 +461,12 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
 /// A workload thread's life.
 fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
     let mut rng = Rng::new(seed);
-    let me = sched::current().expect("a workload thread");
-    let top = me.stack.top();
-    let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
+    // Nothing owned stays in this frame: a stopped thread's frames are abandoned.
+    let (top, slot) = {
+        let me = sched::current().expect("a workload thread");
+        (me.stack.top(), me.stack.slot())
+    };
+    let bottom = stacks::layout().stack_bottom(slot).as_u64();
     let base = top - stack_pointer();
     member.live_depth.store(base, Ordering::Relaxed);
     loop {
@@ -464,7 +481,7 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
             let irqoff = group.plan.irqoff_percent > 0
                 && rng.below(100) < u64::from(group.plan.irqoff_percent);
             if irqoff {
-                let section = IrqOffSection::enter(group.lock, me.stack.slot());
+                let section = IrqOffSection::enter(group.lock, slot);
                 path(top, bottom, depth, &mut || {
                     member.live_depth.store(depth, Ordering::Relaxed);
                 });

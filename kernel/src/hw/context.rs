@@ -38,8 +38,10 @@ pub fn switch(_irq: &super::cpu::IrqGuard, save_rsp: &AtomicU64, load_rsp: u64) 
     );
     // SAFETY: 1. `save_rsp` points at a live `AtomicU64`; the plain 8-byte store the assembly
     // makes to it is atomic on x86_64. 2. The scheduler guarantees `load_rsp` is a
-    // saved or prepared context that only this CPU resumes (its owner's `on_cpu` handshake),
-    // on a stack whose top pages, which hold that context, are mapped. 3. Interrupts are
+    // saved or prepared context that only this CPU resumes (the thread's state machine: a
+    // thread is picked only from `Ready`, which its previous CPU publishes after the context is
+    // saved, and only by the one CPU that took its single run-queue entry), on a stack whose
+    // top pages, which hold that context, are mapped. 3. Interrupts are
     // off (the guard), so nothing runs on either stack in between. 4. `context_switch`
     // preserves every callee-saved register and the FPU control state across the call.
     unsafe { context_switch(save_rsp.as_ptr(), load_rsp) }

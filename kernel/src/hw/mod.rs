@@ -26,4 +26,5 @@ pub mod pvh;
 pub mod qemu;
 pub mod smp;
 pub mod start;
+pub mod stop;
 pub mod trap;

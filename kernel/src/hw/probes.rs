@@ -211,3 +211,28 @@ pub fn lazy_read_at(stack_bottom: u64, sp: u64, address: u64) -> u64 {
     }
     value
 }
+
+/// Writes into the guard page just below the calling thread's stack (`stack_bottom`), as an
+/// overflow would, but from wherever the stack pointer is: the fault path then stops the
+/// thread (tests that need a guard hit without a deep stack, so that no interrupt lands on a
+/// nearly full stack). Returns only if the write did not fault.
+///
+/// # Panics
+/// If the write did not fault: the guard page is mapped.
+pub fn touch_guard(stack_bottom: u64) {
+    let sp = stack_pointer();
+    assert!(
+        stack_bottom < sp && sp - stack_bottom <= 1 << 20,
+        "{stack_bottom:#x} is not the bottom of the stack in use ({sp:#x})"
+    );
+    let address = stack_bottom - 64;
+    assert!(
+        super::paging::translate(address).is_none(),
+        "the guard page below {stack_bottom:#x} is mapped"
+    );
+    // SAFETY: `address` is in the unmapped guard page below the caller's own stack (checked
+    // just above; guard pages are never mapped): the store faults before it writes anything,
+    // and the guard-hit path stops the thread.
+    unsafe { asm!("mov byte ptr [{address}], 0xa5", address = in(reg) address, options(nostack)) };
+    panic!("a store into the guard page at {address:#x} did not fault");
+}

@@ -75,7 +75,7 @@ fn spawn_with(
     name: &str,
     policy: Policy,
     pinned: Option<u32>,
-    body: impl FnOnce() + Send + 'static,
+    body: impl Fn() + Send + Sync + 'static,
 ) -> Result<Arc<Thread>, alloc::string::String> {
     sched::spawn(
         name,

@@ -19,6 +19,7 @@ mod basic;
 mod dynamic;
 mod memory;
 mod sched;
+mod soak;
 pub mod traps;
 
 /// A test's verdict: `Err` carries what failed.
@@ -96,26 +97,35 @@ pub fn run(selection: &TestSelection) -> usize {
     report::emit(&Record::TestPlan(TestPlan {
         count: chosen.len() as u32,
     }));
-    let mut failed = 0;
-    for test in chosen {
-        report::emit(&Record::TestBegin(TestBegin {
-            name: Cow::Borrowed(test.name),
-        }));
-        let result = (test.run)();
-        let (outcome, detail) = match &result {
-            Ok(()) => (Outcome::Pass, ""),
-            Err(why) => (Outcome::Fail, why.as_str()),
-        };
-        if result.is_err() {
-            failed += 1;
-        }
-        report::emit(&Record::TestEnd(TestEnd {
-            name: Cow::Borrowed(test.name),
-            outcome,
-            detail: Cow::Borrowed(truncate(detail, 700)),
-        }));
-    }
-    failed
+    chosen
+        .into_iter()
+        .filter(|test| !run_one(test.name, || (test.run)()))
+        .count()
+}
+
+/// Runs the soak of `bench=soak:N` (`lifetimes` thread lifetimes) as a plan of one test
+/// named `soak`, so that the host judges it like any test; returns whether it failed.
+pub fn run_soak(lifetimes: u64) -> bool {
+    report::emit(&Record::TestPlan(TestPlan { count: 1 }));
+    !run_one("soak", || soak::run(lifetimes).map(|_| ()))
+}
+
+/// Runs one test between its `TestBegin` and `TestEnd` records; returns whether it passed.
+fn run_one(name: &'static str, test: impl FnOnce() -> TestResult) -> bool {
+    report::emit(&Record::TestBegin(TestBegin {
+        name: Cow::Borrowed(name),
+    }));
+    let result = test();
+    let (outcome, detail) = match &result {
+        Ok(()) => (Outcome::Pass, ""),
+        Err(why) => (Outcome::Fail, why.as_str()),
+    };
+    report::emit(&Record::TestEnd(TestEnd {
+        name: Cow::Borrowed(name),
+        outcome,
+        detail: Cow::Borrowed(truncate(detail, 700)),
+    }));
+    result.is_ok()
 }
 
 fn truncate(text: &str, max_bytes: usize) -> &str {

@@ -1,8 +1,15 @@
 //! Per-CPU scheduler state and the scheduler loop.
+//!
+//! An idle CPU announces itself (`idle`) before it halts, and an enqueuer that puts a thread
+//! in its queue checks that flag to decide whether to send an IPI: the two sides store one
+//! flag and load the other's, so both use sequentially consistent accesses (a release store
+//! followed by an acquire load may be reordered, and a wake-up would wait for the next tick).
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use dks_sched::{Duty, Event, queue};
 
 use super::thread::{State, Thread};
 use crate::hw::apic::{self, vector};
@@ -116,13 +123,13 @@ pub fn enqueue(thread: Arc<Thread>, pinned: Option<u32>) {
         } else {
             queue.push_back(thread);
         }
-        cpu.queued.store(queue.len(), Ordering::Relaxed);
+        cpu.queued.store(queue.len(), Ordering::SeqCst);
     }
     if urgent {
         cpu.resched.store(true, Ordering::Release);
     }
     let remote = target as u32 != hwcpu::current_id();
-    if remote && (urgent || cpu.idle.load(Ordering::Acquire)) {
+    if remote && (urgent || cpu.idle.load(Ordering::SeqCst)) {
         send_ipi(target as u32, vector::RESCHEDULE);
     }
 }
@@ -145,10 +152,18 @@ fn least_loaded() -> u32 {
     best.map_or(0, |(index, _)| index as u32)
 }
 
+/// Whether the current thread may be preempted at all (a stopped one finishes in place).
+fn current_preemptible(cpu: &CpuSched) -> bool {
+    cpu.current
+        .lock()
+        .as_ref()
+        .is_some_and(|t| t.state().preemptible())
+}
+
 /// Whether the timer should preempt the current thread now.
 pub fn preemption_due() -> bool {
     let cpu = this();
-    if cpu.current.lock().is_none() {
+    if !current_preemptible(cpu) {
         return false;
     }
     let used = cpu.slice_used.fetch_add(1, Ordering::Relaxed) + 1;
@@ -159,7 +174,7 @@ pub fn preemption_due() -> bool {
 /// waiting in its queue).
 pub fn resched_requested() -> bool {
     let cpu = this();
-    cpu.current.lock().is_some() && cpu.resched.swap(false, Ordering::AcqRel)
+    current_preemptible(cpu) && cpu.resched.swap(false, Ordering::AcqRel)
 }
 
 fn any_ready(cpu: &CpuSched) -> bool {
@@ -168,7 +183,8 @@ fn any_ready(cpu: &CpuSched) -> bool {
 }
 
 /// Switches from the current thread to this CPU's scheduler loop; returns when the thread is
-/// resumed (possibly on another CPU).
+/// resumed (possibly on another CPU), or at once for a stopped thread, which finishes where it
+/// was stopped (its only switch is its last, `switch_to_scheduler_for_good`).
 pub fn switch_to_scheduler(irq: &IrqGuard) {
     let cpu = this();
     let me = cpu
@@ -176,6 +192,10 @@ pub fn switch_to_scheduler(irq: &IrqGuard) {
         .lock()
         .clone()
         .expect("switch_to_scheduler outside a thread");
+    if me.state() == State::Stopped {
+        return;
+    }
+    check_on_own_stack(&me, "switches away");
     context::switch(
         irq,
         &me.saved_rsp,
@@ -197,6 +217,29 @@ pub fn preempt_switch() -> Option<(u64, u64)> {
     ))
 }
 
+/// Panics unless the stack pointer lies in `thread`'s own stack: this CPU's record of its
+/// current thread must name the thread that runs (a mismatch would make the next switch save
+/// one thread's context as another's). A few instructions; the message is built out of line.
+#[inline]
+pub fn check_on_own_stack(thread: &Thread, doing: &str) {
+    let sp = crate::hw::probes::stack_pointer();
+    if !thread.stack.contains(sp) {
+        not_on_own_stack(thread, doing, sp);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn not_on_own_stack(thread: &Thread, doing: &str, sp: u64) -> ! {
+    panic!(
+        "cpu{} {doing} as thread {} ({}, slot {:?}) on another stack (sp {sp:#x})",
+        hwcpu::current_id(),
+        thread.id(),
+        thread.name(),
+        thread.stack.slot()
+    )
+}
+
 /// Switches to the scheduler loop from a thread that will never run again.
 pub fn switch_to_scheduler_for_good(irq: &IrqGuard) -> ! {
     let cpu = this();
@@ -212,8 +255,12 @@ pub fn switch_to_scheduler_for_good(irq: &IrqGuard) -> ! {
 /// `switch_to_scheduler`): nothing yet; the hook where the dynamic policies finish a switch.
 pub fn finish_switch() {}
 
+/// Stale run-queue entries dropped by the scheduler (entries whose thread was not `Ready`):
+/// the state machine makes them impossible, and tests check that this stays 0.
+pub static STALE_ENTRIES: AtomicU64 = AtomicU64::new(0);
+
 /// Takes the next thread for this CPU: its own queue first, then one stolen from the back of
-/// another CPU's queue. Pinned threads are never stolen.
+/// another CPU's queue (pinned threads are never stolen). Only a `Ready` thread is taken.
 fn pick(cpu_id: usize) -> Option<Arc<Thread>> {
     if let Some(thread) = pop(&CPUS[cpu_id], |queue| queue.pop_front()) {
         return Some(thread);
@@ -234,55 +281,71 @@ fn pick(cpu_id: usize) -> Option<Arc<Thread>> {
     None
 }
 
+/// Pops the first `Ready` entry `take` yields from `cpu`'s queue, dropping stale ones.
 fn pop(
     cpu: &CpuSched,
-    take: impl FnOnce(&mut VecDeque<Arc<Thread>>) -> Option<Arc<Thread>>,
+    mut take: impl FnMut(&mut VecDeque<Arc<Thread>>) -> Option<Arc<Thread>>,
 ) -> Option<Arc<Thread>> {
-    let mut queue = cpu.run_queue.lock();
-    let thread = take(&mut queue);
-    cpu.queued.store(queue.len(), Ordering::Relaxed);
-    thread
+    let mut run_queue = cpu.run_queue.lock();
+    let taken = queue::take_ready(|| take(&mut run_queue), |t| t.state());
+    cpu.queued.store(run_queue.len(), Ordering::SeqCst);
+    drop(run_queue);
+    if taken.dropped > 0 {
+        STALE_ENTRIES.fetch_add(taken.dropped as u64, Ordering::Relaxed);
+    }
+    taken.ready
 }
 
-/// Deals with the thread that just switched back to the scheduler loop.
+/// Whether any run queue holds an entry for `thread` (for tests).
+pub fn queued_anywhere(thread: &Thread) -> bool {
+    CPUS.iter().any(|cpu| {
+        cpu.run_queue
+            .lock()
+            .iter()
+            .any(|t| core::ptr::eq(Arc::as_ptr(t), thread))
+    })
+}
+
+/// Deals with the thread that just switched back to the scheduler loop: lets its stack policy
+/// account the switch, then applies `SwitchedOut` and does its duty. The bookkeeping comes
+/// first: once the new state is published, another CPU may pick the thread.
 fn put_previous(cpu: &CpuSched, previous: Arc<Thread>) {
     let state = previous.state();
     if state != State::Exited {
-        let asleep = state != State::Running;
         stacks::switched_out(
             previous.stack.slot(),
             previous.saved_rsp.load(Ordering::Acquire),
-            asleep,
+            state == State::Parking,
         );
     }
-    match state {
-        // Yielded or preempted: it stays ready, here.
-        State::Running => {
-            previous.set_state(State::Ready);
-            previous.on_cpu.store(false, Ordering::Release);
-            match previous.pinned() {
-                Some(pinned) if pinned != hwcpu::current_id() => enqueue(previous, Some(pinned)),
-                _ => {
-                    let mut queue = cpu.run_queue.lock();
-                    if previous.is_urgent() {
-                        queue.push_front(previous);
-                    } else {
-                        queue.push_back(previous);
-                    }
-                    cpu.queued.store(queue.len(), Ordering::Relaxed);
+    let transition = previous
+        .state
+        .apply(Event::SwitchedOut)
+        .unwrap_or_else(|refused| panic!("{} left its CPU: {refused}", previous.name()));
+    match transition.duty {
+        // Yielded, preempted, or woken before it could sleep: it stays ready, here.
+        Duty::Enqueue => match previous.pinned() {
+            Some(pinned) if pinned != hwcpu::current_id() => enqueue(previous, Some(pinned)),
+            _ => {
+                let mut queue = cpu.run_queue.lock();
+                if previous.is_urgent() {
+                    queue.push_front(previous);
+                } else {
+                    queue.push_back(previous);
                 }
+                cpu.queued.store(queue.len(), Ordering::SeqCst);
             }
-        }
-        // Blocked (maybe already woken and queued somewhere): its waker owns it now.
-        State::Blocked | State::Ready => previous.on_cpu.store(false, Ordering::Release),
+        },
+        // Blocked: a waker will find it where it registered.
+        Duty::Nothing => {}
         // Off the CPU for good: queue its stack for release, then tell the joiners, so that
         // a joiner finds the release already queued (`work::drain` then covers it).
-        State::Exited => {
-            previous.on_cpu.store(false, Ordering::Release);
+        Duty::Reap => {
             crate::work::reap(previous.clone());
             previous.mark_exited();
             previous.joiners.wake_all();
         }
+        Duty::Run => unreachable!("SwitchedOut never asks to run"),
     }
 }
 
@@ -311,12 +374,18 @@ fn pick_admitted(cpu_id: u32) -> Pick {
                 Pick::Nothing
             };
         };
-        while next.on_cpu.load(Ordering::Acquire) {
-            crate::tlb::serve();
-            hwcpu::relax();
+        let admission = stacks::admit(next.stack.slot());
+        if admission == stacks::Admit::Released {
+            panic!(
+                "{} is Ready but its stack slot {:?} was released",
+                next.name(),
+                next.stack.slot()
+            );
         }
-        if stacks::admit(next.stack.slot()) {
-            next.on_cpu.store(true, Ordering::Release);
+        if admission == stacks::Admit::Admitted {
+            if let Err(refused) = next.state.apply(Event::Pick) {
+                panic!("{} was taken from a run queue: {refused}", next.name());
+            }
             let since = next.admit_wait_since.swap(0, Ordering::Relaxed);
             if since != 0 {
                 let waited = hwcpu::rdtsc().saturating_sub(since);
@@ -333,7 +402,7 @@ fn pick_admitted(cpu_id: u32) -> Pick {
         {
             let mut queue = cpu.run_queue.lock();
             queue.push_back(next);
-            cpu.queued.store(queue.len(), Ordering::Relaxed);
+            cpu.queued.store(queue.len(), Ordering::SeqCst);
         }
         crate::reclaim::wake();
         refused += 1;
@@ -341,6 +410,29 @@ fn pick_admitted(cpu_id: u32) -> Pick {
             return Pick::Refused;
         }
     }
+}
+
+/// Halts until the next interrupt (the periodic timer wakes every CPU at least once a tick),
+/// with no thread on this CPU: while it halts, other CPUs do not wait for its TLB flushes
+/// (`tlb::enter_idle`); it catches up before it runs anything again.
+fn halt(irq: &IrqGuard) {
+    crate::tlb::enter_idle(irq);
+    hwcpu::enable_interrupts_and_halt();
+    hwcpu::disable_interrupts();
+    crate::tlb::leave_idle(irq);
+}
+
+#[cold]
+#[inline(never)]
+fn saved_context_elsewhere(cpu_id: u32, next: &Thread, rsp: u64) -> ! {
+    panic!(
+        "cpu{cpu_id} picked thread {} ({}, slot {:?}, {:?}) with a saved stack pointer \
+         {rsp:#x} outside its stack",
+        next.id(),
+        next.name(),
+        next.stack.slot(),
+        next.state()
+    )
 }
 
 /// The scheduler loop of CPU `cpu_id`.
@@ -352,28 +444,26 @@ pub fn run(cpu_id: u32) -> ! {
             Pick::Thread(next) => next,
             Pick::Refused => {
                 // Retry at the next interrupt (the timer, or memory freed by a wake-up).
-                drop(irq);
-                hwcpu::enable_interrupts_and_halt();
+                halt(&irq);
                 continue;
             }
             Pick::Nothing => {
-                cpu.idle.store(true, Ordering::Release);
+                cpu.idle.store(true, Ordering::SeqCst);
                 // Re-check after announcing idleness: an enqueue that saw us busy sent no IPI.
-                if cpu.queued.load(Ordering::Acquire) == 0 {
-                    drop(irq);
-                    hwcpu::enable_interrupts_and_halt();
-                } else {
-                    drop(irq);
+                if cpu.queued.load(Ordering::SeqCst) == 0 {
+                    halt(&irq);
                 }
-                cpu.idle.store(false, Ordering::Release);
+                cpu.idle.store(false, Ordering::SeqCst);
                 continue;
             }
         };
-        next.set_state(State::Running);
         next.note_switched_in(cpu_id);
         cpu.slice_used.store(0, Ordering::Relaxed);
         cpu.switches.fetch_add(1, Ordering::Relaxed);
         let rsp = next.saved_rsp.load(Ordering::Acquire);
+        if !next.stack.contains(rsp) {
+            saved_context_elsewhere(cpu_id, &next, rsp);
+        }
         *cpu.current.lock() = Some(next);
         context::switch(&irq, &cpu.scheduler_rsp, rsp);
         let previous = cpu.current.lock().take().expect("a thread switched back");

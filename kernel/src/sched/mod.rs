@@ -18,6 +18,56 @@
 //! front of the queue of the CPU that woke them and preempt its running thread, so that memory
 //! held by dead threads is freed promptly. A preempted thread's FPU/SSE state waits in its own
 //! save area (see `hw::trap`), not on its stack.
+//!
+//! # The thread state machine
+//!
+//! A thread's state moves only through `dks_sched`'s transition function (its crate docs hold
+//! the table; `crates/dks-sched/tests/model.rs` model-checks it over every interleaving of
+//! picks, wake-ups, blocks, preemptions and stops on several CPUs):
+//!
+//! - `Ready`: in exactly one run queue, its context saved. Spawn, the scheduler after a yield
+//!   or preemption (`SwitchedOut` from `Running`) and a waker that found it `Blocked` make it
+//!   `Ready`, each with the duty to queue it. Only the scheduler that pops the entry moves it
+//!   on (`Pick`: `Running`), and only if it is still `Ready` ([`dks_sched::queue::take_ready`]).
+//! - `Running`: on a CPU. It parks itself (`Park`: `Parking`) under the lock of the wait queue
+//!   or sleep list it registers in, and exits itself (`Exit`: `Exited`).
+//! - `Parking`: registered, still on its CPU (the window between registering and switching
+//!   away, with interrupts on). A waker that takes it there makes it `Running` again and
+//!   queues nothing: the thread does not sleep ([`block`] returns at once, or its scheduler
+//!   queues it if it already switched away). Its scheduler, after the switch, makes it
+//!   `Blocked`. A waker therefore never queues a thread that is still on a CPU.
+//! - `Blocked`: off every CPU, registered; a waker makes it `Ready` and queues it.
+//! - `Stopped`: see below.
+//! - `Exited`: its last switch is done or under way; the scheduler that sees it after that
+//!   switch hands the stack to the CPU's worker, once.
+//!
+//! # Why stopping a thread is safe
+//!
+//! A guard hit or an unservable stack fault with interrupts on stops the thread that runs on
+//! the faulting CPU ([`prepare_kill`], from the trap path): `Stop` from `Running` or `Parking`.
+//! At that moment the thread is in no run queue (a thread on a CPU never is), and it may be
+//! registered in one wait queue or sleep list (`Parking`), or hold a wake-up it has not used
+//! yet (woken, back from [`block`], before it checks its condition again). Then:
+//!
+//! - nothing can queue, wake or pick it any more: `Stopped` refuses `Park`, `Wake`, `Pick` and
+//!   `SwitchedOut`; it is not preempted (`ThreadState::preemptible`), so it runs its exit path
+//!   on the CPU where it was stopped, and its next switch is its last;
+//! - it leaves the wait structures: the trap resumes it at its innermost *stop point*
+//!   (`hw::stop`), and `wait_until` and `sleep_ms` put one around their window, whose cleanup
+//!   removes the thread's entry, or, if a waker already took it, passes the wake-up on to the
+//!   next waiter. The stop then continues outwards to the thread's entry, which drops the
+//!   body (its captures) and exits: nothing the thread owned through its entry is leaked;
+//! - a wake-up that meets a stale entry anyway (a waker that popped it between the stop and
+//!   the cleanup) is refused by the state and goes to the next waiter
+//!   ([`dks_sched::queue::wake_first`]);
+//! - admission refuses a slot whose stack was released (`stacks::admit`), and the scheduler
+//!   switches only to `Ready` threads, so no CPU ever resumes a context on a dead stack.
+//!
+//! The one thing a stop can still lose: if the thread faults fatally again during its own
+//! cleanup, the stop goes straight to the entry, and a wake-up it had received is lost (its
+//! stale entry is still dropped by wakers). Frames of the thread's body are abandoned, so
+//! what they own (not what the body's captures own) is leaked: bodies keep ownership in their
+//! captures and hold only borrows on their stacks.
 
 mod cpu;
 pub mod thread;
@@ -29,9 +79,11 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use dks_sched::{Duty, Event};
+
 pub use self::thread::{State, Thread};
 use crate::hw::cpu::IrqGuard;
-use crate::hw::{context, cpu as hwcpu};
+use crate::hw::{context, cpu as hwcpu, stop};
 use crate::stacks::{self, Policy, StackError};
 
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
@@ -67,7 +119,7 @@ impl Default for SpawnOptions {
 pub fn spawn(
     name: impl Into<String>,
     options: SpawnOptions,
-    body: impl FnOnce() + Send + 'static,
+    body: impl Fn() + Send + Sync + 'static,
 ) -> Result<Arc<Thread>, StackError> {
     let group = if options.system {
         stacks::SYSTEM_GROUP
@@ -91,14 +143,46 @@ pub fn spawn(
 }
 
 /// Where every thread starts (through `context::prepare`'s trampoline), with interrupts off.
+/// The body runs under the thread's outermost stop point: if the thread is stopped anywhere
+/// in it, it resumes here, and the body's captures are dropped by their owner either way.
 extern "C" fn thread_start() -> ! {
     cpu::finish_switch();
     hwcpu::enable_interrupts();
     let me = current().expect("thread_start without a current thread");
-    let body = me.take_entry().expect("a thread's body runs once");
+    cpu::check_on_own_stack(&me, "starts");
+    let Some(body) = me.take_entry() else {
+        panic!(
+            "thread {} ({}) started twice: state {:?}, switched in {} times, stopped {}, \
+             exited {}, slot {:?}",
+            me.id(),
+            me.name(),
+            me.state(),
+            me.switches(),
+            me.was_killed(),
+            me.has_exited(),
+            me.stack.slot()
+        )
+    };
+    let _ = stop::call(&me.stop_point, &mut || body());
+    drop(body);
     drop(me);
-    body();
     exit()
+}
+
+/// Continues the stop of the calling thread outwards, after the cleanup of a stopped
+/// `stop::call` (see the module docs).
+pub(super) fn continue_stop() -> ! {
+    let me = current().expect("continue_stop outside a thread");
+    assert_eq!(
+        me.state(),
+        State::Stopped,
+        "{} continues a stop it is not in",
+        me.name()
+    );
+    let point = me.stop_point.load(Ordering::Acquire);
+    // Nothing owned may stay in the frames the resumption abandons.
+    drop(me);
+    stop::resume(point)
 }
 
 /// Returns the thread running on this CPU, if any (none in the scheduler loop).
@@ -111,7 +195,8 @@ pub fn try_current() -> Option<Arc<Thread>> {
     cpu::try_current()
 }
 
-/// Gives the CPU to another ready thread, if there is one.
+/// Gives the CPU to another ready thread, if there is one. A stopped thread, which finishes
+/// where it was stopped, does not give it up.
 pub fn yield_now() {
     let irq = IrqGuard::new();
     cpu::switch_to_scheduler(&irq);
@@ -126,49 +211,84 @@ pub fn migrate_to(cpu: u32) {
     me.set_pinned(pin);
 }
 
-/// Leaves the CPU after the caller set its state to `Blocked` and registered it where a waker
-/// will find it.
+/// Leaves the CPU after the caller parked (`Parking`) and registered where a waker will find
+/// it; returns at once if a waker already made it `Running` again.
 pub fn block() {
     let irq = IrqGuard::new();
-    cpu::switch_to_scheduler(&irq);
+    let me = current().expect("block outside a thread");
+    let state = me.state();
+    drop(me);
+    match state {
+        State::Running => {}
+        State::Parking => cpu::switch_to_scheduler(&irq),
+        other => panic!("block in state {other:?}"),
+    }
 }
 
 /// Ends the calling thread. Its stack is freed later by the worker of the CPU it exits on.
 pub fn exit() -> ! {
     let irq = IrqGuard::new();
     let me = current().expect("exit outside a thread");
-    me.set_state(State::Exited);
+    cpu::check_on_own_stack(&me, "exits");
+    if let Err(refused) = me.state.apply(Event::Exit) {
+        panic!("{} cannot exit: {refused}", me.name());
+    }
     drop(me);
     cpu::switch_to_scheduler_for_good(&irq)
 }
 
 /// Prepares to stop the thread running on this CPU after a fatal fault on its own stack
-/// (`slot`): marks it killed and returns the stack pointer and entry to resume it at, on the
-/// top of its stack, where it exits. `None` when the CPU runs no thread or another one.
+/// (`slot`), from the trap path: moves it to `Stopped` and returns the stack pointer and
+/// entry to resume it at: its innermost stop point (`hw::stop`), where it cleans up and
+/// exits, or, outside its body, the top of its stack, where it just exits. `None` when the
+/// CPU runs no thread or another one, or the thread cannot be stopped (the caller then stops
+/// the kernel).
 pub fn prepare_kill(slot: dks_core::SlotIndex) -> Option<(u64, u64)> {
     let me = try_current()?;
     if me.stack.slot() != slot {
         return None;
     }
-    me.mark_killed();
+    match me.state.apply(Event::Stop) {
+        Ok(_) => me.mark_killed(),
+        // A second fatal fault, in its cleanup or exit path: the stop goes on from the next
+        // stop point out (the cleanup that faulted is abandoned).
+        Err(refused) if refused.state == State::Stopped => {}
+        Err(_) => return None,
+    }
+    let point = me.stop_point.load(Ordering::Acquire);
+    if point != 0 {
+        return Some((point, stop::landing()));
+    }
     // At a function's entry RSP + 8 is 16-byte aligned.
     let entry: extern "C" fn() -> ! = thread_killed;
     Some((me.stack.top() - 8, entry as usize as u64))
 }
 
-/// Where a killed thread resumes: on the top of its (abandoned) stack, to exit.
+/// Where a thread stopped outside its body resumes: on the top of its (abandoned) stack, to
+/// exit.
 extern "C" fn thread_killed() -> ! {
     exit()
 }
 
-/// Makes a blocked thread ready; returns false if it was not blocked.
-pub fn wake(thread: Arc<Thread>) -> bool {
-    if !thread.transition(State::Blocked, State::Ready) {
-        return false;
+/// Applies a wake-up to `thread`, which a waker took from where it was registered, and does
+/// the duty it leaves; returns whether the thread accepted it (a stopped or exited thread
+/// refuses).
+fn deliver_wake(thread: Arc<Thread>) -> bool {
+    match thread.state.apply(Event::Wake) {
+        Ok(transition) => {
+            after_wake(thread, transition);
+            true
+        }
+        Err(_) => false,
     }
-    let pinned = thread.pinned();
-    cpu::enqueue(thread, pinned);
-    true
+}
+
+/// Does what an accepted wake-up leaves to its waker: queue a thread that had left its CPU.
+fn after_wake(thread: Arc<Thread>, transition: dks_sched::Transition) {
+    if transition.duty == Duty::Enqueue {
+        let pinned = thread.pinned();
+        cpu::enqueue(thread, pinned);
+    }
 }
 
 /// Waits until `thread` has exited.
@@ -184,6 +304,11 @@ pub fn sleep_ms(ms: u64) {
 /// Milliseconds since the scheduler started (timer-tick resolution).
 pub fn uptime_ms() -> u64 {
     timer::uptime_ms()
+}
+
+/// The resolution of [`uptime_ms`]: one timer tick, in milliseconds (rounded up).
+pub fn uptime_resolution_ms() -> u64 {
+    timer::tick_ms()
 }
 
 /// Called by the timer interrupt on its IST stack, after the EOI: advances time, wakes
@@ -207,7 +332,8 @@ pub fn reschedule_ipi() -> bool {
 /// running thread's saved-stack-pointer cell and the scheduler loop's stack pointer, the same
 /// two a switch from [`yield_now`] uses. `None` when this CPU runs no thread or its record is
 /// busy. The entry then switches to the scheduler loop, which finds the thread `Running` and
-/// queues it, as after a yield.
+/// queues it, as after a yield. [`tick`] and [`reschedule_ipi`] never ask this for a
+/// stopped thread.
 pub fn preempt_switch() -> Option<(u64, u64)> {
     cpu::preempt_switch()
 }
@@ -222,4 +348,4 @@ pub fn run(cpu_id: u32) -> ! {
     cpu::run(cpu_id)
 }
 
-pub use self::cpu::{is_online, online_cpus, send_ipi, set_online};
+pub use self::cpu::{STALE_ENTRIES, is_online, online_cpus, queued_anywhere, send_ipi, set_online};

@@ -1,15 +1,15 @@
 //! A kernel thread: its identity, scheduling state, saved context and stack.
 //!
 //! Who touches what:
-//! - `state` changes by compare-and-swap: the thread itself (running → blocked/exited), the
-//!   scheduler of the CPU it runs on (running → ready at a preemption or yield), and wakers
-//!   (blocked → ready). Only the party that makes a thread `Ready` puts it in a run queue, so a
-//!   thread is in at most one run queue.
-//! - `saved_rsp` is written by the context switch when the thread leaves a CPU and read by
-//!   the next CPU that resumes it. `on_cpu` stays true from the moment a CPU switches to the
-//!   thread until that CPU's scheduler has finished switching away from it; a CPU that wants
-//!   to resume the thread first waits for `on_cpu` to clear, so it never loads a half-saved
-//!   context.
+//! - `state` moves only through the state machine of `dks_sched` ([`StateCell::apply`]): the
+//!   thread itself (parks, exits), the scheduler of the CPU it runs on (picks it, puts it away
+//!   after a switch), wakers (wake it) and the fault path of its CPU (stops it); see the
+//!   `sched` module docs for the table and why it makes a stop safe.
+//! - `saved_rsp` is written by the context switch when the thread leaves a CPU, before its
+//!   scheduler publishes the new state (`Ready` or `Blocked`), and read by the CPU that picks
+//!   it, after it saw `Ready`: so nobody resumes a half-saved context.
+//! - `stop_point` is the thread's innermost stop point (`hw::stop`), written only by the
+//!   thread itself and read by the fault path of the CPU that runs it.
 //! - `stack` belongs to the CPU running the thread (and that CPU's page-fault handler) while
 //!   it runs, and to the scheduler while it is switched out.
 
@@ -17,37 +17,15 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use dks_sched::StateCell;
+pub use dks_sched::ThreadState as State;
 
 use super::wait::WaitQueue;
 use crate::hw::trap::FpuArea;
 use crate::stacks::ThreadStack;
 use crate::sync::IrqMutex;
-
-/// A thread's scheduling state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum State {
-    /// On a CPU.
-    Running = 0,
-    /// In a run queue.
-    Ready = 1,
-    /// Waiting in a wait queue or asleep; someone will make it ready.
-    Blocked = 2,
-    /// Finished; its stack waits to be freed.
-    Exited = 3,
-}
-
-impl State {
-    fn from_u8(value: u8) -> State {
-        match value {
-            0 => State::Running,
-            1 => State::Ready,
-            2 => State::Blocked,
-            _ => State::Exited,
-        }
-    }
-}
 
 /// The value of `Thread::pinned` for a thread that may run anywhere.
 const NOT_PINNED: u32 = u32::MAX;
@@ -55,18 +33,22 @@ const NOT_PINNED: u32 = u32::MAX;
 /// Thread identifiers, unique for the whole boot.
 pub type ThreadId = u64;
 
-/// The body of a thread.
-pub type Entry = Box<dyn FnOnce() + Send + 'static>;
+/// The body of a thread. It is called by reference, so that its captures stay owned by the
+/// thread's entry and are dropped there even when the thread is stopped in the middle of it;
+/// `Sync`, so that whatever it changes in them it changes through atomics or locks, which a
+/// stop cannot leave half done (a stop needs interrupts on, and `IrqMutex` holds them off).
+pub type Entry = Box<dyn Fn() + Send + Sync + 'static>;
 
 /// A kernel thread.
 pub struct Thread {
     id: ThreadId,
     name: String,
-    state: AtomicU8,
+    /// The scheduling state (see the module docs).
+    pub(super) state: StateCell,
     /// The stack pointer of the saved context while the thread is off-CPU.
     pub(super) saved_rsp: AtomicU64,
-    /// True while a CPU runs the thread or has not yet finished switching away from it.
-    pub(super) on_cpu: AtomicBool,
+    /// The innermost stop point (`hw::stop`), 0 outside the thread's body.
+    pub(super) stop_point: AtomicU64,
     /// The CPU the thread last ran on.
     pub(super) last_cpu: AtomicU32,
     /// Bit `n` is set once the thread has run on CPU `n`.
@@ -104,9 +86,9 @@ impl Thread {
         Thread {
             id,
             name,
-            state: AtomicU8::new(State::Ready as u8),
+            state: StateCell::new(State::Ready),
             saved_rsp: AtomicU64::new(saved_rsp),
-            on_cpu: AtomicBool::new(false),
+            stop_point: AtomicU64::new(0),
             last_cpu: AtomicU32::new(0),
             cpus_ran_on: AtomicU32::new(0),
             switches: AtomicU64::new(0),
@@ -134,18 +116,7 @@ impl Thread {
 
     /// The current scheduling state.
     pub fn state(&self) -> State {
-        State::from_u8(self.state.load(Ordering::Acquire))
-    }
-
-    /// Moves the state from `from` to `to`; false if it was not `from`.
-    pub(super) fn transition(&self, from: State, to: State) -> bool {
-        self.state
-            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    pub(super) fn set_state(&self, state: State) {
-        self.state.store(state as u8, Ordering::Release);
+        self.state.load()
     }
 
     /// The CPU the thread is pinned to, if any.
@@ -194,7 +165,8 @@ impl Thread {
         self.exited.load(Ordering::Acquire)
     }
 
-    /// Whether the thread was stopped by a fatal stack fault or a guard hit.
+    /// Whether the thread was stopped by a fatal stack fault or a guard hit (it stays true
+    /// after the stopped thread exits).
     pub fn was_killed(&self) -> bool {
         self.killed.load(Ordering::Acquire)
     }

@@ -1,14 +1,19 @@
 //! Time and sleeping threads.
 //!
 //! The boot CPU's timer interrupt advances `JIFFIES`; sleeping threads wait in one list
-//! ordered by wake-up tick and are made ready by the tick that reaches their deadline.
+//! ordered by wake-up tick and are woken by the tick that reaches their deadline. A sleeper
+//! stopped before it switched away (see the `sched` module docs) takes its own entry out;
+//! the tick drops any entry whose thread refuses the wake-up.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::thread::{State, Thread};
+use dks_sched::Event;
+
+use super::thread::Thread;
+use crate::hw::stop::{self, Completion};
 use crate::sync::IrqMutex;
 
 static JIFFIES: AtomicU64 = AtomicU64::new(0);
@@ -26,6 +31,11 @@ pub fn uptime_ms() -> u64 {
     JIFFIES.load(Ordering::Relaxed) * 1000 / u64::from(HZ.load(Ordering::Relaxed))
 }
 
+/// One tick in milliseconds (rounded up).
+pub fn tick_ms() -> u64 {
+    1000u64.div_ceil(u64::from(HZ.load(Ordering::Relaxed)))
+}
+
 /// Advances time by one tick and wakes the sleepers whose deadline passed.
 pub fn tick() {
     let now = JIFFIES.fetch_add(1, Ordering::Relaxed) + 1;
@@ -37,7 +47,7 @@ pub fn tick() {
             .collect()
     };
     for thread in due {
-        super::wake(thread);
+        let _ = super::deliver_wake(thread);
     }
 }
 
@@ -47,11 +57,18 @@ pub fn sleep_ms(ms: u64) {
     // One extra tick: the current tick is already partly over.
     let ticks = (ms * hz).div_ceil(1000) + 1;
     let me = super::current().expect("sleep outside a thread");
-    {
+    let key = {
         let mut sleepers = SLEEPERS.lock();
-        let deadline = JIFFIES.load(Ordering::Relaxed) + ticks;
-        me.set_state(State::Blocked);
-        sleepers.insert((deadline, me.id()), me);
+        let key = (JIFFIES.load(Ordering::Relaxed) + ticks, me.id());
+        if let Err(refused) = me.state.apply(Event::Park) {
+            panic!("{} cannot sleep: {refused}", me.name());
+        }
+        sleepers.insert(key, me.clone());
+        key
+    };
+    if stop::call(&me.stop_point, &mut super::block) == Completion::Stopped {
+        SLEEPERS.lock().remove(&key);
+        drop(me);
+        super::continue_stop();
     }
-    super::block();
 }

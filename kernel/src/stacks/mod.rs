@@ -37,7 +37,7 @@ use spin::Once;
 
 pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
-pub use self::switch::{admit, drain_magazine_here, refill_magazine_here, switched_out};
+pub use self::switch::{Admit, admit, drain_magazine_here, refill_magazine_here, switched_out};
 use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::paging;
 use crate::layout::PAGE_BYTES;
@@ -118,6 +118,7 @@ pub fn layout() -> &'static StackLayout {
 pub struct ThreadStack {
     slot: SlotIndex,
     top: u64,
+    bottom: u64,
     policy: Policy,
 }
 
@@ -125,6 +126,16 @@ impl ThreadStack {
     /// The initial stack pointer (just above the highest byte).
     pub fn top(&self) -> u64 {
         self.top
+    }
+
+    /// The lowest byte of the stack (its guard page is below).
+    pub fn bottom(&self) -> u64 {
+        self.bottom
+    }
+
+    /// Whether `address` lies in the stack.
+    pub fn contains(&self, address: u64) -> bool {
+        (self.bottom..self.top).contains(&address)
     }
 
     /// The slot, also the owner id written into its unpopulated entries.
@@ -228,6 +239,7 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
             Ok(ThreadStack {
                 slot,
                 top: region.layout.stack_top(slot).as_u64(),
+                bottom: region.layout.stack_bottom(slot).as_u64(),
                 policy,
             })
         }

@@ -12,7 +12,9 @@
 //!
 //! Nothing waits for an IPI on the way (an IPI to a busy CPU takes milliseconds under TCG, and
 //! the reaper would stall behind it); [`purge_now`] waits, for when memory or slots run out and
-//! before counts are compared with a baseline.
+//! before counts are compared with a baseline. It never spins on another CPU: idle CPUs do not
+//! count (`tlb`), it yields a few times, then sleeps a tick between polls and sends the
+//! request again to the CPUs that have not answered.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -108,14 +110,29 @@ pub fn poll() -> Vec<u32> {
     slots
 }
 
+/// Polls between yields before [`purge_now`] starts sleeping between polls.
+const YIELDS_BEFORE_SLEEP: u32 = 16;
+
 /// Flushes everything held and waits until every batch is freed; returns their slots. Must
-/// run in a thread (it yields while other CPUs take their IPI).
+/// run in a thread (it yields, then sleeps, while other CPUs take their IPI).
 pub fn purge_now() -> Vec<u32> {
     start_flush(true);
     let mut slots = poll();
-    while QUARANTINE.lock().flushing.front().is_some() {
-        sched::yield_now();
+    let mut polls = 0;
+    loop {
+        let oldest = QUARANTINE.lock().flushing.front().map(|(epoch, _)| *epoch);
+        let Some(epoch) = oldest else {
+            return slots;
+        };
+        polls += 1;
+        if polls <= YIELDS_BEFORE_SLEEP {
+            sched::yield_now();
+        } else {
+            // The other CPU may be slow to take the IPI (or never got it): ask again, and let
+            // this CPU halt meanwhile rather than spin.
+            tlb::remind(epoch);
+            sched::sleep_ms(1);
+        }
         slots.extend(poll());
     }
-    slots
 }

@@ -55,17 +55,30 @@ fn note_pages(region: &Region, slot: SlotIndex, before: u8, after: u8) {
     }
 }
 
+/// What admission decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// The CPU may switch to the thread.
+    Admitted,
+    /// Not now: the magazine cannot cover the thread's need.
+    Wait,
+    /// Never: the slot holds no live stack (it was released), so there is no context to
+    /// switch to.
+    Released,
+}
+
 /// Decides whether this CPU may switch to the thread whose stack is in `slot` now (DESIGN §4):
 /// refills the magazine with atomic allocations and admits it only if the magazine covers its
 /// need (`guaranteed`), refills after admitting (`fault`, as the RFC does at the switch), and
-/// counts refills, their failures and refused admissions under the thread's policy.
-pub fn admit(slot: SlotIndex) -> bool {
+/// counts refills, their failures and refused admissions under the thread's policy. A slot
+/// without a live stack is refused for good.
+pub fn admit(slot: SlotIndex) -> Admit {
     let region = region();
     let cpu = cpu::current_id() as usize;
     let mut magazine = region.magazines[cpu].lock();
     let mut live = region.slots[slot.as_usize()].stack.lock();
     let Some(stack) = live.as_mut() else {
-        return true;
+        return Admit::Released;
     };
     if stack.is_asleep() {
         stack.wake();
@@ -97,7 +110,11 @@ pub fn admit(slot: SlotIndex) -> bool {
         .refill_failures
         .fetch_add(failures, Ordering::Relaxed);
     counts.admit_waits.fetch_add(waits, Ordering::Relaxed);
-    admitted
+    if admitted {
+        Admit::Admitted
+    } else {
+        Admit::Wait
+    }
 }
 
 /// Records that the thread of `slot` left this CPU with stack pointer `saved_sp`, asleep or
