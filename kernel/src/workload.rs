@@ -577,6 +577,7 @@ fn sample(run: &Run, t_ms: u64) {
         members.retain(|m| m.alive.load(Ordering::Acquire));
         members.clone()
     };
+    let totals = stacks::totals();
     for policy in Policy::ALL {
         if !run.groups.iter().any(|g| g.policy == policy) {
             continue;
@@ -591,9 +592,9 @@ fn sample(run: &Run, t_ms: u64) {
                 .div_ceil(PAGE_BYTES)
                 .max(1);
         }
-        let stack_pages = stacks::policy_counters(policy)
+        let stack_pages = totals
+            .account(dks_core::Account::Policy(policy))
             .pages_now
-            .load(Ordering::Relaxed)
             .max(0) as u64;
         report::emit(&Record::Sample(Sample {
             t_ms,

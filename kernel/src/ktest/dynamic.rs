@@ -5,6 +5,8 @@ use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use dks_core::Counter;
+
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::cpu::{self, IrqGuard};
 use crate::hw::paging;
@@ -198,12 +200,17 @@ fn faults_per_depth() -> TestResult {
     Ok(())
 }
 
+/// The count of `event` for the workload threads of `policy` now.
+fn events(policy: Policy, event: Counter) -> u64 {
+    stacks::policy_totals(policy).events(event)
+}
+
 fn baseline() -> (u64, i64) {
     fresh_stacks();
     let stats = stacks::stats();
     (
         frames::stats().free + stats.magazine_frames,
-        stats.counters.nr_kernel_stack_kb,
+        stats.counters.get(Counter::NrKernelStackKb),
     )
 }
 
@@ -390,7 +397,6 @@ fn nonstack_fault_on_unpopulated_edge() -> TestResult {
 /// the kernel.
 fn preempted_near_unpopulated_page() -> TestResult {
     let cpu = sched::online_cpus() - 1;
-    let fault = stacks::policy_counters(Policy::Fault);
     let mut outcomes = Vec::new();
     for offset in [200u64, 272, 344, 400, 464] {
         fresh_stacks();
@@ -434,7 +440,7 @@ fn preempted_near_unpopulated_page() -> TestResult {
         }
         let old = frames::set_injection(Injection::AllAtomic);
         drain_all_magazines()?;
-        let fatal_before = fault.fatal.load(Ordering::Relaxed);
+        let fatal_before = events(Policy::Fault, Counter::Fatal);
         go.store(true, Ordering::Release);
         sched::join(&victim);
         stop.store(true, Ordering::Release);
@@ -449,7 +455,7 @@ fn preempted_near_unpopulated_page() -> TestResult {
             seen[2]
                 .load(Ordering::Relaxed)
                 .saturating_sub(seen[1].load(Ordering::Relaxed)),
-            fault.fatal.load(Ordering::Relaxed) - fatal_before,
+            events(Policy::Fault, Counter::Fatal) - fatal_before,
         ));
     }
     fresh_stacks();
@@ -483,13 +489,11 @@ fn preempted_near_unpopulated_page() -> TestResult {
 /// half of all atomic allocations failing, the same paths never fault fatally.
 fn irqoff_deep_paths_fault_vs_guaranteed() -> TestResult {
     const LOCK: usize = 5;
-    let fault = stacks::policy_counters(Policy::Fault);
-    let guaranteed = stacks::policy_counters(Policy::Guaranteed);
     let (stops_before, killed_before) = (
-        fault.kernel_stops.load(Ordering::Relaxed),
-        fault.killed.load(Ordering::Relaxed),
+        stacks::policy_totals(Policy::Fault).kernel_stops,
+        stacks::policy_totals(Policy::Fault).threads_stopped,
     );
-    let guaranteed_fatal = guaranteed.fatal.load(Ordering::Relaxed);
+    let guaranteed_fatal = events(Policy::Guaranteed, Counter::Fatal);
 
     fresh_stacks();
     let old = frames::set_injection(Injection::AllAtomic);
@@ -549,12 +553,12 @@ fn irqoff_deep_paths_fault_vs_guaranteed() -> TestResult {
         "the fault thread survived an empty magazine"
     );
     check_eq!(
-        fault.kernel_stops.load(Ordering::Relaxed) - stops_before,
+        stacks::policy_totals(Policy::Fault).kernel_stops - stops_before,
         1,
         "kernel stops counted for `fault`"
     );
     check_eq!(
-        fault.killed.load(Ordering::Relaxed) - killed_before,
+        stacks::policy_totals(Policy::Fault).threads_stopped - killed_before,
         0,
         "a kernel stop is not counted as an ordinary thread stop"
     );
@@ -564,11 +568,11 @@ fn irqoff_deep_paths_fault_vs_guaranteed() -> TestResult {
     );
     check_eq!(completed.load(Ordering::Acquire), crowd.len());
     check_eq!(
-        guaranteed.fatal.load(Ordering::Relaxed),
+        events(Policy::Guaranteed, Counter::Fatal),
         guaranteed_fatal,
         "fatal faults under guaranteed with interrupts off"
     );
-    check_eq!(guaranteed.kernel_stops.load(Ordering::Relaxed), 0);
+    check_eq!(stacks::policy_totals(Policy::Guaranteed).kernel_stops, 0);
     Ok(())
 }
 
@@ -730,11 +734,9 @@ fn drain_all_magazines() -> TestResult {
 }
 
 fn atomic_failures_fault_vs_guaranteed() -> TestResult {
-    let fault = stacks::policy_counters(Policy::Fault);
-    let guaranteed = stacks::policy_counters(Policy::Guaranteed);
-    let fault_fatal = fault.fatal.load(Ordering::Relaxed);
-    let guaranteed_fatal = guaranteed.fatal.load(Ordering::Relaxed);
-    let guaranteed_waits = guaranteed.admit_waits.load(Ordering::Relaxed);
+    let fault_fatal = events(Policy::Fault, Counter::Fatal);
+    let guaranteed_fatal = events(Policy::Guaranteed, Counter::Fatal);
+    let guaranteed_waits = events(Policy::Guaranteed, Counter::AdmitWait);
 
     // 1. Every atomic allocation fails and the magazines are empty: a `fault` thread's first
     //    stack fault finds nothing (the RFC's risk), a `guaranteed` one is not admitted.
@@ -792,7 +794,7 @@ fn atomic_failures_fault_vs_guaranteed() -> TestResult {
         "the fault-policy thread survived an empty magazine"
     );
     check!(
-        fault.fatal.load(Ordering::Relaxed) > fault_fatal,
+        events(Policy::Fault, Counter::Fatal) > fault_fatal,
         "no fatal fault counted for `fault`"
     );
     check!(
@@ -801,7 +803,7 @@ fn atomic_failures_fault_vs_guaranteed() -> TestResult {
     );
     check!(!patient.was_killed(), "the guaranteed thread was killed");
     check!(
-        guaranteed.admit_waits.load(Ordering::Relaxed) > guaranteed_waits,
+        events(Policy::Guaranteed, Counter::AdmitWait) > guaranteed_waits,
         "no admission wait counted"
     );
     check_eq!(
@@ -814,7 +816,7 @@ fn atomic_failures_fault_vs_guaranteed() -> TestResult {
         "a guaranteed thread was killed"
     );
     check_eq!(
-        guaranteed.fatal.load(Ordering::Relaxed),
+        events(Policy::Guaranteed, Counter::Fatal),
         guaranteed_fatal,
         "fatal faults under guaranteed"
     );
@@ -833,9 +835,7 @@ fn overflow(depth: u64) -> u64 {
 
 fn guard_hit_stops_the_thread() -> TestResult {
     for policy in [Policy::Static, Policy::Fault, Policy::Guaranteed] {
-        let hits = stacks::policy_counters(policy)
-            .guard_hits
-            .load(Ordering::Relaxed);
+        let hits = events(policy, Counter::GuardHits);
         let victim = spawn_with("overflow-victim", policy, None, || {
             black_box(overflow(0));
         })?;
@@ -852,9 +852,7 @@ fn guard_hit_stops_the_thread() -> TestResult {
             policy.name()
         );
         check_eq!(
-            stacks::policy_counters(policy)
-                .guard_hits
-                .load(Ordering::Relaxed),
+            events(policy, Counter::GuardHits),
             hits + 1,
             "{} guard hits",
             policy.name()

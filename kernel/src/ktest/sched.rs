@@ -863,9 +863,7 @@ fn workload_with_stops_returns_the_heap() -> TestResult {
         }],
     };
     let killed = || {
-        stacks::policy_counters(Policy::Static)
-            .killed
-            .load(Ordering::Relaxed)
+        stacks::policy_totals(Policy::Static).threads_stopped
     };
     let run_stopping = |plan: dks_protocol::scenario::Plan| -> Result<u32, alloc::string::String> {
         sched::wait::arm_wait_hook(

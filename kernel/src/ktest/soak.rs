@@ -191,12 +191,8 @@ fn settle_and_measure() -> Footprint {
     Footprint {
         frames: frames::stats().free + stats.magazine_frames,
         slots_in_use: stats.slots_in_use,
-        pages: per_policy(|p| stacks::policy_counters(p).pages_now.load(Ordering::Relaxed)),
-        threads: per_policy(|p| {
-            stacks::policy_counters(p)
-                .threads_live
-                .load(Ordering::Relaxed)
-        }),
+        pages: per_policy(|p| stacks::policy_totals(p).pages_now),
+        threads: per_policy(|p| stacks::policy_totals(p).threads_live() as i64),
         heap_bytes: crate::hw::heap::usage().0,
     }
 }

@@ -25,6 +25,7 @@
 
 mod census;
 mod failure;
+mod table;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -32,6 +33,7 @@ use core::fmt;
 
 pub use census::{Census, CensusError, FrameCounts, Place, SlotUse};
 pub use failure::FailurePattern;
+pub use table::{OneCpuCounters, OneStack};
 
 use crate::addr::VirtAddr;
 use crate::cpu::CpuId;

@@ -16,7 +16,8 @@ use dks_core::stack::{self, ExitedStack, Released};
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
 use dks_core::{
     CpuCounters, CpuId, DeferredFree, FatalReason, FaultOutcome, Frame, GroupCharge, GroupId,
-    PageSet, PerCpu, Platform, Policy, SlotIndex, Stack, StackLayout, StackSource, StackSpec,
+    Account, Busy, Counter, GroupCharge as Charge, Ledger, Magazine, PageSet, PerCpu, Platform,
+    Policy, SlotIndex, Stack, StackLayout, StackSource, StackSpec, StackTable, Tally, Totals,
     Urgency, VirtAddr, cache, counters, fault, reclaim,
 };
 
@@ -125,6 +126,7 @@ pub struct World {
     pub cpus: Vec<Cpu>,
     pub groups: Vec<GroupCharge>,
     pub tasks: BTreeMap<u32, Task>,
+    pub ledger: Ledger,
     pub free_slots: Vec<SlotIndex>,
     pub other: Vec<Frame>,
     pub seen: Seen,
@@ -165,6 +167,7 @@ impl World {
             cpus,
             groups,
             tasks: BTreeMap::new(),
+            ledger: Ledger::new(),
             free_slots: (0..config.slots).rev().map(SlotIndex::new).collect(),
             other: Vec::new(),
             seen: Seen::default(),
@@ -247,14 +250,11 @@ impl World {
             Some(cached) => StackSource::Cached(cached),
             None => StackSource::Fresh(self.free_slots.pop()?),
         };
-        let spec = StackSpec {
-            policy,
-            group: GroupId::new(group as u16),
-        };
+        let spec = StackSpec::new(policy, GroupId::new(group as u16));
         let result = stack::create(
             &mut self.platform,
             &self.layout,
-            &self.cpus[cpu].counters,
+            Tally::new(&self.cpus[cpu].counters, &self.ledger),
             &self.groups[group],
             spec,
             source,
@@ -352,21 +352,27 @@ impl World {
             cpus,
             groups,
             tasks,
+            ledger,
             ..
         } = self;
         let cpu = &mut cpus[cpu];
+        let mut table = Tasks {
+            magazine: &mut cpu.percpu.magazine,
+            tasks,
+            groups,
+        };
         fault::handle(
             platform,
             layout,
-            &mut cpu.percpu.magazine,
-            &cpu.counters,
+            Tally::new(&cpu.counters, ledger),
+            &mut table,
             addr,
-            |owner| {
-                let task = tasks.get_mut(&owner.as_u32())?;
-                let group = &groups[task.stack.group().as_usize()];
-                Some((&mut task.stack, group))
-            },
         )
+    }
+
+    /// The counters of every CPU and account, summed.
+    pub fn totals(&self) -> Totals {
+        counters::sum(self.cpus.iter().map(|cpu| &cpu.counters), &self.ledger)
     }
 
     /// The running thread on `cpu` runs off the bottom of its stack.
@@ -415,6 +421,7 @@ impl World {
                 cpus,
                 groups,
                 tasks,
+                ledger,
                 ..
             } = self;
             let task = tasks.get_mut(&next).expect("candidate");
@@ -423,7 +430,7 @@ impl World {
                 platform,
                 layout,
                 &mut this.percpu.magazine,
-                &this.counters,
+                Tally::new(&this.counters, ledger),
                 &groups[task.stack.group().as_usize()],
                 &mut task.stack,
             );
@@ -447,6 +454,7 @@ impl World {
                 platform,
                 cpus,
                 tasks,
+                ledger,
                 ..
             } = self;
             let task = tasks.get_mut(&next).expect("next");
@@ -455,7 +463,7 @@ impl World {
             let _ = switch::finish(
                 platform,
                 &mut this.percpu.magazine,
-                &this.counters,
+                Tally::new(&this.counters, ledger),
                 &mut task.stack,
             );
             for &(addr, phys) in &task.live_frames {
@@ -482,6 +490,7 @@ impl World {
             cpus,
             groups,
             tasks,
+            ledger,
             ..
         } = self;
         let task = tasks.get_mut(&slot).expect("switched-out task");
@@ -492,7 +501,7 @@ impl World {
             platform,
             layout,
             &mut this.percpu.magazine,
-            &this.counters,
+            Tally::new(&this.counters, ledger),
             &groups[task.stack.group().as_usize()],
             &mut task.stack,
             SwitchOut { saved_sp, reason },
@@ -556,6 +565,7 @@ impl World {
             groups,
             tasks,
             free_slots,
+            ledger,
             ..
         } = self;
         let this = &mut cpus[cpu];
@@ -567,7 +577,7 @@ impl World {
                 platform,
                 layout,
                 &mut this.percpu.magazine,
-                &this.counters,
+                Tally::new(&this.counters, ledger),
                 &groups[task.stack.group().as_usize()],
                 &mut task.stack,
             );
@@ -607,9 +617,10 @@ impl World {
             &mut self.platform,
             &self.layout,
             &mut this.percpu.cache,
-            &this.counters,
+            Tally::new(&this.counters, &self.ledger),
             &self.groups[group],
             exited,
+            0,
         );
         if let Released::Freed(slot) = released {
             self.free_slots.push(slot);
@@ -635,9 +646,10 @@ impl World {
             self.run_deferred(cpu);
         }
         self.check();
-        let totals = counters::sum(self.cpus.iter().map(|cpu| &cpu.counters));
+        let totals = self.totals();
         assert_eq!(
-            totals.nr_kernel_stack_kb, 0,
+            totals.get(Counter::NrKernelStackKb),
+            0,
             "stack memory back at baseline"
         );
         assert!(self.groups.iter().all(|group| group.charged_pages() == 0));
@@ -770,20 +782,67 @@ impl World {
             .check_tlbs()
             .expect("TLBs agree with the page table");
 
-        let totals = counters::sum(self.cpus.iter().map(|cpu| &cpu.counters));
-        assert_eq!(totals.nr_kernel_stack_kb, 4 * live_pages as i64);
-        assert_eq!(totals.dks_fatal, self.seen.fatal_faults);
-        assert_eq!(totals.dks_guard_hits, self.seen.guard_hits);
-        assert_eq!(totals.dks_faults, self.seen.served_faults);
-        assert_eq!(totals.dks_admit_wait, self.seen.admit_waits);
-        assert!(totals.dks_refill_fail <= totals.dks_refills);
+        let totals = self.totals();
+        assert_eq!(totals.get(Counter::NrKernelStackKb), 4 * live_pages as i64);
+        // Each account holds exactly the populated pages of its stacks not yet released.
+        for account in Account::ALL {
+            let live: u64 = self
+                .tasks
+                .values()
+                .filter(|task| task.stack.account() == account)
+                .map(|task| u64::from(task.stack.populated_pages()))
+                .sum();
+            let exited: u64 = self
+                .cpus
+                .iter()
+                .flat_map(|cpu| cpu.deferred.iter())
+                .filter(|exited| exited.account() == account)
+                .map(|exited| u64::from(exited.populated().len()))
+                .sum();
+            let pages = live + exited;
+            assert_eq!(totals.account(account).pages_now, pages as i64, "{account:?}");
+        }
+        let count = |counter| totals.get(counter) as u64;
+        assert_eq!(count(Counter::Fatal), self.seen.fatal_faults);
+        assert_eq!(count(Counter::GuardHits), self.seen.guard_hits);
+        assert_eq!(count(Counter::Faults), self.seen.served_faults);
+        assert_eq!(count(Counter::AdmitWait), self.seen.admit_waits);
+        assert!(count(Counter::RefillFail) <= count(Counter::Refills));
         let dynamic_only = self.policies.iter().all(|&policy| policy != Policy::Fault);
         if dynamic_only {
             assert_eq!(
-                totals.dks_fatal, 0,
+                count(Counter::Fatal),
+                0,
                 "a fatal stack fault under {:?}",
                 self.policies
             );
         }
+    }
+}
+
+/// The world's live stacks, as the fault path of one CPU sees them.
+struct Tasks<'a> {
+    magazine: &'a mut Magazine,
+    tasks: &'a mut BTreeMap<u32, Task>,
+    groups: &'a [Charge],
+}
+
+impl StackTable for Tasks<'_> {
+    fn account(&self, slot: SlotIndex) -> Account {
+        self.tasks
+            .get(&slot.as_u32())
+            .map_or(Account::System, |task| task.stack.account())
+    }
+
+    fn with_stack<R>(
+        &mut self,
+        owner: SlotIndex,
+        serve: impl FnOnce(&mut Magazine, Option<(&mut Stack, &Charge)>) -> R,
+    ) -> Result<R, Busy> {
+        let live = self.tasks.get_mut(&owner.as_u32()).map(|task| {
+            let group = &self.groups[task.stack.group().as_usize()];
+            (&mut task.stack, group)
+        });
+        Ok(serve(self.magazine, live))
     }
 }
