@@ -196,11 +196,18 @@ fn main_thread(config: &cmdline::Config) {
         };
         match plan {
             Ok(plan) => {
-                let refused = workload::run(plan);
-                if refused > 0 {
+                let ending = workload::run(plan);
+                if ending.refused_creations > 0 {
                     report::exit(
                         ExitCode::Failure,
                         "some threads of the plan could not be created (spawn_failure records)",
+                    );
+                }
+                if ending.never_admitted > 0 {
+                    report::exit(
+                        ExitCode::Failure,
+                        "some threads were never admitted: memory never came back \
+                         (admission_stall records)",
                     );
                 }
             }

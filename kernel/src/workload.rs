@@ -30,6 +30,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use dks_protocol::record::{Record, Sample, SpawnFailure};
 use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
 
+use crate::hw::apic;
 use crate::hw::cpu::{self, IrqGuard, MAX_CPUS};
 use crate::hw::probes::{self, stack_pointer};
 use crate::layout::PAGE_BYTES;
@@ -305,10 +306,11 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
 /// The longest the run's loop sleeps between forgetting exited threads.
 const HOUSEKEEPING_MS: u64 = 20;
 
-/// Runs `plan` to its end and prints its samples and final statistics. Returns how many thread
-/// creations were refused (each group with refusals has a `SpawnFailure` record): a run that
-/// could not create every thread its plan asks for has failed, whatever its figures say.
-pub fn run(plan: Plan) -> u64 {
+/// Runs `plan` to its end and prints its samples and final statistics. Returns how it ended: a
+/// run that could not create every thread its plan asks for (`SpawnFailure` records), or whose
+/// threads were never admitted because memory never came back (`AdmissionStall` records), has
+/// failed, whatever its figures say.
+pub fn run(plan: Plan) -> Ending {
     let groups = plan
         .groups
         .iter()
@@ -373,6 +375,7 @@ pub fn run(plan: Plan) -> u64 {
     // The state at the end of the run, before its threads are told to stop.
     vmstat::emit_counters("end");
     run.stop.store(true, Ordering::Release);
+    let mut stalled: Vec<Arc<Thread>> = Vec::new();
     loop {
         for group in &run.groups {
             group.peer_token.fetch_add(1, Ordering::AcqRel);
@@ -382,9 +385,17 @@ pub fn run(plan: Plan) -> u64 {
         if threads.is_empty() {
             break;
         }
-        for thread in &threads {
-            sched::join(thread);
+        for thread in threads {
+            if !join_unless_stalled(&thread) {
+                stalled.push(thread);
+            }
         }
+    }
+    for thread in &stalled {
+        let waited_ms = thread.admission_wait_since().map_or(0, |since| {
+            cpu::rdtsc().saturating_sub(since) / (apic::tsc_per_us() * 1000).max(1)
+        });
+        sched::report_admission_stall(thread.admission_refused_by(), thread, waited_ms, "at_end");
     }
     let irqoff = IRQOFF_PATHS.swap(0, Ordering::Relaxed);
     if irqoff > 0 {
@@ -396,7 +407,40 @@ pub fn run(plan: Plan) -> u64 {
     // The pages each thread peaked at are known once every thread has exited.
     crate::work::drain();
     vmstat::emit_thread_pages();
-    report_refusals(&run)
+    Ending {
+        refused_creations: report_refusals(&run),
+        never_admitted: stalled.len() as u64,
+    }
+}
+
+/// How a run ended, beyond its figures: either count above 0 means the plan was not carried
+/// out, and the boot fails (the records say why).
+#[derive(Clone, Copy, Debug)]
+pub struct Ending {
+    /// Thread creations refused (`SpawnFailure` records).
+    pub refused_creations: u64,
+    /// Threads still waiting for admission when the run ended (`AdmissionStall` records with
+    /// `at_end`): their stacks could not be covered because memory never came back.
+    pub never_admitted: u64,
+}
+
+/// How long a thread of a finished run may keep waiting for admission before the run gives it
+/// up as never admitted, milliseconds.
+const END_ADMISSION_GRACE_MS: u64 = 2 * sched::ADMISSION_STALL_REPORT_MS;
+
+/// Waits until `thread` has exited, unless it has been waiting for admission for longer than
+/// [`END_ADMISSION_GRACE_MS`]: returns whether it exited.
+fn join_unless_stalled(thread: &Thread) -> bool {
+    let per_ms = (apic::tsc_per_us() * 1000).max(1);
+    while !thread.has_exited() {
+        if let Some(since) = thread.admission_wait_since()
+            && cpu::rdtsc().saturating_sub(since) / per_ms >= END_ADMISSION_GRACE_MS
+        {
+            return false;
+        }
+        sched::sleep_ms(1);
+    }
+    true
 }
 
 /// Emits one `SpawnFailure` record per group some of whose threads could not be created, and

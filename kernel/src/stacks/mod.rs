@@ -37,7 +37,9 @@ use spin::Once;
 
 pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
-pub use self::switch::{Admit, admit, drain_magazine_here, refill_magazine_here, switched_out};
+pub use self::switch::{
+    Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here, switched_out,
+};
 use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::paging;
 use crate::layout::PAGE_BYTES;
