@@ -418,6 +418,16 @@ pub fn poll() {
         if status & status::VAL == 0 || status & status::UC != 0 {
             continue;
         }
+        if bank == TEST_BANK
+            && crate::trap::hooks::MACHINE_CHECK_IN_POLL.swap(false, Ordering::AcqRel)
+        {
+            hw::stage(
+                TEST_BANK,
+                SRAO_STATUS | (1 << 62),
+                global::RIPV | global::MCIP,
+            );
+            hw::raise();
+        }
         let error = Error::from_bank(bank, hw::read(bank), 0, FoundBy::Poll);
         hw::clear(bank);
         count(error.severity);

@@ -67,6 +67,10 @@ pub mod hooks {
     /// The next whole-frame bounce skips populating its target (`crash=bounce-copy-fault`):
     /// the copy of the live #PF frame faults, which the #PF entry must report.
     pub static SKIP_BOUNCE_POPULATION: AtomicBool = AtomicBool::new(false);
+    /// The next poll that finds a corrected error in `mce::TEST_BANK` raises a machine check
+    /// on that bank (a recoverable error overwriting it, as the hardware would) between its
+    /// first look at the status and its read of the whole bank.
+    pub static MACHINE_CHECK_IN_POLL: AtomicBool = AtomicBool::new(false);
 }
 
 const RFLAGS_IF: u64 = 1 << 9;

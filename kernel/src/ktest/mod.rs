@@ -17,6 +17,7 @@ use crate::report;
 
 mod basic;
 mod dynamic;
+mod machine_check;
 mod memory;
 mod sched;
 pub mod traps;
@@ -70,6 +71,7 @@ fn registry() -> Vec<&'static KernelTest> {
         basic::TESTS,
         memory::TESTS,
         traps::TESTS,
+        machine_check::TESTS,
         sched::TESTS,
         dynamic::TESTS,
     ] {
