@@ -149,6 +149,28 @@ fn accepted_keys() -> String {
 /// in `...`.
 pub const ECHO_BYTES: usize = 64;
 
+/// The most bytes of test names an error lists: with the echoed value and problem, the
+/// record stays within one line however many tests there are.
+const ACCEPTED_NAMES_BYTES: usize = 480;
+
+/// Returns `names` joined by ", ", as many as fit in `budget` bytes, then how many more.
+fn name_list(names: &[&str], budget: usize) -> String {
+    let mut list = String::new();
+    for (index, name) in names.iter().enumerate() {
+        let separator = if list.is_empty() { "" } else { ", " };
+        if list.len() + separator.len() + name.len() > budget {
+            list.push_str(&alloc::format!(
+                "{separator}... and {} more",
+                names.len() - index
+            ));
+            break;
+        }
+        list.push_str(separator);
+        list.push_str(name);
+    }
+    list
+}
+
 /// Returns `text`, cut to [`ECHO_BYTES`] (at a character boundary) with `...` when longer.
 fn echo(text: &str) -> String {
     if text.len() <= ECHO_BYTES {
@@ -228,7 +250,7 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                             problem: alloc::format!("no test named {:?}", echo(name)).into(),
                             accepted: alloc::format!(
                                 "all, or a comma-separated list of: {}",
-                                test_names.join(", ")
+                                name_list(test_names, ACCEPTED_NAMES_BYTES)
                             )
                             .into(),
                         },

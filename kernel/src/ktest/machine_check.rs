@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::cpu::IrqGuard;
 use crate::hw::mce as mca;
-use crate::mce::{self, Severity, global, status};
+use crate::mce::{self, FoundBy, Severity, global, status};
 use crate::sched;
 use crate::trap::hooks;
 
@@ -20,25 +20,34 @@ pub const TESTS: &[KernelTest] = &[
         name: "machine_check_during_poll",
         run: machine_check_during_poll,
     },
+    KernelTest {
+        name: "machine_check_bank_owners",
+        run: machine_check_bank_owners,
+    },
 ];
 
-const OVER: u64 = 1 << 62;
-const AR: u64 = 1 << 55;
+const OVER: u64 = status::OVER;
+const AR: u64 = status::AR;
 /// MCA error codes: memory scrubbing (an SRAO code), data load (an SRAR code), generic memory.
 const SCRUB: u64 = 0xcf;
 const DATA_LOAD: u64 = 0x134;
 const MEMORY: u64 = 0x8f;
 const RIPV: u64 = global::RIPV;
-const EIPV: u64 = 1 << 1;
+const EIPV: u64 = global::EIPV;
 const MCIP: u64 = global::MCIP;
 
-/// One error, its `IA32_MCG_STATUS`, and what the SDM (Vol. 3B, 15.6.2 and the error-recovery
-/// handler of 15.10.4.1) says it means for a kernel that implements no recovery action.
+/// One error, its `IA32_MCG_STATUS`, and what the SDM (Vol. 3B, 15.6.2 and the handlers of
+/// 15.10.4.1 and 15.10.4.2) says it means for a kernel that implements no error-specific
+/// recovery action: who takes it from its bank, its severity, and whether the kernel stops.
 struct Case {
     what: &'static str,
     bank: u64,
     global: u64,
+    /// The CPU supports software error recovery (`MCG_SER_P`; QEMU's do).
+    ser: bool,
+    by: FoundBy,
     severity: Severity,
+    stops: bool,
 }
 
 const UCR: u64 = status::VAL | status::UC | status::EN | status::MISCV | status::ADDRV;
@@ -48,88 +57,165 @@ const CASES: &[Case] = &[
         what: "corrected",
         bank: status::VAL | status::EN | MEMORY,
         global: 0,
+        ser: true,
+        by: FoundBy::Poll,
         severity: Severity::Corrected,
+        stops: false,
     },
     Case {
         what: "SRAO (action optional): resume",
         bank: UCR | status::S | SCRUB,
         global: RIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Recoverable,
+        stops: false,
     },
     Case {
         what: "SRAO with an overflow: the optional action is skipped, resume",
         bank: UCR | status::S | OVER | SCRUB,
         global: RIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Recoverable,
+        stops: false,
+    },
+    Case {
+        what: "UCNA (uncorrected, no action): the poller's, as corrected errors",
+        bank: UCR | MEMORY,
+        global: 0,
+        ser: true,
+        by: FoundBy::Poll,
+        severity: Severity::Recoverable,
+        stops: false,
     },
     Case {
         what: "processor context corrupt",
         bank: status::VAL | status::UC | status::EN | status::PCC | MEMORY,
         global: RIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Fatal,
+        stops: true,
     },
     Case {
         what: "SRAR (action required) at the interrupted instruction, no restart point",
         bank: UCR | status::S | AR | DATA_LOAD,
         global: EIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Fatal,
+        stops: true,
     },
     Case {
         what: "SRAR with RIPV: the action is still required and the kernel has none",
         bank: UCR | status::S | AR | DATA_LOAD,
         global: RIPV | EIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Fatal,
+        stops: true,
     },
     Case {
         what: "SRAR with an overflow: an action-required error may be lost",
         bank: UCR | status::S | AR | OVER | DATA_LOAD,
         global: RIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Fatal,
+        stops: true,
     },
     Case {
         what: "S clear with AR set: an illegal combination",
         bank: UCR | AR | MEMORY,
         global: RIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Fatal,
+        stops: true,
     },
     Case {
         what: "not enabled (EN clear, no overflow): not the source of the #MC, log and clear",
         bank: status::VAL | status::UC | status::PCC | MEMORY,
         global: RIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Recoverable,
+        stops: false,
     },
     Case {
         what: "not enabled but overflowed: judged as enabled (PCC)",
         bank: status::VAL | OVER | status::UC | status::PCC | MEMORY,
         global: RIPV | MCIP,
+        ser: true,
+        by: FoundBy::Exception,
         severity: Severity::Fatal,
+        stops: true,
     },
     Case {
         what: "SRAO raised without MCIP (int 18 or a stray vector 18): unexpected",
         bank: UCR | status::S | SCRUB,
         global: RIPV,
-        severity: Severity::Fatal,
+        ser: true,
+        by: FoundBy::Exception,
+        severity: Severity::Recoverable,
+        stops: true,
     },
     Case {
         what: "SRAO without a restart point",
         bank: UCR | status::S | SCRUB,
         global: MCIP,
+        ser: true,
+        by: FoundBy::Exception,
+        severity: Severity::Recoverable,
+        stops: true,
+    },
+    Case {
+        what: "uncorrected without software error recovery: S and AR mean nothing",
+        bank: UCR | status::S | SCRUB,
+        global: RIPV | MCIP,
+        ser: false,
+        by: FoundBy::Exception,
         severity: Severity::Fatal,
+        stops: true,
+    },
+    Case {
+        what: "uncorrected, S and AR clear, without software error recovery: not a UCNA",
+        bank: UCR | MEMORY,
+        global: RIPV | MCIP,
+        ser: false,
+        by: FoundBy::Exception,
+        severity: Severity::Fatal,
+        stops: true,
+    },
+    Case {
+        what: "corrected without software error recovery",
+        bank: status::VAL | status::EN | MEMORY,
+        global: 0,
+        ser: false,
+        by: FoundBy::Poll,
+        severity: Severity::Corrected,
+        stops: false,
     },
 ];
 
-/// Every case of the table is classified as the SDM says.
+/// Every case of the table is taken by the path, classified and acted on as the SDM says.
 fn machine_check_classification() -> TestResult {
     let mut wrong = alloc::vec::Vec::new();
     for case in CASES {
-        let got = mce::classify(case.bank, case.global);
-        if got != case.severity {
+        let by = mce::found_by(case.bank, case.ser);
+        let severity = mce::classify(case.bank, case.ser);
+        let stops = by == FoundBy::Exception
+            && mce::stop_reason(case.global, severity == Severity::Fatal).is_some();
+        if (by, severity, stops) != (case.by, case.severity, case.stops) {
             wrong.push(alloc::format!(
-                "{} (status {:#x}, MCG_STATUS {:#x}): {got:?}, expected {:?}",
+                "{} (status {:#x}, MCG_STATUS {:#x}, SER {}): {:?}, expected {:?}",
                 case.what,
                 case.bank,
                 case.global,
-                case.severity
+                case.ser,
+                (by, severity, stops),
+                (case.by, case.severity, case.stops)
             ));
         }
     }
@@ -138,7 +224,7 @@ fn machine_check_classification() -> TestResult {
 }
 
 /// The machine-check errors queued since the last drain.
-fn queued_errors() -> alloc::vec::Vec<mce::Error> {
+pub(super) fn queued_errors() -> alloc::vec::Vec<mce::Error> {
     let mut errors = alloc::vec::Vec::new();
     mce::take_queued(|e| errors.push(e));
     errors
@@ -189,5 +275,69 @@ fn machine_check_during_poll() -> TestResult {
     check_eq!(errors[0].severity, Severity::Recoverable);
     check!(errors[0].signaled, "found by the #MC handler");
     check_eq!(errors[0].status, mce::SRAO_STATUS | OVER);
+    Ok(())
+}
+
+/// Waits (at most about 200 ms) until the poller has counted an error more than `before`.
+fn wait_for_poll(counter: &core::sync::atomic::AtomicU64, before: u64) {
+    for _ in 0..100 {
+        if counter.load(Ordering::Acquire) > before {
+            return;
+        }
+        sched::sleep_ms(2);
+    }
+}
+
+/// The #MC handler and the poller each take only their own errors: an uncorrected no-action
+/// error (UCNA) in a bank when a #MC arrives is left there for the poller, which reports it
+/// (`found_by: poll`); an uncorrected error whose reporting was not enabled (EN clear) is
+/// not the source of the #MC: the handler logs and clears it and the run goes on.
+fn machine_check_bank_owners() -> TestResult {
+    check!(
+        mca::bank_count() > mce::TEST_BANK && mca::software_recovery(),
+        "no MCA bank {} with software error recovery",
+        mce::TEST_BANK
+    );
+    let _held = mce::HeldLogger::new();
+    let _ = queued_errors();
+    const UCNA: u64 = UCR | MEMORY;
+    const NOT_ENABLED: u64 = status::VAL | status::UC | status::PCC | MEMORY;
+    let recoverable = mce::RECOVERABLE.load(Ordering::Acquire);
+
+    let irq = IrqGuard::new();
+    mce::raise_staged(UCNA);
+    let (bank_after, global_after) = (mca::status(mce::TEST_BANK), mca::global_status());
+    drop(irq);
+    check_eq!(
+        bank_after,
+        UCNA,
+        "the #MC handler left the UCNA error to the poller"
+    );
+    check_eq!(global_after & MCIP, 0, "MCIP is cleared");
+    wait_for_poll(&mce::RECOVERABLE, recoverable);
+    let irq = IrqGuard::new();
+    let polled_bank = mca::status(mce::TEST_BANK);
+    drop(irq);
+    let errors = queued_errors();
+    check_eq!(polled_bank, 0, "the poller cleared the bank");
+    check_eq!(errors.len(), 1, "queued errors: {errors:?}");
+    check_eq!(errors[0].status, UCNA);
+    check_eq!(errors[0].severity, Severity::Recoverable);
+    check!(!errors[0].signaled, "found by the poller: {:?}", errors[0]);
+
+    let irq = IrqGuard::new();
+    mce::raise_staged(NOT_ENABLED);
+    let bank_after = mca::status(mce::TEST_BANK);
+    drop(irq);
+    let errors = queued_errors();
+    check_eq!(bank_after, 0, "the handler cleared the bank");
+    check_eq!(errors.len(), 1, "queued errors: {errors:?}");
+    check_eq!(errors[0].status, NOT_ENABLED);
+    check_eq!(errors[0].severity, Severity::Recoverable);
+    check!(
+        errors[0].signaled,
+        "found by the #MC handler: {:?}",
+        errors[0]
+    );
     Ok(())
 }
