@@ -454,6 +454,11 @@ pub fn init_this_cpu() {
 /// otherwise reports and stops the kernel. Takes no lock, allocates nothing.
 pub fn on_exception(frame: &TrapFrame) {
     EXCEPTIONS.fetch_add(1, Ordering::Relaxed);
+    if crate::trap::hooks::PAGE_FAULT_IN_MACHINE_CHECK.load(Ordering::Relaxed)
+        && crate::trap::hooks::PAGE_FAULT_IN_MACHINE_CHECK.swap(false, Ordering::AcqRel)
+    {
+        crate::trap::fault_inside_handler();
+    }
     let global_status = hw::global_status();
     let ser = hw::software_recovery();
     // Every bank is judged before anything is queued or cleared: a fatal error anywhere

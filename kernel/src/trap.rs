@@ -71,6 +71,19 @@ pub mod hooks {
     /// on that bank (a recoverable error overwriting it, as the hardware would) between its
     /// first look at the status and its read of the whole bank.
     pub static MACHINE_CHECK_IN_POLL: AtomicBool = AtomicBool::new(false);
+    /// The next NMI reads an unmapped page of the lazy region's direct half from inside its
+    /// handler (`crash=nmi-page-fault`): a fault that would be served, had it not come from
+    /// the NMI handler.
+    pub static PAGE_FAULT_IN_NMI: AtomicBool = AtomicBool::new(false);
+    /// The next machine check does the same from inside its handler
+    /// (`crash=machine-check-page-fault`).
+    pub static PAGE_FAULT_IN_MACHINE_CHECK: AtomicBool = AtomicBool::new(false);
+}
+
+/// For `crash=nmi-page-fault` and `crash=machine-check-page-fault`: from inside a handler
+/// that must never fault, touches a page whose fault the #PF handler would otherwise serve.
+pub fn fault_inside_handler() {
+    let _ = catch::fault_read(lazy::DIRECT.start + 5 * crate::layout::PAGE_BYTES);
 }
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -169,6 +182,11 @@ pub fn on_nmi(_frame: &TrapFrame, interrupted: Option<Ist>) {
     if interrupted.is_some() {
         NMIS_NESTED[cpu].fetch_add(1, Ordering::Relaxed);
     }
+    if hooks::PAGE_FAULT_IN_NMI.load(Ordering::Relaxed)
+        && hooks::PAGE_FAULT_IN_NMI.swap(false, Ordering::AcqRel)
+    {
+        fault_inside_handler();
+    }
     if hooks::MACHINE_CHECK_IN_NMI.swap(false, Ordering::AcqRel) {
         mce::raise_staged_recoverable();
         apic::send_nmi_to_self();
@@ -251,8 +269,9 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
 }
 
 /// A guard hit or an unservable stack fault at `address`: report it, then stop the thread
-/// that owns the stack, on the top of that stack, if it is the thread this CPU runs and it
-/// had interrupts on (so it holds no spin lock); otherwise stop the kernel.
+/// that owns the stack, on the top of that stack, if it is the thread this CPU runs, it is not
+/// one of the kernel's own, and it had interrupts on (so it holds no spin lock); otherwise
+/// stop the kernel.
 fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> Disposition {
     let task = sched::try_current();
     let name = task.as_ref().map_or("(no thread)", |t| t.name());
@@ -292,6 +311,17 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
     if catch::redirect(frame, address) {
         return Disposition::Done;
     }
+    // The kernel's own threads (the per-CPU workers, stack reclaim, the machine-check logger,
+    // `main`) are never stopped: the kernel depends on each of them. A stopped worker would
+    // never free the stacks of threads that exit on its CPU, a stopped `main` would never
+    // end the boot (it hung until the host's timeout).
+    if stacks::is_system(slot) {
+        stop_kernel(
+            frame,
+            address,
+            "stack overflow or unservable stack fault in one of the kernel's own threads",
+        )
+    }
     let interrupts_were_on = frame.rflags & RFLAGS_IF != 0;
     // With interrupts off the thread may hold a spin lock: a real kernel stops here. Only a
     // workload's registered interrupts-off section can be given up (its lock is known); that
@@ -313,7 +343,25 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
         frame.rip = rip;
         return Disposition::Done;
     }
-    fatal(frame, address)
+    if interrupts_were_on {
+        stop_kernel(
+            frame,
+            address,
+            "stack overflow or unservable stack fault outside the thread this CPU runs",
+        )
+    }
+    stop_kernel(
+        frame,
+        address,
+        "stack overflow or unservable stack fault with interrupts off (the thread may hold \
+         a spin lock)",
+    )
+}
+
+/// Reports the trap and ends the boot with `reason`.
+fn stop_kernel(frame: &TrapFrame, cr2: u64, reason: &str) -> ! {
+    report_exception(frame, cr2);
+    report::exit(ExitCode::Exception, reason)
 }
 
 fn fatal(frame: &TrapFrame, cr2: u64) -> ! {
