@@ -17,6 +17,7 @@ use crate::report;
 
 mod basic;
 mod dynamic;
+mod entry;
 mod machine_check;
 mod memory;
 mod sched;
@@ -72,6 +73,7 @@ fn registry() -> Vec<&'static KernelTest> {
         memory::TESTS,
         traps::TESTS,
         machine_check::TESTS,
+        entry::TESTS,
         sched::TESTS,
         dynamic::TESTS,
     ] {
