@@ -154,9 +154,9 @@ fn preempt(frame: &mut TrapFrame) -> Disposition {
     };
     let target = bounce_target(frame.rsp);
     let lowest = target - PREEMPT_FRAME_BYTES as u64;
-    if let Err(failure) = stacks::prepare_bounce(lowest, target) {
+    if let Err((address, failure)) = prepare_move(frame, lowest) {
         drop(thread);
-        return stack_failure(frame, lowest, failure);
+        return stack_failure(frame, address, failure);
     }
     let Some((save_at, load_rsp)) = sched::preempt_switch() else {
         return Disposition::Done;
@@ -212,15 +212,27 @@ fn bounce(frame: &mut TrapFrame, address: u64) -> Disposition {
     let populated = if skip {
         Ok(())
     } else {
-        stacks::prepare_bounce(target - FRAME_BYTES as u64, target)
+        prepare_move(frame, target - FRAME_BYTES as u64)
     };
     match populated {
         Ok(()) => {
             frame.set_fault_address(address);
             Disposition::Bounce(target)
         }
-        Err(failure) => stack_failure(frame, target - FRAME_BYTES as u64, failure),
+        Err((address, failure)) => stack_failure(frame, address, failure),
     }
+}
+
+/// Before a move to the interrupted stack: makes every page present from `lowest` (the lowest
+/// byte the move writes) up to the page the interrupted stack pointer points into, which
+/// includes the red zone and the stack pointer's own page, not only the bytes written. A
+/// stack pointer that ran into its guard page (a frame's `sub rsp` for a frame that overflows,
+/// before its first store) puts the bounce target below the guard page, in the top page of
+/// the stack of the next slot down, which is present while that slot's thread lives: with
+/// only the written bytes checked, the move went there (`trap_with_stack_pointer_in_guard`).
+/// With the guard page in the span, the move is a guard hit and the thread is stopped.
+fn prepare_move(frame: &TrapFrame, lowest: u64) -> Result<(), (u64, FaultResult)> {
+    stacks::prepare_bounce(lowest, frame.rsp + 1)
 }
 
 fn page_fault(frame: &mut TrapFrame) -> Disposition {
