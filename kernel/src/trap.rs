@@ -48,6 +48,10 @@ pub static TIMER_TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MA
 /// Preemptions carried out per CPU (the thread moved to the scheduler loop from a trap).
 pub static PREEMPTIONS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// Per CPU, the stack pointer a timer interrupt last found when the CPU ran no thread (its
+/// scheduler loop, idle): which stack each scheduler loop runs on, for a test.
+pub static IDLE_STACK_POINTER: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
 /// NMIs handled per CPU.
 pub static NMIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// NMIs per CPU that interrupted a live IST frame (a #PF, #MC, interrupt or exception
@@ -101,6 +105,10 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
             if sched::tick() {
                 preempt(frame)
             } else {
+                if sched::try_current().is_none() {
+                    IDLE_STACK_POINTER[cpu::current_id() as usize]
+                        .store(frame.rsp, Ordering::Relaxed);
+                }
                 Disposition::Done
             }
         }

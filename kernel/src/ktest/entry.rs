@@ -10,16 +10,57 @@ use crate::hw::cpu::IrqGuard;
 use crate::hw::{catch, probes};
 use crate::layout::PAGE_BYTES;
 use crate::lazy;
+use crate::mm::kstacks;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::trap::{LAST_GUARD_HIT_THREAD, PREEMPTIONS};
+use crate::trap::{IDLE_STACK_POINTER, LAST_GUARD_HIT_THREAD, PREEMPTIONS};
 
 /// The tests of this module.
-pub const TESTS: &[KernelTest] = &[KernelTest {
-    name: "trap_with_stack_pointer_in_guard",
-    run: trap_with_stack_pointer_in_guard,
-}];
+pub const TESTS: &[KernelTest] = &[
+    KernelTest {
+        name: "trap_with_stack_pointer_in_guard",
+        run: trap_with_stack_pointer_in_guard,
+    },
+    KernelTest {
+        name: "scheduler_stacks_have_guard_pages",
+        run: scheduler_stacks_have_guard_pages,
+    },
+];
+
+/// Every CPU's scheduler loop runs on a kernel stack with a guard page below it, so that an
+/// overflow there is a guard hit the #PF handler reports (`crash=guard` shows the report), not
+/// a silent write into whatever lies below. The stack is seen from the timer interrupts that
+/// find a CPU idle. The boot CPU's loop used to run on the boot stack in `.bss`, right above
+/// the boot page tables, with no guard.
+fn scheduler_stacks_have_guard_pages() -> TestResult {
+    let cpus = sched::online_cpus();
+    for cpu in 0..cpus as usize {
+        IDLE_STACK_POINTER[cpu].store(0, Ordering::Release);
+    }
+    // This thread sleeps: every CPU idles and takes timer interrupts there.
+    for _ in 0..50 {
+        if (0..cpus as usize).all(|cpu| IDLE_STACK_POINTER[cpu].load(Ordering::Acquire) != 0) {
+            break;
+        }
+        sched::sleep_ms(10);
+    }
+    for cpu in 0..cpus as usize {
+        let rsp = IDLE_STACK_POINTER[cpu].load(Ordering::Acquire);
+        check!(rsp != 0, "CPU {cpu} never idled at a timer interrupt");
+        let stack = kstacks::containing(rsp);
+        check!(
+            stack.is_some(),
+            "CPU {cpu}'s scheduler loop runs at {rsp:#x}, not on a kernel stack with a guard page"
+        );
+        let bottom = stack.map_or(0, |s| s.bottom());
+        check!(
+            kstacks::guard_containing(bottom - 1).is_some(),
+            "no guard page below CPU {cpu}'s scheduler stack at {bottom:#x}"
+        );
+    }
+    Ok(())
+}
 
 /// What a parked thread is told to do.
 const WAIT: u64 = 0;
