@@ -34,19 +34,19 @@ pub const TESTS: &[KernelTest] = &[
 /// find a CPU idle. The boot CPU's loop used to run on the boot stack in `.bss`, right above
 /// the boot page tables, with no guard.
 fn scheduler_stacks_have_guard_pages() -> TestResult {
-    let cpus = sched::online_cpus();
-    for cpu in 0..cpus as usize {
-        IDLE_STACK_POINTER[cpu].store(0, Ordering::Release);
+    let idle = &IDLE_STACK_POINTER[..sched::online_cpus() as usize];
+    for rsp in idle {
+        rsp.store(0, Ordering::Release);
     }
     // This thread sleeps: every CPU idles and takes timer interrupts there.
     for _ in 0..50 {
-        if (0..cpus as usize).all(|cpu| IDLE_STACK_POINTER[cpu].load(Ordering::Acquire) != 0) {
+        if idle.iter().all(|rsp| rsp.load(Ordering::Acquire) != 0) {
             break;
         }
         sched::sleep_ms(10);
     }
-    for cpu in 0..cpus as usize {
-        let rsp = IDLE_STACK_POINTER[cpu].load(Ordering::Acquire);
+    for (cpu, rsp) in idle.iter().enumerate() {
+        let rsp = rsp.load(Ordering::Acquire);
         check!(rsp != 0, "CPU {cpu} never idled at a timer interrupt");
         let stack = kstacks::containing(rsp);
         check!(
