@@ -291,7 +291,8 @@ fn wait_for_poll(counter: &core::sync::atomic::AtomicU64, before: u64) {
 /// The #MC handler and the poller each take only their own errors: an uncorrected no-action
 /// error (UCNA) in a bank when a #MC arrives is left there for the poller, which reports it
 /// (`found_by: poll`); an uncorrected error whose reporting was not enabled (EN clear) is
-/// not the source of the #MC: the handler logs and clears it and the run goes on.
+/// not the source of the #MC: the handler logs and clears it and the run goes on. Errors in
+/// two banks at one #MC are both taken.
 fn machine_check_bank_owners() -> TestResult {
     check!(
         mca::bank_count() > mce::TEST_BANK && mca::software_recovery(),
