@@ -12,9 +12,9 @@
 //!
 //! `cargo bench -p dks-lab --bench trap_boundaries` (about 8 minutes on a 2-core machine; not
 //! part of the test suite; `-- --only WORDS` runs the plans whose name contains WORDS, `--
-//! --kernel PATH` boots another kernel ELF). It prints one line per plan, writes the console of
-//! a boot that failed to `target/trap_boundaries-N.log`, and exits non-zero when a boot did not
-//! succeed or an instruction was not reached.
+//! --kernel PATH` boots another kernel ELF). It prints one line per plan, writes each plan's
+//! console to `target/trap_boundaries-N.log`, and exits non-zero when a boot did not succeed or
+//! an instruction was not reached.
 //!
 //! The stub is as powerful as QEMU's monitor (which can run host commands): QEMU connects to a
 //! socket the bench listens on, in a folder only its user can open, as `dks` does for QMP.
@@ -298,6 +298,37 @@ impl Gdb {
         Stop::Cpu(thread - 1)
     }
 
+    /// Reads the 8-byte little-endian word at `address` of guest memory (0 after the end).
+    fn read_u64(&mut self, address: u64) -> u64 {
+        let hex = self.command(&format!("m{address:x},8"));
+        (0..8)
+            .filter_map(|i| u64::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .enumerate()
+            .fold(0, |word, (i, byte)| word | (byte << (8 * i)))
+    }
+
+    /// Lets the machine run in short slices until the machine-check handler has run on `cpu`
+    /// (the kernel's `mce::EXCEPTIONS` passed `before`) and returned (its frame is no longer
+    /// marked live in the CPU's `trap_state`): a machine check while MCIP is still set would
+    /// shut the CPU down (QEMU: a triple fault). Returns false if the boot ended.
+    fn settle(&mut self, marks: &Marks, cpu: u32, before: u64) -> bool {
+        for _ in 0..500 {
+            self.send("c");
+            std::thread::sleep(Duration::from_millis(10));
+            self.write(&[3]);
+            match self.receive(ANSWER_TIMEOUT).map(|a| Self::parse_stop(&a)) {
+                Some(Stop::Cpu(_)) => {}
+                _ => return false,
+            }
+            let handled = self.read_u64(marks.exceptions) > before;
+            let live = self.read_u64(marks.trap_state(cpu)) & 0xff_0000 != 0;
+            if handled && !live {
+                return true;
+            }
+        }
+        panic!("the machine check on CPU {cpu} was not handled within 500 slices");
+    }
+
     /// Lets the machine run until a breakpoint stops a CPU or `timeout` passes (then stops it
     /// and returns `None`).
     fn run_to_breakpoint(&mut self, timeout: Duration) -> Option<Stop> {
@@ -313,6 +344,28 @@ impl Gdb {
                 }
             }
         }
+    }
+}
+
+/// Where the kernel keeps what [`Gdb::settle`] reads.
+#[derive(Clone, Copy)]
+struct Marks {
+    /// `mce::EXCEPTIONS`.
+    exceptions: u64,
+    /// `hw::percpu::BLOCKS`: 64 bytes per CPU, `trap_state` at offset 16.
+    percpu: u64,
+}
+
+impl Marks {
+    fn find(image: &Image) -> Marks {
+        Marks {
+            exceptions: image.address("3mce10EXCEPTIONS"),
+            percpu: image.address("6percpu6BLOCKS"),
+        }
+    }
+
+    fn trap_state(&self, cpu: u32) -> u64 {
+        self.percpu + 64 * u64::from(cpu) + 16
     }
 }
 
@@ -353,6 +406,7 @@ fn run(kernel: &Path, image: &Image, plan: &Plan) -> PlanOutcome {
         "-S",
     ]);
     let instructions: usize = regions.iter().map(|r| r.instructions.len()).sum();
+    let marks = Marks::find(image);
     let kinds = plan.kinds;
     let gate = plan.gate.map(|g| image.address(g));
     // The NMI entry's `call nmi_dispatch`: inside the NMI handler, its frame marked live.
@@ -377,6 +431,7 @@ fn run(kernel: &Path, image: &Image, plan: &Plan) -> PlanOutcome {
         'all: for &kind in kinds {
             for region in &regions {
                 for &address in &region.instructions {
+                    let exceptions = gdb.read_u64(marks.exceptions);
                     if kind == Kind::NmiInMachineCheckInNmi {
                         // First into the NMI handler, then a #MC there.
                         let call = nmi_call.expect("the NMI entry");
@@ -426,21 +481,16 @@ fn run(kernel: &Path, image: &Image, plan: &Plan) -> PlanOutcome {
                         }
                     }
                     injected += 1;
-                    if matches!(
-                        kind,
-                        Kind::NmiInMachineCheck
-                            | Kind::MachineCheckInNmi
-                            | Kind::NmiInMachineCheckInNmi
-                    ) {
-                        // Let the handlers finish before the next trigger: a machine check
-                        // while MCIP is still set shuts the CPU down (QEMU: a triple fault).
-                        gdb.send("c");
-                        std::thread::sleep(Duration::from_millis(50));
-                        gdb.write(&[3]);
-                        let answer = gdb.receive(ANSWER_TIMEOUT).expect("stopped");
-                        if matches!(Gdb::parse_stop(&answer), Stop::Ended) {
-                            break 'all;
-                        }
+                    let mce_cpu = match kind {
+                        Kind::NmiInMachineCheck => Some(0),
+                        Kind::MachineCheckInNmi | Kind::NmiInMachineCheckInNmi => Some(cpu),
+                        Kind::Nmi | Kind::MachineCheck => None,
+                    };
+                    // The next trigger injects another machine check: let this one finish.
+                    if let Some(mce_cpu) = mce_cpu
+                        && !gdb.settle(&marks, mce_cpu, exceptions)
+                    {
+                        break 'all;
                     }
                 }
             }
@@ -594,10 +644,10 @@ fn main() -> ExitCode {
         for miss in &result.missed {
             println!("    not reached: {miss}");
         }
+        let log = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../target/trap_boundaries-{index}.log"));
+        std::fs::write(&log, &result.outcome.serial_log).expect("write the console");
         if !result.outcome.is_success() {
-            let log = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("../target/trap_boundaries-{index}.log"));
-            std::fs::write(&log, &result.outcome.serial_log).expect("write the console");
             println!("    console: {}", log.display());
         }
     }
