@@ -443,6 +443,16 @@ fn slot_counters(slot: SlotIndex) -> &'static accounting::PolicyCounters {
     accounting::account(usize::from(account))
 }
 
+/// Whether the stack in `slot` belongs to one of the kernel's own threads (`SYSTEM_GROUP`).
+/// Lock-free: for the fault path.
+pub fn is_system(slot: SlotIndex) -> bool {
+    usize::from(
+        region().slots[slot.as_usize()]
+            .account
+            .load(Ordering::Relaxed),
+    ) == accounting::SYSTEM
+}
+
 /// Every frame mapped in a live stack, with its slot: for the "no frame in two stacks" check.
 pub fn mapped_frames() -> Vec<(u64, u32)> {
     let region = region();
