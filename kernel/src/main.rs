@@ -213,6 +213,12 @@ fn main_thread(config: &cmdline::Config) {
                         "some threads of the plan could not be created (spawn_failure records)",
                     );
                 }
+                if ending.corrupted_frames > 0 {
+                    report::exit(
+                        ExitCode::Failure,
+                        "stack data changed under live frames (workload_stat records)",
+                    );
+                }
                 if ending.never_admitted > 0 {
                     report::exit(
                         ExitCode::Failure,

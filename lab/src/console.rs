@@ -15,6 +15,7 @@ use std::io::BufRead;
 use dks_protocol::record::{
     AdmissionStall, Boot, ConfigError, Cost, Exit, GuardHit, Log, MachineCheck, Panic, PolicyStat,
     Record, Sample, SpawnFailure, StackFault, TestBegin, TestEnd, ThreadPages, Vmstat,
+    WorkloadStat,
 };
 use dks_protocol::wire;
 
@@ -106,6 +107,10 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
         }),
         Record::Exception(e) => Record::Exception(e),
         Record::TrapStat(t) => Record::TrapStat(t),
+        Record::WorkloadStat(w) => Record::WorkloadStat(WorkloadStat {
+            policy: own(w.policy),
+            ..w
+        }),
         Record::AdmissionStall(a) => Record::AdmissionStall(AdmissionStall {
             task: own(a.task),
             policy: own(a.policy),

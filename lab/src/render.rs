@@ -116,6 +116,16 @@ pub fn record(record: &Record<'_>) -> String {
             one_line(&p.message)
         ),
         Record::Log(l) => format!("[log] {}", one_line(&l.text)),
+        Record::WorkloadStat(w) => format!(
+            "[workload {}] {} thread(s) finished, {} path(s); {} frame(s) checked, {} corrupted; \
+             checksum {:#018x}",
+            one_line(&w.policy),
+            w.threads_finished,
+            w.paths,
+            w.frames_checked,
+            w.frames_corrupted,
+            w.checksum
+        ),
         Record::AdmissionStall(a) => format!(
             "[admission stall] cpu{} task {} (policy {}) {} for admission for {} ms: it may \
              still need {} stack page(s), the CPU's magazine holds {}",

@@ -74,6 +74,9 @@ pub enum Record<'a> {
     /// A thread that admission has refused for longer than the kernel's reporting limit.
     #[serde(borrow)]
     AdmissionStall(AdmissionStall<'a>),
+    /// What one policy's workload threads did and whether their stacks kept their data.
+    #[serde(borrow)]
+    WorkloadStat(WorkloadStat<'a>),
     /// The last record of a boot: the kernel is about to exit QEMU.
     #[serde(borrow)]
     Exit(Exit<'a>),
@@ -103,6 +106,7 @@ impl Record<'_> {
             Record::MachineCheck(_) => "machine_check",
             Record::SpawnFailure(_) => "spawn_failure",
             Record::AdmissionStall(_) => "admission_stall",
+            Record::WorkloadStat(_) => "workload_stat",
             Record::Exit(_) => "exit",
         }
     }
@@ -482,6 +486,28 @@ pub struct AdmissionStall<'a> {
     /// workload ended with the thread never admitted: the boot then fails).
     #[serde(borrow)]
     pub when: Cow<'a, str>,
+}
+
+/// The work one policy's threads did in a workload, and the check of their stacks' data: every
+/// frame of a path fills its locals with a pattern and checks them on the way back up, after
+/// whatever happened below it (stack faults, preemptions, migrations, bounces, NMIs, machine
+/// checks). Printed at the end of a workload, per policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadStat<'a> {
+    /// The policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Threads whose body ran to its end (not stopped).
+    pub threads_finished: u64,
+    /// Paths completed.
+    pub paths: u64,
+    /// Frames checked on the way back up.
+    pub frames_checked: u64,
+    /// Frames whose locals had changed while they were live: corrupted stack data.
+    pub frames_corrupted: u64,
+    /// Wrapping sum of every checked frame's words: the same in every run of a plan whose
+    /// threads run a fixed number of paths (short-lived, not replaced), whatever the timing.
+    pub checksum: u64,
 }
 
 /// A kernel panic.

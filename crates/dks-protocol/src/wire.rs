@@ -170,6 +170,14 @@ mod tests {
                 waited_ms: 1_500,
                 when: Cow::Borrowed("waiting"),
             }),
+            Record::WorkloadStat(WorkloadStat {
+                policy: Cow::Borrowed("switch"),
+                threads_finished: 24,
+                paths: 48,
+                frames_checked: 960,
+                frames_corrupted: 0,
+                checksum: u64::MAX - 3,
+            }),
             Record::Panic(Panic {
                 cpu: 0,
                 message: Cow::Borrowed("index out of bounds"),
