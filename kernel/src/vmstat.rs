@@ -12,7 +12,7 @@ use dks_protocol::record::{PolicyStat, Record, ThreadPages, TrapStat, Vmstat};
 use crate::hw::apic;
 use crate::mm::frames;
 use crate::stacks::{self, Policy};
-use crate::{mce, report, trap};
+use crate::{mce, report, sched, trap};
 
 const KIB_PER_PAGE: u64 = dks_core::layout::PAGE_SIZE_IN_BYTES / 1024;
 
@@ -45,7 +45,17 @@ pub fn emit_counters(reason: &str) {
     mce::drain();
     emit_trap_stat();
     let per_us = apic::tsc_per_us();
-    for policy in Policy::ALL {
+    // Waits for admission still in progress count too: a thread refused for the whole run
+    // would otherwise show no wait at all.
+    let mut waiting = [(0u64, 0u64); Policy::ALL.len()];
+    sched::for_each_admission_wait(|policy, ticks| {
+        if let Some(index) = Policy::ALL.iter().position(|&p| p == policy) {
+            waiting[index].0 += ticks;
+            waiting[index].1 = waiting[index].1.max(ticks);
+        }
+    });
+    for (index, policy) in Policy::ALL.into_iter().enumerate() {
+        let (waiting_total, waiting_max) = waiting[index];
         let c = totals.account(Account::Policy(policy));
         if c.threads_created == 0 {
             continue;
@@ -63,8 +73,8 @@ pub fn emit_counters(reason: &str) {
             refill_failures: c.events(Counter::RefillFail),
             guard_hits: c.events(Counter::GuardHits),
             admit_waits: c.events(Counter::AdmitWait),
-            admit_wait_us_total: c.admit_wait_ticks_total / per_us,
-            admit_wait_us_max: c.admit_wait_ticks_max / per_us,
+            admit_wait_us_total: (c.admit_wait_ticks_total + waiting_total) / per_us,
+            admit_wait_us_max: c.admit_wait_ticks_max.max(waiting_max) / per_us,
             killed: c.threads_stopped,
             kernel_stops: c.kernel_stops,
             reclaimed: c.events(Counter::Reclaimed),

@@ -120,8 +120,9 @@ pub fn handle_fault(address: u64) -> FaultResult {
 /// `[lowest, top)` is present (`dks_core::fault::populate_span`: each missing stack page is
 /// served as a stack fault on it would be, from this CPU's magazine; pages outside the stack
 /// region are left alone). A guard page in the span means the stack overflowed; a page that
-/// cannot be served is fatal (the first one found, from the top).
-pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), FaultResult> {
+/// cannot be served is fatal (the first one found, from the top). `Err` carries the address
+/// of the page that failed (or `lowest`, in the lowest page) with the failure.
+pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), (u64, FaultResult)> {
     let Some(region) = REGION.get() else {
         return Ok(());
     };
@@ -134,5 +135,11 @@ pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), FaultResult> {
         VirtAddr::new(lowest),
         VirtAddr::new(top),
     )
-    .map_err(FaultResult::from)
+    .map_err(|failure| {
+        let address = match failure {
+            FaultOutcome::GuardHit { addr, .. } | FaultOutcome::Fatal { addr, .. } => addr,
+            FaultOutcome::Served { .. } | FaultOutcome::NotAStackPage => VirtAddr::new(lowest),
+        };
+        (address.as_u64(), FaultResult::from(failure))
+    })
 }

@@ -37,7 +37,9 @@ use spin::Once;
 
 pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
-pub use self::switch::{Admit, admit, drain_magazine_here, refill_magazine_here, switched_out};
+pub use self::switch::{
+    Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here, switched_out,
+};
 use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::paging;
 use crate::layout::PAGE_BYTES;
@@ -451,6 +453,12 @@ fn account(slot: SlotIndex) -> Account {
         .account
         .load(Ordering::Relaxed);
     Account::ALL[usize::from(index)]
+}
+
+/// Whether the stack in `slot` belongs to one of the kernel's own threads (`SYSTEM_GROUP`).
+/// Lock-free: for the fault path.
+pub fn is_system(slot: SlotIndex) -> bool {
+    account(slot) == Account::System
 }
 
 /// Every frame mapped in a live stack, with its slot: for the "no frame in two stacks" check.
