@@ -9,13 +9,13 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use dks_core::emulated::{OneCpuCounters, OneStack};
 use dks_core::switch::{self, SwitchOut, SwitchOutReason};
 use dks_core::{
     AbsentPte, CpuId, FaultOutcome, FlushBatch, FlushNeed, Frame, GroupCharge, GroupId, PerCpu,
     Platform, Policy, SlotIndex, Stack, StackLayout, StackPage, StackSource, StackSpec, Urgency,
     VirtAddr, fault, pte, stack,
 };
-use dks_core::emulated::{OneCpuCounters, OneStack};
 
 /// A flat page table over the stack region and a stack of free frames.
 struct FlatPlatform {
@@ -54,19 +54,19 @@ impl Platform for FlatPlatform {
 
     fn map_stack_page(&mut self, addr: VirtAddr, frame: Frame) -> dks_core::Flush {
         let index = self.index(addr);
-        self.entries[index] = frame.phys_addr() | pte::PTE_PRESENT | pte::PTE_WRITABLE;
+        self.entries[index] = frame.phys_addr() | pte::bits::PRESENT | pte::bits::WRITABLE;
         dks_core::Flush::new(addr, FlushNeed::NotCached)
     }
 
     fn unmap_stack_page(&mut self, addr: VirtAddr, leave: AbsentPte) -> (Frame, dks_core::Flush) {
         let index = self.index(addr);
         let entry = std::mem::replace(&mut self.entries[index], leave.raw());
-        let need = if entry & pte::PTE_ACCESSED != 0 {
+        let need = if entry & pte::bits::ACCESSED != 0 {
             FlushNeed::Shootdown
         } else {
             FlushNeed::NotCached
         };
-        let frame = Frame::from_phys_addr(entry & pte::PTE_FRAME_MASK);
+        let frame = Frame::from_phys_addr(entry & pte::bits::ADDRESS_MASK);
         (frame, dks_core::Flush::new(addr, need))
     }
 

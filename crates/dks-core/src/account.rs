@@ -156,7 +156,9 @@ impl Ledger {
     /// Notes a fatal stack fault of `account` with interrupts off that would have stopped a
     /// real kernel (the thread may hold a spin lock); the testbed stops only the thread.
     pub fn note_kernel_stop(&self, account: Account) {
-        self.of(account).kernel_stops.fetch_add(1, Ordering::Relaxed);
+        self.of(account)
+            .kernel_stops
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Notes that a thread of `account` waited `ticks` (of the kernel's clock) between its
@@ -172,7 +174,11 @@ impl Ledger {
     }
 
     /// Returns the figures of `account`, with its `events` (summed over CPUs).
-    pub(crate) fn snapshot(&self, account: Account, events: [u64; Counter::COUNT]) -> AccountSnapshot {
+    pub(crate) fn snapshot(
+        &self,
+        account: Account,
+        events: [u64; Counter::COUNT],
+    ) -> AccountSnapshot {
         let stats = self.of(account);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         AccountSnapshot {

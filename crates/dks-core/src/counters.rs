@@ -180,9 +180,9 @@ impl Totals {
     /// `i64::MAX`).
     #[must_use]
     pub fn get(&self, counter: Counter) -> i64 {
-        self.accounts
-            .iter()
-            .fold(0i64, |sum, account| sum.saturating_add(account.get(counter)))
+        self.accounts.iter().fold(0i64, |sum, account| {
+            sum.saturating_add(account.get(counter))
+        })
     }
 
     /// Returns the figures of one account.

@@ -117,7 +117,10 @@ impl Policy {
 const _: () = {
     let mut i = 0;
     while i < Policy::COUNT {
-        assert!(Policy::ALL[i].index() == i, "Policy::ALL is in declaration order");
+        assert!(
+            Policy::ALL[i].index() == i,
+            "Policy::ALL is in declaration order"
+        );
         i += 1;
     }
 };
@@ -178,7 +181,8 @@ impl<'de> serde::Deserialize<'de> for Policy {
                 f.write_str("a policy name")
             }
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Policy, E> {
-                name.parse().map_err(|_| E::unknown_variant(name, &POLICY_NAMES))
+                name.parse()
+                    .map_err(|_| E::unknown_variant(name, &POLICY_NAMES))
             }
         }
         deserializer.deserialize_str(Name)

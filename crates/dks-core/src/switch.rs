@@ -27,8 +27,8 @@
 //! holds at least the remaining need at every fault. Nothing in this module
 //! waits: admission only uses non-blocking allocations and answers at once.
 
-use crate::addr::VirtAddr;
 use crate::account::Account;
+use crate::addr::VirtAddr;
 use crate::counters::{Counter, Tally};
 use crate::frame::Urgency;
 use crate::group::GroupCharge;

@@ -6,8 +6,8 @@
 
 mod world;
 
-use dks_core::{Counter, Policy};
 use dks_core::emulated::FailurePattern;
+use dks_core::{Counter, Policy};
 use proptest::prelude::*;
 use world::{Depth, Op, World, WorldConfig};
 

@@ -862,9 +862,7 @@ fn workload_with_stops_returns_the_heap() -> TestResult {
             irqoff_percent: 0,
         }],
     };
-    let killed = || {
-        stacks::policy_totals(Policy::Static).threads_stopped
-    };
+    let killed = || stacks::policy_totals(Policy::Static).threads_stopped;
     let run_stopping = |plan: dks_protocol::scenario::Plan| -> Result<u32, alloc::string::String> {
         sched::wait::arm_wait_hook(
             HookTarget::Named(GROUP),

@@ -30,8 +30,8 @@ use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 pub use dks_core::Policy;
 use dks_core::stack::{self, CreateFailure, Released, StackSource};
 use dks_core::{
-    Account, AccountSnapshot, CpuCounters, CpuId, GroupCharge, GroupId, LayoutError, Ledger, Magazine, SlotIndex,
-    Stack, StackCache, StackLayout, StackSpec, Tally, Totals, VirtAddr,
+    Account, AccountSnapshot, CpuCounters, CpuId, GroupCharge, GroupId, LayoutError, Ledger,
+    Magazine, SlotIndex, Stack, StackCache, StackLayout, StackSpec, Tally, Totals, VirtAddr,
 };
 use spin::Once;
 

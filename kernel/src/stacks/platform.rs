@@ -17,6 +17,7 @@
 
 use core::sync::atomic::Ordering;
 
+use dks_core::pte::STACK_PAGE_FLAGS;
 use dks_core::{
     AbsentPte, CpuId, Flush, FlushBatch, FlushNeed, Frame, Platform, StackLayout, Urgency, VirtAddr,
 };
@@ -26,9 +27,6 @@ use crate::hw::paging::{self, bits};
 use crate::layout::PAGE_BYTES;
 use crate::mm::frames;
 use crate::tlb;
-
-/// Leaf flags of a populated stack page.
-const STACK_PAGE: u64 = bits::PRESENT | bits::WRITABLE | bits::NO_EXECUTE;
 
 /// The machine, as dks sees it, for one job (see the module docs).
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +91,7 @@ impl Platform for X86Platform {
     }
 
     fn map_stack_page(&mut self, addr: VirtAddr, frame: Frame) -> Flush {
-        leaf(addr).store(frame.phys_addr() | STACK_PAGE, Ordering::Release);
+        leaf(addr).store(frame.phys_addr() | STACK_PAGE_FLAGS, Ordering::Release);
         // x86 never caches a not-present translation.
         Flush::new(addr, FlushNeed::NotCached)
     }

@@ -7,7 +7,10 @@ fn accounts_are_the_policies_then_the_kernels_own() {
     for (i, account) in Account::ALL.into_iter().enumerate() {
         assert_eq!(account.index(), i);
     }
-    assert_eq!(Account::ALL[..Policy::COUNT], Policy::ALL.map(Account::Policy));
+    assert_eq!(
+        Account::ALL[..Policy::COUNT],
+        Policy::ALL.map(Account::Policy)
+    );
     assert_eq!(Account::ALL[Policy::COUNT], Account::System);
 }
 
@@ -29,10 +32,7 @@ fn the_ledger_keeps_levels_peaks_and_thread_lives_per_account() {
     let totals = sum(&[CpuCounters::new()], &ledger);
     let figures = totals.account(fault);
     assert_eq!((figures.pages_now, figures.pages_peak), (1, 5));
-    assert_eq!(
-        (figures.threads_created, figures.threads_released),
-        (2, 2)
-    );
+    assert_eq!((figures.threads_created, figures.threads_released), (2, 2));
     assert_eq!(figures.threads_live(), 0);
     assert_eq!((figures.threads_stopped, figures.kernel_stops), (1, 1));
     assert_eq!(
@@ -48,6 +48,8 @@ fn the_ledger_keeps_levels_peaks_and_thread_lives_per_account() {
     assert_eq!(figures.peak_pages[PEAK_PAGE_BUCKETS - 1], 1);
     assert_eq!(
         *totals.account(Account::System),
-        sum(&[CpuCounters::new()], &Ledger::new()).account(Account::System).clone()
+        sum(&[CpuCounters::new()], &Ledger::new())
+            .account(Account::System)
+            .clone()
     );
 }

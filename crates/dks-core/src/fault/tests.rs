@@ -1,10 +1,10 @@
 use super::*;
-use crate::magazine::Magazine;
 use crate::counters::Counter;
 use crate::layout::DEFAULT_STACK_REGION_BASE;
+use crate::magazine::Magazine;
 use crate::page_set::PageSet;
 use crate::policy::Policy;
-use crate::pte::{AbsentPte, PTE_PRESENT};
+use crate::pte::{AbsentPte, bits};
 use crate::test_fixture::Fixture;
 
 #[test]
@@ -26,7 +26,13 @@ fn a_fault_on_an_unpopulated_page_is_served_from_the_magazine() {
     assert_eq!(fx.cpu.magazine.len(), 2);
     assert_eq!(fx.group.charged_pages(), 2);
     let counters = fx.counters.totals();
-    assert_eq!((counters.get(Counter::Faults), counters.get(Counter::NrKernelStackKb)), (1, 8));
+    assert_eq!(
+        (
+            counters.get(Counter::Faults),
+            counters.get(Counter::NrKernelStackKb)
+        ),
+        (1, 8)
+    );
     fx.platform
         .check_slot(&fx.layout, stack.slot(), Some(stack.populated()))
         .unwrap();
@@ -78,7 +84,13 @@ fn a_guard_page_fault_is_always_reported_with_its_depth() {
         FaultOutcome::GuardHit { slot, .. } if slot == SlotIndex::new(6)
     ));
     let counters = fx.counters.totals();
-    assert_eq!((counters.get(Counter::GuardHits), counters.get(Counter::Fatal)), (2, 0));
+    assert_eq!(
+        (
+            counters.get(Counter::GuardHits),
+            counters.get(Counter::Fatal)
+        ),
+        (2, 0)
+    );
     assert_eq!(fx.cpu.magazine.len(), 3);
 }
 
@@ -218,7 +230,7 @@ fn a_stack_whose_state_disagrees_with_its_entry_is_fatal() {
             ..
         }
     ));
-    fx.platform.write_raw_entry(addr, frame | PTE_PRESENT);
+    fx.platform.write_raw_entry(addr, frame | bits::PRESENT);
 }
 
 /// A table that hands out one stack whatever owner is asked for.
@@ -260,7 +272,10 @@ fn a_busy_magazine_or_stack_is_fatal_never_waited_for() {
     let mut fx = Fixture::new();
     let stack = fx.create(Policy::Fault, 2);
     let addr = fx.page_addr(&stack, 1);
-    for (busy, name) in [(Busy::Magazine, "magazine_busy"), (Busy::Stack, "stack_busy")] {
+    for (busy, name) in [
+        (Busy::Magazine, "magazine_busy"),
+        (Busy::Stack, "stack_busy"),
+    ] {
         let outcome = handle(
             &mut fx.platform,
             &fx.layout,
@@ -284,7 +299,10 @@ fn populate_span_serves_every_missing_page_of_the_span_from_the_top() {
     fx.refill();
     // A gap: page 2 touched, page 1 not.
     let deep = fx.page_addr(&stack, 2);
-    assert!(matches!(fx.fault(&mut stack, deep), FaultOutcome::Served { .. }));
+    assert!(matches!(
+        fx.fault(&mut stack, deep),
+        FaultOutcome::Served { .. }
+    ));
     let top = fx.sp(&stack, 0x0f00);
     let lowest = fx.sp(&stack, 0x2100);
     let mut table = Fixture::table(&mut fx.cpu.magazine, &mut stack, &fx.group);

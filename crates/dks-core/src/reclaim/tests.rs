@@ -103,7 +103,10 @@ fn a_sleeping_reclaim_task_gives_back_its_dead_pages_with_one_shootdown() {
         .unwrap();
     let counters = fx.counters.totals();
     assert_eq!(
-        (counters.get(Counter::Reclaimed), counters.get(Counter::NrKernelStackKb)),
+        (
+            counters.get(Counter::Reclaimed),
+            counters.get(Counter::NrKernelStackKb)
+        ),
         (2, 8)
     );
     assert_eq!(fx.group.charged_pages(), 2);

@@ -54,7 +54,13 @@ fn admission_refills_until_the_need_is_covered() {
         assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
         assert_eq!(fx.cpu.magazine.len(), 3);
         let counters = fx.counters.totals();
-        assert_eq!((counters.get(Counter::Refills), counters.get(Counter::RefillFail)), (1, 0));
+        assert_eq!(
+            (
+                counters.get(Counter::Refills),
+                counters.get(Counter::RefillFail)
+            ),
+            (1, 0)
+        );
         // Covered already: no refill.
         assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
         assert_eq!(fx.count(Counter::Refills), 1);
@@ -134,7 +140,10 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
         .unwrap();
     let counters = fx.counters.totals();
     assert_eq!(
-        (counters.get(Counter::Reclaimed), counters.get(Counter::NrKernelStackKb)),
+        (
+            counters.get(Counter::Reclaimed),
+            counters.get(Counter::NrKernelStackKb)
+        ),
         (2, 8)
     );
     assert_eq!(fx.group.charged_pages(), 2);
@@ -175,7 +184,13 @@ fn the_fault_policy_refills_after_the_switch_and_may_fail() {
     );
     assert_eq!(refill.map(|r| (r.added, r.len)), Some((0, 2)));
     let counters = fx.counters.totals();
-    assert_eq!((counters.get(Counter::Refills), counters.get(Counter::RefillFail)), (2, 1));
+    assert_eq!(
+        (
+            counters.get(Counter::Refills),
+            counters.get(Counter::RefillFail)
+        ),
+        (2, 1)
+    );
     // Full magazine: nothing counted.
     fx.platform.set_failures(FailurePattern::Never);
     let _ = refill_full(&mut fx);

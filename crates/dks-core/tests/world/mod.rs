@@ -15,8 +15,8 @@ use dks_core::layout::RED_ZONE_IN_BYTES;
 use dks_core::stack::{self, ExitedStack, Released};
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
 use dks_core::{
-    CpuCounters, CpuId, DeferredFree, FatalReason, FaultOutcome, Frame, GroupCharge, GroupId,
-    Account, Busy, Counter, GroupCharge as Charge, Ledger, Magazine, PageSet, PerCpu, Platform,
+    Account, Busy, Counter, CpuCounters, CpuId, DeferredFree, FatalReason, FaultOutcome, Frame,
+    GroupCharge, GroupCharge as Charge, GroupId, Ledger, Magazine, PageSet, PerCpu, Platform,
     Policy, SlotIndex, Stack, StackLayout, StackSource, StackSpec, StackTable, Tally, Totals,
     Urgency, VirtAddr, cache, counters, fault, reclaim,
 };
@@ -800,7 +800,11 @@ impl World {
                 .map(|exited| u64::from(exited.populated().len()))
                 .sum();
             let pages = live + exited;
-            assert_eq!(totals.account(account).pages_now, pages as i64, "{account:?}");
+            assert_eq!(
+                totals.account(account).pages_now,
+                pages as i64,
+                "{account:?}"
+            );
         }
         let count = |counter| totals.get(counter) as u64;
         assert_eq!(count(Counter::Fatal), self.seen.fatal_faults);
