@@ -26,15 +26,9 @@ use crate::hw::cpu::{self, IrqGuard};
 use crate::hw::probes;
 use crate::layout::PAGE_BYTES;
 use crate::sched::{self, SpawnOptions};
-use crate::stacks::{self, Policy};
+use crate::stacks::{self, DYNAMIC, IMPLEMENTED, Policy};
 use crate::sync::IrqMutex;
 use crate::{lazy, report, work};
-
-/// Policies the kernel implements.
-pub const IMPLEMENTED: [Policy; 3] = [Policy::Static, Policy::Fault, Policy::Guaranteed];
-
-/// Policies that populate on demand.
-const DYNAMIC: [Policy; 2] = [Policy::Fault, Policy::Guaranteed];
 
 /// A running summary of one cost.
 #[derive(Debug)]

@@ -203,7 +203,7 @@ pub fn parse(bytes: &[u8]) -> Result<Plan, String> {
 
 /// Which policies this kernel implements (a plan naming another one is refused).
 pub fn implemented(policy: &str) -> Option<Policy> {
-    crate::bench::IMPLEMENTED
+    crate::stacks::IMPLEMENTED
         .into_iter()
         .find(|p| p.name() == policy)
 }
@@ -212,7 +212,10 @@ pub fn implemented(policy: &str) -> Option<Policy> {
 pub fn check_policies(plan: &Plan) -> Result<(), String> {
     for (i, group) in plan.groups.iter().enumerate() {
         if implemented(&group.policy).is_none() {
-            let names: Vec<&str> = crate::bench::IMPLEMENTED.iter().map(|p| p.name()).collect();
+            let names: Vec<&str> = crate::stacks::IMPLEMENTED
+                .iter()
+                .map(|p| p.name())
+                .collect();
             return Err(alloc::format!(
                 "groups[{i}].policy: {:?} is not implemented by this kernel (it runs {})",
                 group.policy,
@@ -242,7 +245,7 @@ fn fixed(bytes: u32) -> Histogram {
 /// sleep shallow and sometimes go deep, and short-lived ones.
 pub fn mixed(max_stack_bytes: u32) -> Plan {
     let mut groups = Vec::new();
-    for policy in crate::bench::IMPLEMENTED {
+    for policy in crate::stacks::IMPLEMENTED {
         groups.push(GroupPlan {
             name: alloc::format!("sleepers-{}", policy.name()),
             policy: policy.name().into(),

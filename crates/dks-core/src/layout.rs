@@ -86,6 +86,23 @@ impl MaxStack {
         self.pages() as u64 * PAGE_SIZE_IN_BYTES
     }
 
+    /// Returns the size as the kernel's command line and scenarios spell it: `16K`, `32K`
+    /// or `64K`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Kib16 => "16K",
+            Self::Kib32 => "32K",
+            Self::Kib64 => "64K",
+        }
+    }
+
+    /// Returns the size named `name` (see [`Self::name`]), or `None`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|size| size.name() == name)
+    }
+
     /// Returns the size in pages.
     #[must_use]
     pub const fn pages(self) -> u8 {

@@ -767,7 +767,7 @@ impl Drop for DropCounter {
 fn stopped_threads_return_the_heap() -> TestResult {
     const PER_WAVE: usize = 100;
     const PAYLOAD_BYTES: usize = 1024;
-    let policies = [Policy::Static, Policy::Fault, Policy::Guaranteed];
+    let policies = stacks::IMPLEMENTED;
     let wave = |n: usize| -> Result<(usize, Vec<Arc<Thread>>), alloc::string::String> {
         let dropped = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();

@@ -90,6 +90,28 @@ static COUNTERS: [CpuCounters; MAX_CPUS] = [const { CpuCounters::new() }; MAX_CP
 static LEDGER: Ledger = Ledger::new();
 static GROUPS: [GroupCharge; MAX_GROUPS] = [const { GroupCharge::new(None) }; MAX_GROUPS];
 
+/// The policies this kernel implements: the one place that says so (the others exist in
+/// `dks-core`, tested on the host). Benchmarks, workloads and tests take them from here.
+pub const IMPLEMENTED: [Policy; 3] = [Policy::Static, Policy::Fault, Policy::Guaranteed];
+
+/// Of [`IMPLEMENTED`], the policies that populate on demand.
+pub const DYNAMIC: [Policy; 2] = {
+    let mut dynamic = [Policy::Static; 2];
+    let (mut i, mut n) = (0, 0);
+    while i < IMPLEMENTED.len() {
+        if IMPLEMENTED[i].grows_by_fault() {
+            dynamic[n] = IMPLEMENTED[i];
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(
+        n == dynamic.len(),
+        "DYNAMIC holds every implemented policy that grows by fault"
+    );
+    dynamic
+};
+
 fn region() -> &'static Region {
     REGION.get().expect("stacks::init ran")
 }

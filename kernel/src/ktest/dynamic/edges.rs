@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use dks_core::Counter;
 
 use super::{
-    DYNAMIC, drain_all_magazines, events, fresh_stacks, me, recurse, recurse_to_edge,
+    drain_all_magazines, events, fresh_stacks, me, recurse, recurse_to_edge,
     recurse_to_unpopulated_edge, spawn_with,
 };
 use crate::hw::cpu::{self, IrqGuard};
@@ -19,7 +19,7 @@ use crate::ktest::{TestResult, check, check_eq};
 use crate::layout::PAGE_BYTES;
 use crate::mm::frames::{self, Injection};
 use crate::sched;
-use crate::stacks::{self, Policy};
+use crate::stacks::{self, DYNAMIC, Policy};
 use crate::{lazy, trap};
 
 /// Where a test parks a thread to be preempted: 200 bytes above a page boundary whose page
@@ -36,7 +36,7 @@ pub(super) fn deep_preempted_migrated() -> TestResult {
     let preempted = Arc::new(AtomicU32::new(0));
     let broken = Arc::new(AtomicU32::new(0));
     for i in 0..(2 * cpus as usize + 2) {
-        let policy = DYNAMIC[i % 2];
+        let policy = DYNAMIC[i % DYNAMIC.len()];
         let (grew, preempted, broken) = (grew.clone(), preempted.clone(), broken.clone());
         threads.push(spawn_with("deep-spinner", policy, None, move || {
             let me = me();

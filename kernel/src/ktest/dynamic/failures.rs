@@ -213,7 +213,7 @@ fn overflow(depth: u64) -> u64 {
 }
 
 pub(super) fn guard_hit_stops_the_thread() -> TestResult {
-    for policy in [Policy::Static, Policy::Fault, Policy::Guaranteed] {
+    for policy in stacks::IMPLEMENTED {
         let hits = events(policy, Counter::GuardHits);
         let victim = spawn_with("overflow-victim", policy, None, || {
             black_box(overflow(0));

@@ -15,7 +15,7 @@ use crate::sched::wait::WaitQueue;
 use crate::stacks::{self, Policy};
 
 pub(super) fn faults_per_depth() -> TestResult {
-    for policy in [Policy::Static, Policy::Fault, Policy::Guaranteed] {
+    for policy in stacks::IMPLEMENTED {
         for pages in 1..=4u64 {
             fresh_stacks();
             let result = Arc::new([const { AtomicU64::new(u64::MAX) }; 4]);
@@ -62,7 +62,7 @@ pub(super) fn no_frame_in_two_stacks() -> TestResult {
     let gate = Arc::new(WaitQueue::new());
     let mut threads = Vec::new();
     for i in 0..48u64 {
-        let policy = [Policy::Static, Policy::Fault, Policy::Guaranteed][(i % 3) as usize];
+        let policy = stacks::IMPLEMENTED[i as usize % stacks::IMPLEMENTED.len()];
         let (asleep, release, gate) = (asleep.clone(), release.clone(), gate.clone());
         threads.push(spawn_with("sleeper", policy, None, move || {
             let top = me().stack.top();
@@ -249,7 +249,7 @@ pub(super) fn group_limit() -> TestResult {
 }
 
 pub(super) fn high_water_mark() -> TestResult {
-    for policy in [Policy::Static, Policy::Fault, Policy::Guaranteed] {
+    for policy in stacks::IMPLEMENTED {
         fresh_stacks();
         let marks = Arc::new([const { AtomicU64::new(0) }; 2]);
         let out = marks.clone();

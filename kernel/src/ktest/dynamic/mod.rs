@@ -74,8 +74,6 @@ pub const TESTS: &[KernelTest] = &[
     },
 ];
 
-const DYNAMIC: [Policy; 2] = [Policy::Fault, Policy::Guaranteed];
-
 fn spawn_with(
     name: &str,
     policy: Policy,
