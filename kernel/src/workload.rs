@@ -738,11 +738,8 @@ fn sample(run: &Run, t_ms: u64) {
         let mut threads = 0u64;
         for member in members.iter().filter(|m| m.policy == policy) {
             threads += 1;
-            live_pages += member
-                .live_depth
-                .load(Ordering::Relaxed)
-                .div_ceil(PAGE_BYTES)
-                .max(1);
+            let depth = member.live_depth.load(Ordering::Relaxed);
+            live_pages += u64::from(stacks::layout().pages_to_depth(depth).len());
         }
         let stack_pages = totals
             .account(dks_core::Account::Policy(policy))

@@ -54,6 +54,13 @@ const _: () = assert!(MaxStack::Kib64.pages() as usize == MAX_STACK_PAGES_LIMIT)
 const _: () = assert!(GUARD_PAGES_PER_SLOT >= 1);
 const _: () = assert!(RED_ZONE_IN_BYTES < PAGE_SIZE_IN_BYTES);
 
+/// Returns where a trap frame moved onto an interrupted stack whose stack pointer is `sp`
+/// ends: below the red zone, aligned to 16 bytes as the ABI wants a frame.
+#[must_use]
+pub const fn frame_below_red_zone(sp: u64) -> u64 {
+    (sp - RED_ZONE_IN_BYTES) & !15
+}
+
 /// The size of every stack in the region: 16, 32 or 64 KiB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MaxStack {
