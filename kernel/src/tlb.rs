@@ -92,6 +92,8 @@ pub fn request_flush_all() -> u64 {
 /// Asks again every CPU that has not flushed for `generation` (an IPI may have been lost, or
 /// taken before the request was visible): marks it pending and sends the IPI again.
 pub fn remind(generation: u64) {
+    // `me` must stay this CPU while the others are asked (a thread calls this).
+    let _irq = IrqGuard::new();
     let me = cpu::current_id() as usize;
     for (other, pending) in PENDING.iter().enumerate() {
         let behind = DONE[other].load(Ordering::SeqCst) < generation;

@@ -75,6 +75,10 @@ pub const TESTS: &[KernelTest] = &[
         run: workload_with_stops_returns_the_heap,
     },
     KernelTest {
+        name: "current_names_the_caller",
+        run: current_names_the_caller,
+    },
+    KernelTest {
         name: "soak_small",
         run: soak_small,
     },
@@ -354,7 +358,7 @@ fn migration() -> TestResult {
     for _ in 0..(4 * cpus) {
         threads.push(spawn("wanderer", move || {
             for round in 0..40 {
-                if round % 4 == 0 {
+                if round % 512 == 0 {
                     sched::sleep_ms(1);
                 } else {
                     sched::yield_now();
@@ -941,5 +945,48 @@ fn idle_cpus_are_not_waited_for() -> TestResult {
             tlb::flushed_by(cpu)
         );
     }
+    Ok(())
+}
+
+/// Every thread asks `sched::current()` over and over while the CPUs preempt and steal them
+/// from each other; the answer must always be the asking thread.
+fn current_names_the_caller() -> TestResult {
+    const ROUNDS: u64 = 5_000_000;
+    let cpus = sched::online_cpus();
+    let wrong = Arc::new(AtomicU64::new(0));
+    let none = Arc::new(AtomicU64::new(0));
+    let asked = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for _ in 0..(3 * cpus) {
+        let (wrong, none, asked) = (wrong.clone(), none.clone(), asked.clone());
+        threads.push(spawn("asker", move || {
+            for round in 0..ROUNDS {
+                match sched::current() {
+                    Some(me) if me.stack.contains(crate::hw::probes::stack_pointer()) => {}
+                    Some(_) => {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        none.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                asked.fetch_add(1, Ordering::Relaxed);
+                if round % 512 == 0 {
+                    sched::sleep_ms(1);
+                }
+            }
+        })?);
+    }
+    for thread in &threads {
+        sched::join(thread);
+    }
+    crate::report::log(format_args!(
+        "current_names_the_caller: {} asked, {} wrong, {} none",
+        asked.load(Ordering::Relaxed),
+        wrong.load(Ordering::Relaxed),
+        none.load(Ordering::Relaxed)
+    ));
+    check_eq!(wrong.load(Ordering::Relaxed), 0, "answers naming another thread");
+    check_eq!(none.load(Ordering::Relaxed), 0, "answers naming no thread");
     Ok(())
 }

@@ -61,7 +61,11 @@ static CPUS: [CpuSched; MAX_CPUS] = [const {
 static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
 
-fn this() -> &'static CpuSched {
+/// This CPU's scheduler state. The guard is the proof that the answer stays true: with
+/// interrupts on, the calling thread could be preempted right after reading its CPU number
+/// and resumed on another CPU, and would then read or change the record of a CPU it no
+/// longer runs on (its `current` naming another thread, or none).
+fn this(_irq: &IrqGuard) -> &'static CpuSched {
     &CPUS[hwcpu::current_id() as usize]
 }
 
@@ -89,21 +93,25 @@ pub fn online_cpus() -> u32 {
         .count() as u32
 }
 
-/// Returns the running thread of this CPU.
+/// Returns the running thread of this CPU: the calling thread, when a thread calls it.
 pub fn current() -> Option<Arc<Thread>> {
-    this().current.lock().clone()
+    let irq = IrqGuard::new();
+    this(&irq).current.lock().clone()
 }
 
 /// Returns the running thread of this CPU without waiting: `None` if there is none or its
 /// record is being changed right now. For fault handlers, which must not wait for a lock.
 pub fn try_current() -> Option<Arc<Thread>> {
-    this().current.try_lock().and_then(|c| c.clone())
+    let irq = IrqGuard::new();
+    this(&irq).current.try_lock().and_then(|c| c.clone())
 }
 
 /// Puts a ready thread in a run queue: its pinned CPU, or the least loaded online CPU
 /// (ties broken round-robin). Wakes that CPU if it idles.
 pub fn enqueue(thread: Arc<Thread>, pinned: Option<u32>) {
     let urgent = thread.is_urgent();
+    // `here` must stay this CPU until the IPI decision below.
+    let _irq = IrqGuard::new();
     // An urgent thread runs where it is woken, at the front: no IPI to wait for (an IPI to a
     // busy CPU takes milliseconds under TCG). The scheduler loop that woke it (it reaps exited
     // threads) picks it next.
@@ -128,7 +136,7 @@ pub fn enqueue(thread: Arc<Thread>, pinned: Option<u32>) {
     if urgent {
         cpu.resched.store(true, Ordering::Release);
     }
-    let remote = target as u32 != hwcpu::current_id();
+    let remote = target as u32 != here;
     if remote && (urgent || cpu.idle.load(Ordering::SeqCst)) {
         send_ipi(target as u32, vector::RESCHEDULE);
     }
@@ -160,9 +168,10 @@ fn current_preemptible(cpu: &CpuSched) -> bool {
         .is_some_and(|t| t.state().preemptible())
 }
 
-/// Whether the timer should preempt the current thread now.
+/// Whether the timer should preempt the current thread now (from its handler).
 pub fn preemption_due() -> bool {
-    let cpu = this();
+    let irq = IrqGuard::new();
+    let cpu = this(&irq);
     if !current_preemptible(cpu) {
         return false;
     }
@@ -173,7 +182,8 @@ pub fn preemption_due() -> bool {
 /// Whether a reschedule IPI asked this CPU to preempt its thread now (an urgent thread is
 /// waiting in its queue).
 pub fn resched_requested() -> bool {
-    let cpu = this();
+    let irq = IrqGuard::new();
+    let cpu = this(&irq);
     current_preemptible(cpu) && cpu.resched.swap(false, Ordering::AcqRel)
 }
 
@@ -186,7 +196,7 @@ fn any_ready(cpu: &CpuSched) -> bool {
 /// resumed (possibly on another CPU), or at once for a stopped thread, which finishes where it
 /// was stopped (its only switch is its last, `switch_to_scheduler_for_good`).
 pub fn switch_to_scheduler(irq: &IrqGuard) {
-    let cpu = this();
+    let cpu = this(irq);
     let me = cpu
         .current
         .lock()
@@ -208,7 +218,8 @@ pub fn switch_to_scheduler(irq: &IrqGuard) {
 /// See `sched::preempt_switch`. The thread stays alive meanwhile: `current` holds it until
 /// the scheduler loop takes it after the switch.
 pub fn preempt_switch() -> Option<(u64, u64)> {
-    let cpu = this();
+    let irq = IrqGuard::new();
+    let cpu = this(&irq);
     let current = cpu.current.try_lock()?;
     let me = current.as_ref()?;
     Some((
@@ -242,7 +253,7 @@ fn not_on_own_stack(thread: &Thread, doing: &str, sp: u64) -> ! {
 
 /// Switches to the scheduler loop from a thread that will never run again.
 pub fn switch_to_scheduler_for_good(irq: &IrqGuard) -> ! {
-    let cpu = this();
+    let cpu = this(irq);
     context::switch(
         irq,
         &cpu.discarded_rsp,
