@@ -358,7 +358,7 @@ fn migration() -> TestResult {
     for _ in 0..(4 * cpus) {
         threads.push(spawn("wanderer", move || {
             for round in 0..40 {
-                if round % 512 == 0 {
+                if round % 4 == 0 {
                     sched::sleep_ms(1);
                 } else {
                     sched::yield_now();
@@ -948,45 +948,79 @@ fn idle_cpus_are_not_waited_for() -> TestResult {
     Ok(())
 }
 
-/// Every thread asks `sched::current()` over and over while the CPUs preempt and steal them
-/// from each other; the answer must always be the asking thread.
+/// Every thread asks `sched::current()` over and over while the timer preempts it; the answer
+/// must always be the asking thread. Each asker keeps itself pinned to the next CPU, so that
+/// every preemption moves it there: a preemption between reading the CPU number and reading
+/// that CPU's record would make it read the record of a CPU it no longer runs on.
 fn current_names_the_caller() -> TestResult {
-    const ROUNDS: u64 = 5_000_000;
+    const DURATION_MS: u64 = 4_000;
+    const BURST: u64 = 4096;
     let cpus = sched::online_cpus();
     let wrong = Arc::new(AtomicU64::new(0));
     let none = Arc::new(AtomicU64::new(0));
     let asked = Arc::new(AtomicU64::new(0));
+    let first_wrong_ms = Arc::new(AtomicU64::new(0));
+    let preempted = || {
+        crate::trap::PREEMPTIONS
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let preempted_before = preempted();
+    let start = sched::uptime_ms();
+    let deadline = start + DURATION_MS;
     let mut threads = Vec::new();
     for _ in 0..(3 * cpus) {
-        let (wrong, none, asked) = (wrong.clone(), none.clone(), asked.clone());
+        let (wrong, none, asked, first) = (
+            wrong.clone(),
+            none.clone(),
+            asked.clone(),
+            first_wrong_ms.clone(),
+        );
         threads.push(spawn("asker", move || {
-            for round in 0..ROUNDS {
-                match sched::current() {
-                    Some(me) if me.stack.contains(crate::hw::probes::stack_pointer()) => {}
-                    Some(_) => {
-                        wrong.fetch_add(1, Ordering::Relaxed);
-                    }
-                    None => {
-                        none.fetch_add(1, Ordering::Relaxed);
+            while sched::uptime_ms() < deadline {
+                let here = crate::hw::cpu::current_id();
+                sched::pin_me(Some((here + 1) % cpus));
+                for _ in 0..BURST {
+                    match sched::current() {
+                        Some(me) if me.stack.contains(crate::hw::probes::stack_pointer()) => {}
+                        Some(_) => {
+                            if wrong.fetch_add(1, Ordering::Relaxed) == 0 {
+                                first.store(sched::uptime_ms() - start, Ordering::Relaxed);
+                            }
+                        }
+                        None => {
+                            none.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
-                asked.fetch_add(1, Ordering::Relaxed);
-                if round % 512 == 0 {
-                    sched::sleep_ms(1);
-                }
+                asked.fetch_add(BURST, Ordering::Relaxed);
             }
         })?);
     }
     for thread in &threads {
         sched::join(thread);
     }
+    let preemptions = preempted() - preempted_before;
     crate::report::log(format_args!(
-        "current_names_the_caller: {} asked, {} wrong, {} none",
+        "current_names_the_caller: {} asked in {} ms, {preemptions} preemptions, {} wrong \
+         (first at {} ms), {} none",
         asked.load(Ordering::Relaxed),
+        sched::uptime_ms() - start,
         wrong.load(Ordering::Relaxed),
+        first_wrong_ms.load(Ordering::Relaxed),
         none.load(Ordering::Relaxed)
     ));
-    check_eq!(wrong.load(Ordering::Relaxed), 0, "answers naming another thread");
+    check_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "answers naming another thread"
+    );
     check_eq!(none.load(Ordering::Relaxed), 0, "answers naming no thread");
+    // Without preemptions the test asked nothing that could go wrong (each one migrates).
+    check!(
+        cpus == 1 || preemptions >= 100,
+        "only {preemptions} preemptions in {DURATION_MS} ms"
+    );
     Ok(())
 }

@@ -211,6 +211,12 @@ pub fn migrate_to(cpu: u32) {
     me.set_pinned(pin);
 }
 
+/// Pins the calling thread to `cpu` (or lets it run anywhere) from its next switch on: the
+/// next yield or preemption moves it there.
+pub fn pin_me(cpu: Option<u32>) {
+    current().expect("pin_me outside a thread").set_pinned(cpu);
+}
+
 /// Leaves the CPU after the caller parked (`Parking`) and registered where a waker will find
 /// it; returns at once if a waker already made it `Running` again.
 pub fn block() {
