@@ -64,7 +64,15 @@ pub fn init_this_cpu() -> u32 {
             write_msr(IA32_MC0_CTL + 4 * bank + 1, 0);
         }
         write_msr(IA32_MCG_STATUS, 0);
-        BANKS[cpu::current_id() as usize].store(banks as u8, Ordering::Relaxed);
+        let irq = cpu::IrqGuard::new();
+        BANKS[cpu::current_id(&irq) as usize].store(banks as u8, Ordering::Relaxed);
+        // `bank_count` relies on it: a thread may read the count on a CPU it then leaves.
+        let first = BANKS[0].load(Ordering::Relaxed);
+        assert!(
+            first == 0 || first == banks as u8,
+            "CPU {} has {banks} MCA banks, CPU 0 {first}",
+            cpu::current_id(&irq)
+        );
     }
     if edx & CPUID_MCE != 0 {
         // SAFETY: setting CR4.MCE only enables delivery of #MC, whose IDT gate and IST stack
@@ -79,9 +87,11 @@ pub fn enabled() -> bool {
     Cr4::read().contains(Cr4Flags::MACHINE_CHECK_EXCEPTION)
 }
 
-/// The number of banks this CPU reads.
+/// The number of banks this CPU reads (the same on every CPU: checked when each CPU sets up
+/// its banks, so the answer stays true if the caller moves to another CPU).
 pub fn bank_count() -> u32 {
-    u32::from(BANKS[cpu::current_id() as usize].load(Ordering::Relaxed))
+    let irq = cpu::IrqGuard::new();
+    u32::from(BANKS[cpu::current_id(&irq) as usize].load(Ordering::Relaxed))
 }
 
 /// One bank's registers.

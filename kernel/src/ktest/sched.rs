@@ -153,7 +153,7 @@ fn threads_complete() -> TestResult {
 fn preemption() -> TestResult {
     // Both threads on one CPU: the setter only runs if the spinner, which never yields, is
     // preempted.
-    let cpu = crate::hw::cpu::current_id();
+    let cpu = crate::hw::cpu::id_hint();
     let flag = Arc::new(AtomicBool::new(false));
     let spins = Arc::new(AtomicU64::new(0));
     let spinner = {
@@ -190,7 +190,7 @@ fn sleep_order() -> TestResult {
     let mut threads = Vec::new();
     // All on one CPU, so that they run in the order they are woken (on several CPUs that
     // order would also depend on how fast each vCPU answers its IPI).
-    let cpu = crate::hw::cpu::current_id();
+    let cpu = crate::hw::cpu::id_hint();
     // Three ticks apart (at the default 100 Hz), so that the tolerance below cannot hide a
     // swap of two neighbours.
     for ms in [150u64, 30, 120, 60, 90] {
@@ -408,7 +408,7 @@ fn fpu_preempted() -> TestResult {
     const TERMS: u64 = 400_000;
     let expected: Vec<u64> = (0..THREADS).map(|s| series(s, TERMS).to_bits()).collect();
     let results: Arc<Vec<AtomicU64>> = Arc::new((0..THREADS).map(|_| AtomicU64::new(0)).collect());
-    let cpu = crate::hw::cpu::current_id();
+    let cpu = crate::hw::cpu::id_hint();
     let mut threads = Vec::new();
     for s in 0..THREADS {
         let results = results.clone();
@@ -905,7 +905,7 @@ fn workload_with_stops_returns_the_heap() -> TestResult {
 /// may not run at all while another keeps busy), and an idle CPU flushes before it runs
 /// anything once it wakes.
 fn idle_cpus_are_not_waited_for() -> TestResult {
-    let me = crate::hw::cpu::current_id() as usize;
+    let me = crate::hw::cpu::id_hint() as usize;
     let others: Vec<usize> = (0..crate::hw::cpu::MAX_CPUS)
         .filter(|&c| c != me && sched::is_online(c as u32))
         .collect();
@@ -979,7 +979,7 @@ fn current_names_the_caller() -> TestResult {
         );
         threads.push(spawn("asker", move || {
             while sched::uptime_ms() < deadline {
-                let here = crate::hw::cpu::current_id();
+                let here = crate::hw::cpu::id_hint();
                 sched::pin_me(Some((here + 1) % cpus));
                 for _ in 0..BURST {
                     match sched::current() {
