@@ -33,6 +33,12 @@ pub enum Crash {
     BounceCopyFault,
     /// Raises a machine check with an uncorrectable error (PCC set).
     MachineCheck,
+    /// Takes a page fault (one that would be served) inside the NMI handler.
+    NmiPageFault,
+    /// Takes a page fault (one that would be served) inside the machine-check handler.
+    MachineCheckPageFault,
+    /// Overflows the stack of the `main` thread, one of the kernel's own, with interrupts on.
+    KernelThreadOverflow,
 }
 
 /// Where a workload's plan comes from.
@@ -134,7 +140,8 @@ const KEYS: &[(&str, &str)] = &[
     ("hz", "timer interrupts per second, 10 to 10000"),
     (
         "crash",
-        "ud, page-fault, guard, nested-page-fault, bounce-copy-fault, machine-check",
+        "ud, page-fault, guard, nested-page-fault, bounce-copy-fault, machine-check, \
+         nmi-page-fault, machine-check-page-fault, kernel-thread-overflow",
     ),
     ("max_stack", "16K, 32K or 64K"),
     ("slots", "stack slots, 64 to 65536"),
@@ -333,6 +340,9 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                     "nested-page-fault" => Crash::NestedPageFault,
                     "bounce-copy-fault" => Crash::BounceCopyFault,
                     "machine-check" => Crash::MachineCheck,
+                    "nmi-page-fault" => Crash::NmiPageFault,
+                    "machine-check-page-fault" => Crash::MachineCheckPageFault,
+                    "kernel-thread-overflow" => Crash::KernelThreadOverflow,
                     _ => return Err(error("unknown crash kind")),
                 })
             }

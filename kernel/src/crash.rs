@@ -1,9 +1,11 @@
 //! Deliberate crashes (`crash=`), so the host can check that each kind is reported with one
 //! structured record and a failure exit, never a hang and never a success.
 
+use core::sync::atomic::Ordering;
+
 use crate::cmdline::Crash;
 use crate::hw::mce as mca;
-use crate::hw::{catch, cpu, paging, probes};
+use crate::hw::{apic, catch, cpu, paging, probes};
 use crate::layout::PAGE_BYTES;
 use crate::mce::{self, global, status};
 use crate::mm::kstacks;
@@ -37,6 +39,21 @@ pub fn now(crash: Crash) -> ! {
             mca::stage(mce::TEST_BANK, fatal, global::RIPV | global::MCIP);
             mca::raise();
         }
+        Crash::NmiPageFault => {
+            let _irq = cpu::IrqGuard::new();
+            hooks::PAGE_FAULT_IN_NMI.store(true, Ordering::Release);
+            apic::send_nmi_to_self();
+            wait_for_the_end();
+        }
+        Crash::MachineCheckPageFault => {
+            let _irq = cpu::IrqGuard::new();
+            hooks::PAGE_FAULT_IN_MACHINE_CHECK.store(true, Ordering::Release);
+            mce::raise_staged_recoverable();
+        }
+        Crash::KernelThreadOverflow => {
+            // `main` is one of the kernel's own threads: nothing else would end the boot.
+            crate::ktest::traps::recurse_forever(0);
+        }
         Crash::Guard => {
             let _irq = cpu::IrqGuard::new();
             let stack = kstacks::alloc().expect("memory for a stack to overflow");
@@ -44,6 +61,13 @@ pub fn now(crash: Crash) -> ! {
         }
     }
     panic!("crash={crash:?} did not crash")
+}
+
+/// Spins (a bounded time) so that a crash on its way (an NMI sent to this CPU) can land.
+fn wait_for_the_end() {
+    for _ in 0..50_000_000u64 {
+        cpu::relax();
+    }
 }
 
 /// Runs in a `fault` thread: leaves page 1 of its stack unpopulated below a touched page 2,
@@ -57,6 +81,6 @@ fn bounce_onto_gap() {
     probes::touch_stack(bottom, gap - 64);
     let _irq = cpu::IrqGuard::new();
     assert!(paging::translate(gap).is_none(), "page 1 is populated");
-    hooks::SKIP_BOUNCE_POPULATION.store(true, core::sync::atomic::Ordering::Release);
+    hooks::SKIP_BOUNCE_POPULATION.store(true, Ordering::Release);
     probes::lazy_read_at(bottom, gap + 300, crate::lazy::BOUNCED.start + 8);
 }

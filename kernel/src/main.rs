@@ -140,10 +140,20 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     if main.is_err() {
         report::exit(ExitCode::Failure, "no memory for the main thread");
     }
+    // The boot CPU's scheduler loop runs on a kernel stack with a guard page, as the other
+    // CPUs' do: an overflow there is then a reported guard hit. The boot stack has no guard
+    // (below it in `.bss` lie the boot page tables).
+    let scheduler_stack = mm::kstacks::alloc().expect("memory for the boot CPU's scheduler stack");
     // Allocation failures are injected only once the system is up: the kernel's own threads
     // (workers, stack reclaim, main) and its boot structures are made without them, so an
     // injection pattern tests the stack mechanism, not start-up.
     frames::set_injection(injection);
+    hw::catch::run_on_stack(scheduler_stack.top(), boot_cpu_scheduler, 0);
+    unreachable!("the scheduler loop returned")
+}
+
+/// The boot CPU's scheduler loop, on its own kernel stack.
+extern "C" fn boot_cpu_scheduler(_: usize) {
     sched::run(0)
 }
 
@@ -196,11 +206,24 @@ fn main_thread(config: &cmdline::Config) {
         };
         match plan {
             Ok(plan) => {
-                let refused = workload::run(plan);
-                if refused > 0 {
+                let ending = workload::run(plan);
+                if ending.refused_creations > 0 {
                     report::exit(
                         ExitCode::Failure,
                         "some threads of the plan could not be created (spawn_failure records)",
+                    );
+                }
+                if ending.corrupted_frames > 0 {
+                    report::exit(
+                        ExitCode::Failure,
+                        "stack data changed under live frames (workload_stat records)",
+                    );
+                }
+                if ending.never_admitted > 0 {
+                    report::exit(
+                        ExitCode::Failure,
+                        "some threads were never admitted: memory never came back \
+                         (admission_stall records)",
                     );
                 }
             }

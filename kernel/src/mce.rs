@@ -1,15 +1,25 @@
 //! Machine checks: what an error in an MCA bank means, what is reported, and how records get
 //! out of a context that may not wait for the console.
 //!
-//! Two paths find errors, as Linux's `do_machine_check` and `machine_check_poll` do:
-//! - the #MC handler ([`on_exception`], on the #MC IST stack) reads `IA32_MCG_STATUS` and every
-//!   bank holding an *uncorrected* error (UC set) and classifies each: UC with PCC clear and
-//!   `MCG_STATUS.RIPV` set is `recoverable` (the interrupted code can resume: the run goes
-//!   on); anything else, or no restart point (RIPV clear), is `fatal`: the kernel stops with
-//!   the records and `ExitCode::Exception`. It clears the banks it consumed and MCIP before it
-//!   returns;
-//! - the poller ([`poll`], from every CPU's timer tick) finds *corrected* errors (UC clear),
-//!   for which the CPU raises no #MC (QEMU's `mce` only writes the bank), and clears them.
+//! Two paths find errors, as Linux's `do_machine_check` and `machine_check_poll` do, and
+//! each error belongs to exactly one of them ([`found_by`]), so that they never race for it:
+//! - the poller ([`poll`], from every CPU's timer tick) owns *corrected* errors (UC clear),
+//!   for which the CPU raises no #MC (QEMU's `mce` only writes the bank), and, on a CPU with
+//!   software error recovery (`MCG_SER_P`), *uncorrected no-action* errors (UCNA: UC set, PCC,
+//!   S and AR clear), which the hardware signals like corrected ones (Intel SDM Vol. 3B,
+//!   15.10.4.2). It reports a bank only if the bank did not change while it read it (a #MC
+//!   may take the bank over meanwhile), then clears it;
+//! - the #MC handler ([`on_exception`], on the #MC IST stack) owns every other valid error
+//!   and classifies it ([`classify`]) by the SDM's error-recovery handler (15.6.2, Table 15-6,
+//!   and 15.10.4.1) for a kernel that implements no error-specific recovery action: an
+//!   action-optional error (SRAO) and a bank that was not enabled (a spurious log) are
+//!   `recoverable`; processor context corrupt (PCC), action required (SRAR), S clear with AR
+//!   set, and any uncorrected error on a CPU without software error recovery are `fatal`.
+//!   The run goes on only if no error is fatal and `IA32_MCG_STATUS` has MCIP (the #MC was
+//!   raised by the machine-check architecture, not by `int 18` or a stray vector 18) and RIPV
+//!   (the interrupted code can resume) ([`stop_reason`]); then the handler clears the banks it
+//!   consumed and MCIP and returns. Otherwise it prints every record and stops the kernel
+//!   with `ExitCode::Exception`.
 //!
 //! Neither may wait for the console (the #MC may have interrupted a CPU that holds it), so
 //! each error goes into a per-CPU lock-free ring ([`Ring`]) and is printed later from normal
@@ -36,6 +46,8 @@ use dks_protocol::exit::ExitCode;
 pub mod status {
     /// The bank holds an error.
     pub const VAL: u64 = 1 << 63;
+    /// Overflow: a further error was detected while this one was held.
+    pub const OVER: u64 = 1 << 62;
     /// Uncorrected.
     pub const UC: u64 = 1 << 61;
     /// Reporting was enabled.
@@ -46,14 +58,19 @@ pub mod status {
     pub const ADDRV: u64 = 1 << 58;
     /// Processor context corrupt: the state cannot be trusted.
     pub const PCC: u64 = 1 << 57;
-    /// Signaled (raised #MC).
+    /// Signaled: the error raised a #MC (defined with `MCG_SER_P`).
     pub const S: u64 = 1 << 56;
+    /// Action required: software must recover before this CPU runs anything else (defined
+    /// with `MCG_SER_P`).
+    pub const AR: u64 = 1 << 55;
 }
 
 /// Bits of `IA32_MCG_STATUS`.
 pub mod global {
     /// Restart IP valid: the interrupted program can resume.
     pub const RIPV: u64 = 1 << 0;
+    /// Error IP valid: the interrupted instruction is the one the error is about.
+    pub const EIPV: u64 = 1 << 1;
     /// Machine check in progress.
     pub const MCIP: u64 = 1 << 2;
 }
@@ -63,8 +80,9 @@ pub mod global {
 pub enum Severity {
     /// Corrected by the hardware (UC clear): reported, nothing else to do.
     Corrected,
-    /// Uncorrected, but the processor context is intact (PCC clear) and the interrupted code
-    /// can restart (RIPV): reported, the run continues.
+    /// Uncorrected, but nothing needs to be done before the interrupted code resumes: an
+    /// action-optional error (SRAO), an uncorrected no-action error (UCNA), or a bank whose
+    /// reporting was not enabled (not the source of the #MC). Reported, the run continues.
     Recoverable,
     /// Anything else: the kernel stops.
     Fatal,
@@ -81,23 +99,80 @@ impl Severity {
     }
 }
 
-/// Classifies a valid error from its bank status and `IA32_MCG_STATUS`.
-pub fn classify(bank_status: u64, global_status: u64) -> Severity {
-    if bank_status & status::UC == 0 {
-        Severity::Corrected
-    } else if bank_status & status::PCC == 0 && global_status & global::RIPV != 0 {
-        Severity::Recoverable
+fn set(value: u64, bits: u64) -> bool {
+    value & bits != 0
+}
+
+/// Which path takes the valid error with `bank_status` out of its bank (see the module docs):
+/// `Poll` for corrected errors and, with software error recovery (`ser`), uncorrected
+/// no-action ones; `Exception` for the rest.
+pub fn found_by(bank_status: u64, ser: bool) -> FoundBy {
+    let uncorrected = set(bank_status, status::UC);
+    let no_action = uncorrected && !set(bank_status, status::PCC | status::S | status::AR) && ser;
+    if !uncorrected || no_action {
+        FoundBy::Poll
     } else {
-        Severity::Fatal
+        FoundBy::Exception
     }
 }
 
-/// How an error was found.
+/// Classifies a valid error from its bank status, by the SDM's error-recovery handler
+/// (Vol. 3B, 15.10.4.1), for a kernel that implements no error-specific recovery action.
+/// `ser`: the CPU supports software error recovery (`MCG_SER_P`), so S and AR are defined.
+pub fn classify(bank_status: u64, ser: bool) -> Severity {
+    let has = |bits| set(bank_status, bits);
+    if !has(status::UC) {
+        return Severity::Corrected;
+    }
+    if !ser {
+        // Without the recovery architecture nothing says an uncorrected error is harmless.
+        return Severity::Fatal;
+    }
+    if !has(status::EN) && !has(status::OVER) {
+        // Reporting was not enabled for it: a spurious log, not the source of the #MC.
+        return Severity::Recoverable;
+    }
+    if has(status::PCC) {
+        return Severity::Fatal;
+    }
+    match (has(status::S), has(status::AR)) {
+        // Uncorrected, no action required (the poller's).
+        (false, false) => Severity::Recoverable,
+        // Illegal.
+        (false, true) => Severity::Fatal,
+        // Action required (SRAR): the action is specific to the error code and this kernel
+        // implements none (with OVER, an action-required error may even have been lost).
+        (true, true) => Severity::Fatal,
+        // Action optional (SRAO): the action may be skipped, the interrupted code resumes.
+        (true, false) => Severity::Recoverable,
+    }
+}
+
+/// Why a machine check with `IA32_MCG_STATUS` = `global_status` stops the kernel, or `None`
+/// when the interrupted code resumes. `fatal_error`: a bank the handler read holds a fatal
+/// error.
+pub fn stop_reason(global_status: u64, fatal_error: bool) -> Option<&'static str> {
+    if fatal_error {
+        Some("fatal machine check: an uncorrected error this kernel cannot recover from")
+    } else if !set(global_status, global::MCIP) {
+        Some(
+            "fatal machine check: vector 18 without MCG_STATUS.MCIP (not raised by the \
+             machine-check architecture)",
+        )
+    } else if !set(global_status, global::RIPV) {
+        Some("fatal machine check: the interrupted code cannot resume (MCG_STATUS.RIPV clear)")
+    } else {
+        None
+    }
+}
+
+/// Which path finds (and owns) an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum FoundBy {
-    Exception = 0,
-    Poll = 1,
+pub enum FoundBy {
+    /// The #MC handler.
+    Exception,
+    /// The poller.
+    Poll,
 }
 
 /// One error, as queued.
@@ -135,7 +210,13 @@ impl Error {
         })
     }
 
-    fn from_bank(bank: u32, registers: hw::Bank, global_status: u64, by: FoundBy) -> Error {
+    fn from_bank(
+        bank: u32,
+        registers: hw::Bank,
+        global_status: u64,
+        by: FoundBy,
+        ser: bool,
+    ) -> Error {
         let valid = |bit: u64, value: u64| {
             if registers.status & bit != 0 {
                 value
@@ -150,7 +231,7 @@ impl Error {
             address: valid(status::ADDRV, registers.address),
             misc: valid(status::MISCV, registers.misc),
             global_status,
-            severity: classify(registers.status, global_status),
+            severity: classify(registers.status, ser),
             signaled: by == FoundBy::Exception,
         }
     }
@@ -373,53 +454,74 @@ pub fn init_this_cpu() {
 /// otherwise reports and stops the kernel. Takes no lock, allocates nothing.
 pub fn on_exception(frame: &TrapFrame) {
     EXCEPTIONS.fetch_add(1, Ordering::Relaxed);
+    if crate::trap::hooks::PAGE_FAULT_IN_MACHINE_CHECK.load(Ordering::Relaxed)
+        && crate::trap::hooks::PAGE_FAULT_IN_MACHINE_CHECK.swap(false, Ordering::AcqRel)
+    {
+        crate::trap::fault_inside_handler();
+    }
     let global_status = hw::global_status();
-    let mut fatal: [Option<Error>; 4] = [None; 4];
-    let mut fatal_count = 0;
+    let ser = hw::software_recovery();
+    // Every bank is judged before anything is queued or cleared: a fatal error anywhere
+    // stops the kernel, and then each error of this machine check is printed once, directly.
+    let mut found: [Option<Error>; hw::MAX_BANKS as usize] = [None; hw::MAX_BANKS as usize];
+    let mut fatal_error = false;
     for bank in 0..hw::bank_count() {
         let registers = hw::read(bank);
-        // Corrected errors are the poller's (Linux leaves them to `machine_check_poll` too).
-        if registers.status & status::VAL == 0 || registers.status & status::UC == 0 {
+        if !set(registers.status, status::VAL) || found_by(registers.status, ser) == FoundBy::Poll {
             continue;
         }
-        let error = Error::from_bank(bank, registers, global_status, FoundBy::Exception);
-        if error.severity == Severity::Fatal {
-            if let Some(slot) = fatal.get_mut(fatal_count) {
-                *slot = Some(error);
-            }
-            fatal_count += 1;
-            continue;
-        }
-        count(error.severity);
-        RINGS[error.cpu as usize].push(&error);
-        hw::clear(bank);
+        let error = Error::from_bank(bank, registers, global_status, FoundBy::Exception, ser);
+        fatal_error |= error.severity == Severity::Fatal;
+        found[bank as usize] = Some(error);
     }
-    if fatal_count == 0 && global_status & global::RIPV != 0 {
+    let Some(reason) = stop_reason(global_status, fatal_error) else {
+        for error in found.iter().flatten() {
+            count(error.severity);
+            RINGS[error.cpu as usize].push(error);
+            hw::clear(error.bank);
+        }
         hw::clear_global_status();
         return;
-    }
-    // Fatal: whatever is queued, then the fatal errors, then the end.
+    };
+    // Whatever is queued, then this machine check's errors, then the end.
     drain_with(report::emit_forced);
-    for error in fatal.iter().flatten() {
+    for error in found.iter().flatten() {
         report::emit_forced(&error.record());
     }
-    if fatal_count == 0 {
-        // No bank to blame and no restart point: the frame is all there is to report.
+    if found.iter().all(Option::is_none) {
+        // No bank to blame: the frame is all there is to report.
         crate::trap::report_exception_forced(frame, 0);
     }
-    report::exit_forced(ExitCode::Exception, "fatal machine check")
+    report::exit_forced(ExitCode::Exception, reason)
 }
 
-/// Looks for corrected errors in this CPU's banks (timer context, interrupts off) and queues
-/// them; the banks are cleared.
+/// Looks for the errors the poller owns (corrected, and uncorrected no-action ones: see the
+/// module docs) in this CPU's banks (timer context, interrupts off), queues them and clears
+/// their banks.
 pub fn poll() {
+    let ser = hw::software_recovery();
     for bank in 0..hw::bank_count() {
-        let status = hw::status(bank);
-        if status & status::VAL == 0 || status & status::UC != 0 {
+        let first = hw::status(bank);
+        if !set(first, status::VAL) || found_by(first, ser) != FoundBy::Poll {
             continue;
         }
-        let error = Error::from_bank(bank, hw::read(bank), 0, FoundBy::Poll);
+        if bank == TEST_BANK
+            && crate::trap::hooks::MACHINE_CHECK_IN_POLL.load(Ordering::Relaxed)
+            && crate::trap::hooks::MACHINE_CHECK_IN_POLL.swap(false, Ordering::AcqRel)
+        {
+            raise_staged(SRAO_STATUS | status::OVER);
+        }
+        // A machine check can take the bank over while it is read (an uncorrected error
+        // overwrites a corrected one, and its handler consumes and clears the bank), or a new
+        // error can replace it: report only a bank that held the same status before and after
+        // its address and misc registers were read. A bank that changed is the handler's or
+        // the next poll's.
+        let registers = hw::read(bank);
+        if registers.status != first || hw::status(bank) != first {
+            continue;
+        }
         hw::clear(bank);
+        let error = Error::from_bank(bank, registers, 0, FoundBy::Poll, ser);
         count(error.severity);
         RINGS[error.cpu as usize].push(&error);
     }
@@ -468,6 +570,12 @@ pub const SRAO_STATUS: u64 =
 
 /// For tests: stages a recoverable error in [`TEST_BANK`] and runs the #MC handler now.
 pub fn raise_staged_recoverable() {
-    hw::stage(TEST_BANK, SRAO_STATUS, global::RIPV | global::MCIP);
+    raise_staged(SRAO_STATUS);
+}
+
+/// For tests: stages an error with `bank_status` in [`TEST_BANK`] (with RIPV and MCIP, as a
+/// machine check that allows a restart) and runs the #MC handler now.
+pub fn raise_staged(bank_status: u64) {
+    hw::stage(TEST_BANK, bank_status, global::RIPV | global::MCIP);
     hw::raise();
 }

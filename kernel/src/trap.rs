@@ -48,6 +48,10 @@ pub static TIMER_TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MA
 /// Preemptions carried out per CPU (the thread moved to the scheduler loop from a trap).
 pub static PREEMPTIONS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// Per CPU, the stack pointer a timer interrupt last found when the CPU ran no thread (its
+/// scheduler loop, idle): which stack each scheduler loop runs on, for a test.
+pub static IDLE_STACK_POINTER: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
 /// NMIs handled per CPU.
 pub static NMIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// NMIs per CPU that interrupted a live IST frame (a #PF, #MC, interrupt or exception
@@ -67,6 +71,23 @@ pub mod hooks {
     /// The next whole-frame bounce skips populating its target (`crash=bounce-copy-fault`):
     /// the copy of the live #PF frame faults, which the #PF entry must report.
     pub static SKIP_BOUNCE_POPULATION: AtomicBool = AtomicBool::new(false);
+    /// The next poll that finds a corrected error in `mce::TEST_BANK` raises a machine check
+    /// on that bank (a recoverable error overwriting it, as the hardware would) between its
+    /// first look at the status and its read of the whole bank.
+    pub static MACHINE_CHECK_IN_POLL: AtomicBool = AtomicBool::new(false);
+    /// The next NMI reads an unmapped page of the lazy region's direct half from inside its
+    /// handler (`crash=nmi-page-fault`): a fault that would be served, had it not come from
+    /// the NMI handler.
+    pub static PAGE_FAULT_IN_NMI: AtomicBool = AtomicBool::new(false);
+    /// The next machine check does the same from inside its handler
+    /// (`crash=machine-check-page-fault`).
+    pub static PAGE_FAULT_IN_MACHINE_CHECK: AtomicBool = AtomicBool::new(false);
+}
+
+/// For `crash=nmi-page-fault` and `crash=machine-check-page-fault`: from inside a handler
+/// that must never fault, touches a page whose fault the #PF handler would otherwise serve.
+pub fn fault_inside_handler() {
+    let _ = catch::fault_read(lazy::DIRECT.start + 5 * crate::layout::PAGE_BYTES);
 }
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -87,6 +108,10 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
             if sched::tick() {
                 preempt(&irq, frame)
             } else {
+                if sched::try_current().is_none() {
+                    IDLE_STACK_POINTER[cpu::current_id(&irq) as usize]
+                        .store(frame.rsp, Ordering::Relaxed);
+                }
                 Disposition::Done
             }
         }
@@ -140,9 +165,9 @@ fn preempt(irq: &IrqGuard, frame: &mut TrapFrame) -> Disposition {
     };
     let target = bounce_target(frame.rsp);
     let lowest = target - PREEMPT_FRAME_BYTES as u64;
-    if let Err(failure) = stacks::prepare_bounce(lowest, target) {
+    if let Err((address, failure)) = prepare_move(frame, lowest) {
         drop(thread);
-        return stack_failure(frame, lowest, failure);
+        return stack_failure(frame, address, failure);
     }
     let Some((save_at, load_rsp)) = sched::preempt_switch() else {
         return Disposition::Done;
@@ -169,6 +194,11 @@ pub fn on_nmi(_frame: &TrapFrame, interrupted: Option<Ist>) {
     if interrupted.is_some() {
         NMIS_NESTED[cpu].fetch_add(1, Ordering::Relaxed);
     }
+    if hooks::PAGE_FAULT_IN_NMI.load(Ordering::Relaxed)
+        && hooks::PAGE_FAULT_IN_NMI.swap(false, Ordering::AcqRel)
+    {
+        fault_inside_handler();
+    }
     if hooks::MACHINE_CHECK_IN_NMI.swap(false, Ordering::AcqRel) {
         mce::raise_staged_recoverable();
         apic::send_nmi_to_self();
@@ -194,15 +224,27 @@ fn bounce(frame: &mut TrapFrame, address: u64) -> Disposition {
     let populated = if skip {
         Ok(())
     } else {
-        stacks::prepare_bounce(target - FRAME_BYTES as u64, target)
+        prepare_move(frame, target - FRAME_BYTES as u64)
     };
     match populated {
         Ok(()) => {
             frame.set_fault_address(address);
             Disposition::Bounce(target)
         }
-        Err(failure) => stack_failure(frame, target - FRAME_BYTES as u64, failure),
+        Err((address, failure)) => stack_failure(frame, address, failure),
     }
+}
+
+/// Before a move to the interrupted stack: makes every page present from `lowest` (the lowest
+/// byte the move writes) up to the page the interrupted stack pointer points into, which
+/// includes the red zone and the stack pointer's own page, not only the bytes written. A
+/// stack pointer that ran into its guard page (a frame's `sub rsp` for a frame that overflows,
+/// before its first store) puts the bounce target below the guard page, in the top page of
+/// the stack of the next slot down, which is present while that slot's thread lives: with
+/// only the written bytes checked, the move went there (`trap_with_stack_pointer_in_guard`).
+/// With the guard page in the span, the move is a guard hit and the thread is stopped.
+fn prepare_move(frame: &TrapFrame, lowest: u64) -> Result<(), (u64, FaultResult)> {
+    stacks::prepare_bounce(lowest, frame.rsp + 1)
 }
 
 fn page_fault(frame: &mut TrapFrame) -> Disposition {
@@ -251,8 +293,9 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
 }
 
 /// A guard hit or an unservable stack fault at `address`: report it, then stop the thread
-/// that owns the stack, on the top of that stack, if it is the thread this CPU runs and it
-/// had interrupts on (so it holds no spin lock); otherwise stop the kernel.
+/// that owns the stack, on the top of that stack, if it is the thread this CPU runs, it is not
+/// one of the kernel's own, and it had interrupts on (so it holds no spin lock); otherwise
+/// stop the kernel.
 fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> Disposition {
     let task = sched::try_current();
     let name = task.as_ref().map_or("(no thread)", |t| t.name());
@@ -292,6 +335,17 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
     if catch::redirect(frame, address) {
         return Disposition::Done;
     }
+    // The kernel's own threads (the per-CPU workers, stack reclaim, the machine-check logger,
+    // `main`) are never stopped: the kernel depends on each of them. A stopped worker would
+    // never free the stacks of threads that exit on its CPU, a stopped `main` would never
+    // end the boot (it hung until the host's timeout).
+    if stacks::is_system(slot) {
+        stop_kernel(
+            frame,
+            address,
+            "stack overflow or unservable stack fault in one of the kernel's own threads",
+        )
+    }
     let interrupts_were_on = frame.rflags & RFLAGS_IF != 0;
     // With interrupts off the thread may hold a spin lock: a real kernel stops here. Only a
     // workload's registered interrupts-off section can be given up (its lock is known); that
@@ -313,7 +367,25 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
         frame.rip = rip;
         return Disposition::Done;
     }
-    fatal(frame, address)
+    if interrupts_were_on {
+        stop_kernel(
+            frame,
+            address,
+            "stack overflow or unservable stack fault outside the thread this CPU runs",
+        )
+    }
+    stop_kernel(
+        frame,
+        address,
+        "stack overflow or unservable stack fault with interrupts off (the thread may hold \
+         a spin lock)",
+    )
+}
+
+/// Reports the trap and ends the boot with `reason`.
+fn stop_kernel(frame: &TrapFrame, cr2: u64, reason: &str) -> ! {
+    report_exception(frame, cr2);
+    report::exit(ExitCode::Exception, reason)
 }
 
 fn fatal(frame: &TrapFrame, cr2: u64) -> ! {

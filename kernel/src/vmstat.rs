@@ -11,7 +11,7 @@ use dks_protocol::record::{PolicyStat, Record, ThreadPages, TrapStat, Vmstat};
 use crate::hw::apic;
 use crate::mm::frames;
 use crate::stacks::{self, Policy};
-use crate::{mce, report, trap};
+use crate::{mce, report, sched, trap};
 
 const KIB_PER_PAGE: u64 = 4;
 
@@ -48,7 +48,17 @@ pub fn emit_counters(reason: &str) {
     emit_trap_stat();
     let per_us = apic::tsc_per_us();
     let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    for policy in Policy::ALL {
+    // Waits for admission still in progress count too: a thread refused for the whole run
+    // would otherwise show no wait at all.
+    let mut waiting = [(0u64, 0u64); Policy::ALL.len()];
+    sched::for_each_admission_wait(|policy, ticks| {
+        if let Some(index) = Policy::ALL.iter().position(|&p| p == policy) {
+            waiting[index].0 += ticks;
+            waiting[index].1 = waiting[index].1.max(ticks);
+        }
+    });
+    for (index, policy) in Policy::ALL.into_iter().enumerate() {
+        let (waiting_total, waiting_max) = waiting[index];
         let c = stacks::policy_counters(policy);
         if load(&c.threads_created) == 0 {
             continue;
@@ -66,8 +76,8 @@ pub fn emit_counters(reason: &str) {
             refill_failures: load(&c.refill_failures),
             guard_hits: load(&c.guard_hits),
             admit_waits: load(&c.admit_waits),
-            admit_wait_us_total: load(&c.admit_wait_ticks_total) / per_us,
-            admit_wait_us_max: load(&c.admit_wait_ticks_max) / per_us,
+            admit_wait_us_total: (load(&c.admit_wait_ticks_total) + waiting_total) / per_us,
+            admit_wait_us_max: load(&c.admit_wait_ticks_max).max(waiting_max) / per_us,
             killed: load(&c.killed),
             kernel_stops: load(&c.kernel_stops),
             reclaimed: load(&c.reclaimed),

@@ -27,9 +27,10 @@ use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use dks_protocol::record::{Record, Sample, SpawnFailure};
+use dks_protocol::record::{Record, Sample, SpawnFailure, WorkloadStat};
 use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
 
+use crate::hw::apic;
 use crate::hw::cpu::{self, IrqGuard, MAX_CPUS};
 use crate::hw::probes::{self, stack_pointer};
 use crate::layout::PAGE_BYTES;
@@ -313,10 +314,11 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
 /// The longest the run's loop sleeps between forgetting exited threads.
 const HOUSEKEEPING_MS: u64 = 20;
 
-/// Runs `plan` to its end and prints its samples and final statistics. Returns how many thread
-/// creations were refused (each group with refusals has a `SpawnFailure` record): a run that
-/// could not create every thread its plan asks for has failed, whatever its figures say.
-pub fn run(plan: Plan) -> u64 {
+/// Runs `plan` to its end and prints its samples and final statistics. Returns how it ended: a
+/// run that could not create every thread its plan asks for (`SpawnFailure` records), or whose
+/// threads were never admitted because memory never came back (`AdmissionStall` records), has
+/// failed, whatever its figures say.
+pub fn run(plan: Plan) -> Ending {
     let groups = plan
         .groups
         .iter()
@@ -381,6 +383,7 @@ pub fn run(plan: Plan) -> u64 {
     // The state at the end of the run, before its threads are told to stop.
     vmstat::emit_counters("end");
     run.stop.store(true, Ordering::Release);
+    let mut stalled: Vec<Arc<Thread>> = Vec::new();
     loop {
         for group in &run.groups {
             group.peer_token.fetch_add(1, Ordering::AcqRel);
@@ -390,9 +393,17 @@ pub fn run(plan: Plan) -> u64 {
         if threads.is_empty() {
             break;
         }
-        for thread in &threads {
-            sched::join(thread);
+        for thread in threads {
+            if !join_unless_stalled(&thread) {
+                stalled.push(thread);
+            }
         }
+    }
+    for thread in &stalled {
+        let waited_ms = thread.admission_wait_since().map_or(0, |since| {
+            cpu::rdtsc().saturating_sub(since) / (apic::tsc_per_us() * 1000).max(1)
+        });
+        sched::report_admission_stall(thread.admission_refused_by(), thread, waited_ms, "at_end");
     }
     let irqoff = IRQOFF_PATHS.swap(0, Ordering::Relaxed);
     if irqoff > 0 {
@@ -404,7 +415,45 @@ pub fn run(plan: Plan) -> u64 {
     // The pages each thread peaked at are known once every thread has exited.
     crate::work::drain();
     vmstat::emit_thread_pages();
-    report_refusals(&run)
+    let corrupted_frames = emit_checks(&run);
+    Ending {
+        refused_creations: report_refusals(&run),
+        never_admitted: stalled.len() as u64,
+        corrupted_frames,
+    }
+}
+
+/// How a run ended, beyond its figures: either count above 0 means the plan was not carried
+/// out, and the boot fails (the records say why).
+#[derive(Clone, Copy, Debug)]
+pub struct Ending {
+    /// Thread creations refused (`SpawnFailure` records).
+    pub refused_creations: u64,
+    /// Threads still waiting for admission when the run ended (`AdmissionStall` records with
+    /// `at_end`): their stacks could not be covered because memory never came back.
+    pub never_admitted: u64,
+    /// Frames whose locals changed while they were live (`WorkloadStat` records): stack data
+    /// was corrupted.
+    pub corrupted_frames: u64,
+}
+
+/// How long a thread of a finished run may keep waiting for admission before the run gives it
+/// up as never admitted, milliseconds.
+const END_ADMISSION_GRACE_MS: u64 = 2 * sched::ADMISSION_STALL_REPORT_MS;
+
+/// Waits until `thread` has exited, unless it has been waiting for admission for longer than
+/// [`END_ADMISSION_GRACE_MS`]: returns whether it exited.
+fn join_unless_stalled(thread: &Thread) -> bool {
+    let per_ms = (apic::tsc_per_us() * 1000).max(1);
+    while !thread.has_exited() {
+        if let Some(since) = thread.admission_wait_since()
+            && cpu::rdtsc().saturating_sub(since) / per_ms >= END_ADMISSION_GRACE_MS
+        {
+            return false;
+        }
+        sched::sleep_ms(1);
+    }
+    true
 }
 
 /// Emits one `SpawnFailure` record per group some of whose threads could not be created, and
@@ -477,6 +526,14 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
     let bottom = stacks::layout().stack_bottom(slot).as_u64();
     let base = top - stack_pointer();
     member.live_depth.store(base, Ordering::Relaxed);
+    let checks = checks_of(group.policy);
+    // Each path's pattern: from the thread's seed and the path's number, not from `rng`, so
+    // that the random sequence of every plan stays what it was.
+    let mut paths = 0u64;
+    let mut salt = || {
+        paths += 1;
+        seed.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ paths
+    };
     loop {
         for _ in 0..group.plan.calls {
             if run.stop.load(Ordering::Acquire) {
@@ -490,18 +547,20 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
                 && rng.below(100) < u64::from(group.plan.irqoff_percent);
             if irqoff {
                 let section = IrqOffSection::enter(group.lock, slot);
-                path(top, bottom, depth, &mut || {
+                let check = path(top, bottom, depth, salt(), &mut || {
                     member.live_depth.store(depth, Ordering::Relaxed);
                 });
                 drop(section);
+                checks.add(check);
                 IRQOFF_PATHS.fetch_add(1, Ordering::Relaxed);
             } else {
-                path(top, bottom, depth, &mut || {
+                let check = path(top, bottom, depth, salt(), &mut || {
                     member.live_depth.store(depth, Ordering::Relaxed);
                     if block {
                         wait(run, group, nap);
                     }
                 });
+                checks.add(check);
             }
             member.live_depth.store(base, Ordering::Relaxed);
             group.peer_token.fetch_add(1, Ordering::AcqRel);
@@ -512,12 +571,14 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
         }
         let depth = rng.draw(&group.plan.sleep_depth).max(base);
         let nap = rng.around(group.plan.sleep_ms);
-        path(top, bottom, depth, &mut || {
+        let check = path(top, bottom, depth, salt(), &mut || {
             member.live_depth.store(depth, Ordering::Relaxed);
             sched::sleep_ms(nap);
         });
+        checks.add(check);
         member.live_depth.store(base, Ordering::Relaxed);
     }
+    checks.threads_finished.fetch_add(1, Ordering::Relaxed);
     member.alive.store(false, Ordering::Release);
     if group.plan.lifetime == Lifetime::Short
         && group.plan.respawn
@@ -550,17 +611,41 @@ const _: () = assert!(
 
 /// Goes `depth` bytes deep on this thread's stack (`top`, `bottom` its ends) and runs
 /// `at_bottom` there.
-fn path(top: u64, bottom: u64, depth: u64, at_bottom: &mut dyn FnMut()) {
+fn path(top: u64, bottom: u64, depth: u64, salt: u64, at_bottom: &mut dyn FnMut()) -> PathCheck {
     let depth = depth.min(top - bottom - PAGE_BYTES / 4);
-    black_box(descend(top, bottom, depth, 0, at_bottom));
+    let mut check = PathCheck::default();
+    descend(top, bottom, depth, 0, salt, at_bottom, &mut check);
+    check
 }
 
-fn descend(top: u64, bottom: u64, depth: u64, level: u64, at_bottom: &mut dyn FnMut()) -> u64 {
-    let mut frame = [level; 32];
+/// What the frames of one path found on the way back up.
+#[derive(Clone, Copy, Debug, Default)]
+struct PathCheck {
+    /// Frames checked.
+    frames: u64,
+    /// Frames whose locals had changed.
+    corrupted: u64,
+    /// Wrapping sum of their words.
+    sum: u64,
+}
+
+fn descend(
+    top: u64,
+    bottom: u64,
+    depth: u64,
+    level: u64,
+    salt: u64,
+    at_bottom: &mut dyn FnMut(),
+    check: &mut PathCheck,
+) {
+    // The frame's locals: a pattern of this level and path, checked after everything below
+    // (deeper frames, stack faults, interrupts, a sleep, a migration) has run.
+    let word = level.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt;
+    let mut frame = [word; 32];
     black_box(&mut frame);
     let used = top - stack_pointer();
     if used + LEVEL_BYTES + BOTTOM_ROOM < depth {
-        black_box(descend(top, bottom, depth, level + 1, at_bottom));
+        descend(top, bottom, depth, level + 1, salt, at_bottom, check);
     } else {
         if depth > used + BOTTOM_ROOM {
             // The deepest byte of the path, exactly. With interrupts on, a fault here that
@@ -570,8 +655,72 @@ fn descend(top: u64, bottom: u64, depth: u64, level: u64, at_bottom: &mut dyn Fn
         }
         at_bottom();
     }
-    black_box(&frame);
-    frame[0]
+    let frame = black_box(&frame);
+    check.frames += 1;
+    if frame.iter().any(|&w| w != word) {
+        check.corrupted += 1;
+    }
+    check.sum = frame.iter().fold(check.sum, |sum, &w| sum.wrapping_add(w));
+}
+
+/// Per policy (in `Policy::ALL` order): what its workload threads did and found.
+struct PolicyChecks {
+    threads_finished: AtomicU64,
+    paths: AtomicU64,
+    frames: AtomicU64,
+    corrupted: AtomicU64,
+    sum: AtomicU64,
+}
+
+static CHECKS: [PolicyChecks; Policy::ALL.len()] = [const {
+    PolicyChecks {
+        threads_finished: AtomicU64::new(0),
+        paths: AtomicU64::new(0),
+        frames: AtomicU64::new(0),
+        corrupted: AtomicU64::new(0),
+        sum: AtomicU64::new(0),
+    }
+}; Policy::ALL.len()];
+
+fn checks_of(policy: Policy) -> &'static PolicyChecks {
+    let index = Policy::ALL
+        .iter()
+        .position(|&p| p == policy)
+        .expect("Policy::ALL lists every policy");
+    &CHECKS[index]
+}
+
+impl PolicyChecks {
+    fn add(&self, check: PathCheck) {
+        self.paths.fetch_add(1, Ordering::Relaxed);
+        self.frames.fetch_add(check.frames, Ordering::Relaxed);
+        self.corrupted.fetch_add(check.corrupted, Ordering::Relaxed);
+        self.sum.fetch_add(check.sum, Ordering::Relaxed);
+    }
+}
+
+/// Prints one `WorkloadStat` per policy the run used, starts the next run from zero, and
+/// returns the corrupted frames of all policies.
+fn emit_checks(run: &Run) -> u64 {
+    let mut corrupted = 0;
+    for policy in Policy::ALL {
+        if !run.groups.iter().any(|g| g.policy == policy) {
+            continue;
+        }
+        let c = checks_of(policy);
+        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
+        let stat = WorkloadStat {
+            policy: Cow::Borrowed(policy.name()),
+            threads_finished: take(&c.threads_finished),
+            paths: take(&c.paths),
+            frames_checked: take(&c.frames),
+            frames_corrupted: take(&c.corrupted),
+            checksum: take(&c.sum),
+        };
+        corrupted += stat.frames_corrupted;
+        report::emit(&Record::WorkloadStat(stat));
+    }
+    corrupted
 }
 
 /// Interrupts-off paths completed (all groups, for the final log line).

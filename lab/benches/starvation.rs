@@ -209,13 +209,13 @@ fn run_one(kernel: &Path, dir: &Path, memory_mib: u64, pattern: &'static str, re
     let detail = if ending == Ending::Success {
         String::new()
     } else {
+        // The verdict line names the boot, the verdict and the record that explains it.
         stderr
             .lines()
             .chain(stdout.lines())
-            .filter(|l| l.starts_with("dks:") || l.trim_start().starts_with('['))
-            .take(4)
-            .collect::<Vec<_>>()
-            .join(" | ")
+            .find(|l| l.starts_with("dks: FAILED"))
+            .unwrap_or("no verdict line")
+            .to_owned()
     };
     Run {
         memory_mib,

@@ -87,7 +87,9 @@ impl BootOutcome {
         let mut text = self.verdict.to_string();
         let detail = match &self.verdict {
             Verdict::ConfigError => self.last_rendered(|r| matches!(r, Record::ConfigError(_))),
-            Verdict::KernelFailure => self.last_rendered(|r| matches!(r, Record::SpawnFailure(_))),
+            Verdict::KernelFailure => self.last_rendered(|r| {
+                matches!(r, Record::SpawnFailure(_) | Record::AdmissionStall(_))
+            }),
             Verdict::Panic => self.last_rendered(|r| matches!(r, Record::Panic(_))),
             Verdict::Exception => {
                 self.last_rendered(|r| matches!(r, Record::Exception(_) | Record::GuardHit(_)))

@@ -13,8 +13,9 @@ use std::borrow::Cow;
 use std::io::BufRead;
 
 use dks_protocol::record::{
-    Boot, ConfigError, Cost, Exit, GuardHit, Log, MachineCheck, Panic, PolicyStat, Record, Sample,
-    SpawnFailure, StackFault, TestBegin, TestEnd, ThreadPages, Vmstat,
+    AdmissionStall, Boot, ConfigError, Cost, Exit, GuardHit, Log, MachineCheck, Panic, PolicyStat,
+    Record, Sample, SpawnFailure, StackFault, TestBegin, TestEnd, ThreadPages, Vmstat,
+    WorkloadStat,
 };
 use dks_protocol::wire;
 
@@ -106,6 +107,16 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
         }),
         Record::Exception(e) => Record::Exception(e),
         Record::TrapStat(t) => Record::TrapStat(t),
+        Record::WorkloadStat(w) => Record::WorkloadStat(WorkloadStat {
+            policy: own(w.policy),
+            ..w
+        }),
+        Record::AdmissionStall(a) => Record::AdmissionStall(AdmissionStall {
+            task: own(a.task),
+            policy: own(a.policy),
+            when: own(a.when),
+            ..a
+        }),
         Record::SpawnFailure(f) => Record::SpawnFailure(SpawnFailure {
             group: own(f.group),
             policy: own(f.policy),

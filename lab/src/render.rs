@@ -116,6 +116,31 @@ pub fn record(record: &Record<'_>) -> String {
             one_line(&p.message)
         ),
         Record::Log(l) => format!("[log] {}", one_line(&l.text)),
+        Record::WorkloadStat(w) => format!(
+            "[workload {}] {} thread(s) finished, {} path(s); {} frame(s) checked, {} corrupted; \
+             checksum {:#018x}",
+            one_line(&w.policy),
+            w.threads_finished,
+            w.paths,
+            w.frames_checked,
+            w.frames_corrupted,
+            w.checksum
+        ),
+        Record::AdmissionStall(a) => format!(
+            "[admission stall] cpu{} task {} (policy {}) {} for admission for {} ms: it may \
+             still need {} stack page(s), the CPU's magazine holds {}",
+            a.cpu,
+            one_line(&a.task),
+            one_line(&a.policy),
+            if a.when == "at_end" {
+                "was never admitted; the run ended after waiting"
+            } else {
+                "has waited"
+            },
+            a.waited_ms,
+            a.need_pages,
+            a.magazine_pages
+        ),
         Record::SpawnFailure(f) => format!(
             "[spawn failure] group {} (policy {}): {} thread(s) created, {} could not be: \
              {} for want of memory, {} with every stack slot in use, {} over the group's limit",

@@ -135,3 +135,54 @@ fn a_fatal_machine_check_is_one_record_and_an_exception_exit() {
     assert_eq!(code, ExitCode::Exception);
     assert!(reason.contains("machine check"), "{reason}");
 }
+
+/// Runs `crash=KIND` and checks that it stopped with one `exception` record (a page fault)
+/// and an exception exit whose reason contains `reason`.
+fn assert_page_fault_stop(kind: &str, reason_words: &str) {
+    let outcome = crash(kind);
+    assert!(!outcome.is_success(), "{}", outcome.serial_log);
+    let (code, reason) = exit_of(&outcome);
+    assert_eq!(code, ExitCode::Exception, "{}", outcome.serial_log);
+    assert!(reason.contains(reason_words), "{reason}");
+    let faults = exceptions(&outcome);
+    assert_eq!(faults.len(), 1, "{}", outcome.serial_log);
+    assert_eq!(faults[0].0, 14, "a page fault");
+}
+
+/// A page fault inside the NMI handler, one the #PF handler would serve: returning from it
+/// with `iretq` would unblock NMIs while the NMI frame is live, so the #PF entry must see the
+/// NMI frame marked live and stop with a report instead.
+#[test]
+fn a_page_fault_inside_the_nmi_handler_is_reported() {
+    assert_page_fault_stop("nmi-page-fault", "inside the NMI handler");
+}
+
+/// The same inside the machine-check handler.
+#[test]
+fn a_page_fault_inside_the_machine_check_handler_is_reported() {
+    assert_page_fault_stop(
+        "machine-check-page-fault",
+        "inside the machine-check handler",
+    );
+}
+
+/// A guard hit on one of the kernel's own threads (here `main`, with interrupts on) stops the
+/// kernel with the hit and a reason: stopping the thread instead, as for a workload thread,
+/// left the boot hanging until the host's timeout (nothing else ends it, as nothing else
+/// frees the stacks of a stopped worker's CPU).
+#[test]
+fn a_kernel_thread_overflow_stops_the_kernel() {
+    let outcome = crash("kernel-thread-overflow");
+    assert!(!outcome.is_success(), "{}", outcome.serial_log);
+    let hits: Vec<String> = outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::GuardHit(hit) => Some(hit.task.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hits, ["main"], "{}", outcome.serial_log);
+    let (code, reason) = exit_of(&outcome);
+    assert_eq!(code, ExitCode::Exception, "{}", outcome.serial_log);
+    assert!(reason.contains("kernel's own threads"), "{reason}");
+}

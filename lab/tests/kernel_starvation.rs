@@ -199,3 +199,61 @@ wake = "timer"
     assert!(!json.exists(), "figures written for a failed run");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `guaranteed` admission may wait, but never silently: with every atomic allocation failing
+/// its threads are never admitted; the figures count the waits in progress, a thread refused
+/// for longer than the reporting limit gets an `admission_stall` record, and the run ends with
+/// one record per thread never admitted and a failure (it used to time out without a word,
+/// reporting a longest wait of 0).
+#[test]
+fn admission_that_never_comes_is_reported_not_silent() {
+    let kernel = kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let config = BootConfig {
+        kernel_args: vec!["workload=mixed".into(), "inject=all-atomic".into()],
+        timeout: Duration::from_secs(120),
+        cpus: 2,
+        ..BootConfig::new(kernel)
+    };
+    let outcome = boot::run(&config, |_| {}).unwrap_or_else(|e| panic!("{e:#}"));
+    let log = &outcome.serial_log;
+    let stalls: Vec<(String, String)> = outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::AdmissionStall(a) => Some((a.policy.to_string(), a.when.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        stalls.iter().any(|(_, when)| when == "waiting"),
+        "no stall reported while waiting:\n{log}"
+    );
+    assert!(
+        stalls.iter().any(|(_, when)| when == "at_end"),
+        "no stall reported at the end:\n{log}"
+    );
+    assert!(
+        stalls.iter().all(|(policy, _)| policy == "guaranteed"),
+        "{stalls:?}"
+    );
+    let longest_wait_us = outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::PolicyStat(p) if p.policy == "guaranteed" => Some(p.admit_wait_us_max),
+            _ => None,
+        })
+        .max()
+        .unwrap_or_else(|| panic!("no policy_stat for guaranteed:\n{log}"));
+    assert!(
+        longest_wait_us >= 1_000_000,
+        "waits in progress not counted: longest {longest_wait_us} us"
+    );
+    assert!(
+        matches!(outcome.records().last(), Some(Record::Exit(e)) if e.code == ExitCode::Failure),
+        "{log}"
+    );
+    assert!(
+        outcome.describe().contains("[admission stall]"),
+        "{}",
+        outcome.describe()
+    );
+}

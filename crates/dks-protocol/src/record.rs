@@ -71,6 +71,12 @@ pub enum Record<'a> {
     /// Threads of a workload group that could not be created; the boot then fails.
     #[serde(borrow)]
     SpawnFailure(SpawnFailure<'a>),
+    /// A thread that admission has refused for longer than the kernel's reporting limit.
+    #[serde(borrow)]
+    AdmissionStall(AdmissionStall<'a>),
+    /// What one policy's workload threads did and whether their stacks kept their data.
+    #[serde(borrow)]
+    WorkloadStat(WorkloadStat<'a>),
     /// The last record of a boot: the kernel is about to exit QEMU.
     #[serde(borrow)]
     Exit(Exit<'a>),
@@ -99,6 +105,8 @@ impl Record<'_> {
             Record::TrapStat(_) => "trap_stat",
             Record::MachineCheck(_) => "machine_check",
             Record::SpawnFailure(_) => "spawn_failure",
+            Record::AdmissionStall(_) => "admission_stall",
+            Record::WorkloadStat(_) => "workload_stat",
             Record::Exit(_) => "exit",
         }
     }
@@ -452,6 +460,54 @@ pub struct SpawnFailure<'a> {
     pub out_of_memory: u64,
     /// Creations refused by the group's stack-memory limit.
     pub group_limit: u64,
+}
+
+/// A thread that admission (`guaranteed`: a CPU may run a thread only when its magazine covers
+/// the thread's need) has kept waiting for longer than the kernel's reporting limit: its stack
+/// could not be covered because atomic allocations keep failing. Printed once per wait when the
+/// limit is passed, and again for every thread still waiting when a workload ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionStall<'a> {
+    /// The CPU that refused it last.
+    pub cpu: u32,
+    /// The thread's name.
+    #[serde(borrow)]
+    pub task: Cow<'a, str>,
+    /// Its stack policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Pages its stack may still need (its maximum less what it has populated).
+    pub need_pages: u32,
+    /// Pages in that CPU's magazine when it was refused.
+    pub magazine_pages: u32,
+    /// How long it has waited so far, milliseconds.
+    pub waited_ms: u64,
+    /// `waiting` (the limit was passed, the thread may still be admitted) or `at_end` (a
+    /// workload ended with the thread never admitted: the boot then fails).
+    #[serde(borrow)]
+    pub when: Cow<'a, str>,
+}
+
+/// The work one policy's threads did in a workload, and the check of their stacks' data: every
+/// frame of a path fills its locals with a pattern and checks them on the way back up, after
+/// whatever happened below it (stack faults, preemptions, migrations, bounces, NMIs, machine
+/// checks). Printed at the end of a workload, per policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadStat<'a> {
+    /// The policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Threads whose body ran to its end (not stopped).
+    pub threads_finished: u64,
+    /// Paths completed.
+    pub paths: u64,
+    /// Frames checked on the way back up.
+    pub frames_checked: u64,
+    /// Frames whose locals had changed while they were live: corrupted stack data.
+    pub frames_corrupted: u64,
+    /// Wrapping sum of every checked frame's words: the same in every run of a plan whose
+    /// threads run a fixed number of paths (short-lived, not replaced), whatever the timing.
+    pub checksum: u64,
 }
 
 /// A kernel panic.

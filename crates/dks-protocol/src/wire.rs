@@ -161,6 +161,23 @@ mod tests {
                 out_of_memory: 11,
                 group_limit: 0,
             }),
+            Record::AdmissionStall(AdmissionStall {
+                cpu: 1,
+                task: Cow::Borrowed("deep-guaranteed"),
+                policy: Cow::Borrowed("guaranteed"),
+                need_pages: 3,
+                magazine_pages: 0,
+                waited_ms: 1_500,
+                when: Cow::Borrowed("waiting"),
+            }),
+            Record::WorkloadStat(WorkloadStat {
+                policy: Cow::Borrowed("switch"),
+                threads_finished: 24,
+                paths: 48,
+                frames_checked: 960,
+                frames_corrupted: 0,
+                checksum: u64::MAX - 3,
+            }),
             Record::Panic(Panic {
                 cpu: 0,
                 message: Cow::Borrowed("index out of bounds"),

@@ -3,12 +3,13 @@
 //! safe code; the #MC entry is in `hw::trap`.
 //!
 //! Registers (Intel SDM Vol. 3B, "Machine-Check Architecture"): `IA32_MCG_CAP` (bank count in
-//! bits 7:0, `MCG_CTL_P` bit 8), `IA32_MCG_STATUS` (`RIPV`, `EIPV`, `MCIP`), `IA32_MCG_CTL`
+//! bits 7:0, `MCG_CTL_P` bit 8, `MCG_SER_P` bit 24: the S and AR bits of the banks are
+//! defined, for software error recovery), `IA32_MCG_STATUS` (`RIPV`, `EIPV`, `MCIP`), `IA32_MCG_CTL`
 //! (present when `MCG_CTL_P`), and per bank `i` the four MSRs from `0x400 + 4i`: `MCi_CTL`,
 //! `MCi_STATUS`, `MCi_ADDR`, `MCi_MISC`.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
@@ -22,6 +23,7 @@ const IA32_MC0_CTL: u32 = 0x400;
 
 const MCG_CAP_COUNT: u64 = 0xff;
 const MCG_CTL_P: u64 = 1 << 8;
+const MCG_SER_P: u64 = 1 << 24;
 
 /// CPUID.1:EDX bits: machine-check exception, machine-check architecture.
 const CPUID_MCE: u32 = 1 << 7;
@@ -32,6 +34,8 @@ pub const MAX_BANKS: u32 = 32;
 
 /// Banks each CPU reads (0 until `init_this_cpu`, or without MCA).
 static BANKS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// Whether each CPU reports software error recovery (`MCG_SER_P`).
+static RECOVERY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 fn read_msr(msr: u32) -> u64 {
     // SAFETY: callers pass only MCA MSRs this CPU has: the global ones exist when CPUID
@@ -65,13 +69,16 @@ pub fn init_this_cpu() -> u32 {
         }
         write_msr(IA32_MCG_STATUS, 0);
         let irq = cpu::IrqGuard::new();
-        BANKS[cpu::current_id(&irq) as usize].store(banks as u8, Ordering::Relaxed);
-        // `bank_count` relies on it: a thread may read the count on a CPU it then leaves.
+        let cpu = cpu::current_id(&irq) as usize;
+        let recovery = cap & MCG_SER_P != 0;
+        RECOVERY[cpu].store(recovery, Ordering::Relaxed);
+        BANKS[cpu].store(banks as u8, Ordering::Relaxed);
+        // `bank_count` and `software_recovery` rely on it: a thread may read them on a CPU it
+        // then leaves.
         let first = BANKS[0].load(Ordering::Relaxed);
         assert!(
-            first == 0 || first == banks as u8,
-            "CPU {} has {banks} MCA banks, CPU 0 {first}",
-            cpu::current_id(&irq)
+            first == 0 || (first == banks as u8 && RECOVERY[0].load(Ordering::Relaxed) == recovery),
+            "CPU {cpu} has {banks} MCA banks (recovery {recovery}), CPU 0 {first}"
         );
     }
     if edx & CPUID_MCE != 0 {
@@ -92,6 +99,14 @@ pub fn enabled() -> bool {
 pub fn bank_count() -> u32 {
     let irq = cpu::IrqGuard::new();
     u32::from(BANKS[cpu::current_id(&irq) as usize].load(Ordering::Relaxed))
+}
+
+/// Whether this CPU supports software error recovery (`IA32_MCG_CAP.MCG_SER_P`): only then
+/// do the S and AR bits of `MCi_STATUS` say what an uncorrected error needs. The same on every
+/// CPU (checked at set-up), like [`bank_count`].
+pub fn software_recovery() -> bool {
+    let irq = cpu::IrqGuard::new();
+    RECOVERY[cpu::current_id(&irq) as usize].load(Ordering::Relaxed)
 }
 
 /// One bank's registers.

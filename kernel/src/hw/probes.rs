@@ -155,6 +155,22 @@ fn assert_free_stack(stack_bottom: u64, sp: u64) {
     );
 }
 
+/// Checks that `sp` lies in the guard page just below the caller's stack (`stack_bottom`),
+/// where a stack pointer points in the instant between a function's `sub rsp` and its first
+/// store, when that function's frame overflows the stack.
+fn assert_in_guard(stack_bottom: u64, sp: u64) {
+    let current = stack_pointer();
+    let guard = stack_bottom - crate::layout::PAGE_BYTES;
+    assert!(
+        (guard..stack_bottom).contains(&sp) && current > stack_bottom && current - sp < 1 << 20,
+        "stack pointer {sp:#x} outside the guard page below the stack [{stack_bottom:#x}, ..)"
+    );
+    assert!(
+        super::paging::translate(sp).is_none(),
+        "the guard page at {guard:#x} is mapped"
+    );
+}
+
 /// Moves the stack pointer to `sp` (in the caller's own stack, below its current stack
 /// pointer: free space), enables interrupts and spins there, without touching the stack,
 /// until `counter` reaches `until`; then moves back. Interrupts stay on. For tests that need a
@@ -168,6 +184,32 @@ pub fn spin_at(stack_bottom: u64, sp: u64, counter: &AtomicU64, until: u64) {
     // (populating it first). 2. The block does not set `nostack`, so the compiler keeps nothing
     // below RSP across it. 3. It reads `counter` (a live `AtomicU64`; plain 8-byte loads are
     // atomic) and restores RSP from r11, which every trap path preserves.
+    unsafe { spin_with_stack_pointer(sp, counter, until) }
+}
+
+/// As [`spin_at`], with `sp` in the guard page below the caller's stack (checked): a thread
+/// whose stack has overflowed by a frame that has not stored anything yet. Whatever an
+/// interrupt would move below `sp` lies in the guard page or below it, in the stack of the
+/// next slot down: the trap path must see the overflow and stop the thread (it never
+/// returns), not move frames there.
+pub fn spin_in_guard(stack_bottom: u64, sp: u64, counter: &AtomicU64, until: u64) {
+    assert_in_guard(stack_bottom, sp);
+    // SAFETY: 1. `sp` lies in the unmapped guard page below this thread's stack (checked):
+    // the block writes nothing through it, so nothing is written there or below unless an
+    // interrupt moves a frame there, which is what the caller tests (the trap path must
+    // refuse and stop the thread). 2.-3. As in `spin_at`.
+    unsafe { spin_with_stack_pointer(sp, counter, until) }
+}
+
+/// Sets RSP to `sp`, enables interrupts, spins until `counter` reaches `until`, restores RSP.
+///
+/// # Safety
+/// Nothing live may be at or below `sp` (the block itself writes nothing there); the caller
+/// accepts that interrupts are left on and that a trap may resume the thread elsewhere.
+unsafe fn spin_with_stack_pointer(sp: u64, counter: &AtomicU64, until: u64) {
+    // SAFETY: the caller's contract; the block reads only `counter` (a live `AtomicU64`;
+    // plain 8-byte loads are atomic) and restores RSP from r11, which every trap path
+    // preserves.
     unsafe {
         asm!(
             "mov r11, rsp",
@@ -190,13 +232,30 @@ pub fn spin_at(stack_bottom: u64, sp: u64, counter: &AtomicU64, until: u64) {
 /// region there (a fault on it is handled with the stack pointer at `sp`), and moves back.
 /// Interrupts are left as they are.
 pub fn lazy_read_at(stack_bottom: u64, sp: u64, address: u64) -> u64 {
+    assert_free_stack(stack_bottom, sp);
+    // SAFETY: as in `spin_at` for the stack pointer.
+    unsafe { lazy_read_with_stack_pointer(sp, address) }
+}
+
+/// As [`lazy_read_at`], with `sp` in the guard page below the caller's stack (checked, as in
+/// [`spin_in_guard`]): the fault must not be moved there; the thread is stopped.
+pub fn lazy_read_in_guard(stack_bottom: u64, sp: u64, address: u64) -> u64 {
+    assert_in_guard(stack_bottom, sp);
+    // SAFETY: as in `spin_in_guard` for the stack pointer.
+    unsafe { lazy_read_with_stack_pointer(sp, address) }
+}
+
+/// Sets RSP to `sp`, reads 8 bytes at `address` in the lazy region, restores RSP.
+///
+/// # Safety
+/// As [`spin_with_stack_pointer`].
+unsafe fn lazy_read_with_stack_pointer(sp: u64, address: u64) -> u64 {
     use crate::layout::{LAZY_REGION_BASE, LAZY_REGION_BYTES};
     assert!((LAZY_REGION_BASE..LAZY_REGION_BASE + LAZY_REGION_BYTES - 8).contains(&address));
-    assert_free_stack(stack_bottom, sp);
     let value: u64;
-    // SAFETY: as in `spin_at` for the stack pointer; the lazy region is memory the kernel maps
-    // on demand and nothing else uses: the load reads a mapped page or faults and is served
-    // (or reported).
+    // SAFETY: the caller's contract for the stack pointer; the lazy region is memory the
+    // kernel maps on demand and nothing else uses: the load reads a mapped page or faults and
+    // is served (or reported).
     unsafe {
         asm!(
             "mov r11, rsp",

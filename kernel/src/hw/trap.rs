@@ -471,10 +471,16 @@ trap_return:
     RESTORE_FRAME
     add rsp, 16
     iretq
+    /* Labels marked "region" delimit parts of the entry for tools that walk its instructions
+       (`lab/benches/trap_boundaries.rs`); they change no code. */
+    .globl trap_common_moved
+trap_common_moved: /* region */
 2:
     test rdx, rdx
     jnz 4f
-    /* a whole-frame bounce */
+    /* a whole-frame bounce (no vector that enters here bounces its whole frame today) */
+    .globl trap_common_frame_copy
+trap_common_frame_copy: /* region */
     mov rsi, rsp
     lea rdi, [rax - {frame_bytes}]
     mov rsp, rdi
@@ -485,7 +491,11 @@ trap_run_bounced:
        fault in it then stops the thread, not the kernel. */
     test qword ptr [rsp + {rflags}], 0x200
     jz 3f
+    .globl trap_run_bounced_sti
+trap_run_bounced_sti: /* region */
     sti
+    .globl trap_run_bounced_call
+trap_run_bounced_call: /* region */
 3:
     mov rdi, rsp
     call {bounced}
@@ -497,6 +507,8 @@ trap_run_bounced:
        `context_switch` (the same switch frame) and a jump to its second half. The move is
        marked live in trap_state byte 3 until the CPU has left the thread's stack: a #PF
        meanwhile (a page that was not populated) is reported as nested. */
+    .globl trap_preempt_move
+trap_preempt_move: /* region */
     mov byte ptr gs:[{trap_state} + 3], 1
     lea rsi, [rsp + 512]
     mov r8, rdx
@@ -521,6 +533,8 @@ trap_run_bounced:
     mov rsp, gs:[{preempt_load}]
     mov byte ptr gs:[{trap_state} + 3], 0
     jmp context_switch_load
+    .globl trap_preempt_resume
+trap_preempt_resume: /* region */
 5:
     /* Resumed by the scheduler (its `ret`), possibly on another CPU. */
     mov rax, [rsp]
@@ -548,6 +562,8 @@ trap_pf_entry:
     /* The last read of the frame is the iretq itself. */
     mov byte ptr gs:[{trap_state}], 0
     iretq
+    .globl trap_pf_bounce
+trap_pf_bounce: /* region */
 2:
     mov rsi, rsp
     lea rdi, [rax - {frame_bytes}]
@@ -558,6 +574,8 @@ trap_pf_copy:
     rep movsq
     mov byte ptr gs:[{trap_state}], 0
     jmp trap_run_bounced
+    .globl trap_pf_nested
+trap_pf_nested: /* region */
 8:
     push 14
     SAVE_FRAME
@@ -581,6 +599,8 @@ trap_nmi_entry:
     add rsp, 16
     mov byte ptr gs:[{trap_state} + 1], 0
     iretq
+    .globl trap_nmi_nested
+trap_nmi_nested: /* region */
 8:
     push 0
     push 2
@@ -605,6 +625,8 @@ trap_mc_entry:
     add rsp, 16
     mov byte ptr gs:[{trap_state} + 2], 0
     iretq
+    .globl trap_mc_into_nmi
+trap_mc_into_nmi: /* region */
 2:
     /* Back into the NMI handler without iretq: return address below its red zone. */
     mov rax, [rsp + {rsp_offset}]

@@ -17,6 +17,8 @@ use crate::report;
 
 mod basic;
 mod dynamic;
+mod entry;
+mod machine_check;
 mod memory;
 mod sched;
 mod soak;
@@ -71,6 +73,8 @@ fn registry() -> Vec<&'static KernelTest> {
         basic::TESTS,
         memory::TESTS,
         traps::TESTS,
+        machine_check::TESTS,
+        entry::TESTS,
         sched::TESTS,
         dynamic::TESTS,
     ] {

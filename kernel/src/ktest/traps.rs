@@ -6,6 +6,7 @@ use alloc::sync::Arc;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::machine_check::queued_errors;
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::cpu::{self, IrqGuard};
 use crate::hw::mce as mca;
@@ -227,13 +228,6 @@ fn nmi_inside_page_fault() -> TestResult {
         "NMIs counted as nested (the #PF frame was live): {nested}"
     );
     Ok(())
-}
-
-/// The machine-check errors queued since the last drain.
-fn queued_errors() -> alloc::vec::Vec<mce::Error> {
-    let mut errors = alloc::vec::Vec::new();
-    mce::take_queued(|e| errors.push(e));
-    errors
 }
 
 /// A recoverable machine check (UC, PCC clear, RIPV set), raised in a thread: reported, the

@@ -48,6 +48,21 @@ pub fn guard_containing(address: u64) -> Option<(u64, u64)> {
     (address < end).then_some((start, end))
 }
 
+/// Returns the kernel stack (`[bottom, top]`, the top included: an empty stack's pointer)
+/// that `address` lies on, or `None` when it is not on one handed out.
+pub fn containing(address: u64) -> Option<KernelStack> {
+    let used = NEXT_SLOT.load(Ordering::Acquire);
+    // The top of a stack is the end of its slot: count it with the slot below.
+    let offset = address.checked_sub(KERNEL_STACKS_BASE + 1)?;
+    let slot = offset / KERNEL_STACK_SLOT_BYTES;
+    if slot >= used {
+        return None;
+    }
+    let bottom =
+        KERNEL_STACKS_BASE + slot * KERNEL_STACK_SLOT_BYTES + KERNEL_STACK_GUARD_PAGES * PAGE_BYTES;
+    (address >= bottom).then_some(KernelStack { bottom })
+}
+
 /// Maps a new kernel stack. `None` when memory runs out (frames taken so far are returned).
 pub fn alloc() -> Option<KernelStack> {
     let slot = NEXT_SLOT.fetch_add(1, Ordering::AcqRel);

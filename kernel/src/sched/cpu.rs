@@ -398,15 +398,27 @@ fn pick_admitted(irq: &IrqGuard, cpu_id: u32) -> Pick {
             if since != 0 {
                 let waited = hwcpu::rdtsc().saturating_sub(since);
                 stacks::accounting::of(next.stack.policy()).add_admit_wait(waited);
+                next.admit_stall_reported.store(false, Ordering::Relaxed);
             }
             return Pick::Thread(next);
         }
-        let _ = next.admit_wait_since.compare_exchange(
+        next.admit_refused_by.store(cpu_id, Ordering::Relaxed);
+        let now = hwcpu::rdtsc();
+        let since = match next.admit_wait_since.compare_exchange(
             0,
-            hwcpu::rdtsc(),
+            now,
             Ordering::Relaxed,
             Ordering::Relaxed,
-        );
+        ) {
+            Ok(_) => now,
+            Err(since) => since,
+        };
+        let waited_ms = now.saturating_sub(since) / (crate::hw::apic::tsc_per_us() * 1000).max(1);
+        if waited_ms >= ADMISSION_STALL_REPORT_MS
+            && !next.admit_stall_reported.swap(true, Ordering::Relaxed)
+        {
+            report_admission_stall(cpu_id, &next, waited_ms, "waiting");
+        }
         {
             let mut queue = cpu.run_queue.lock();
             queue.push_back(next);
@@ -416,6 +428,42 @@ fn pick_admitted(irq: &IrqGuard, cpu_id: u32) -> Pick {
         refused += 1;
         if refused >= limit {
             return Pick::Refused;
+        }
+    }
+}
+
+/// How long admission may refuse a thread before the wait is reported (`AdmissionStall`),
+/// milliseconds: far above the waits of a working system (a few milliseconds while the
+/// reclaim thread frees memory), far below a run's length.
+pub const ADMISSION_STALL_REPORT_MS: u64 = 1000;
+
+/// Prints an `AdmissionStall` record for `thread`, refused by CPU `cpu_id`, waiting for
+/// `waited_ms`; `when` is `waiting` or `at_end`.
+pub fn report_admission_stall(cpu_id: u32, thread: &Thread, waited_ms: u64, when: &str) {
+    let (need_pages, magazine_pages) = stacks::admission_shortfall(thread.stack.slot(), cpu_id);
+    crate::report::emit(&dks_protocol::record::Record::AdmissionStall(
+        dks_protocol::record::AdmissionStall {
+            cpu: cpu_id,
+            task: alloc::borrow::Cow::Borrowed(thread.name()),
+            policy: alloc::borrow::Cow::Borrowed(thread.stack.policy().name()),
+            need_pages: u32::from(need_pages),
+            magazine_pages: u32::from(magazine_pages),
+            waited_ms,
+            when: alloc::borrow::Cow::Borrowed(when),
+        },
+    ));
+}
+
+/// Calls `f(policy, ticks)` for every thread waiting in a run queue for admission right now,
+/// with the TSC ticks it has waited so far (the figures count waits in progress too).
+pub fn for_each_admission_wait(mut f: impl FnMut(stacks::Policy, u64)) {
+    let now = hwcpu::rdtsc();
+    for cpu in &CPUS {
+        let queue = cpu.run_queue.lock();
+        for thread in queue.iter() {
+            if let Some(since) = thread.admission_wait_since() {
+                f(thread.stack.policy(), now.saturating_sub(since));
+            }
         }
     }
 }

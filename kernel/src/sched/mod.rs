@@ -354,4 +354,7 @@ pub fn run(cpu_id: u32) -> ! {
     cpu::run(cpu_id)
 }
 
-pub use self::cpu::{STALE_ENTRIES, is_online, online_cpus, queued_anywhere, send_ipi, set_online};
+pub use self::cpu::{
+    ADMISSION_STALL_REPORT_MS, STALE_ENTRIES, for_each_admission_wait, is_online, online_cpus,
+    queued_anywhere, report_admission_stall, send_ipi, set_online,
+};

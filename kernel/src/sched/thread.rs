@@ -61,6 +61,10 @@ pub struct Thread {
     killed: AtomicBool,
     /// TSC when admission first refused the thread, 0 when it is not waiting.
     pub(super) admit_wait_since: AtomicU64,
+    /// This wait for admission was reported (`AdmissionStall`); cleared at admission.
+    pub(super) admit_stall_reported: AtomicBool,
+    /// The CPU that last refused the thread admission.
+    pub(super) admit_refused_by: AtomicU32,
     /// Threads waiting in `join`.
     pub(super) joiners: WaitQueue,
     /// The CPU the thread must run on (`NOT_PINNED`: any).
@@ -96,6 +100,8 @@ impl Thread {
             exited: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             admit_wait_since: AtomicU64::new(0),
+            admit_stall_reported: AtomicBool::new(false),
+            admit_refused_by: AtomicU32::new(0),
             joiners: WaitQueue::new(),
             pinned: AtomicU32::new(pinned.unwrap_or(NOT_PINNED)),
             urgent,
@@ -107,6 +113,16 @@ impl Thread {
     /// The thread's id.
     pub fn id(&self) -> ThreadId {
         self.id
+    }
+
+    /// TSC when admission first refused the thread in its current wait, if it is waiting.
+    pub fn admission_wait_since(&self) -> Option<u64> {
+        Some(self.admit_wait_since.load(Ordering::Relaxed)).filter(|&since| since != 0)
+    }
+
+    /// The CPU that last refused the thread admission.
+    pub fn admission_refused_by(&self) -> u32 {
+        self.admit_refused_by.load(Ordering::Relaxed)
     }
 
     /// The thread's name.

@@ -160,13 +160,14 @@ fn with_locks<T>(
 }
 
 /// Before a trap frame is moved onto an interrupted stack, makes sure every page of
-/// `[lowest, top)` (the bytes the frame will occupy) is populated: each page that is not is
-/// served exactly as a stack fault on it would be, from this CPU's magazine. Checking only the
-/// lowest byte would not do: a stack can have gaps (a thread that touched a deep byte without
-/// the pages above it), and the copy would fault on a higher page with interrupts off.
-/// `Ok` also for pages outside the stack region. A guard page in the span means the stack
-/// overflowed; a page that cannot be served is fatal (the first one found, from the top).
-pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), FaultResult> {
+/// `[lowest, top)` is populated: each page that is not is served exactly as a stack fault on
+/// it would be, from this CPU's magazine. Checking only the lowest byte would not do: a stack
+/// can have gaps (a thread that touched a deep byte without the pages above it), and the copy
+/// would fault on a higher page with interrupts off. `Ok` also for pages outside the stack
+/// region. A guard page in the span means the stack overflowed; a page that cannot be served
+/// is fatal (the first one found, from the top). `Err` carries the address of the page that
+/// failed (or `lowest`, in the lowest page) with the failure.
+pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), (u64, FaultResult)> {
     debug_assert!(lowest < top, "empty span {lowest:#x}..{top:#x}");
     let page_bytes = dks_core::layout::PAGE_SIZE_IN_BYTES;
     let mut page = (top - 1) & !(page_bytes - 1);
@@ -177,7 +178,7 @@ pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), FaultResult> {
         if !present {
             match handle_fault(address) {
                 FaultResult::Served | FaultResult::NotStack => {}
-                failure => return Err(failure),
+                failure => return Err((address, failure)),
             }
         }
         if page <= lowest {

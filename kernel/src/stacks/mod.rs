@@ -37,7 +37,9 @@ use spin::Once;
 
 pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
-pub use self::switch::{Admit, admit, drain_magazine_here, refill_magazine_here, switched_out};
+pub use self::switch::{
+    Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here, switched_out,
+};
 use crate::hw::cpu::{self, MAX_CPUS};
 use crate::hw::paging;
 use crate::layout::PAGE_BYTES;
@@ -450,6 +452,16 @@ fn slot_counters(slot: SlotIndex) -> &'static accounting::PolicyCounters {
         .account
         .load(Ordering::Relaxed);
     accounting::account(usize::from(account))
+}
+
+/// Whether the stack in `slot` belongs to one of the kernel's own threads (`SYSTEM_GROUP`).
+/// Lock-free: for the fault path.
+pub fn is_system(slot: SlotIndex) -> bool {
+    usize::from(
+        region().slots[slot.as_usize()]
+            .account
+            .load(Ordering::Relaxed),
+    ) == accounting::SYSTEM
 }
 
 /// Every frame mapped in a live stack, with its slot: for the "no frame in two stacks" check.

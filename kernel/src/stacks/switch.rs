@@ -67,6 +67,19 @@ pub enum Admit {
     Released,
 }
 
+/// The pages the stack in `slot` may still need and the pages in CPU `cpu`'s magazine (the
+/// last length that CPU noted), for a report of a thread admission keeps waiting; `(0, 0)`
+/// for a slot without a live stack.
+pub fn admission_shortfall(slot: SlotIndex, cpu: u32) -> (u8, u8) {
+    let region = region();
+    let live = region.slots[slot.as_usize()].stack.lock();
+    let need = live.as_ref().map_or(0, |stack| stack.need(&region.layout));
+    let magazine = MAGAZINE_LEN
+        .get(cpu as usize)
+        .map_or(0, |len| len.load(Ordering::Relaxed));
+    (need, magazine)
+}
+
 /// Decides whether this CPU may switch to the thread whose stack is in `slot` now (DESIGN §4):
 /// refills the magazine with atomic allocations and admits it only if the magazine covers its
 /// need (`guaranteed`), refills after admitting (`fault`, as the RFC does at the switch), and

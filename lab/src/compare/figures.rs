@@ -16,7 +16,9 @@
 //! - injected faults (`--inject-nmi`, `--inject-mce`): per workload boot, what the lab injected
 //!   and what the kernel says it handled ([`InjectionFigures`]).
 
-use dks_protocol::record::{Cost, PolicyStat, Record, Sample, StackFault, ThreadPages};
+use dks_protocol::record::{
+    Cost, PolicyStat, Record, Sample, StackFault, ThreadPages, WorkloadStat,
+};
 use dks_protocol::scenario::POLICY_NAMES;
 use serde::Serialize;
 
@@ -49,6 +51,8 @@ pub struct Measurements {
     pub thread_pages: Vec<ThreadPages<'static>>,
     /// Stack faults that could not be served.
     pub stack_faults: Vec<StackFault<'static>>,
+    /// What each policy's workload threads did, and the check of their stacks' data.
+    pub workload_stats: Vec<WorkloadStat<'static>>,
     /// What was injected into each workload boot (its policies, the report), in boot order.
     pub injections: Vec<(Vec<String>, inject::Report)>,
 }
@@ -81,6 +85,9 @@ impl Measurements {
                 }
                 Record::StackFault(fault) if ran(&fault.policy) => {
                     self.stack_faults.push(fault.clone())
+                }
+                Record::WorkloadStat(stat) if ran(&stat.policy) => {
+                    self.workload_stats.push(stat.clone())
                 }
                 _ => {}
             }
@@ -283,6 +290,26 @@ pub struct PolicyFigures {
     pub insns_per_switch_vs_static: Option<f64>,
     /// `insns_per_create` / `static`'s.
     pub insns_per_create_vs_static: Option<f64>,
+    /// What its workload threads did and whether their stacks kept their data (`None` from a
+    /// kernel that does not report it).
+    pub work: Option<WorkFigures>,
+}
+
+/// What one policy's workload threads did, and the check of their stacks' data: each frame of
+/// a path fills its locals with a pattern and checks it on the way back up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkFigures {
+    /// Threads whose body ran to its end.
+    pub threads_finished: u64,
+    /// Paths completed.
+    pub paths: u64,
+    /// Frames checked.
+    pub frames_checked: u64,
+    /// Frames whose locals changed while they were live (the kernel fails the boot if any).
+    pub frames_corrupted: u64,
+    /// Wrapping sum of the checked words: equal across runs of a plan whose threads run a
+    /// fixed number of paths (short-lived, not replaced, all finished).
+    pub checksum: u64,
 }
 
 /// The two ways of handling a page fault that is not a stack fault.
@@ -373,6 +400,17 @@ pub fn compare(
             insns_per_create,
             insns_per_switch_vs_static: ratio(insns_per_switch, static_switch),
             insns_per_create_vs_static: ratio(insns_per_create, static_create),
+            work: measurements
+                .workload_stats
+                .iter()
+                .find(|w| w.policy == *policy)
+                .map(|w| WorkFigures {
+                    threads_finished: w.threads_finished,
+                    paths: w.paths,
+                    frames_checked: w.frames_checked,
+                    frames_corrupted: w.frames_corrupted,
+                    checksum: w.checksum,
+                }),
         });
     }
     Ok(Comparison {
@@ -482,6 +520,7 @@ pub(crate) mod tests {
             stats: vec![stat("static", 0, 64, 0), stat("fault", 16, 48, 8)],
             thread_pages: vec![],
             stack_faults: vec![],
+            workload_stats: vec![],
             injections: vec![],
         }
     }
@@ -556,6 +595,38 @@ pub(crate) mod tests {
         m.add_workload_boot(&records, &["fault".to_owned()]);
         assert_eq!(m.stats, [stat("fault", 0, 48, 8)]);
         assert_eq!(m.samples, [sample(100, "fault", 40, 20)]);
+    }
+
+    #[test]
+    fn work_figures_come_from_the_policys_workload_stat() {
+        let work = |policy: &str, paths: u64| WorkloadStat {
+            policy: policy.to_owned().into(),
+            threads_finished: 4,
+            paths,
+            frames_checked: paths * 2,
+            frames_corrupted: 0,
+            checksum: paths * 7,
+        };
+        let mut m = measurements();
+        m.add_workload_boot(
+            &[
+                Record::WorkloadStat(work("static", 10)),
+                Record::WorkloadStat(work("fault", 20)),
+            ],
+            &["fault".to_owned()],
+        );
+        let c = compare(&setup(), &policies(&["static", "fault"]), &m).unwrap();
+        assert_eq!(c.policies[0].work, None, "static's boot was not this one");
+        assert_eq!(
+            c.policies[1].work,
+            Some(WorkFigures {
+                threads_finished: 4,
+                paths: 20,
+                frames_checked: 40,
+                frames_corrupted: 0,
+                checksum: 140,
+            })
+        );
     }
 
     #[test]
