@@ -105,7 +105,9 @@ pub fn handle_fault(address: u64) -> FaultResult {
     let Some(region) = REGION.get() else {
         return FaultResult::NotStack;
     };
-    let cpu = cpu::current_id() as usize;
+    // Trap context: interrupts are off already; the guard only proves it.
+    let irq = cpu::IrqGuard::new();
+    let cpu = cpu::current_id(&irq) as usize;
     fault::handle(
         &mut X86Platform::live(),
         &region.layout,
@@ -126,7 +128,9 @@ pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), (u64, FaultResult)> {
     let Some(region) = REGION.get() else {
         return Ok(());
     };
-    let cpu = cpu::current_id() as usize;
+    // Trap context: interrupts are off already; the guard only proves it.
+    let irq = cpu::IrqGuard::new();
+    let cpu = cpu::current_id(&irq) as usize;
     fault::populate_span(
         &mut X86Platform::live(),
         &region.layout,

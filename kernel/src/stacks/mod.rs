@@ -240,9 +240,15 @@ pub fn create_in_group(policy: Policy, group: GroupId) -> Result<ThreadStack, St
 
 fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError> {
     let region = region();
-    let cpu = cpu::current_id() as usize;
+    // The cache of the CPU this runs on now; the thread may move on afterwards, so `cpu` only
+    // says where the stack came from (a failed creation puts it back there) and which CPU's
+    // counters (atomics, summed on read) count it.
+    let (cpu, cached) = {
+        let irq = cpu::IrqGuard::new();
+        let cpu = cpu::current_id(&irq) as usize;
+        (cpu, CACHES[cpu][policy.index()].lock().take())
+    };
     let cache = &CACHES[cpu][policy.index()];
-    let cached = cache.lock().take();
     let source = match cached {
         Some(cached) => StackSource::Cached(cached),
         None => StackSource::Fresh(take_slot()?),
@@ -312,19 +318,24 @@ pub fn release(stack: &ThreadStack) {
     let mark = high_water(stack.slot);
     cell.populated.store(0, Ordering::Relaxed);
     let group = live.group();
-    let cpu = cpu::current_id() as usize;
-    let cache = &CACHES[cpu][live.policy().index()];
+    let policy = live.policy();
     let exited = stack::exit(live);
     let mut platform = X86Platform::releasing();
-    let released = stack::release(
-        &mut platform,
-        &region.layout,
-        &mut cache.lock(),
-        tally(cpu),
-        &GROUPS[group.as_usize()],
-        exited,
-        mark,
-    );
+    // Into the cache of the CPU this runs on, chosen and filled under one guard (the workers
+    // that call this are pinned, but the rule holds for any caller).
+    let released = {
+        let irq = cpu::IrqGuard::new();
+        let cpu = cpu::current_id(&irq) as usize;
+        stack::release(
+            &mut platform,
+            &region.layout,
+            &mut CACHES[cpu][policy.index()].lock(),
+            tally(cpu),
+            &GROUPS[group.as_usize()],
+            exited,
+            mark,
+        )
+    };
     if let Released::Freed(slot) = released {
         free_slot(slot.as_u32(), &platform);
     }
