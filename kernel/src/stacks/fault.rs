@@ -8,7 +8,7 @@
 //! allocates nothing and never waits.
 
 use dks_core::fault::{self, Busy, FaultOutcome, StackTable};
-use dks_core::{Account, GroupCharge, Magazine, SlotIndex, Stack, VirtAddr};
+use dks_core::{Account, GroupCharge, Magazine, SlotIndex, Stack, StackLayout, Tally, VirtAddr};
 
 use super::platform::X86Platform;
 use super::{GROUPS, REGION, Region, tally};
@@ -100,22 +100,29 @@ impl StackTable for Slots<'_> {
     }
 }
 
-/// Handles a page fault at `address`: served if it is a stack fault, else what it is.
-pub fn handle_fault(address: u64) -> FaultResult {
-    let Some(region) = REGION.get() else {
-        return FaultResult::NotStack;
-    };
+/// Runs `f` with what dks-core's fault path takes on this CPU: the platform, the layout, this
+/// CPU's tally and the table of slots. `None` before the stack region exists.
+fn on_this_cpu<R>(
+    f: impl FnOnce(&mut X86Platform, &StackLayout, Tally<'static>, &mut Slots<'_>) -> R,
+) -> Option<R> {
+    let region = REGION.get()?;
     // Trap context: interrupts are off already; the guard only proves it.
     let irq = cpu::IrqGuard::new();
     let cpu = cpu::current_id(&irq) as usize;
-    fault::handle(
+    Some(f(
         &mut X86Platform::live(),
         &region.layout,
         tally(cpu),
         &mut Slots { region, cpu },
-        VirtAddr::new(address),
-    )
-    .into()
+    ))
+}
+
+/// Handles a page fault at `address`: served if it is a stack fault, else what it is.
+pub fn handle_fault(address: u64) -> FaultResult {
+    on_this_cpu(|platform, layout, tally, slots| {
+        fault::handle(platform, layout, tally, slots, VirtAddr::new(address)).into()
+    })
+    .unwrap_or(FaultResult::NotStack)
 }
 
 /// Before a trap frame is moved onto an interrupted stack, makes sure every page of
@@ -125,21 +132,11 @@ pub fn handle_fault(address: u64) -> FaultResult {
 /// cannot be served is fatal (the first one found, from the top). `Err` carries the address
 /// of the page that failed (or `lowest`, in the lowest page) with the failure.
 pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), (u64, FaultResult)> {
-    let Some(region) = REGION.get() else {
-        return Ok(());
-    };
-    // Trap context: interrupts are off already; the guard only proves it.
-    let irq = cpu::IrqGuard::new();
-    let cpu = cpu::current_id(&irq) as usize;
-    fault::populate_span(
-        &mut X86Platform::live(),
-        &region.layout,
-        tally(cpu),
-        &mut Slots { region, cpu },
-        VirtAddr::new(lowest),
-        VirtAddr::new(top),
-    )
-    .map_err(|failure| {
+    let span = on_this_cpu(|platform, layout, tally, slots| {
+        let (lowest, top) = (VirtAddr::new(lowest), VirtAddr::new(top));
+        fault::populate_span(platform, layout, tally, slots, lowest, top)
+    });
+    span.unwrap_or(Ok(())).map_err(|failure| {
         let address = match failure {
             FaultOutcome::GuardHit { addr, .. } | FaultOutcome::Fatal { addr, .. } => addr,
             FaultOutcome::Served { .. } | FaultOutcome::NotAStackPage => VirtAddr::new(lowest),
