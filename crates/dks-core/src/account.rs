@@ -124,11 +124,12 @@ impl Ledger {
         stats.pages_peak.fetch_max(now, Ordering::Relaxed);
     }
 
-    /// Notes a thread of `account` created.
-    pub(crate) fn note_created(&self, account: Account) {
-        self.of(account)
-            .threads_created
-            .fetch_add(1, Ordering::Relaxed);
+    /// Notes a thread of `account` created, with the `pages` its stack has populated.
+    pub(crate) fn note_created(&self, account: Account, pages: i64) {
+        let stats = self.of(account);
+        stats.threads_created.fetch_add(1, Ordering::Relaxed);
+        let now = stats.pages_now.fetch_add(pages, Ordering::Relaxed) + pages;
+        stats.pages_peak.fetch_max(now, Ordering::Relaxed);
     }
 
     /// Notes a thread of `account` released, with the most pages it ever had populated and

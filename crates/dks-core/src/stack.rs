@@ -320,8 +320,7 @@ pub fn create<P: Platform>(
     platform.flush(flushes);
     tally
         .ledger()
-        .add_pages(spec.account, i64::from(populated.len()));
-    tally.ledger().note_created(spec.account);
+        .note_created(spec.account, i64::from(populated.len()));
     Ok(Created {
         stack: Stack {
             slot,

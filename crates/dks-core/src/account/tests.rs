@@ -18,11 +18,9 @@ fn accounts_are_the_policies_then_the_kernels_own() {
 fn the_ledger_keeps_levels_peaks_and_thread_lives_per_account() {
     let ledger = Ledger::new();
     let fault = Account::Policy(Policy::Fault);
-    ledger.add_pages(fault, 3);
-    ledger.add_pages(fault, 2);
+    ledger.note_created(fault, 3);
+    ledger.note_created(fault, 2);
     ledger.add_pages(fault, -4);
-    ledger.note_created(fault);
-    ledger.note_created(fault);
     ledger.note_released(fault, 5, 9000);
     ledger.note_released(fault, 40, 100);
     ledger.note_stopped(fault);
