@@ -101,11 +101,19 @@ impl StackTable for Slots<'_> {
 }
 
 /// Runs `f` with what dks-core's fault path takes on this CPU: the platform, the layout, this
-/// CPU's tally and the table of slots. `None` before the stack region exists.
+/// CPU's tally and the table of slots. `None`, without reading anything of this CPU's, when
+/// `[lowest, top)` lies outside the stack region (or before it exists): the fault path of
+/// every other page fault pays no more than this comparison.
 fn on_this_cpu<R>(
+    lowest: VirtAddr,
+    top: VirtAddr,
     f: impl FnOnce(&mut X86Platform, &StackLayout, Tally<'static>, &mut Slots<'_>) -> R,
 ) -> Option<R> {
     let region = REGION.get()?;
+    let end = region.layout.region_end();
+    if top <= region.layout.base() || (end.as_u64() != 0 && lowest >= end) {
+        return None;
+    }
     // Trap context: interrupts are off already; the guard only proves it.
     let irq = cpu::IrqGuard::new();
     let cpu = cpu::current_id(&irq) as usize;
@@ -119,9 +127,12 @@ fn on_this_cpu<R>(
 
 /// Handles a page fault at `address`: served if it is a stack fault, else what it is.
 pub fn handle_fault(address: u64) -> FaultResult {
-    on_this_cpu(|platform, layout, tally, slots| {
-        fault::handle(platform, layout, tally, slots, VirtAddr::new(address)).into()
-    })
+    let addr = VirtAddr::new(address);
+    on_this_cpu(
+        addr,
+        VirtAddr::new(address + 1),
+        |platform, layout, tally, slots| fault::handle(platform, layout, tally, slots, addr).into(),
+    )
     .unwrap_or(FaultResult::NotStack)
 }
 
@@ -132,9 +143,9 @@ pub fn handle_fault(address: u64) -> FaultResult {
 /// cannot be served is fatal (the first one found, from the top). `Err` carries the address
 /// of the page that failed (or `lowest`, in the lowest page) with the failure.
 pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), (u64, FaultResult)> {
-    let span = on_this_cpu(|platform, layout, tally, slots| {
-        let (lowest, top) = (VirtAddr::new(lowest), VirtAddr::new(top));
-        fault::populate_span(platform, layout, tally, slots, lowest, top)
+    let (low, high) = (VirtAddr::new(lowest), VirtAddr::new(top));
+    let span = on_this_cpu(low, high, |platform, layout, tally, slots| {
+        fault::populate_span(platform, layout, tally, slots, low, high)
     });
     span.unwrap_or(Ok(())).map_err(|failure| {
         let address = match failure {
