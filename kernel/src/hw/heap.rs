@@ -62,6 +62,28 @@ pub fn init(bytes: u64) {
     unsafe { talc.claim(span) }.expect("talc accepts the heap's memory");
 }
 
+/// Adds `bytes` (rounded up to pages) of contiguous physical memory from the frame allocator
+/// to the heap, after [`init`]: returns `false` (and takes nothing) when no free block of that
+/// size exists. The memory stays the heap's for good, as the first block does.
+pub fn grow(bytes: u64) -> bool {
+    let pages = bytes.div_ceil(PAGE_BYTES);
+    let Some(phys) = frames::alloc_contiguous(pages) else {
+        return false;
+    };
+    let start = paging::phys_to_virt(phys);
+    let span = Span::from_base_size(start as *mut u8, (pages * PAGE_BYTES) as usize);
+    let mut talc = HEAP.talc.lock();
+    assert!(
+        talc.get_counters().claimed_bytes != 0,
+        "heap grown before init"
+    );
+    // SAFETY: `phys .. phys + pages` was just taken from the frame allocator for the heap alone
+    // and is never given back, so the heap owns it; the direct map covers it; it overlaps no
+    // block claimed before (the frame allocator hands a frame out once).
+    unsafe { talc.claim(span) }.expect("talc accepts more memory");
+    true
+}
+
 /// Returns (bytes in use, bytes in the heap).
 pub fn usage() -> (usize, usize) {
     let talc = HEAP.talc.lock();
