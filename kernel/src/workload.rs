@@ -361,6 +361,7 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
         run.plan.duration_ms
     ));
     let mut created = 0u64;
+    let creation_start = sched::uptime_ms();
     for group in &run.groups {
         for index in 0..group.plan.threads {
             if start_member(&run, group) == Err(StackError::OutOfMemory) {
@@ -388,6 +389,11 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
     }
     // The duration counts from when every thread exists: creating a million takes a while.
     let start = sched::uptime_ms();
+    report::log(format_args!(
+        "workload {}: {created} threads created in {} ms",
+        run.plan.name,
+        start - creation_start
+    ));
     let end = start + u64::from(run.plan.duration_ms);
     let mut next_sample = start;
     loop {
@@ -417,6 +423,11 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
     vmstat::emit_counters("end");
     overhead::emit_thread_overhead(before, run_policies(&run));
     run.stop.store(true, Ordering::Release);
+    let stop_start = sched::uptime_ms();
+    // Threads asleep on a timer (between rounds, or blocked at a path's bottom) see the stop
+    // now, not when their sleep would have ended: a population asleep for a minute would
+    // otherwise keep the run waiting that long. Only workload threads are not the kernel's own.
+    sched::wake_sleepers(|thread| !stacks::is_system(thread.stack.slot()));
     let mut stalled: Vec<Arc<Thread>> = Vec::new();
     loop {
         for group in &run.groups {
@@ -439,6 +450,11 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
         });
         sched::report_admission_stall(thread.admission_refused_by(), thread, waited_ms, "at_end");
     }
+    report::log(format_args!(
+        "workload {}: every thread stopped in {} ms",
+        run.plan.name,
+        sched::uptime_ms() - stop_start
+    ));
     let irqoff = IRQOFF_PATHS.swap(0, Ordering::Relaxed);
     if irqoff > 0 {
         report::log(format_args!(

@@ -314,6 +314,12 @@ pub fn sleep_ms(ms: u64) {
     timer::sleep_ms(ms);
 }
 
+/// Ends the sleep ([`sleep_ms`]) of every sleeping thread for which `which` is true, at
+/// once; returns how many were woken.
+pub fn wake_sleepers(which: impl Fn(&Thread) -> bool) -> usize {
+    timer::wake_sleepers(which)
+}
+
 /// Milliseconds since the scheduler started (timer-tick resolution).
 pub fn uptime_ms() -> u64 {
     timer::uptime_ms()
