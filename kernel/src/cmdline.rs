@@ -94,6 +94,8 @@ pub struct Config {
     /// The stack-memory limit of the workload threads' group (the memory-cgroup analogue),
     /// pages; `None`: no limit.
     pub group_limit_pages: Option<u64>,
+    /// The most the kernel heap may grow to, MiB; `None`: as far as memory allows.
+    pub heap_limit_mib: Option<u64>,
     /// A measurement (`bench=costs`, `bench=soak:N`) instead of tests or a workload.
     pub bench: Option<Bench>,
     /// Run a workload: the plan in the first boot module, or a built-in one.
@@ -113,6 +115,7 @@ impl Default for Config {
             max_stack_bytes: 16 * 1024,
             slots: dks_protocol::scenario::DEFAULT_SLOTS,
             group_limit_pages: None,
+            heap_limit_mib: None,
             bench: None,
             workload: None,
             tsc_counts_instructions: false,
@@ -152,6 +155,10 @@ const KEYS: &[(&str, &str)] = &[
     (
         "group_limit",
         "the workload group's stack limit in pages, 1 to 4294967295",
+    ),
+    (
+        "heap_limit_mib",
+        "the most the kernel heap may grow to, MiB, 8 to 65536",
     ),
     (
         "bench",
@@ -344,6 +351,12 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                 config.slots =
                     parse_in_range(value, 64, u64::from(dks_protocol::scenario::MAX_SLOTS))
                         .ok_or_else(|| error("not a number in range"))? as u32
+            }
+            "heap_limit_mib" => {
+                config.heap_limit_mib = Some(
+                    parse_in_range(value, 8, 65_536)
+                        .ok_or_else(|| error("not a size in MiB in range"))?,
+                )
             }
             "group_limit" => {
                 config.group_limit_pages = Some(

@@ -183,6 +183,8 @@ struct Group {
     refused: [AtomicU64; 3],
     /// First threads never tried once memory ran out (see `SpawnFailure::not_attempted`).
     not_attempted: AtomicU64,
+    /// Of the refusals for want of memory, those of the heap (see `mm::heap`).
+    out_of_heap: AtomicU64,
 }
 
 /// The whole run.
@@ -343,13 +345,21 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
                 created: AtomicU64::new(0),
                 refused: [const { AtomicU64::new(0) }; 3],
                 not_attempted: AtomicU64::new(0),
+                out_of_heap: AtomicU64::new(0),
             })
         })
         .collect();
+    // Room for every thread at once, taken now: doubling these lists one thread at a time
+    // would ask the heap for ever larger blocks while it fills up. Without the room they
+    // grow as before (and creations are refused when the heap cannot).
+    let at_once: usize = plan.groups.iter().map(|g| g.threads as usize).sum();
+    let (mut members, mut threads) = (Vec::new(), Vec::new());
+    let _ = members.try_reserve_exact(at_once);
+    let _ = threads.try_reserve_exact(at_once);
     let run = Arc::new(Run {
         groups,
-        members: IrqMutex::new(Vec::new()),
-        threads: IrqMutex::new(Vec::new()),
+        members: IrqMutex::new(members),
+        threads: IrqMutex::new(threads),
         stop: AtomicBool::new(false),
         next_seed: AtomicU64::new(plan.seed),
         plan,
@@ -528,6 +538,7 @@ fn report_refusals(run: &Run) -> u64 {
             group_limit,
             planned: u64::from(group.plan.threads),
             not_attempted,
+            out_of_heap: group.out_of_heap.load(Ordering::Relaxed),
         }));
     }
     refused_in_all
@@ -546,8 +557,10 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) -> Result<(), StackError> {
     let member_bytes = core::mem::size_of::<Member>() + 2 * core::mem::size_of::<Arc<Member>>();
     if !crate::mm::heap::ensure_free(member_bytes as u64 + 64) {
         group.refused[1].fetch_add(1, Ordering::Relaxed);
+        group.out_of_heap.fetch_add(1, Ordering::Relaxed);
         return Err(StackError::OutOfMemory);
     }
+    let heap_refusals = crate::mm::heap::refusals();
     let member = Arc::new(Member {
         policy: group.policy,
         live_depth: AtomicU64::new(0),
@@ -573,6 +586,10 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) -> Result<(), StackError> {
             Ok(())
         }
         Err(error) => {
+            // Another CPU's refusal may land in between: close enough for a cause.
+            if crate::mm::heap::refusals() != heap_refusals {
+                group.out_of_heap.fetch_add(1, Ordering::Relaxed);
+            }
             let cause = match error {
                 StackError::NoSlot => 0,
                 StackError::OutOfMemory => 1,
@@ -648,6 +665,9 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
         member.live_depth.store(base, Ordering::Relaxed);
     }
     checks.threads_finished.fetch_add(1, Ordering::Relaxed);
+    if paths == 0 {
+        checks.threads_idle.fetch_add(1, Ordering::Relaxed);
+    }
     member.alive.store(false, Ordering::Release);
     if group.plan.lifetime == Lifetime::Short
         && group.plan.respawn
@@ -736,6 +756,8 @@ fn descend(
 /// Per policy (in `Policy::ALL` order): what its workload threads did and found.
 struct PolicyChecks {
     threads_finished: AtomicU64,
+    /// Of those, threads that ended without a single path (the run stopped first).
+    threads_idle: AtomicU64,
     paths: AtomicU64,
     frames: AtomicU64,
     corrupted: AtomicU64,
@@ -745,6 +767,7 @@ struct PolicyChecks {
 static CHECKS: [PolicyChecks; Policy::ALL.len()] = [const {
     PolicyChecks {
         threads_finished: AtomicU64::new(0),
+        threads_idle: AtomicU64::new(0),
         paths: AtomicU64::new(0),
         frames: AtomicU64::new(0),
         corrupted: AtomicU64::new(0),
@@ -782,6 +805,7 @@ fn emit_checks(run: &Run) -> u64 {
         let stat = WorkloadStat {
             policy: Cow::Borrowed(policy.name()),
             threads_finished: take(&c.threads_finished),
+            threads_idle: take(&c.threads_idle),
             paths: take(&c.paths),
             frames_checked: take(&c.frames),
             frames_corrupted: take(&c.corrupted),

@@ -117,10 +117,11 @@ pub fn record(record: &Record<'_>) -> String {
         ),
         Record::Log(l) => format!("[log] {}", one_line(&l.text)),
         Record::WorkloadStat(w) => format!(
-            "[workload {}] {} thread(s) finished, {} path(s); {} frame(s) checked, {} corrupted; \
-             checksum {:#018x}",
+            "[workload {}] {} thread(s) finished ({} without a path), {} path(s); {} frame(s) \
+             checked, {} corrupted; checksum {:#018x}",
             one_line(&w.policy),
             w.threads_finished,
+            w.threads_idle,
             w.paths,
             w.frames_checked,
             w.frames_corrupted,
@@ -147,6 +148,14 @@ pub fn record(record: &Record<'_>) -> String {
             } else {
                 String::new()
             };
+            let heap = if f.out_of_heap > 0 {
+                format!(
+                    " ({} of them because the kernel heap could not grow)",
+                    f.out_of_heap
+                )
+            } else {
+                String::new()
+            };
             let untried = if f.not_attempted > 0 {
                 format!(
                     "; memory ran out, so the {} thread(s) after that were not attempted",
@@ -157,8 +166,8 @@ pub fn record(record: &Record<'_>) -> String {
             };
             format!(
                 "[spawn failure] group {} (policy {}): {} thread(s) created{planned}, {} could \
-                 not be: {} for want of memory, {} with every stack slot in use, {} over the \
-                 group's limit{untried}",
+                 not be: {} for want of memory{heap}, {} with every stack slot in use, {} over \
+                 the group's limit{untried}",
                 one_line(&f.group),
                 one_line(&f.policy),
                 f.created,

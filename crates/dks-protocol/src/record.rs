@@ -476,6 +476,10 @@ pub struct SpawnFailure<'a> {
     /// `created` is how far the group got.
     #[serde(default)]
     pub not_attempted: u64,
+    /// Of `out_of_memory`, creations refused because the kernel heap could not grow for the
+    /// thread's structures (the rest: no frames for the stack's first pages).
+    #[serde(default)]
+    pub out_of_heap: u64,
 }
 
 /// What one policy's threads cost beyond their stack pages, at the end of a workload's
@@ -541,6 +545,10 @@ pub struct WorkloadStat<'a> {
     pub policy: Cow<'a, str>,
     /// Threads whose body ran to its end (not stopped).
     pub threads_finished: u64,
+    /// Of those, threads that completed no path at all (they first ran after the run was
+    /// told to stop): a run in which every thread ran has 0.
+    #[serde(default)]
+    pub threads_idle: u64,
     /// Paths completed.
     pub paths: u64,
     /// Frames checked on the way back up.

@@ -162,6 +162,7 @@ mod tests {
                 group_limit: 0,
                 planned: 400,
                 not_attempted: 0,
+                out_of_heap: 3,
             }),
             Record::ThreadOverhead(ThreadOverhead {
                 policy: Cow::Borrowed("guaranteed"),
@@ -196,6 +197,7 @@ mod tests {
             Record::WorkloadStat(WorkloadStat {
                 policy: Cow::Borrowed("switch"),
                 threads_finished: 24,
+                threads_idle: 0,
                 paths: 48,
                 frames_checked: 960,
                 frames_corrupted: 0,

@@ -22,7 +22,7 @@ use crate::layout::PAGE_BYTES;
 use crate::sync::IrqMutex;
 
 /// The smallest margin the heap keeps free beyond a request.
-pub const MIN_MARGIN_BYTES: u64 = 1 << 20;
+pub const MIN_MARGIN_BYTES: u64 = 2 << 20;
 /// The most the heap grows by at once (less when no such contiguous block is free).
 const GROW_CHUNK_BYTES: u64 = 32 << 20;
 /// The least it grows by when it must.
@@ -32,6 +32,21 @@ const MIN_GROW_BYTES: u64 = 64 * 1024;
 static GROWING: IrqMutex<()> = IrqMutex::new(());
 /// Bytes the heap has grown by since boot.
 static GROWN_BYTES: AtomicU64 = AtomicU64::new(0);
+/// The most bytes the heap may grow to (`heap_limit_mib=`, for tests); `u64::MAX`: no limit.
+static LIMIT_BYTES: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Requests [`ensure_free`] refused since boot.
+static REFUSALS: AtomicU64 = AtomicU64::new(0);
+
+/// Caps the heap's size at `bytes` (its first block counts too): beyond it the heap does not
+/// grow, and [`ensure_free`] refuses what does not fit.
+pub fn set_limit(bytes: Option<u64>) {
+    LIMIT_BYTES.store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// Requests [`ensure_free`] has refused since boot.
+pub fn refusals() -> u64 {
+    REFUSALS.load(Ordering::Relaxed)
+}
 
 /// Bytes the heap must keep free beyond a request, with `used` bytes in use.
 fn margin(used: u64) -> u64 {
@@ -64,18 +79,42 @@ pub fn ensure_free(bytes: u64) -> bool {
         return true;
     }
     let short = (want - free).next_multiple_of(PAGE_BYTES);
+    let room = LIMIT_BYTES
+        .load(Ordering::Relaxed)
+        .saturating_sub(hw::heap::usage().1 as u64);
     // A large block first (fewer, larger spans), then the least that does.
     for size in [
         GROW_CHUNK_BYTES.max(short),
         (GROW_CHUNK_BYTES / 16).max(short),
         short.max(MIN_GROW_BYTES),
     ] {
+        if size > room {
+            continue;
+        }
         if hw::heap::grow(size) {
             GROWN_BYTES.fetch_add(size, Ordering::Relaxed);
-            return has_room(bytes);
+            return has_room(bytes) || refuse();
         }
     }
+    refuse()
+}
+
+fn refuse() -> bool {
+    REFUSALS.fetch_add(1, Ordering::Relaxed);
     false
+}
+
+/// How much an allocation of `bytes` that found no room may grow the heap, which has
+/// `claimed` bytes (for the heap's out-of-memory handler): `None` beyond the limit.
+pub fn emergency_growth(claimed: u64, bytes: u64) -> Option<u64> {
+    let size = (bytes + MIN_GROW_BYTES).next_multiple_of(MIN_GROW_BYTES);
+    let room = LIMIT_BYTES.load(Ordering::Relaxed).saturating_sub(claimed);
+    (size <= room).then_some(size)
+}
+
+/// Counts `bytes` the heap grew by outside [`ensure_free`].
+pub fn note_growth(bytes: u64) {
+    GROWN_BYTES.fetch_add(bytes, Ordering::Relaxed);
 }
 
 /// Bytes the heap has grown by since boot (frames it took after `hw::heap::init`).

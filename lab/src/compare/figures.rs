@@ -393,6 +393,9 @@ impl OverheadFigures {
 pub struct WorkFigures {
     /// Threads whose body ran to its end.
     pub threads_finished: u64,
+    /// Of those, threads that completed no path (they first ran after the run was told to
+    /// stop).
+    pub threads_idle: u64,
     /// Paths completed.
     pub paths: u64,
     /// Frames checked.
@@ -512,6 +515,7 @@ pub fn compare(
                 .find(|w| w.policy == *policy)
                 .map(|w| WorkFigures {
                     threads_finished: w.threads_finished,
+                    threads_idle: w.threads_idle,
                     paths: w.paths,
                     frames_checked: w.frames_checked,
                     frames_corrupted: w.frames_corrupted,
@@ -713,6 +717,7 @@ pub(crate) mod tests {
             group_limit,
             planned: 20,
             not_attempted: 9,
+            out_of_heap: 0,
         };
         let oom = failure(0, 1, 0);
         assert_eq!(
@@ -805,6 +810,7 @@ pub(crate) mod tests {
         let work = |policy: &str, paths: u64| WorkloadStat {
             policy: policy.to_owned().into(),
             threads_finished: 4,
+            threads_idle: 0,
             paths,
             frames_checked: paths * 2,
             frames_corrupted: 0,
@@ -824,6 +830,8 @@ pub(crate) mod tests {
             c.policies[1].work,
             Some(WorkFigures {
                 threads_finished: 4,
+                threads_idle: 0,
+                threads_idle: 0,
                 paths: 20,
                 frames_checked: 40,
                 frames_corrupted: 0,
