@@ -225,7 +225,7 @@ impl Error {
             }
         };
         Error {
-            cpu: cpu::current_id(),
+            cpu: cpu::id_hint(),
             bank,
             status: registers.status,
             address: valid(status::ADDRV, registers.address),

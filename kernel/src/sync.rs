@@ -39,7 +39,7 @@ impl<T> IrqMutex<T> {
             if let Some(guard) = self.inner.try_lock() {
                 return IrqMutexGuard { guard, _irq: irq };
             }
-            crate::tlb::serve();
+            crate::tlb::serve(&irq);
             core::hint::spin_loop();
         }
     }

@@ -74,8 +74,14 @@ fn leaf(addr: VirtAddr) -> &'static core::sync::atomic::AtomicU64 {
 }
 
 impl Platform for X86Platform {
+    /// Only the fault path asks (to check the magazine is this CPU's), in trap context: with
+    /// interrupts off, so the answer is still true when dks-core compares it.
     fn current_cpu(&self) -> CpuId {
-        CpuId::new(cpu::current_id())
+        assert!(
+            !cpu::interrupts_enabled(),
+            "current_cpu asked with interrupts on"
+        );
+        CpuId::new(cpu::current_id(&cpu::IrqGuard::new()))
     }
 
     fn alloc_frame(&mut self, how: Urgency) -> Option<Frame> {

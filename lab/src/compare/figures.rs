@@ -831,7 +831,6 @@ pub(crate) mod tests {
             Some(WorkFigures {
                 threads_finished: 4,
                 threads_idle: 0,
-                threads_idle: 0,
                 paths: 20,
                 frames_checked: 40,
                 frames_corrupted: 0,

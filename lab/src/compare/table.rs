@@ -94,8 +94,38 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
     ]
 }
 
-/// Says why a policy could not run the scenario, e.g. `out of memory after 458,000 of
-/// 1,000,000 threads (no figures)`.
+/// Returns `rows` (the first is the header) as lines of columns two spaces apart: the first
+/// column aligned left, the others right.
+pub fn aligned(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, width))| match i {
+                0 => format!("{cell:<width$}"),
+                _ => format!("{cell:>width$}"),
+            })
+            .collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// Says why a policy could not run the scenario, e.g. `out of memory after 458000 of
+/// 1000000 threads (no figures)`.
 pub fn incomplete_words(incomplete: &super::figures::IncompletePolicy) -> String {
     let cause = match incomplete.cause.as_str() {
         "out_of_memory" => "out of memory",
@@ -112,9 +142,6 @@ pub fn incomplete_words(incomplete: &super::figures::IncompletePolicy) -> String
 pub fn render(comparison: &Comparison) -> String {
     let mut rows: Vec<Vec<String>> = vec![HEADERS.iter().map(|h| (*h).to_owned()).collect()];
     rows.extend(comparison.policies.iter().map(cells));
-    let widths: Vec<usize> = (0..HEADERS.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
     let boots = match comparison.workload_boots {
         1 => "all policies in one boot".to_owned(),
         n => format!("one boot per policy ({n} boots)"),
@@ -123,19 +150,7 @@ pub fn render(comparison: &Comparison) -> String {
         "dks compare: scenario {} ({} CPU(s), max_stack {}K, {boots})\n",
         comparison.scenario, comparison.cpus, comparison.max_stack_kib
     );
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (cell, width))| match i {
-                0 => format!("{cell:<width$}"),
-                _ => format!("{cell:>width$}"),
-            })
-            .collect();
-        text.push_str(line.join("  ").trim_end());
-        text.push('\n');
-    }
+    text.push_str(&aligned(&rows));
     for incomplete in &comparison.incomplete {
         text.push_str(&format!(
             "{}: could not run the scenario: {}\n",
