@@ -24,6 +24,7 @@ mod layout;
 mod lazy;
 mod mce;
 mod mm;
+mod overhead;
 mod reclaim;
 mod report;
 mod sched;
@@ -114,6 +115,9 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
         report::log(format_args!("stack region: {e:?}"));
         report::exit(ExitCode::ConfigError, "bad stack layout");
     }
+    // The workload threads' group (group 0), as a memory cgroup's limit would.
+    stacks::group(dks_core::GroupId::new(0)).set_limit(config.group_limit_pages);
+    mm::heap::set_limit(config.heap_limit_mib.map(|mib| mib << 20));
     sched::init(config.hz);
     hw::apic::start_periodic_timer(config.hz);
     let cpus = smp::start_all(info.rsdp, config.hz);

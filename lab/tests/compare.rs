@@ -227,6 +227,9 @@ fn expected_cells(p: &Value) -> Vec<String> {
         p["policy"].as_str().unwrap().to_owned(),
         count(&p["stack_kib_end"]),
         count(&p["stack_kib_peak"]),
+        count(&p["threads_at_end"]),
+        times(&p["stack_kib_per_thread"]),
+        times(&p["total_kib_per_thread"]),
         percent(&p["stack_end_vs_static"]),
         percent(&p["stack_peak_vs_static"]),
         count(&p["live_bound_kib"]),
@@ -332,7 +335,7 @@ fn the_table_has_a_row_per_policy_and_the_json_matches_it() {
         appends(&qemu),
         [
             "bench=costs tsc=instructions max_stack=16K",
-            "workload=initrd max_stack=16K"
+            "workload=initrd max_stack=16K slots=8192"
         ]
     );
     let costs_args = args_of_call(&qemu, 1);
@@ -416,7 +419,7 @@ fn chosen_policies_and_scenario_settings_reach_the_kernel() {
         appends(&qemu),
         [
             "bench=costs tsc=instructions max_stack=32K",
-            "workload=initrd max_stack=32K inject=atomic-window:5:10 reserve=32"
+            "workload=initrd max_stack=32K slots=8192 inject=atomic-window:5:10 reserve=32"
         ]
     );
     let rows = table_rows(&String::from_utf8_lossy(&output.stdout));

@@ -1,4 +1,5 @@
-//! Memory management in safe code: physical frames.
+//! Memory management in safe code: physical frames, kernel stacks, how far the heap grows.
 
 pub mod frames;
+pub mod heap;
 pub mod kstacks;
