@@ -481,7 +481,7 @@ pub fn note_admit_wait(slot: SlotIndex, ticks: u64) {
 
 /// Who the stack in `slot` is counted for (its policy, or the kernel's own threads), read
 /// without the lock.
-fn account(slot: SlotIndex) -> Account {
+pub fn account(slot: SlotIndex) -> Account {
     let index = region().slots[slot.as_usize()]
         .account
         .load(Ordering::Relaxed);
