@@ -8,10 +8,10 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::hw::cpu;
+use crate::hw::cpu_ops;
+use crate::hw::layout::{LAZY_REGION_BASE, LAZY_REGION_BYTES, PAGE_BYTES};
 use crate::hw::paging::{self, MapError, flags};
-use crate::hw::trap::TrapFrame;
-use crate::layout::{LAZY_REGION_BASE, LAZY_REGION_BYTES, PAGE_BYTES};
+use crate::hw::trap_entry::TrapFrame;
 use crate::mm::frames::{self, Urgency};
 use crate::sched;
 
@@ -56,7 +56,7 @@ fn map_zeroed(address: u64, urgency: Urgency) -> Result<(), MapError> {
 pub fn handle_bounced(frame: &TrapFrame, address: u64) -> bool {
     let may_sleep = frame.rflags & RFLAGS_IF != 0;
     if may_sleep {
-        cpu::enable_interrupts();
+        cpu_ops::enable_interrupts();
     }
     let mut mapped = map_zeroed(address, Urgency::Normal);
     for _ in 0..100 {
@@ -68,7 +68,7 @@ pub fn handle_bounced(frame: &TrapFrame, address: u64) -> bool {
     }
     if may_sleep {
         // The trap's return path runs with interrupts off, as it was entered.
-        cpu::disable_interrupts();
+        cpu_ops::disable_interrupts();
     }
     BOUNCED_FAULTS.fetch_add(u64::from(mapped.is_ok()), Ordering::Relaxed);
     mapped.is_ok()

@@ -33,9 +33,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dks_protocol::record::{MachineCheck, Record};
 
-use crate::hw::cpu::{self, MAX_CPUS};
-use crate::hw::mce as hw;
-use crate::hw::trap::TrapFrame;
+use crate::hw::cpu_ops::{self, MAX_CPUS};
+use crate::hw::mca_regs as hw;
+use crate::hw::trap_entry::TrapFrame;
 use crate::report;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions};
@@ -225,7 +225,7 @@ impl Error {
             }
         };
         Error {
-            cpu: cpu::current_id(),
+            cpu: cpu_ops::current_id(),
             bank,
             status: registers.status,
             address: valid(status::ADDRV, registers.address),
@@ -364,7 +364,7 @@ impl Consumer {
             if let Some(consumer) = Consumer::try_take() {
                 return consumer;
             }
-            cpu::relax();
+            cpu_ops::relax();
         }
     }
 }

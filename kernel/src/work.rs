@@ -11,11 +11,11 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::hw::cpu::{self, MAX_CPUS};
+use crate::hw::cpu_ops::{self, MAX_CPUS};
+use crate::hw::sync::IrqMutex;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::sync::IrqMutex;
 
 struct Queue {
     items: IrqMutex<VecDeque<Arc<Thread>>>,
@@ -36,7 +36,7 @@ static COMPLETED: AtomicU64 = AtomicU64::new(0);
 /// scheduler loop.
 pub fn reap(thread: Arc<Thread>) {
     SUBMITTED.fetch_add(1, Ordering::AcqRel);
-    let queue = &QUEUES[cpu::current_id() as usize];
+    let queue = &QUEUES[cpu_ops::current_id() as usize];
     queue.items.lock().push_back(thread);
     queue.arrived.wake_one();
 }

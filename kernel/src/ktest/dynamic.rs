@@ -6,11 +6,11 @@ use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::{KernelTest, TestResult, check, check_eq};
-use crate::hw::cpu::{self, IrqGuard};
+use crate::hw::cpu_ops::{self, IrqGuard};
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::paging;
 use crate::hw::probes::{self, stack_pointer};
-use crate::hw::trap::{PREEMPT_FRAME_BYTES, bounce_target};
-use crate::layout::PAGE_BYTES;
+use crate::hw::trap_entry::{PREEMPT_FRAME_BYTES, bounce_target};
 use crate::mm::frames::{self, Injection};
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
@@ -292,7 +292,7 @@ fn deep_preempted_migrated() -> TestResult {
                 // next CPU, deep as it is, and is parked there again.
                 for half in 0..2 {
                     let (faults, switches) = (me.stack.faults(), me.switches());
-                    let ticks = &trap::TIMER_TICKS[cpu::current_id() as usize];
+                    let ticks = &trap::TIMER_TICKS[cpu_ops::current_id() as usize];
                     let until = ticks.load(Ordering::Relaxed) + 6;
                     probes::spin_at(bottom, park, ticks, until);
                     if half == 0 && me.stack.faults() > faults {
@@ -302,7 +302,7 @@ fn deep_preempted_migrated() -> TestResult {
                         preempted.fetch_add(1, Ordering::Relaxed);
                     }
                     if half == 0 && cpus > 1 {
-                        sched::migrate_to((cpu::current_id() + 1) % cpus);
+                        sched::migrate_to((cpu_ops::current_id() + 1) % cpus);
                     }
                 }
             });
@@ -861,7 +861,7 @@ fn guard_hit_stops_the_thread() -> TestResult {
         );
     }
     check!(
-        cpu::interrupts_enabled(),
+        cpu_ops::interrupts_enabled(),
         "interrupts stay on in the test thread"
     );
     Ok(())

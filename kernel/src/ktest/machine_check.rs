@@ -4,8 +4,8 @@
 use core::sync::atomic::Ordering;
 
 use super::{KernelTest, TestResult, check, check_eq};
-use crate::hw::cpu::IrqGuard;
-use crate::hw::mce as mca;
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::mca_regs as mca;
 use crate::mce::{self, FoundBy, Severity, global, status};
 use crate::sched;
 use crate::trap::hooks;

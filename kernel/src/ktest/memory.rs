@@ -4,9 +4,9 @@ use alloc::vec::Vec;
 
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::catch;
-use crate::hw::cpu::IrqGuard;
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::layout::{LAZY_REGION_BASE, PAGE_BYTES};
 use crate::hw::paging::{self, flags};
-use crate::layout::{LAZY_REGION_BASE, PAGE_BYTES};
 use crate::mm::frames::{self, Frame, Injection, Urgency};
 
 /// The tests of this module.

@@ -6,14 +6,14 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::catch;
-use crate::hw::cpu::IrqGuard;
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::layout::{LAZY_REGION_BASE, PAGE_BYTES};
 use crate::hw::paging::{self, flags};
-use crate::layout::{LAZY_REGION_BASE, PAGE_BYTES};
+use crate::hw::sync::IrqMutex;
 use crate::mm::frames::{self, Urgency};
 use crate::sched::wait::{HookTarget, WaitPoint, WaitQueue};
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::Policy;
-use crate::sync::IrqMutex;
 use crate::{stacks, tlb, work};
 
 /// The tests of this module.
@@ -149,7 +149,7 @@ fn threads_complete() -> TestResult {
 fn preemption() -> TestResult {
     // Both threads on one CPU: the setter only runs if the spinner, which never yields, is
     // preempted.
-    let cpu = crate::hw::cpu::current_id();
+    let cpu = crate::hw::cpu_ops::current_id();
     let flag = Arc::new(AtomicBool::new(false));
     let spins = Arc::new(AtomicU64::new(0));
     let spinner = {
@@ -186,7 +186,7 @@ fn sleep_order() -> TestResult {
     let mut threads = Vec::new();
     // All on one CPU, so that they run in the order they are woken (on several CPUs that
     // order would also depend on how fast each vCPU answers its IPI).
-    let cpu = crate::hw::cpu::current_id();
+    let cpu = crate::hw::cpu_ops::current_id();
     // Three ticks apart (at the default 100 Hz), so that the tolerance below cannot hide a
     // swap of two neighbours.
     for ms in [150u64, 30, 120, 60, 90] {
@@ -404,7 +404,7 @@ fn fpu_preempted() -> TestResult {
     const TERMS: u64 = 400_000;
     let expected: Vec<u64> = (0..THREADS).map(|s| series(s, TERMS).to_bits()).collect();
     let results: Arc<Vec<AtomicU64>> = Arc::new((0..THREADS).map(|_| AtomicU64::new(0)).collect());
-    let cpu = crate::hw::cpu::current_id();
+    let cpu = crate::hw::cpu_ops::current_id();
     let mut threads = Vec::new();
     for s in 0..THREADS {
         let results = results.clone();
@@ -901,8 +901,8 @@ fn workload_with_stops_returns_the_heap() -> TestResult {
 /// may not run at all while another keeps busy), and an idle CPU flushes before it runs
 /// anything once it wakes.
 fn idle_cpus_are_not_waited_for() -> TestResult {
-    let me = crate::hw::cpu::current_id() as usize;
-    let others: Vec<usize> = (0..crate::hw::cpu::MAX_CPUS)
+    let me = crate::hw::cpu_ops::current_id() as usize;
+    let others: Vec<usize> = (0..crate::hw::cpu_ops::MAX_CPUS)
         .filter(|&c| c != me && sched::is_online(c as u32))
         .collect();
     if others.is_empty() {

@@ -1,4 +1,3 @@
 //! Memory management in safe code: physical frames.
 
 pub mod frames;
-pub mod kstacks;

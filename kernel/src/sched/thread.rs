@@ -23,9 +23,9 @@ use dks_sched::StateCell;
 pub use dks_sched::ThreadState as State;
 
 use super::wait::WaitQueue;
-use crate::hw::trap::FpuArea;
+use crate::hw::sync::IrqMutex;
+use crate::hw::trap_entry::FpuArea;
 use crate::stacks::ThreadStack;
-use crate::sync::IrqMutex;
 
 /// The value of `Thread::pinned` for a thread that may run anywhere.
 const NOT_PINNED: u32 = u32::MAX;
@@ -71,7 +71,7 @@ pub struct Thread {
     pinned: AtomicU32,
     /// Goes to the front of run queues (see `SpawnOptions::urgent`).
     urgent: bool,
-    /// Where its FPU/SSE state waits while it is preempted (see `hw::trap::Disposition`).
+    /// Where its FPU/SSE state waits while it is preempted (see `hw::trap_entry::Disposition`).
     fpu: Arc<FpuArea>,
     /// The thread's stack.
     pub stack: ThreadStack,

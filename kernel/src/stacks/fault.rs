@@ -11,7 +11,7 @@ use dks_core::{SlotIndex, SlotPart, VirtAddr};
 
 use super::platform::X86Platform;
 use super::{COUNTERS, GROUPS, REGION, Region, accounting, slot_counters};
-use crate::hw::cpu;
+use crate::hw::cpu_ops;
 use crate::hw::paging::{self, bits};
 
 /// What became of a fault in the stack region.
@@ -63,7 +63,7 @@ pub fn handle_fault(address: u64) -> FaultResult {
     let depth = region.layout.depth_in_bytes(slot, addr);
     let counts = slot_counters(slot);
     if location.part == SlotPart::Guard {
-        let cpu = cpu::current_id() as usize;
+        let cpu = cpu_ops::current_id() as usize;
         let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
             fault::handle(
                 platform,
@@ -78,7 +78,7 @@ pub fn handle_fault(address: u64) -> FaultResult {
         counts.guard_hits.fetch_add(1, Ordering::Relaxed);
         return FaultResult::Guard { slot, depth };
     }
-    let cpu = cpu::current_id() as usize;
+    let cpu = cpu_ops::current_id() as usize;
     let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
         fault::handle(
             platform,

@@ -40,10 +40,10 @@ use self::platform::X86Platform;
 pub use self::switch::{
     Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here, switched_out,
 };
-use crate::hw::cpu::{self, MAX_CPUS};
+use crate::hw::cpu_ops::{self, MAX_CPUS};
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::paging;
-use crate::layout::PAGE_BYTES;
-use crate::sync::IrqMutex;
+use crate::hw::sync::IrqMutex;
 
 /// Groups for the memory-cgroup-like charge.
 pub const MAX_GROUPS: usize = 8;
@@ -85,7 +85,7 @@ fn region() -> &'static Region {
 /// Sets up the stack region: `max_stack_bytes` per stack (16, 32 or 64 KiB), `slots` stacks.
 pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
     let layout = StackLayout::try_new(
-        VirtAddr::new(crate::layout::STACK_REGION_BASE),
+        VirtAddr::new(crate::hw::layout::STACK_REGION_BASE),
         max_stack_bytes,
         slots,
     )?;
@@ -201,7 +201,7 @@ pub fn create_in_group(policy: Policy, group: GroupId) -> Result<ThreadStack, St
 
 fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError> {
     let region = region();
-    let cpu = cpu::current_id() as usize;
+    let cpu = cpu_ops::current_id() as usize;
     let cache = &CACHES[cpu][accounting::index(policy)];
     let cached = cache.lock().take();
     let source = match cached {
@@ -289,7 +289,7 @@ pub fn release(stack: &ThreadStack) {
     counts.released.fetch_add(1, Ordering::Relaxed);
     cell.populated.store(0, Ordering::Relaxed);
     let group = live.group();
-    let cpu = cpu::current_id() as usize;
+    let cpu = cpu_ops::current_id() as usize;
     let cache = &CACHES[cpu][accounting::index(live.policy())];
     let exited = stack::exit(live);
     let mut platform = X86Platform::releasing();

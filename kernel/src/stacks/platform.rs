@@ -21,9 +21,9 @@ use dks_core::{
     AbsentPte, CpuId, Flush, FlushBatch, FlushNeed, Frame, Platform, StackLayout, Urgency, VirtAddr,
 };
 
-use crate::hw::cpu;
+use crate::hw::cpu_ops;
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::paging::{self, bits};
-use crate::layout::PAGE_BYTES;
 use crate::mm::frames;
 use crate::tlb;
 
@@ -75,7 +75,7 @@ fn leaf(addr: VirtAddr) -> &'static core::sync::atomic::AtomicU64 {
 
 impl Platform for X86Platform {
     fn current_cpu(&self) -> CpuId {
-        CpuId::new(cpu::current_id())
+        CpuId::new(cpu_ops::current_id())
     }
 
     fn alloc_frame(&mut self, how: Urgency) -> Option<Frame> {
@@ -84,7 +84,7 @@ impl Platform for X86Platform {
     }
 
     fn free_frame(&mut self, frame: Frame) {
-        let frame = frames::Frame::from_unmapped(frame.phys_addr());
+        let frame = frames::Frame::from_address(frame.phys_addr());
         if self.deferred {
             super::quarantine::hold_frame(frame);
         } else {

@@ -11,14 +11,14 @@
 //!   live: byte 0 the #PF IST frame, byte 1 the NMI frame, byte 2 the #MC frame, byte 3 a
 //!   preemption's frames while the entry moves them to the thread's stack. Each is set by the
 //!   entry code before anything else and cleared by the same code path after the last access
-//!   to the frame (see `hw::trap`). Only this CPU touches its block, with interrupts off.
+//!   to the frame (see `trap_entry`). Only this CPU touches its block, with interrupts off.
 //! - `preempt_save`, `preempt_load`: the two operands of the context switch a preemption
-//!   makes from the trap entry itself (written by `hw::trap::dispatch` just before).
+//!   makes from the trap entry itself (written by `trap_entry::dispatch` just before).
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::cpu::MAX_CPUS;
+use super::cpu_ops::MAX_CPUS;
 
 /// The fields the assembly reads at fixed offsets.
 #[repr(C, align(64))]
@@ -97,17 +97,20 @@ pub fn current_id() -> u32 {
     id as u32
 }
 
+#[inline]
 fn this() -> &'static PerCpu {
     &BLOCKS[current_id() as usize]
 }
 
 /// This CPU's live IST frames (bits of [`live`]).
+#[inline]
 pub fn trap_state() -> u64 {
     this().trap_state.load(Ordering::Relaxed)
 }
 
 /// Sets the operands of the context switch the trap entry makes for a preemption: the
 /// address of the preempted thread's saved-stack-pointer cell and the stack pointer to load.
+#[inline]
 pub fn set_preempt_switch(save_at: u64, load_rsp: u64) {
     let block = this();
     block.preempt_save.store(save_at, Ordering::Relaxed);

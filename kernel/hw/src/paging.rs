@@ -21,9 +21,9 @@ use x86_64::registers::control::{Cr3, Cr3Flags, Cr4, Cr4Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
 
-use crate::hw::pvh::PhysRange;
+use crate::frame::{self, Frame};
 use crate::layout::{self, DIRECT_MAP_BASE, LARGE_PAGE_BYTES, PAGE_BYTES};
-use crate::mm::frames::{self, Frame, Urgency};
+use crate::pvh::PhysRange;
 use crate::sync::IrqMutex;
 
 /// Page-table entry bits.
@@ -72,28 +72,33 @@ static DIRECT_MAP_BYTES: AtomicU64 = AtomicU64::new(1 << 30);
 static TABLES: IrqMutex<()> = IrqMutex::new(());
 
 /// Returns whether the kernel's own tables are loaded.
+#[inline]
 pub fn kernel_tables_active() -> bool {
     KERNEL_TABLES_ACTIVE.load(Ordering::Acquire)
 }
 
 /// Returns the direct-map address of physical address `phys`.
+#[inline]
 pub fn phys_to_virt(phys: u64) -> u64 {
     debug_assert!(phys < DIRECT_MAP_BYTES.load(Ordering::Relaxed));
     DIRECT_MAP_BASE + phys
 }
 
 /// Returns whether the direct map covers `phys .. phys + bytes`.
+#[inline]
 pub fn direct_map_covers(phys: u64, bytes: u64) -> bool {
     phys.checked_add(bytes)
         .is_some_and(|end| end <= DIRECT_MAP_BYTES.load(Ordering::Relaxed))
 }
 
 /// Returns the physical address of the PML4 all CPUs load.
+#[inline]
 pub fn pml4_phys() -> u64 {
     PML4_PHYS.load(Ordering::Relaxed)
 }
 
 /// Fills a frame with zeros through the direct map.
+#[inline]
 pub fn zero_frame(frame: &Frame) {
     let virt = phys_to_virt(frame.address());
     // SAFETY: the caller owns `frame` (a `Frame` is unique), so nobody else uses its 4 KiB;
@@ -116,6 +121,7 @@ pub fn read_phys_u64(phys: u64) -> u64 {
 }
 
 /// Returns the entry `index` of the table at physical address `table`.
+#[inline]
 fn entry(table: u64, index: usize) -> &'static AtomicU64 {
     assert!(index < ENTRIES && table.is_multiple_of(PAGE_BYTES));
     let virt = phys_to_virt(table) + (index as u64) * 8;
@@ -125,6 +131,7 @@ fn entry(table: u64, index: usize) -> &'static AtomicU64 {
     unsafe { &*(virt as *const AtomicU64) }
 }
 
+#[inline]
 fn indices(virt: u64) -> [usize; 4] {
     [
         (virt >> 39) as usize & 511,
@@ -144,6 +151,7 @@ pub enum MapError {
 }
 
 /// Returns the leaf entry for `virt` if every table above it exists. Never allocates.
+#[inline]
 pub fn pte(virt: u64) -> Option<&'static AtomicU64> {
     let mut table = pml4_phys();
     let idx = indices(virt);
@@ -158,6 +166,7 @@ pub fn pte(virt: u64) -> Option<&'static AtomicU64> {
 }
 
 /// Returns the leaf entry for `virt`, creating the tables above it (zeroed, normal urgency).
+#[inline]
 pub fn ensure_pte(virt: u64) -> Result<&'static AtomicU64, MapError> {
     if let Some(e) = pte(virt) {
         return Ok(e);
@@ -172,7 +181,9 @@ pub fn ensure_pte(virt: u64) -> Result<&'static AtomicU64, MapError> {
             return Err(MapError::AlreadyMapped);
         }
         if e & bits::PRESENT == 0 {
-            let frame = frames::alloc_zeroed(Urgency::Normal).ok_or(MapError::OutOfMemory)?;
+            let frame = frame::source()
+                .alloc_zeroed()
+                .ok_or(MapError::OutOfMemory)?;
             e = frame.into_mapped() | TABLE_FLAGS;
             slot.store(e, Ordering::Release);
         }
@@ -190,16 +201,19 @@ pub struct Flush {
 
 impl Flush {
     /// Invalidates this CPU's TLB entry for the page.
+    #[inline]
     pub fn flush(self) {
         x86_64::instructions::tlb::flush(VirtAddr::new(self.virt));
     }
 
     /// Drops the flush: the caller knows no TLB can hold the old translation (it was not
     /// present, or its Accessed bit was clear), or will shoot it down itself.
+    #[inline]
     pub fn ignore(self) {}
 }
 
 /// Maps the 4 KiB page at `virt` to `frame` with `leaf_flags`. On failure the frame comes back.
+#[inline]
 pub fn map(virt: u64, frame: Frame, leaf_flags: u64) -> Result<Flush, (Frame, MapError)> {
     let slot = match ensure_pte(virt) {
         Ok(slot) => slot,
@@ -213,6 +227,7 @@ pub fn map(virt: u64, frame: Frame, leaf_flags: u64) -> Result<Flush, (Frame, Ma
 }
 
 /// Unmaps the 4 KiB page at `virt` and returns its frame, or `None` if it was not mapped.
+#[inline]
 pub fn unmap(virt: u64) -> Option<(Frame, Flush)> {
     let slot = pte(virt)?;
     let old = slot.swap(0, Ordering::AcqRel);
@@ -221,12 +236,13 @@ pub fn unmap(virt: u64) -> Option<(Frame, Flush)> {
         return None;
     }
     Some((
-        Frame::from_unmapped(old & bits::ADDRESS_MASK),
+        Frame::from_address(old & bits::ADDRESS_MASK),
         Flush { virt },
     ))
 }
 
 /// Returns the physical address `virt` translates to, if mapped.
+#[inline]
 pub fn translate(virt: u64) -> Option<u64> {
     let mut table = pml4_phys();
     let idx = indices(virt);
@@ -286,7 +302,9 @@ pub fn image_range() -> PhysRange {
 /// Builds the kernel's page tables and switches this CPU to them. Called once, on the boot
 /// CPU, after the frame allocator is up; other CPUs load [`pml4_phys`].
 pub fn init(ram: &[PhysRange]) {
-    let pml4 = frames::alloc_zeroed(Urgency::Normal).expect("a frame for the PML4");
+    let pml4 = frame::source()
+        .alloc_zeroed()
+        .expect("a frame for the PML4");
     PML4_PHYS.store(pml4.into_mapped(), Ordering::Relaxed);
 
     for (start, end, leaf_flags) in image_sections() {
@@ -305,7 +323,7 @@ pub fn init(ram: &[PhysRange]) {
         .map(PhysRange::end)
         .max()
         .unwrap_or(0)
-        .min(frames::MAX_PHYS_BYTES);
+        .min(layout::MAX_PHYS_BYTES);
     let direct_map_bytes = ram_end.div_ceil(LARGE_PAGE_BYTES) * LARGE_PAGE_BYTES;
     for phys in (0..direct_map_bytes).step_by(LARGE_PAGE_BYTES as usize) {
         // A large page sits in a page directory: create the tables above the directory by
@@ -321,7 +339,7 @@ pub fn init(ram: &[PhysRange]) {
     ] {
         let slot = entry(pml4_phys(), layout::pml4_index(base));
         if slot.load(Ordering::Relaxed) & bits::PRESENT == 0 {
-            let frame = frames::alloc_zeroed(Urgency::Normal).expect("a frame for a PDPT");
+            let frame = frame::source().alloc_zeroed().expect("a frame for a PDPT");
             slot.store(frame.into_mapped() | TABLE_FLAGS, Ordering::Relaxed);
         }
     }
@@ -340,7 +358,9 @@ fn map_large(virt: u64, phys: u64) {
         let slot = entry(table, i);
         let mut e = slot.load(Ordering::Relaxed);
         if e & bits::PRESENT == 0 {
-            let frame = frames::alloc_zeroed(Urgency::Normal).expect("a frame for the direct map");
+            let frame = frame::source()
+                .alloc_zeroed()
+                .expect("a frame for the direct map");
             e = frame.into_mapped() | TABLE_FLAGS;
             slot.store(e, Ordering::Relaxed);
         }
@@ -392,6 +412,7 @@ pub fn unmap_identity(phys: u64) {
 
 /// Invalidates this CPU's TLB entries for `[start, end)`: page by page for a few pages, the
 /// whole TLB (global entries included) for more.
+#[inline]
 pub fn flush_range(start: u64, end: u64) {
     const PAGE_BY_PAGE_LIMIT: u64 = 32;
     let pages = end.saturating_sub(start).div_ceil(PAGE_BYTES);
@@ -413,6 +434,7 @@ pub fn flush_range(start: u64, end: u64) {
 ///
 /// # Panics
 /// If `virt` is not a page of the stack region or is not mapped.
+#[inline]
 pub fn zero_mapped_page(virt: u64) {
     assert!(
         virt.is_multiple_of(PAGE_BYTES)
@@ -432,6 +454,7 @@ pub fn zero_mapped_page(virt: u64) {
 ///
 /// # Panics
 /// If `virt` is not a page of the stack region.
+#[inline]
 pub fn fill_stack_page(virt: u64, byte: u8) {
     assert!(
         virt.is_multiple_of(PAGE_BYTES)

@@ -1,6 +1,6 @@
 //! The machine-check architecture (MCA) registers: setup, bank access, and raising a machine
 //! check for tests. What an error means and what is reported is decided in `crate::mce`, in
-//! safe code; the #MC entry is in `hw::trap`.
+//! safe code; the #MC entry is in `trap_entry`.
 //!
 //! Registers (Intel SDM Vol. 3B, "Machine-Check Architecture"): `IA32_MCG_CAP` (bank count in
 //! bits 7:0, `MCG_CTL_P` bit 8, `MCG_SER_P` bit 24: the S and AR bits of the banks are
@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
 
-use super::cpu::{self, MAX_CPUS};
+use super::cpu_ops::{self, MAX_CPUS};
 
 const IA32_MCG_CAP: u32 = 0x179;
 const IA32_MCG_STATUS: u32 = 0x17a;
@@ -68,7 +68,7 @@ pub fn init_this_cpu() -> u32 {
             write_msr(IA32_MC0_CTL + 4 * bank + 1, 0);
         }
         write_msr(IA32_MCG_STATUS, 0);
-        let cpu = cpu::current_id() as usize;
+        let cpu = cpu_ops::current_id() as usize;
         RECOVERY[cpu].store(cap & MCG_SER_P != 0, Ordering::Relaxed);
         BANKS[cpu].store(banks as u8, Ordering::Relaxed);
     }
@@ -87,13 +87,13 @@ pub fn enabled() -> bool {
 
 /// The number of banks this CPU reads.
 pub fn bank_count() -> u32 {
-    u32::from(BANKS[cpu::current_id() as usize].load(Ordering::Relaxed))
+    u32::from(BANKS[cpu_ops::current_id() as usize].load(Ordering::Relaxed))
 }
 
 /// Whether this CPU supports software error recovery (`IA32_MCG_CAP.MCG_SER_P`): only then
 /// do the S and AR bits of `MCi_STATUS` say what an uncorrected error needs.
 pub fn software_recovery() -> bool {
-    RECOVERY[cpu::current_id() as usize].load(Ordering::Relaxed)
+    RECOVERY[cpu_ops::current_id() as usize].load(Ordering::Relaxed)
 }
 
 /// One bank's registers.

@@ -10,10 +10,9 @@ use core::ptr::NonNull;
 
 use talc::{ErrOnOom, Span, Talc};
 
-use crate::hw::paging;
 use crate::layout::PAGE_BYTES;
-use crate::mm::frames;
 use crate::sync::IrqMutex;
+use crate::{frame, paging};
 
 struct KernelHeap {
     talc: IrqMutex<Talc<ErrOnOom>>,
@@ -48,7 +47,9 @@ unsafe impl GlobalAlloc for KernelHeap {
 /// If called twice, or if no contiguous block of that size is free.
 pub fn init(bytes: u64) {
     let pages = bytes.div_ceil(PAGE_BYTES);
-    let phys = frames::alloc_contiguous(pages).expect("contiguous memory for the kernel heap");
+    let phys = frame::source()
+        .alloc_contiguous(pages)
+        .expect("contiguous memory for the kernel heap");
     let start = paging::phys_to_virt(phys);
     let mut talc = HEAP.talc.lock();
     assert!(
