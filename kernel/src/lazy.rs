@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::hw::cpu_ops;
 use crate::hw::layout::{LAZY_REGION_BASE, LAZY_REGION_BYTES, PAGE_BYTES};
-use crate::hw::paging::{self, MapError, flags};
+use crate::hw::paging::{self, MapError};
 use crate::hw::trap_entry::TrapFrame;
 use crate::mm::frames::{self, Urgency};
 use crate::sched;
@@ -32,7 +32,7 @@ const RFLAGS_IF: u64 = 1 << 9;
 fn map_zeroed(address: u64, urgency: Urgency) -> Result<(), MapError> {
     let page = address & !(PAGE_BYTES - 1);
     let frame = frames::alloc_zeroed(urgency).ok_or(MapError::OutOfMemory)?;
-    match paging::map(page, frame, flags::DATA) {
+    match paging::map_lazy_page(page, frame) {
         // The entry was not present: no TLB holds it.
         Ok(flush) => {
             flush.ignore();
@@ -86,7 +86,7 @@ pub fn reset(range: core::ops::Range<u64>) {
     assert!(range.start >= LAZY_REGION_BASE && range.end <= LAZY_REGION_BASE + LAZY_REGION_BYTES);
     let mut freed = alloc::vec::Vec::new();
     for page in range.clone().step_by(PAGE_BYTES as usize) {
-        if let Some((frame, flush)) = paging::unmap(page) {
+        if let Some((frame, flush)) = paging::unmap_lazy_page(page) {
             flush.ignore(); // the shootdown below covers every CPU
             freed.push(frame);
         }

@@ -41,6 +41,7 @@ pub mod percpu;
 pub mod probes;
 pub mod pvh;
 pub mod qemu;
+pub mod stack_pages;
 pub mod start;
 pub mod stop;
 pub mod sync;

@@ -152,7 +152,7 @@ pub enum MapError {
 
 /// Returns the leaf entry for `virt` if every table above it exists. Never allocates.
 #[inline]
-pub fn pte(virt: u64) -> Option<&'static AtomicU64> {
+pub(crate) fn existing_leaf(virt: u64) -> Option<&'static AtomicU64> {
     let mut table = pml4_phys();
     let idx = indices(virt);
     for &i in &idx[..3] {
@@ -166,9 +166,8 @@ pub fn pte(virt: u64) -> Option<&'static AtomicU64> {
 }
 
 /// Returns the leaf entry for `virt`, creating the tables above it (zeroed, normal urgency).
-#[inline]
-pub fn ensure_pte(virt: u64) -> Result<&'static AtomicU64, MapError> {
-    if let Some(e) = pte(virt) {
+pub(crate) fn ensure_leaf(virt: u64) -> Result<&'static AtomicU64, MapError> {
+    if let Some(e) = existing_leaf(virt) {
         return Ok(e);
     }
     let _lock = TABLES.lock();
@@ -213,9 +212,11 @@ impl Flush {
 }
 
 /// Maps the 4 KiB page at `virt` to `frame` with `leaf_flags`. On failure the frame comes back.
+/// Only this crate maps pages of its choosing; the kernel maps through the region-typed
+/// functions ([`map_lazy_page`], `stack_pages`, `kstacks`).
 #[inline]
-pub fn map(virt: u64, frame: Frame, leaf_flags: u64) -> Result<Flush, (Frame, MapError)> {
-    let slot = match ensure_pte(virt) {
+pub(crate) fn map(virt: u64, frame: Frame, leaf_flags: u64) -> Result<Flush, (Frame, MapError)> {
+    let slot = match ensure_leaf(virt) {
         Ok(slot) => slot,
         Err(e) => return Err((frame, e)),
     };
@@ -228,8 +229,8 @@ pub fn map(virt: u64, frame: Frame, leaf_flags: u64) -> Result<Flush, (Frame, Ma
 
 /// Unmaps the 4 KiB page at `virt` and returns its frame, or `None` if it was not mapped.
 #[inline]
-pub fn unmap(virt: u64) -> Option<(Frame, Flush)> {
-    let slot = pte(virt)?;
+pub(crate) fn unmap(virt: u64) -> Option<(Frame, Flush)> {
+    let slot = existing_leaf(virt)?;
     let old = slot.swap(0, Ordering::AcqRel);
     if old & bits::PRESENT == 0 {
         slot.store(old, Ordering::Release);
@@ -239,6 +240,32 @@ pub fn unmap(virt: u64) -> Option<(Frame, Flush)> {
         Frame::from_address(old & bits::ADDRESS_MASK),
         Flush { virt },
     ))
+}
+
+/// Returns whether `page` is a page-aligned address of the lazy region.
+fn is_lazy_page(page: u64) -> bool {
+    page.wrapping_sub(layout::LAZY_REGION_BASE) < layout::LAZY_REGION_BYTES
+        && page.is_multiple_of(PAGE_BYTES)
+}
+
+/// Maps `frame` read-write (not executable) at `page` in the lazy region, which holds memory
+/// that only this crate's probes and lazy accesses reach (`catch`, `probes`), never a Rust
+/// reference. On failure the frame comes back.
+///
+/// # Panics
+/// If `page` is not a page of the lazy region.
+pub fn map_lazy_page(page: u64, frame: Frame) -> Result<Flush, (Frame, MapError)> {
+    assert!(is_lazy_page(page), "{page:#x} is not a lazy-region page");
+    map(page, frame, flags::DATA)
+}
+
+/// Unmaps `page` in the lazy region and returns its frame, or `None` if it was not mapped.
+///
+/// # Panics
+/// If `page` is not a page of the lazy region.
+pub fn unmap_lazy_page(page: u64) -> Option<(Frame, Flush)> {
+    assert!(is_lazy_page(page), "{page:#x} is not a lazy-region page");
+    unmap(page)
 }
 
 /// Returns the physical address `virt` translates to, if mapped.
@@ -313,7 +340,7 @@ pub fn init(ram: &[PhysRange]) {
             "section not page aligned"
         );
         for page in (start..end).step_by(PAGE_BYTES as usize) {
-            let slot = ensure_pte(page).expect("memory for the image's page tables");
+            let slot = ensure_leaf(page).expect("memory for the image's page tables");
             slot.store(page | leaf_flags, Ordering::Relaxed);
         }
     }
@@ -383,7 +410,7 @@ pub fn load_on_this_cpu() {
 pub fn map_mmio(virt: u64, phys: u64, bytes: u64) -> u64 {
     assert!(virt >= layout::MMIO_BASE && phys.is_multiple_of(PAGE_BYTES));
     for offset in (0..bytes).step_by(PAGE_BYTES as usize) {
-        let slot = ensure_pte(virt + offset).expect("memory for MMIO page tables");
+        let slot = ensure_leaf(virt + offset).expect("memory for MMIO page tables");
         slot.store((phys + offset) | flags::MMIO, Ordering::Release);
         x86_64::instructions::tlb::flush(VirtAddr::new(virt + offset));
     }
@@ -394,7 +421,7 @@ pub fn map_mmio(virt: u64, phys: u64, bytes: u64) -> u64 {
 /// the AP trampoline while processors start.
 pub fn map_identity_executable(phys: u64) {
     assert!(phys < layout::KERNEL_IMAGE_BASE && phys.is_multiple_of(PAGE_BYTES));
-    let slot = ensure_pte(phys).expect("memory for the trampoline's page tables");
+    let slot = ensure_leaf(phys).expect("memory for the trampoline's page tables");
     slot.store(phys | bits::PRESENT | bits::WRITABLE, Ordering::Release);
     x86_64::instructions::tlb::flush(VirtAddr::new(phys));
 }
@@ -404,7 +431,7 @@ pub fn map_identity_executable(phys: u64) {
 /// not needed: they never touch the page again, and the page itself stays reserved).
 pub fn unmap_identity(phys: u64) {
     assert!(phys < layout::KERNEL_IMAGE_BASE);
-    if let Some(slot) = pte(phys) {
+    if let Some(slot) = existing_leaf(phys) {
         slot.store(0, Ordering::Release);
         x86_64::instructions::tlb::flush(VirtAddr::new(phys));
     }
@@ -428,44 +455,6 @@ pub fn flush_range(start: u64, end: u64) {
             Cr4::update(|f| f.insert(Cr4Flags::PAGE_GLOBAL));
         }
     }
-}
-
-/// Zeroes the mapped 4 KiB page at `virt` in the thread-stack region (a reused stack page).
-///
-/// # Panics
-/// If `virt` is not a page of the stack region or is not mapped.
-#[inline]
-pub fn zero_mapped_page(virt: u64) {
-    assert!(
-        virt.is_multiple_of(PAGE_BYTES)
-            && (layout::STACK_REGION_BASE..layout::STACK_REGION_BASE + layout::PML4_ENTRY_BYTES)
-                .contains(&virt),
-        "zeroing {virt:#x} outside the stack region"
-    );
-    let phys = translate(virt).expect("zeroing an unmapped stack page");
-    // SAFETY: the page is mapped (checked) and belongs to a stack that no thread runs on yet
-    // (its creator zeroes it before the thread starts); the direct map covers its frame.
-    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_BYTES as usize) };
-}
-
-/// Fills the 4 KiB page at `virt` in the thread-stack region with `byte`, through its stack
-/// mapping (a test that dirties a stack nobody runs on). An unpopulated page faults and is
-/// populated by the stack-fault path, as if the stack's thread had grown into it.
-///
-/// # Panics
-/// If `virt` is not a page of the stack region.
-#[inline]
-pub fn fill_stack_page(virt: u64, byte: u8) {
-    assert!(
-        virt.is_multiple_of(PAGE_BYTES)
-            && (layout::STACK_REGION_BASE..layout::STACK_REGION_BASE + layout::PML4_ENTRY_BYTES)
-                .contains(&virt),
-        "filling {virt:#x} outside the stack region"
-    );
-    // SAFETY: the page is in the stack region (checked): mapped, or populated by the fault
-    // path on this write, or the write faults fatally and is reported; it belongs to a stack
-    // no thread runs on (the caller's contract, as for `zero_mapped_page`).
-    unsafe { core::ptr::write_bytes(virt as *mut u8, byte, PAGE_BYTES as usize) };
 }
 
 /// Returns the offset of the first non-zero 8-byte word of the physical page at `phys`, read

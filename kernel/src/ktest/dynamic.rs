@@ -8,9 +8,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::cpu_ops::{self, IrqGuard};
 use crate::hw::layout::PAGE_BYTES;
-use crate::hw::paging;
 use crate::hw::probes::{self, stack_pointer};
 use crate::hw::trap_entry::{PREEMPT_FRAME_BYTES, bounce_target};
+use crate::hw::{paging, stack_pages};
 use crate::mm::frames::{self, Injection};
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
@@ -641,7 +641,7 @@ fn cached_stack_reads_zero() -> TestResult {
     for (policy, dirty_pages) in [(Policy::Static, 4u8), (Policy::Fault, 1u8)] {
         let first = stacks::create(policy).map_err(|e| alloc::format!("create: {e:?}"))?;
         for page in 0..dirty_pages {
-            paging::fill_stack_page(page_addr(&first, page), 0xab);
+            stack_pages::fill(page_addr(&first, page), 0xab);
         }
         let populated = first.populated_pages();
         stacks::release(&first);
@@ -661,7 +661,7 @@ fn cached_stack_reads_zero() -> TestResult {
     // A dynamic stack that grew is not passed on: the next stack of its policy is lean.
     let grown = stacks::create(Policy::Fault).map_err(|e| alloc::format!("create: {e:?}"))?;
     for page in 0..3 {
-        paging::fill_stack_page(page_addr(&grown, page), 0xab);
+        stack_pages::fill(page_addr(&grown, page), 0xab);
     }
     let grown_pages = grown.populated_pages();
     stacks::release(&grown);

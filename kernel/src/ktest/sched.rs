@@ -8,7 +8,7 @@ use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::catch;
 use crate::hw::cpu_ops::IrqGuard;
 use crate::hw::layout::{LAZY_REGION_BASE, PAGE_BYTES};
-use crate::hw::paging::{self, flags};
+use crate::hw::paging;
 use crate::hw::sync::IrqMutex;
 use crate::mm::frames::{self, Urgency};
 use crate::sched::wait::{HookTarget, WaitPoint, WaitQueue};
@@ -436,7 +436,7 @@ fn shootdown() -> TestResult {
     let cpus = sched::online_cpus();
     let virt = LAZY_REGION_BASE + 64 * PAGE_BYTES;
     let frame = frames::alloc_zeroed(Urgency::Normal).ok_or("no frame")?;
-    paging::map(virt, frame, flags::DATA)
+    paging::map_lazy_page(virt, frame)
         .map_err(|(f, e)| {
             frames::free(f);
             alloc::format!("map: {e:?}")
@@ -477,7 +477,7 @@ fn shootdown() -> TestResult {
         sched::yield_now();
     }
     let before = tlb::SHOOTDOWNS.load(Ordering::Relaxed);
-    let (frame, flush) = paging::unmap(virt).ok_or("nothing mapped")?;
+    let (frame, flush) = paging::unmap_lazy_page(virt).ok_or("nothing mapped")?;
     flush.ignore(); // the shootdown below covers this CPU too
     tlb::shootdown(virt, virt + PAGE_BYTES);
     phase.store(1, Ordering::Release);

@@ -12,7 +12,7 @@ use dks_core::{SlotIndex, SlotPart, VirtAddr};
 use super::platform::X86Platform;
 use super::{COUNTERS, GROUPS, REGION, Region, accounting, slot_counters};
 use crate::hw::cpu_ops;
-use crate::hw::paging::{self, bits};
+use crate::hw::paging;
 
 /// What became of a fault in the stack region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,9 +171,7 @@ pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), (u64, FaultResult)> {
     let mut page = (top - 1) & !(page_bytes - 1);
     loop {
         let address = page.max(lowest);
-        let present =
-            paging::pte(page).is_some_and(|e| e.load(Ordering::Acquire) & bits::PRESENT != 0);
-        if !present {
+        if paging::translate(page).is_none() {
             match handle_fault(address) {
                 FaultResult::Served | FaultResult::NotStack => {}
                 failure => return Err((address, failure)),

@@ -42,8 +42,8 @@ pub use self::switch::{
 };
 use crate::hw::cpu_ops::{self, MAX_CPUS};
 use crate::hw::layout::PAGE_BYTES;
-use crate::hw::paging;
 use crate::hw::sync::IrqMutex;
+use crate::hw::{paging, stack_pages};
 
 /// Groups for the memory-cgroup-like charge.
 pub const MAX_GROUPS: usize = 8;
@@ -221,7 +221,7 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
         Ok(created) => {
             let slot = created.stack.slot();
             for page in created.pages_to_zero.iter() {
-                paging::zero_mapped_page(region.layout.page_addr(slot, page).as_u64());
+                stack_pages::zero(region.layout.page_addr(slot, page).as_u64());
             }
             let pages = created.stack.populated_pages();
             let cell = &region.slots[slot.as_usize()];
