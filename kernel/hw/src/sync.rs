@@ -25,6 +25,16 @@ pub fn set_spin_work(work: fn()) {
     SPIN_WORK.call_once(|| work);
 }
 
+/// Does the kernel's spin work, if it registered any. Kept out of line: it runs only while a
+/// lock is taken, and the lock's fast path stays small where it is inlined.
+#[cold]
+#[inline(never)]
+fn spin_work() {
+    if let Some(work) = SPIN_WORK.get() {
+        work();
+    }
+}
+
 /// A spin lock that keeps interrupts off while it is held.
 #[derive(Debug)]
 pub struct IrqMutex<T> {
@@ -55,9 +65,7 @@ impl<T> IrqMutex<T> {
             if let Some(guard) = self.inner.try_lock() {
                 return IrqMutexGuard { guard, _irq: irq };
             }
-            if let Some(work) = SPIN_WORK.get() {
-                work();
-            }
+            spin_work();
             core::hint::spin_loop();
         }
     }
