@@ -11,7 +11,7 @@ use crate::hw::{apic, catch, cpu_ops, paging, probes};
 use crate::mce::{self, global, status};
 use crate::sched::{self, SpawnOptions};
 use crate::stacks::{self, Policy};
-use crate::trap::hooks;
+use crate::trap_handlers::hooks;
 
 /// Crashes the kernel the way `crash` says. Never returns.
 pub fn now(crash: Crash) -> ! {
@@ -21,7 +21,7 @@ pub fn now(crash: Crash) -> ! {
             catch::read_never_mapped();
         }
         Crash::NestedPageFault => {
-            crate::trap::PROVOKE_NESTED_FAULT.store(true, core::sync::atomic::Ordering::Release);
+            crate::trap_handlers::PROVOKE_NESTED_FAULT.store(true, core::sync::atomic::Ordering::Release);
             catch::lazy_write(crate::lazy::DIRECT.start, 1);
         }
         Crash::BounceCopyFault => {

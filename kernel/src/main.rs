@@ -23,13 +23,13 @@ mod ktest;
 mod lazy;
 mod mce;
 mod mm;
-mod reclaim;
+mod reclaim_thread;
 mod report;
 mod sched;
 mod smp;
 mod stacks;
 mod tlb;
-mod trap;
+mod trap_handlers;
 mod vmstat;
 mod work;
 mod workload;
@@ -59,7 +59,7 @@ fn heap_bytes(ram_bytes: u64) -> u64 {
 
 /// Entered once, on the boot CPU, from `hw::start` (through [`KERNEL_ENTRY`]).
 fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
-    hw::trap_entry::install::<trap::KernelTraps>();
+    hw::trap_entry::install::<trap_handlers::KernelTraps>();
     hw::sync::set_spin_work(tlb::serve);
     let info = match info {
         Ok(info) => BOOT_INFO.call_once(|| info),
@@ -136,7 +136,7 @@ fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     }));
 
     work::start();
-    reclaim::start();
+    reclaim_thread::start();
     mce::start_logger();
     let injection = config.injection;
     let options = sched::SpawnOptions {

@@ -4,7 +4,7 @@
 //! Everything here turns an x86_64 mechanism into a safe function with a narrow contract:
 //! boot and per-CPU setup, page tables, the kernel stacks, the trap entry path, the local
 //! APIC, the serial console, the exit device, the heap and the locks. The kernel crate
-//! (`dks-kernel`) forbids `unsafe` and calls these through their modules (`hw::paging::map`,
+//! (`dks-kernel`) forbids `unsafe` and calls these through their modules (`hw::stack_pages::map`,
 //! `hw::apic::eoi`, ...). A reader auditing the dangerous code reads this crate and nothing
 //! else; `docs/architecture.md` draws where the wall runs.
 //!

@@ -15,7 +15,7 @@ use crate::mm::frames::{self, Injection};
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::{lazy, trap, work, workload};
+use crate::{lazy, trap_handlers, work, workload};
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
@@ -292,7 +292,7 @@ fn deep_preempted_migrated() -> TestResult {
                 // next CPU, deep as it is, and is parked there again.
                 for half in 0..2 {
                     let (faults, switches) = (me.stack.faults(), me.switches());
-                    let ticks = &trap::TIMER_TICKS[cpu_ops::current_id() as usize];
+                    let ticks = &trap_handlers::TIMER_TICKS[cpu_ops::current_id() as usize];
                     let until = ticks.load(Ordering::Relaxed) + 6;
                     probes::spin_at(bottom, park, ticks, until);
                     if half == 0 && me.stack.faults() > faults {
@@ -414,7 +414,7 @@ fn preempted_near_unpopulated_page() -> TestResult {
                         core::hint::spin_loop();
                     }
                     seen[1].store(me.switches(), Ordering::Relaxed);
-                    let ticks = &trap::TIMER_TICKS[cpu as usize];
+                    let ticks = &trap_handlers::TIMER_TICKS[cpu as usize];
                     let until = ticks.load(Ordering::Relaxed) + 8;
                     probes::spin_at(bottom, boundary + offset, ticks, until);
                     seen[2].store(me.switches(), Ordering::Relaxed);
@@ -846,7 +846,7 @@ fn guard_hit_stops_the_thread() -> TestResult {
             policy.name()
         );
         check_eq!(
-            trap::LAST_GUARD_HIT_THREAD.load(Ordering::Relaxed),
+            trap_handlers::LAST_GUARD_HIT_THREAD.load(Ordering::Relaxed),
             victim.id(),
             "{}: the guard hit names its thread",
             policy.name()

@@ -14,7 +14,7 @@ use crate::lazy;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::trap::{IDLE_STACK_POINTER, LAST_GUARD_HIT_THREAD, PREEMPTIONS};
+use crate::trap_handlers::{IDLE_STACK_POINTER, LAST_GUARD_HIT_THREAD, PREEMPTIONS};
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[

@@ -8,7 +8,7 @@ use crate::hw::cpu_ops::IrqGuard;
 use crate::hw::mca_regs as mca;
 use crate::mce::{self, FoundBy, Severity, global, status};
 use crate::sched;
-use crate::trap::hooks;
+use crate::trap_handlers::hooks;
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[

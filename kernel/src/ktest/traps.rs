@@ -16,7 +16,7 @@ use crate::hw::{apic, catch, probes};
 use crate::lazy;
 use crate::mce::{self, Severity, global};
 use crate::sched::{self, SpawnOptions};
-use crate::trap::{NMIS, NMIS_NESTED, PREEMPTIONS, TIMER_TICKS, hooks};
+use crate::trap_handlers::{NMIS, NMIS_NESTED, PREEMPTIONS, TIMER_TICKS, hooks};
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[

@@ -416,7 +416,7 @@ fn pick_admitted(cpu_id: u32) -> Pick {
             queue.push_back(next);
             cpu.queued.store(queue.len(), Ordering::SeqCst);
         }
-        crate::reclaim::wake();
+        crate::reclaim_thread::wake();
         refused += 1;
         if refused >= limit {
             return Pick::Refused;
