@@ -21,7 +21,8 @@ pub fn now(crash: Crash) -> ! {
             catch::read_never_mapped();
         }
         Crash::NestedPageFault => {
-            crate::trap_handlers::PROVOKE_NESTED_FAULT.store(true, core::sync::atomic::Ordering::Release);
+            crate::trap_handlers::PROVOKE_NESTED_FAULT
+                .store(true, core::sync::atomic::Ordering::Release);
             catch::lazy_write(crate::lazy::DIRECT.start, 1);
         }
         Crash::BounceCopyFault => {
