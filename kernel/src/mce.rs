@@ -225,7 +225,7 @@ impl Error {
             }
         };
         Error {
-            cpu: cpu_ops::current_id(),
+            cpu: cpu_ops::id_hint(),
             bank,
             status: registers.status,
             address: valid(status::ADDRV, registers.address),

@@ -120,7 +120,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = write!(message, "{}", info.message());
     let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
     emit(&Record::Panic(Panic {
-        cpu: cpu_ops::current_id(),
+        cpu: cpu_ops::id_hint(),
         message: Cow::Borrowed(message.as_str()),
         file: Cow::Borrowed(file),
         line,

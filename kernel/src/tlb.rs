@@ -65,12 +65,12 @@ fn complete(generation: u64, except: Option<usize>) -> bool {
 /// Invalidates `[start, end)` on every online CPU; returns when all have done it (or are
 /// idle and will flush before they run anything).
 pub fn shootdown(start: u64, end: u64) {
-    let _irq = IrqGuard::new();
+    let irq = IrqGuard::new();
     paging::flush_range(start, end);
-    let me = cpu_ops::current_id() as usize;
+    let me = cpu_ops::current_id(&irq) as usize;
     let generation = request(me);
     while !complete(generation, Some(me)) {
-        serve();
+        serve(&irq);
         cpu_ops::relax();
     }
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
@@ -81,8 +81,8 @@ pub fn shootdown(start: u64, end: u64) {
 /// (an IPI to a busy CPU takes milliseconds under TCG, and nobody needs to wait for it here),
 /// or before they leave idleness.
 pub fn request_flush_all() -> u64 {
-    let _irq = IrqGuard::new();
-    let me = cpu_ops::current_id() as usize;
+    let irq = IrqGuard::new();
+    let me = cpu_ops::current_id(&irq) as usize;
     let generation = request(me);
     paging::flush_range(0, u64::MAX);
     DONE[me].fetch_max(generation, Ordering::SeqCst);
@@ -92,7 +92,9 @@ pub fn request_flush_all() -> u64 {
 /// Asks again every CPU that has not flushed for `generation` (an IPI may have been lost, or
 /// taken before the request was visible): marks it pending and sends the IPI again.
 pub fn remind(generation: u64) {
-    let me = cpu_ops::current_id() as usize;
+    // `me` must stay this CPU while the others are asked (a thread calls this).
+    let irq = IrqGuard::new();
+    let me = cpu_ops::current_id(&irq) as usize;
     for (other, pending) in PENDING.iter().enumerate() {
         let behind = DONE[other].load(Ordering::SeqCst) < generation;
         if other != me && sched::is_online(other as u32) && behind {
@@ -119,8 +121,8 @@ pub fn flushed_by(cpu: usize) -> u64 {
 }
 
 /// Flushes this CPU's TLB if a request came since it last did (from the IPI, or while waiting).
-pub fn serve() {
-    let me = cpu_ops::current_id() as usize;
+pub fn serve(irq: &IrqGuard) {
+    let me = cpu_ops::current_id(irq) as usize;
     if PENDING[me].swap(false, Ordering::SeqCst) {
         catch_up(me);
     }
@@ -137,14 +139,14 @@ fn catch_up(me: usize) {
 
 /// Announces that this CPU halts with no thread: requests stop waiting for it. Interrupts
 /// must stay off until it halts (the guard), so that nothing runs in between.
-pub fn enter_idle(_irq: &IrqGuard) {
-    IDLE[cpu_ops::current_id() as usize].store(true, Ordering::SeqCst);
+pub fn enter_idle(irq: &IrqGuard) {
+    IDLE[cpu_ops::current_id(irq) as usize].store(true, Ordering::SeqCst);
 }
 
 /// Ends this CPU's idleness (interrupts still off): flushes first if a request came while it
 /// was idle, so it never runs a thread with a translation some CPU asked it to forget.
-pub fn leave_idle(_irq: &IrqGuard) {
-    let me = cpu_ops::current_id() as usize;
+pub fn leave_idle(irq: &IrqGuard) {
+    let me = cpu_ops::current_id(irq) as usize;
     IDLE[me].store(false, Ordering::SeqCst);
     catch_up(me);
 }

@@ -25,7 +25,7 @@ use dks_protocol::record::{Exception, GuardHit, Record, StackFault};
 
 use crate::hw::apic::{self, vector};
 use crate::hw::catch;
-use crate::hw::cpu_ops::{self, MAX_CPUS};
+use crate::hw::cpu_ops::{self, IrqGuard, MAX_CPUS};
 use crate::hw::gdt::Ist;
 use crate::hw::idt::vectors;
 use crate::hw::kstacks;
@@ -95,33 +95,36 @@ const RFLAGS_IF: u64 = 1 << 9;
 
 /// Handles a trap on its IST stack, or says where to move it.
 pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
+    // Interrupts are off in every trap (interrupt gates); the guard proves it to the per-CPU
+    // accessors.
+    let irq = IrqGuard::new();
     let vector = frame.vector as u8;
     match vector {
         vectors::PAGE_FAULT => page_fault(frame),
         vector::TIMER => {
-            TIMER_TICKS[cpu_ops::current_id() as usize].fetch_add(1, Ordering::Relaxed);
+            TIMER_TICKS[cpu_ops::current_id(&irq) as usize].fetch_add(1, Ordering::Relaxed);
             apic::eoi();
             mce::poll();
             mce::wake_logger();
             if sched::tick() {
-                preempt(frame)
+                preempt(&irq, frame)
             } else {
                 if sched::try_current().is_none() {
-                    IDLE_STACK_POINTER[cpu_ops::current_id() as usize]
+                    IDLE_STACK_POINTER[cpu_ops::current_id(&irq) as usize]
                         .store(frame.rsp, Ordering::Relaxed);
                 }
                 Disposition::Done
             }
         }
         vector::TLB_SHOOTDOWN => {
-            tlb::serve();
+            tlb::serve(&irq);
             apic::eoi();
             Disposition::Done
         }
         vector::RESCHEDULE => {
             apic::eoi();
             if sched::reschedule_ipi() {
-                preempt(frame)
+                preempt(&irq, frame)
             } else {
                 Disposition::Done
             }
@@ -157,7 +160,7 @@ pub fn on_interrupted_stack(frame: &mut TrapFrame) {
 /// Decides a preemption: populates the part of the thread's stack the entry will use (the
 /// light frame and the switch frame, [`PREEMPT_FRAME_BYTES`] below the bounce target), then
 /// hands the entry the operands of the switch. Nothing else runs on the thread's stack.
-fn preempt(frame: &mut TrapFrame) -> Disposition {
+fn preempt(irq: &IrqGuard, frame: &mut TrapFrame) -> Disposition {
     let Some(thread) = sched::try_current() else {
         return Disposition::Done;
     };
@@ -170,8 +173,8 @@ fn preempt(frame: &mut TrapFrame) -> Disposition {
     let Some((save_at, load_rsp)) = sched::preempt_switch() else {
         return Disposition::Done;
     };
-    entry::set_preempt_switch(save_at, load_rsp);
-    PREEMPTIONS[cpu_ops::current_id() as usize].fetch_add(1, Ordering::Relaxed);
+    entry::set_preempt_switch(irq, save_at, load_rsp);
+    PREEMPTIONS[cpu_ops::current_id(irq) as usize].fetch_add(1, Ordering::Relaxed);
     Disposition::Preempt(target, thread.fpu_area())
 }
 
@@ -224,7 +227,8 @@ pub fn nested_page_fault(frame: &TrapFrame, nesting: Nesting) -> ! {
 /// Handles an NMI on the NMI stack: counts it (and whether it interrupted a live IST frame)
 /// and returns. Touches only this CPU's counters: no lock, no allocation, no fault.
 pub fn on_nmi(_frame: &TrapFrame, interrupted: Option<Ist>) {
-    let cpu = cpu_ops::current_id() as usize;
+    let irq = IrqGuard::new();
+    let cpu = cpu_ops::current_id(&irq) as usize;
     NMIS[cpu].fetch_add(1, Ordering::Relaxed);
     if interrupted.is_some() {
         NMIS_NESTED[cpu].fetch_add(1, Ordering::Relaxed);
@@ -294,7 +298,7 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
     if let Some((guard_start, _)) = kstacks::guard_containing(cr2) {
         let stack_top = guard_start + crate::hw::layout::KERNEL_STACK_SLOT_BYTES;
         report::emit(&Record::GuardHit(GuardHit {
-            cpu: cpu_ops::current_id(),
+            cpu: cpu_ops::id_hint(),
             task: Cow::Borrowed("kernel-stack"),
             address: cr2,
             depth_bytes: stack_top - cr2,
@@ -340,7 +344,7 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
                 LAST_GUARD_HIT_THREAD.store(task.id(), Ordering::Relaxed);
             }
             report::emit(&Record::GuardHit(GuardHit {
-                cpu: cpu_ops::current_id(),
+                cpu: cpu_ops::id_hint(),
                 task: Cow::Borrowed(name),
                 address,
                 depth_bytes: depth,
@@ -355,7 +359,7 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
         } => {
             let policy = task.as_ref().map_or("", |t| t.stack.policy().name());
             report::emit(&Record::StackFault(StackFault {
-                cpu: cpu_ops::current_id(),
+                cpu: cpu_ops::id_hint(),
                 task: Cow::Borrowed(name),
                 policy: Cow::Borrowed(policy),
                 address,
@@ -385,7 +389,7 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
     // With interrupts off the thread may hold a spin lock: a real kernel stops here. Only a
     // workload's registered interrupts-off section can be given up (its lock is known); that
     // is counted as the kernel stop it would have been, and the thread is stopped.
-    let in_section = !interrupts_were_on && workload::in_irqoff_section(slot);
+    let in_section = !interrupts_were_on && workload::in_irqoff_section(&IrqGuard::new(), slot);
     if let Some((rsp, rip)) = (interrupts_were_on || in_section)
         .then(|| sched::prepare_kill(slot))
         .flatten()
@@ -393,7 +397,7 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
         // An interrupt that gets here (a preemption) was acknowledged before it decided to
         // preempt, so there is no EOI left to send.
         if in_section {
-            workload::abandon_irqoff_section();
+            workload::abandon_irqoff_section(&IrqGuard::new());
             stacks::note_kernel_stop(slot);
         } else {
             stacks::note_killed(slot);
@@ -437,9 +441,11 @@ pub fn report_exception_forced(frame: &TrapFrame, cr2: u64) {
     report::emit_forced(&exception_record(frame, cr2));
 }
 
-/// Sends an NMI to this CPU and waits (a bounded time) until it was taken.
+/// Sends an NMI to this CPU and waits (a bounded time) until it was taken. From the #PF
+/// handler (interrupts off).
 fn nmi_here_and_wait() {
-    let counter = &NMIS[cpu_ops::current_id() as usize];
+    let irq = IrqGuard::new();
+    let counter = &NMIS[cpu_ops::current_id(&irq) as usize];
     let before = counter.load(Ordering::Acquire);
     apic::send_nmi_to_self();
     for _ in 0..10_000_000 {
@@ -452,7 +458,7 @@ fn nmi_here_and_wait() {
 
 fn exception_record(frame: &TrapFrame, cr2: u64) -> Record<'static> {
     Record::Exception(Exception {
-        cpu: cpu_ops::current_id(),
+        cpu: cpu_ops::id_hint(),
         vector: frame.vector as u8,
         error_code: frame.has_error_code().then_some(frame.error_code),
         rip: frame.rip,

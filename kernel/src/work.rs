@@ -34,9 +34,9 @@ static COMPLETED: AtomicU64 = AtomicU64::new(0);
 
 /// Hands an exited thread to this CPU's worker, which frees its stack. Called by the
 /// scheduler loop.
-pub fn reap(thread: Arc<Thread>) {
+pub fn reap(irq: &cpu_ops::IrqGuard, thread: Arc<Thread>) {
     SUBMITTED.fetch_add(1, Ordering::AcqRel);
-    let queue = &QUEUES[cpu_ops::current_id() as usize];
+    let queue = &QUEUES[cpu_ops::current_id(irq) as usize];
     queue.items.lock().push_back(thread);
     queue.arrived.wake_one();
 }

@@ -104,6 +104,8 @@ static IN_SECTION: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPU
 /// [`IN_SECTION`]. Left when dropped.
 struct IrqOffSection {
     lock: usize,
+    /// The CPU it runs on (registered in `IN_SECTION`).
+    cpu: usize,
     // Dropped after `drop` released the lock: interrupts come back last.
     _irq: IrqGuard,
 }
@@ -113,18 +115,24 @@ impl IrqOffSection {
         let irq = IrqGuard::new();
         while SECTION_LOCK[lock].swap(true, Ordering::Acquire) {
             // As `IrqMutex` does: a holder may be waiting for this CPU's TLB flush.
-            tlb::serve();
+            tlb::serve(&irq);
             cpu_ops::relax();
         }
         let entry = (u64::from(slot.as_u32()) + 1) | ((lock as u64) << 32);
-        IN_SECTION[cpu_ops::current_id() as usize].store(entry, Ordering::Relaxed);
-        IrqOffSection { lock, _irq: irq }
+        // The section never leaves this CPU: interrupts stay off and its body never switches.
+        let cpu = cpu_ops::current_id(&irq) as usize;
+        IN_SECTION[cpu].store(entry, Ordering::Relaxed);
+        IrqOffSection {
+            lock,
+            cpu,
+            _irq: irq,
+        }
     }
 }
 
 impl Drop for IrqOffSection {
     fn drop(&mut self) {
-        IN_SECTION[cpu_ops::current_id() as usize].store(0, Ordering::Relaxed);
+        IN_SECTION[self.cpu].store(0, Ordering::Relaxed);
         SECTION_LOCK[self.lock].store(false, Ordering::Release);
     }
 }
@@ -141,15 +149,15 @@ pub fn with_irqoff_section(lock: usize, body: impl FnOnce()) {
 
 /// Whether the thread of `slot`, running on this CPU with interrupts off, is inside a
 /// workload's interrupts-off section (for the fault path; takes no lock).
-pub fn in_irqoff_section(slot: dks_core::SlotIndex) -> bool {
-    let entry = IN_SECTION[cpu_ops::current_id() as usize].load(Ordering::Relaxed);
+pub fn in_irqoff_section(irq: &IrqGuard, slot: dks_core::SlotIndex) -> bool {
+    let entry = IN_SECTION[cpu_ops::current_id(irq) as usize].load(Ordering::Relaxed);
     entry & 0xffff_ffff == u64::from(slot.as_u32()) + 1
 }
 
 /// Gives up the section of this CPU's thread, which is being stopped inside it: releases its
 /// lock (nothing else is held in a section) and forgets it.
-pub fn abandon_irqoff_section() {
-    let entry = IN_SECTION[cpu_ops::current_id() as usize].swap(0, Ordering::Relaxed);
+pub fn abandon_irqoff_section(irq: &IrqGuard) {
+    let entry = IN_SECTION[cpu_ops::current_id(irq) as usize].swap(0, Ordering::Relaxed);
     if entry != 0 {
         SECTION_LOCK[(entry >> 32) as usize % SECTION_LOCKS].store(false, Ordering::Release);
     }

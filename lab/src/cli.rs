@@ -105,6 +105,30 @@ impl FromStr for PolicyList {
     }
 }
 
+/// A comma-separated list of stack sizes (`16K`, `32K`, `64K`), each named once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaxStackList(pub Vec<String>);
+
+impl FromStr for MaxStackList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const SIZES: [&str; 3] = ["16K", "32K", "64K"];
+        let accepted = "accepted: a comma-separated list of 16K, 32K, 64K (e.g. 16K,32K,64K)";
+        let mut sizes: Vec<String> = Vec::new();
+        for size in text.split(',') {
+            if !SIZES.contains(&size) {
+                return Err(format!("{size:?} is not a stack size; {accepted}"));
+            }
+            if sizes.iter().any(|s| s == size) {
+                return Err(format!("{size} is named twice; {accepted}"));
+            }
+            sizes.push(size.to_owned());
+        }
+        Ok(MaxStackList(sizes))
+    }
+}
+
 /// The fault-injection flags of `dks run` and `dks compare`.
 #[derive(Debug, Default, clap::Args)]
 struct InjectArgs {
@@ -143,6 +167,12 @@ struct CompareArgs {
     /// policy the kernel implements.
     #[arg(long, value_name = "LIST")]
     policies: Option<PolicyList>,
+
+    /// Run the scenario at these stack sizes instead of its max_stack: a comma-separated list
+    /// of 16K, 32K, 64K (e.g. 16K,32K,64K). With several, one comparison at each size, then
+    /// each policy's stack memory at every size in one table (and --json holds them all).
+    #[arg(long, value_name = "LIST")]
+    max_stack: Option<MaxStackList>,
 
     /// Virtual CPUs of the workload boots (1 to 4); default: the scenario's.
     #[arg(long, value_name = "N",
@@ -301,14 +331,29 @@ fn check_outputs(args: &CompareArgs) -> Result<(), String> {
 
 /// `dks compare`.
 fn compare(args: CompareArgs) -> Ending {
-    // Bad input first, before anything is built or booted.
-    let scenario = match scenario::load(&args.scenario) {
-        Ok(scenario) => scenario,
+    // Bad input first, before anything is built or booted: the scenario at every size asked.
+    let loaded = match &args.max_stack {
+        None => scenario::load(&args.scenario).map(|s| vec![s]),
+        Some(sizes) => sizes
+            .0
+            .iter()
+            .map(|size| scenario::load_at_max_stack(&args.scenario, size))
+            .collect(),
+    };
+    let scenarios = match loaded {
+        Ok(scenarios) => scenarios,
         Err(error) => {
             say(&format!("dks: error: {error}"));
             return Ending::Code(outcome::EXIT_USAGE);
         }
     };
+    if scenarios.len() > 1 && args.report.is_some() {
+        say(
+            "dks: error: --report takes one comparison; accepted with --report: one --max-stack \
+             size (the sizes' memory is in the table and in --json)",
+        );
+        return Ending::Code(outcome::EXIT_USAGE);
+    }
     if let Some(mce) = args.inject.inject_mce
         && mce.kind == inject::MceKind::Fatal
     {
@@ -333,19 +378,36 @@ fn compare(args: CompareArgs) -> Ending {
     if let Err(interrupted) = interrupt::check() {
         return Ending::Interrupted(interrupted);
     }
-    let request = compare::Request {
-        scenario,
-        policies: args.policies.clone().map(|list| list.0),
-        cpus: args.cpus,
-        kernel,
-        timeout: args.timeout.map(Duration::from_secs),
-        injection: args.inject.plan(),
-    };
     let stderr = std::io::stderr();
     let terminal = stderr.is_terminal();
     let mut progress = Progress::new(stderr, terminal);
     let mut log = String::new();
-    let result = compare::run(&request, &mut progress, &mut log);
+    let several = scenarios.len() > 1;
+    let mut result = Ok(Vec::new());
+    for scenario in scenarios {
+        if several {
+            progress.step(&format!("[max_stack {}K]", scenario.max_stack_bytes / 1024));
+        }
+        let request = compare::Request {
+            scenario,
+            policies: args.policies.clone().map(|list| list.0),
+            cpus: args.cpus,
+            kernel: kernel.clone(),
+            timeout: args.timeout.map(Duration::from_secs),
+            injection: args.inject.plan(),
+        };
+        match compare::run(&request, &mut progress, &mut log) {
+            Ok(finished) => {
+                if let Ok(all) = &mut result {
+                    all.push(finished);
+                }
+            }
+            Err(failure) => {
+                result = Err(failure);
+                break;
+            }
+        }
+    }
     progress.close_line();
     if let Err(compare::Failure::Interrupted(interrupted)) = result {
         return Ending::Interrupted(interrupted);
@@ -379,11 +441,23 @@ fn compare(args: CompareArgs) -> Ending {
     }
     match write_outputs(&args, &finished) {
         Ok(written) => {
-            print!("{}", compare::table::render(&finished.comparison));
+            for one in &finished {
+                print!("{}", compare::table::render(&one.comparison));
+            }
+            if finished.len() > 1 {
+                let sweep =
+                    compare::sweep::sweep(finished.iter().map(|f| f.comparison.clone()).collect());
+                print!("{}", compare::sweep::render(&sweep));
+            }
+            let elapsed: Duration = finished.iter().map(|f| f.elapsed).sum();
             say(&format!(
-                "dks: success ({} policies, {:.1} s){written}",
-                finished.comparison.policies.len(),
-                finished.elapsed.as_secs_f64()
+                "dks: success ({} policies{}, {:.1} s){written}",
+                finished.first().map_or(0, |f| f.comparison.policies.len()),
+                match finished.len() {
+                    1 => String::new(),
+                    n => format!(" at {n} stack sizes"),
+                },
+                elapsed.as_secs_f64()
             ));
             Ending::Code(0)
         }
@@ -392,12 +466,20 @@ fn compare(args: CompareArgs) -> Ending {
 }
 
 /// Writes `--json` and `--report`, all or nothing; returns what was written, for the last line.
-fn write_outputs(args: &CompareArgs, finished: &compare::Finished) -> anyhow::Result<String> {
+/// Several comparisons (one per `--max-stack` size) go into the JSON as one sweep; `--report`
+/// was refused for them before anything booted.
+fn write_outputs(args: &CompareArgs, all: &[compare::Finished]) -> anyhow::Result<String> {
     let mut files = Vec::new();
     let mut folders = Vec::new();
     let mut written = String::new();
+    let finished = anyhow::Context::context(all.first(), "no comparison ran")?;
     if let Some(path) = &args.json {
-        let mut json = serde_json::to_string_pretty(&finished.comparison)?;
+        let mut json = match all.len() {
+            1 => serde_json::to_string_pretty(&finished.comparison)?,
+            _ => serde_json::to_string_pretty(&compare::sweep::sweep(
+                all.iter().map(|f| f.comparison.clone()).collect(),
+            ))?,
+        };
         json.push('\n');
         files.push((path.clone(), json.into_bytes()));
         written.push_str(&format!("; JSON: {}", path.display()));
@@ -579,6 +661,21 @@ mod tests {
                 "unknown policy \"\"",
             ),
             (&["compare", "--timeout", "0"][..], "--timeout", "1.."),
+            (
+                &["compare", "--max-stack", "16K,48K"][..],
+                "--max-stack",
+                "\"48K\" is not a stack size; accepted: a comma-separated list of 16K, 32K, 64K",
+            ),
+            (
+                &["compare", "--max-stack", "64K,64K"][..],
+                "--max-stack",
+                "64K is named twice",
+            ),
+            (
+                &["compare", "--max-stack", ""][..],
+                "--max-stack",
+                "\"\" is not a stack size",
+            ),
         ] {
             let error = parse(args).unwrap_err().to_string();
             assert!(error.contains(flag), "{args:?}: {error}");

@@ -304,3 +304,35 @@ fn an_unknown_kernel_key_is_rejected() {
     );
     assert!(stderr.contains("no_such_key"), "{}", text(&output));
 }
+
+/// Several `--max-stack` sizes are several comparisons, which one HTML report cannot hold:
+/// refused before anything is built or booted, and nothing is written.
+#[test]
+fn a_report_with_several_stack_sizes_is_refused_before_anything_runs() {
+    let dir = common::scratch_dir("max-stack-report");
+    let report = dir.join("report");
+    let json = dir.join("out.json");
+    let output = dks()
+        .args([
+            "compare",
+            "--max-stack",
+            "16K,32K",
+            "--kernel",
+            "/nonexistent",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "--report takes one comparison; accepted with --report: one --max-stack size"
+        ),
+        "{stderr}"
+    );
+    assert!(!report.exists() && !json.exists());
+}

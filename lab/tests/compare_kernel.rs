@@ -187,3 +187,78 @@ fn the_default_comparison_runs_end_to_end() {
     let page = fs::read_to_string(report.join("index.html")).unwrap();
     assert_eq!(page.matches("<svg").count(), 3);
 }
+
+/// The exact scenario at 16, 32 and 64 KiB (`--max-stack`): `static` holds the full size for
+/// each of its 4 threads, while `fault` and `guaranteed` hold the same 3 pages per thread at
+/// every size; the table has one row per policy with every size, and the JSON holds the sweep
+/// and each size's whole comparison.
+#[test]
+fn the_exact_scenario_at_every_stack_size() {
+    let kernel = dks_lab::kernel::build_once().unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = scratch_dir("compare-max-stack");
+    let scenario = dir.join("exact.toml");
+    fs::write(&scenario, EXACT).unwrap();
+    let json_path = dir.join("sweep.json");
+    let output = dks()
+        .arg("compare")
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--policies", "static,fault,guaranteed"])
+        .args(["--max-stack", "16K,32K,64K"])
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    let context = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{context}");
+    let json: Value = serde_json::from_str(&fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(json["max_stack_kib"], serde_json::json!([16, 32, 64]));
+    let comparisons = json["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 3, "{context}");
+    for (comparison, kib) in comparisons.iter().zip([16, 32, 64]) {
+        assert_eq!(comparison["max_stack_kib"], kib, "{context}");
+        assert_eq!(policy(comparison, "static")["stack_kib_peak"], 4 * kib);
+        for name in ["fault", "guaranteed"] {
+            assert_eq!(
+                policy(comparison, name)["stack_kib_peak"],
+                48,
+                "{name} at {kib}K"
+            );
+        }
+    }
+    let memory = json["memory"].as_array().unwrap();
+    let peaks: Vec<(&str, Vec<u64>)> = memory
+        .iter()
+        .map(|m| {
+            let peaks = m["stack_kib_peak"].as_array().unwrap();
+            (
+                m["policy"].as_str().unwrap(),
+                peaks.iter().map(|p| p.as_u64().unwrap()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        peaks,
+        [
+            ("static", vec![64, 128, 256]),
+            ("fault", vec![48, 48, 48]),
+            ("guaranteed", vec![48, 48, 48]),
+        ]
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| {
+            // The sweep's row (the comparisons' rows have 18 cells).
+            l.starts_with("fault ") && l.split_whitespace().count() == 9
+        })
+        .unwrap_or_else(|| panic!("no sweep row for fault\n{context}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        [
+            "fault", "48", "75.0%", "48", "37.5%", "1.00", "48", "18.8%", "1.00"
+        ]
+    );
+}

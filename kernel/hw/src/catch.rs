@@ -69,12 +69,12 @@ unsafe extern "C" {
 /// # Panics
 /// If a catcher is already armed on this CPU.
 pub fn catch_fault(
-    _irq: &IrqGuard,
+    irq: &IrqGuard,
     stack_top: Option<u64>,
     f: extern "C" fn(usize),
     arg: usize,
 ) -> Result<(), CaughtFault> {
-    let catcher = &CATCHERS[cpu_ops::current_id() as usize];
+    let catcher = &CATCHERS[cpu_ops::current_id(irq) as usize];
     assert!(
         !catcher.armed.swap(true, Ordering::AcqRel),
         "nested catch_fault"
@@ -212,7 +212,9 @@ pub fn invalid_opcode() -> ! {
 /// If a catcher is armed on this CPU, rewrites `frame` to resume at its landing pad and returns
 /// true. Called by the trap dispatcher on the IST stack.
 pub fn redirect(frame: &mut TrapFrame, cr2: u64) -> bool {
-    let catcher = &CATCHERS[cpu_ops::current_id() as usize];
+    // Trap context: interrupts are off already; the guard only proves it.
+    let irq = IrqGuard::new();
+    let catcher = &CATCHERS[cpu_ops::current_id(&irq) as usize];
     if !catcher.armed.swap(false, Ordering::AcqRel) {
         return false;
     }

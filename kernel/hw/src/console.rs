@@ -70,7 +70,7 @@ fn with_port(f: impl FnOnce(&mut Option<Uart16550Tty<PioBackend>>)) {
 /// another CPU's hold (then `f` runs without it; the holder stays recorded as it was).
 fn with_port_waiting(patience: Option<u64>, f: impl FnOnce(&mut Option<Uart16550Tty<PioBackend>>)) {
     let irq = cpu_ops::IrqGuard::new();
-    let me = cpu_ops::current_id();
+    let me = cpu_ops::current_id(&irq);
     let mut reentered = CONSOLE.holder.load(Ordering::Acquire) == me;
     let mut taken = !reentered;
     if !reentered {

@@ -26,13 +26,15 @@ unsafe extern "C" {
 }
 
 /// Saves the current context, stores its stack pointer in `*save_rsp`, and continues the
-/// context saved at `load_rsp`. Returns when someone switches back to the saved context.
+/// context saved at `load_rsp`. Returns when someone switches back to the saved context,
+/// possibly on another CPU: the guard is taken mutably so that nothing borrowed from it (this
+/// CPU's per-CPU state, see `cpu_ops::current_id`) can be used after the switch.
 ///
 /// The caller must keep interrupts off (the context is half-saved in between) and guarantees,
 /// by the scheduler's rules, that `load_rsp` is a context saved by `switch` or prepared by
 /// [`prepare`] that nobody else will resume.
 #[inline]
-pub fn switch(_irq: &super::cpu_ops::IrqGuard, save_rsp: &AtomicU64, load_rsp: u64) {
+pub fn switch(_irq: &mut super::cpu_ops::IrqGuard, save_rsp: &AtomicU64, load_rsp: u64) {
     assert!(
         load_rsp != 0 && load_rsp.is_multiple_of(16),
         "bad saved stack pointer {load_rsp:#x}"

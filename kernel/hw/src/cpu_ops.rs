@@ -8,9 +8,21 @@ use super::percpu;
 pub const MAX_CPUS: usize = 4;
 
 /// Returns this CPU's index (0 for the boot CPU), from its per-CPU block.
+///
+/// The guard is what makes the answer true when it is used: with interrupts on, a thread can
+/// be preempted right after the read and resumed on another CPU, and would then reach the
+/// per-CPU state of a CPU it no longer runs on. So use the index only while the guard lives,
+/// and never across a context switch (which takes the guard mutably for that reason). For a
+/// CPU number that only labels a record or picks a CPU for a test, see [`id_hint`].
 #[inline]
-pub fn current_id() -> u32 {
-    percpu::current_id()
+pub fn current_id(irq: &IrqGuard) -> u32 {
+    percpu::current_id(irq)
+}
+
+/// The CPU the caller ran on a moment ago: for labels and for choosing a CPU, never to reach
+/// per-CPU state (the thread may have moved by the time it looks at the answer).
+pub fn id_hint() -> u32 {
+    current_id(&IrqGuard::new())
 }
 
 /// Disables interrupts while it lives and restores the previous state when dropped.

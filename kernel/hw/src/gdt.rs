@@ -58,7 +58,8 @@ static IST_TOPS: [[AtomicU64; Ist::ALL.len()]; MAX_CPUS] =
 /// stack's top counts as on it (an empty stack, just before the CPU pushes a frame).
 #[inline]
 pub fn ist_containing(rsp: u64) -> Option<Ist> {
-    let tops = &IST_TOPS[cpu_ops::current_id() as usize];
+    let irq = cpu_ops::IrqGuard::new();
+    let tops = &IST_TOPS[cpu_ops::current_id(&irq) as usize];
     Ist::ALL.into_iter().find(|&ist| {
         let top = tops[ist as usize - 1].load(Ordering::Relaxed);
         top != 0 && rsp <= top && rsp >= top - KERNEL_STACK_BYTES
@@ -68,7 +69,8 @@ pub fn ist_containing(rsp: u64) -> Option<Ist> {
 /// Builds this CPU's GDT and TSS (with fresh IST stacks) and loads them.
 pub fn init_this_cpu() {
     let mut tss = Box::new(TaskStateSegment::new());
-    let tops = &IST_TOPS[cpu_ops::current_id() as usize];
+    let irq = cpu_ops::IrqGuard::new();
+    let tops = &IST_TOPS[cpu_ops::current_id(&irq) as usize];
     for ist in Ist::ALL {
         let stack = kstacks::alloc().expect("memory for an IST stack");
         let i = ist as usize - 1;

@@ -68,9 +68,18 @@ pub fn init_this_cpu() -> u32 {
             write_msr(IA32_MC0_CTL + 4 * bank + 1, 0);
         }
         write_msr(IA32_MCG_STATUS, 0);
-        let cpu = cpu_ops::current_id() as usize;
-        RECOVERY[cpu].store(cap & MCG_SER_P != 0, Ordering::Relaxed);
+        let irq = cpu_ops::IrqGuard::new();
+        let cpu = cpu_ops::current_id(&irq) as usize;
+        let recovery = cap & MCG_SER_P != 0;
+        RECOVERY[cpu].store(recovery, Ordering::Relaxed);
         BANKS[cpu].store(banks as u8, Ordering::Relaxed);
+        // `bank_count` and `software_recovery` rely on it: a thread may read them on a CPU it
+        // then leaves.
+        let first = BANKS[0].load(Ordering::Relaxed);
+        assert!(
+            first == 0 || (first == banks as u8 && RECOVERY[0].load(Ordering::Relaxed) == recovery),
+            "CPU {cpu} has {banks} MCA banks (recovery {recovery}), CPU 0 {first}"
+        );
     }
     if edx & CPUID_MCE != 0 {
         // SAFETY: setting CR4.MCE only enables delivery of #MC, whose IDT gate and IST stack
@@ -85,15 +94,19 @@ pub fn enabled() -> bool {
     Cr4::read().contains(Cr4Flags::MACHINE_CHECK_EXCEPTION)
 }
 
-/// The number of banks this CPU reads.
+/// The number of banks this CPU reads (the same on every CPU: checked when each CPU sets up
+/// its banks, so the answer stays true if the caller moves to another CPU).
 pub fn bank_count() -> u32 {
-    u32::from(BANKS[cpu_ops::current_id() as usize].load(Ordering::Relaxed))
+    let irq = cpu_ops::IrqGuard::new();
+    u32::from(BANKS[cpu_ops::current_id(&irq) as usize].load(Ordering::Relaxed))
 }
 
 /// Whether this CPU supports software error recovery (`IA32_MCG_CAP.MCG_SER_P`): only then
-/// do the S and AR bits of `MCi_STATUS` say what an uncorrected error needs.
+/// do the S and AR bits of `MCi_STATUS` say what an uncorrected error needs. The same on every
+/// CPU (checked at set-up), like [`bank_count`].
 pub fn software_recovery() -> bool {
-    RECOVERY[cpu_ops::current_id() as usize].load(Ordering::Relaxed)
+    let irq = cpu_ops::IrqGuard::new();
+    RECOVERY[cpu_ops::current_id(&irq) as usize].load(Ordering::Relaxed)
 }
 
 /// One bank's registers.

@@ -18,7 +18,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::cpu_ops::MAX_CPUS;
+use super::cpu_ops::{IrqGuard, MAX_CPUS};
 
 /// The fields the assembly reads at fixed offsets.
 #[repr(C, align(64))]
@@ -84,9 +84,9 @@ pub fn install(index: usize) {
     unsafe { msr.write(address) };
 }
 
-/// Returns this CPU's index.
+/// Returns this CPU's index; see `cpu_ops::current_id` for why it takes the guard.
 #[inline]
-pub fn current_id() -> u32 {
+pub fn current_id(_irq: &IrqGuard) -> u32 {
     let id: u64;
     // SAFETY: every CPU installs its block (`install`) before any code that can call this runs
     // on it, so gs:[ID_OFFSET] is the `id` field of a live static.
@@ -98,21 +98,21 @@ pub fn current_id() -> u32 {
 }
 
 #[inline]
-fn this() -> &'static PerCpu {
-    &BLOCKS[current_id() as usize]
+fn this(irq: &IrqGuard) -> &PerCpu {
+    &BLOCKS[current_id(irq) as usize]
 }
 
 /// This CPU's live IST frames (bits of [`live`]).
 #[inline]
-pub fn trap_state() -> u64 {
-    this().trap_state.load(Ordering::Relaxed)
+pub fn trap_state(irq: &IrqGuard) -> u64 {
+    this(irq).trap_state.load(Ordering::Relaxed)
 }
 
 /// Sets the operands of the context switch the trap entry makes for a preemption: the
 /// address of the preempted thread's saved-stack-pointer cell and the stack pointer to load.
 #[inline]
-pub fn set_preempt_switch(save_at: u64, load_rsp: u64) {
-    let block = this();
+pub fn set_preempt_switch(irq: &IrqGuard, save_at: u64, load_rsp: u64) {
+    let block = this(irq);
     block.preempt_save.store(save_at, Ordering::Relaxed);
     block.preempt_load.store(load_rsp, Ordering::Relaxed);
 }

@@ -12,7 +12,7 @@ use crate::cpu_ops::IrqGuard;
 
 /// What a CPU does between two attempts at a taken lock, set once by the kernel (it answers
 /// TLB shootdowns).
-static SPIN_WORK: Once<fn()> = Once::new();
+static SPIN_WORK: Once<fn(&IrqGuard)> = Once::new();
 
 /// Sets what a CPU does between two attempts at a taken [`IrqMutex`]: the kernel answers TLB
 /// shootdowns there, so that a CPU holding a lock while it shoots down cannot deadlock with a
@@ -20,7 +20,7 @@ static SPIN_WORK: Once<fn()> = Once::new();
 ///
 /// # Panics
 /// If called twice.
-pub fn set_spin_work(work: fn()) {
+pub fn set_spin_work(work: fn(&IrqGuard)) {
     assert!(!SPIN_WORK.is_completed(), "spin work set twice");
     SPIN_WORK.call_once(|| work);
 }
@@ -29,9 +29,9 @@ pub fn set_spin_work(work: fn()) {
 /// lock is taken, and the lock's fast path stays small where it is inlined.
 #[cold]
 #[inline(never)]
-fn spin_work() {
+fn spin_work(irq: &IrqGuard) {
     if let Some(work) = SPIN_WORK.get() {
-        work();
+        work(irq);
     }
 }
 
@@ -65,7 +65,7 @@ impl<T> IrqMutex<T> {
             if let Some(guard) = self.inner.try_lock() {
                 return IrqMutexGuard { guard, _irq: irq };
             }
-            spin_work();
+            spin_work(&irq);
             core::hint::spin_loop();
         }
     }

@@ -57,6 +57,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use dks_protocol::record::Registers;
 
+use super::cpu_ops::IrqGuard;
 use super::gdt::{self, Ist};
 use super::percpu::{self, PREEMPT_LOAD_OFFSET, PREEMPT_SAVE_OFFSET, TRAP_STATE_OFFSET, live};
 
@@ -203,12 +204,12 @@ pub enum Disposition {
 /// thread's saved-stack-pointer cell (an `AtomicU64` the scheduler keeps alive while the thread
 /// is current) and `load_rsp` the scheduler loop's saved stack pointer (16-byte aligned).
 #[inline]
-pub fn set_preempt_switch(save_at: u64, load_rsp: u64) {
+pub fn set_preempt_switch(irq: &IrqGuard, save_at: u64, load_rsp: u64) {
     assert!(
         load_rsp != 0 && load_rsp.is_multiple_of(16) && save_at != 0,
         "preemption switch to {load_rsp:#x}, saving at {save_at:#x}"
     );
-    percpu::set_preempt_switch(save_at, load_rsp);
+    percpu::set_preempt_switch(irq, save_at, load_rsp);
 }
 
 /// A thread's FPU/SSE save area for preemptions (see [`Disposition::Preempt`]).
@@ -409,7 +410,7 @@ extern "C" fn dispatch<H: TrapHandlers>(frame: &mut TrapFrame) -> u128 {
 
 /// Called by the #PF entry, on the #PF IST stack from its top, for a nested page fault.
 extern "C" fn nested_dispatch<H: TrapHandlers>(frame: &mut TrapFrame) -> ! {
-    let state = percpu::trap_state();
+    let state = percpu::trap_state(&IrqGuard::new());
     let nesting = if state & live::NMI != 0 {
         Nesting::Nmi
     } else if state & live::MACHINE_CHECK != 0 {

@@ -30,7 +30,7 @@ fn boot() -> TestResult {
         "kernel page tables not loaded"
     );
     check!(
-        sched::is_online(cpu_ops::current_id()),
+        sched::is_online(cpu_ops::id_hint()),
         "running on an offline CPU"
     );
     check!(

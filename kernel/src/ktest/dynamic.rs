@@ -292,7 +292,7 @@ fn deep_preempted_migrated() -> TestResult {
                 // next CPU, deep as it is, and is parked there again.
                 for half in 0..2 {
                     let (faults, switches) = (me.stack.faults(), me.switches());
-                    let ticks = &trap_handlers::TIMER_TICKS[cpu_ops::current_id() as usize];
+                    let ticks = &trap_handlers::TIMER_TICKS[cpu_ops::id_hint() as usize];
                     let until = ticks.load(Ordering::Relaxed) + 6;
                     probes::spin_at(bottom, park, ticks, until);
                     if half == 0 && me.stack.faults() > faults {
@@ -302,7 +302,7 @@ fn deep_preempted_migrated() -> TestResult {
                         preempted.fetch_add(1, Ordering::Relaxed);
                     }
                     if half == 0 && cpus > 1 {
-                        sched::migrate_to((cpu_ops::current_id() + 1) % cpus);
+                        sched::migrate_to((cpu_ops::id_hint() + 1) % cpus);
                     }
                 }
             });

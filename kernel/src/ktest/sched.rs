@@ -75,6 +75,10 @@ pub const TESTS: &[KernelTest] = &[
         run: workload_with_stops_returns_the_heap,
     },
     KernelTest {
+        name: "current_names_the_caller",
+        run: current_names_the_caller,
+    },
+    KernelTest {
         name: "soak_small",
         run: soak_small,
     },
@@ -149,7 +153,7 @@ fn threads_complete() -> TestResult {
 fn preemption() -> TestResult {
     // Both threads on one CPU: the setter only runs if the spinner, which never yields, is
     // preempted.
-    let cpu = crate::hw::cpu_ops::current_id();
+    let cpu = crate::hw::cpu_ops::id_hint();
     let flag = Arc::new(AtomicBool::new(false));
     let spins = Arc::new(AtomicU64::new(0));
     let spinner = {
@@ -186,7 +190,7 @@ fn sleep_order() -> TestResult {
     let mut threads = Vec::new();
     // All on one CPU, so that they run in the order they are woken (on several CPUs that
     // order would also depend on how fast each vCPU answers its IPI).
-    let cpu = crate::hw::cpu_ops::current_id();
+    let cpu = crate::hw::cpu_ops::id_hint();
     // Three ticks apart (at the default 100 Hz), so that the tolerance below cannot hide a
     // swap of two neighbours.
     for ms in [150u64, 30, 120, 60, 90] {
@@ -404,7 +408,7 @@ fn fpu_preempted() -> TestResult {
     const TERMS: u64 = 400_000;
     let expected: Vec<u64> = (0..THREADS).map(|s| series(s, TERMS).to_bits()).collect();
     let results: Arc<Vec<AtomicU64>> = Arc::new((0..THREADS).map(|_| AtomicU64::new(0)).collect());
-    let cpu = crate::hw::cpu_ops::current_id();
+    let cpu = crate::hw::cpu_ops::id_hint();
     let mut threads = Vec::new();
     for s in 0..THREADS {
         let results = results.clone();
@@ -901,7 +905,7 @@ fn workload_with_stops_returns_the_heap() -> TestResult {
 /// may not run at all while another keeps busy), and an idle CPU flushes before it runs
 /// anything once it wakes.
 fn idle_cpus_are_not_waited_for() -> TestResult {
-    let me = crate::hw::cpu_ops::current_id() as usize;
+    let me = crate::hw::cpu_ops::id_hint() as usize;
     let others: Vec<usize> = (0..crate::hw::cpu_ops::MAX_CPUS)
         .filter(|&c| c != me && sched::is_online(c as u32))
         .collect();
@@ -941,5 +945,83 @@ fn idle_cpus_are_not_waited_for() -> TestResult {
             tlb::flushed_by(cpu)
         );
     }
+    Ok(())
+}
+
+/// Every thread asks `sched::current()` over and over while the timer preempts it; the answer
+/// must always be the asking thread. Each asker keeps itself pinned to the next CPU, so that
+/// every preemption moves it there: a preemption between reading the CPU number and reading
+/// that CPU's record would make it read the record of a CPU it no longer runs on.
+fn current_names_the_caller() -> TestResult {
+    const BURST: u64 = 4096;
+    let cpus = sched::online_cpus();
+    // On one CPU nothing can move: a short run only checks the plain answer.
+    let duration_ms: u64 = if cpus == 1 { 200 } else { 4_000 };
+    let wrong = Arc::new(AtomicU64::new(0));
+    let none = Arc::new(AtomicU64::new(0));
+    let asked = Arc::new(AtomicU64::new(0));
+    let first_wrong_ms = Arc::new(AtomicU64::new(0));
+    let preempted = || {
+        crate::trap_handlers::PREEMPTIONS
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let preempted_before = preempted();
+    let start = sched::uptime_ms();
+    let deadline = start + duration_ms;
+    let mut threads = Vec::new();
+    for _ in 0..(3 * cpus) {
+        let (wrong, none, asked, first) = (
+            wrong.clone(),
+            none.clone(),
+            asked.clone(),
+            first_wrong_ms.clone(),
+        );
+        threads.push(spawn("asker", move || {
+            while sched::uptime_ms() < deadline {
+                let here = crate::hw::cpu_ops::id_hint();
+                sched::pin_me(Some((here + 1) % cpus));
+                for _ in 0..BURST {
+                    match sched::current() {
+                        Some(me) if me.stack.contains(crate::hw::probes::stack_pointer()) => {}
+                        Some(_) => {
+                            if wrong.fetch_add(1, Ordering::Relaxed) == 0 {
+                                first.store(sched::uptime_ms() - start, Ordering::Relaxed);
+                            }
+                        }
+                        None => {
+                            none.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                asked.fetch_add(BURST, Ordering::Relaxed);
+            }
+        })?);
+    }
+    for thread in &threads {
+        sched::join(thread);
+    }
+    let preemptions = preempted() - preempted_before;
+    crate::report::log(format_args!(
+        "current_names_the_caller: {} asked in {} ms, {preemptions} preemptions, {} wrong \
+         (first at {} ms), {} none",
+        asked.load(Ordering::Relaxed),
+        sched::uptime_ms() - start,
+        wrong.load(Ordering::Relaxed),
+        first_wrong_ms.load(Ordering::Relaxed),
+        none.load(Ordering::Relaxed)
+    ));
+    check_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "answers naming another thread"
+    );
+    check_eq!(none.load(Ordering::Relaxed), 0, "answers naming no thread");
+    // Without preemptions the test asked nothing that could go wrong (each one migrates).
+    check!(
+        cpus == 1 || preemptions >= 100,
+        "only {preemptions} preemptions in {duration_ms} ms"
+    );
     Ok(())
 }

@@ -181,7 +181,7 @@ fn wait_past(counter: &AtomicU64, before: u64, by: u64) -> u64 {
 /// An NMI is handled and counted; the kernel goes on.
 fn nmi_to_self() -> TestResult {
     let irq = IrqGuard::new();
-    let cpu = cpu_ops::current_id() as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     let (before, nested_before) = (
         NMIS[cpu].load(Ordering::Acquire),
         NMIS_NESTED[cpu].load(Ordering::Acquire),
@@ -205,7 +205,7 @@ fn nmi_to_self() -> TestResult {
 fn nmi_inside_page_fault() -> TestResult {
     let address = lazy::DIRECT.start + 7 * PAGE_BYTES + 40;
     let irq = IrqGuard::new();
-    let cpu = cpu_ops::current_id() as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     let (before, nested_before) = (
         NMIS[cpu].load(Ordering::Acquire),
         NMIS_NESTED[cpu].load(Ordering::Acquire),
@@ -317,7 +317,7 @@ fn machine_check_inside_nmi() -> TestResult {
     let _held = mce::HeldLogger::new();
     let _ = queued_errors();
     let irq = IrqGuard::new();
-    let cpu = cpu_ops::current_id() as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     let (before, nested_before) = (
         NMIS[cpu].load(Ordering::Acquire),
         NMIS_NESTED[cpu].load(Ordering::Acquire),

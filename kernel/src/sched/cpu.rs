@@ -31,8 +31,6 @@ struct CpuSched {
     current: IrqMutex<Option<Arc<Thread>>>,
     /// The scheduler loop's saved stack pointer while a thread runs.
     scheduler_rsp: AtomicU64,
-    /// Where an exiting thread's last stack pointer goes (nobody reads it).
-    discarded_rsp: AtomicU64,
     /// Ticks the current thread has run since it was switched in.
     slice_used: AtomicU32,
     /// The loop is halted waiting for an interrupt.
@@ -50,7 +48,6 @@ static CPUS: [CpuSched; MAX_CPUS] = [const {
         queued: AtomicUsize::new(0),
         current: IrqMutex::new(None),
         scheduler_rsp: AtomicU64::new(0),
-        discarded_rsp: AtomicU64::new(0),
         slice_used: AtomicU32::new(0),
         idle: AtomicBool::new(false),
         resched: AtomicBool::new(false),
@@ -58,11 +55,18 @@ static CPUS: [CpuSched; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
+/// Where an exiting thread's last stack pointer goes (nobody reads it).
+static DISCARDED_RSP: AtomicU64 = AtomicU64::new(0);
 static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
 
-fn this() -> &'static CpuSched {
-    &CPUS[hwcpu::current_id() as usize]
+/// This CPU's scheduler state, for as long as the guard is borrowed. The guard is the proof
+/// that the answer stays true: with interrupts on, the calling thread could be preempted right
+/// after reading its CPU number and resumed on another CPU, and would then read or change the
+/// record of a CPU it no longer runs on (its `current` naming another thread, or none). A
+/// context switch takes the guard mutably, so the reference cannot be used across one either.
+fn this(irq: &IrqGuard) -> &CpuSched {
+    &CPUS[hwcpu::current_id(irq) as usize]
 }
 
 /// Marks CPU `cpu` (with local APIC `apic_id`) as running the scheduler.
@@ -89,25 +93,29 @@ pub fn online_cpus() -> u32 {
         .count() as u32
 }
 
-/// Returns the running thread of this CPU.
+/// Returns the running thread of this CPU: the calling thread, when a thread calls it.
 pub fn current() -> Option<Arc<Thread>> {
-    this().current.lock().clone()
+    let irq = IrqGuard::new();
+    this(&irq).current.lock().clone()
 }
 
 /// Returns the running thread of this CPU without waiting: `None` if there is none or its
 /// record is being changed right now. For fault handlers, which must not wait for a lock.
 pub fn try_current() -> Option<Arc<Thread>> {
-    this().current.try_lock().and_then(|c| c.clone())
+    let irq = IrqGuard::new();
+    this(&irq).current.try_lock().and_then(|c| c.clone())
 }
 
 /// Puts a ready thread in a run queue: its pinned CPU, or the least loaded online CPU
 /// (ties broken round-robin). Wakes that CPU if it idles.
 pub fn enqueue(thread: Arc<Thread>, pinned: Option<u32>) {
     let urgent = thread.is_urgent();
+    // `here` must stay this CPU until the IPI decision below.
+    let irq = IrqGuard::new();
     // An urgent thread runs where it is woken, at the front: no IPI to wait for (an IPI to a
     // busy CPU takes milliseconds under TCG). The scheduler loop that woke it (it reaps exited
     // threads) picks it next.
-    let here = hwcpu::current_id();
+    let here = hwcpu::current_id(&irq);
     let target = pinned.unwrap_or_else(|| {
         if urgent && is_online(here) {
             here
@@ -128,7 +136,7 @@ pub fn enqueue(thread: Arc<Thread>, pinned: Option<u32>) {
     if urgent {
         cpu.resched.store(true, Ordering::Release);
     }
-    let remote = target as u32 != hwcpu::current_id();
+    let remote = target as u32 != here;
     if remote && (urgent || cpu.idle.load(Ordering::SeqCst)) {
         send_ipi(target as u32, vector::RESCHEDULE);
     }
@@ -160,9 +168,10 @@ fn current_preemptible(cpu: &CpuSched) -> bool {
         .is_some_and(|t| t.state().preemptible())
 }
 
-/// Whether the timer should preempt the current thread now.
+/// Whether the timer should preempt the current thread now (from its handler).
 pub fn preemption_due() -> bool {
-    let cpu = this();
+    let irq = IrqGuard::new();
+    let cpu = this(&irq);
     if !current_preemptible(cpu) {
         return false;
     }
@@ -173,7 +182,8 @@ pub fn preemption_due() -> bool {
 /// Whether a reschedule IPI asked this CPU to preempt its thread now (an urgent thread is
 /// waiting in its queue).
 pub fn resched_requested() -> bool {
-    let cpu = this();
+    let irq = IrqGuard::new();
+    let cpu = this(&irq);
     current_preemptible(cpu) && cpu.resched.swap(false, Ordering::AcqRel)
 }
 
@@ -185,8 +195,8 @@ fn any_ready(cpu: &CpuSched) -> bool {
 /// Switches from the current thread to this CPU's scheduler loop; returns when the thread is
 /// resumed (possibly on another CPU), or at once for a stopped thread, which finishes where it
 /// was stopped (its only switch is its last, `switch_to_scheduler_for_good`).
-pub fn switch_to_scheduler(irq: &IrqGuard) {
-    let cpu = this();
+pub fn switch_to_scheduler(irq: &mut IrqGuard) {
+    let cpu = this(irq);
     let me = cpu
         .current
         .lock()
@@ -196,11 +206,8 @@ pub fn switch_to_scheduler(irq: &IrqGuard) {
         return;
     }
     check_on_own_stack(&me, "switches away");
-    context::switch(
-        irq,
-        &me.saved_rsp,
-        cpu.scheduler_rsp.load(Ordering::Relaxed),
-    );
+    let scheduler_rsp = cpu.scheduler_rsp.load(Ordering::Relaxed);
+    context::switch(irq, &me.saved_rsp, scheduler_rsp);
     drop(me);
     finish_switch();
 }
@@ -208,7 +215,8 @@ pub fn switch_to_scheduler(irq: &IrqGuard) {
 /// See `sched::preempt_switch`. The thread stays alive meanwhile: `current` holds it until
 /// the scheduler loop takes it after the switch.
 pub fn preempt_switch() -> Option<(u64, u64)> {
-    let cpu = this();
+    let irq = IrqGuard::new();
+    let cpu = this(&irq);
     let current = cpu.current.try_lock()?;
     let me = current.as_ref()?;
     Some((
@@ -233,7 +241,7 @@ pub fn check_on_own_stack(thread: &Thread, doing: &str) {
 fn not_on_own_stack(thread: &Thread, doing: &str, sp: u64) -> ! {
     panic!(
         "cpu{} {doing} as thread {} ({}, slot {:?}) on another stack (sp {sp:#x})",
-        hwcpu::current_id(),
+        hwcpu::id_hint(),
         thread.id(),
         thread.name(),
         thread.stack.slot()
@@ -241,13 +249,11 @@ fn not_on_own_stack(thread: &Thread, doing: &str, sp: u64) -> ! {
 }
 
 /// Switches to the scheduler loop from a thread that will never run again.
-pub fn switch_to_scheduler_for_good(irq: &IrqGuard) -> ! {
-    let cpu = this();
-    context::switch(
-        irq,
-        &cpu.discarded_rsp,
-        cpu.scheduler_rsp.load(Ordering::Relaxed),
-    );
+pub fn switch_to_scheduler_for_good(irq: &mut IrqGuard) -> ! {
+    let cpu = this(irq);
+    let scheduler_rsp = cpu.scheduler_rsp.load(Ordering::Relaxed);
+    // Nobody reads it: any cell will do, and this one is not borrowed from the guard.
+    context::switch(irq, &DISCARDED_RSP, scheduler_rsp);
     unreachable!("an exited thread was resumed")
 }
 
@@ -309,10 +315,12 @@ pub fn queued_anywhere(thread: &Thread) -> bool {
 /// Deals with the thread that just switched back to the scheduler loop: lets its stack policy
 /// account the switch, then applies `SwitchedOut` and does its duty. The bookkeeping comes
 /// first: once the new state is published, another CPU may pick the thread.
-fn put_previous(cpu: &CpuSched, previous: Arc<Thread>) {
+fn put_previous(irq: &IrqGuard, cpu_id: u32, previous: Arc<Thread>) {
+    let cpu = &CPUS[cpu_id as usize];
     let state = previous.state();
     if state != State::Exited {
         stacks::switched_out(
+            irq,
             previous.stack.slot(),
             previous.saved_rsp.load(Ordering::Acquire),
             state == State::Parking,
@@ -325,7 +333,7 @@ fn put_previous(cpu: &CpuSched, previous: Arc<Thread>) {
     match transition.duty {
         // Yielded, preempted, or woken before it could sleep: it stays ready, here.
         Duty::Enqueue => match previous.pinned() {
-            Some(pinned) if pinned != hwcpu::current_id() => enqueue(previous, Some(pinned)),
+            Some(pinned) if pinned != cpu_id => enqueue(previous, Some(pinned)),
             _ => {
                 let mut queue = cpu.run_queue.lock();
                 if previous.is_urgent() {
@@ -341,7 +349,7 @@ fn put_previous(cpu: &CpuSched, previous: Arc<Thread>) {
         // Off the CPU for good: queue its stack for release, then tell the joiners, so that
         // a joiner finds the release already queued (`work::drain` then covers it).
         Duty::Reap => {
-            crate::work::reap(previous.clone());
+            crate::work::reap(irq, previous.clone());
             previous.mark_exited();
             previous.joiners.wake_all();
         }
@@ -362,7 +370,7 @@ enum Pick {
 /// Takes the next thread this CPU may run: ready and admitted by its stack policy. A refused
 /// thread goes to the back of this CPU's queue, the stack-reclaim thread is woken, and the
 /// next candidate is tried, up to the queue's length.
-fn pick_admitted(cpu_id: u32) -> Pick {
+fn pick_admitted(irq: &IrqGuard, cpu_id: u32) -> Pick {
     let cpu = &CPUS[cpu_id as usize];
     let mut refused = 0;
     let limit = cpu.queued.load(Ordering::Relaxed) + 1;
@@ -374,7 +382,7 @@ fn pick_admitted(cpu_id: u32) -> Pick {
                 Pick::Nothing
             };
         };
-        let admission = stacks::admit(next.stack.slot());
+        let admission = stacks::admit(irq, next.stack.slot());
         if admission == stacks::Admit::Released {
             panic!(
                 "{} is Ready but its stack slot {:?} was released",
@@ -485,10 +493,17 @@ fn saved_context_elsewhere(cpu_id: u32, next: &Thread, rsp: u64) -> ! {
 
 /// The scheduler loop of CPU `cpu_id`.
 pub fn run(cpu_id: u32) -> ! {
+    // The loop runs on this CPU's own stack and never moves: its `cpu` stays true across its
+    // switches, unlike a thread's view of "this CPU".
+    assert_eq!(
+        cpu_id,
+        hwcpu::current_id(&IrqGuard::new()),
+        "scheduler loop on another CPU"
+    );
     let cpu = &CPUS[cpu_id as usize];
     loop {
-        let irq = IrqGuard::new();
-        let next = match pick_admitted(cpu_id) {
+        let mut irq = IrqGuard::new();
+        let next = match pick_admitted(&irq, cpu_id) {
             Pick::Thread(next) => next,
             Pick::Refused => {
                 // Retry at the next interrupt (the timer, or memory freed by a wake-up).
@@ -513,8 +528,8 @@ pub fn run(cpu_id: u32) -> ! {
             saved_context_elsewhere(cpu_id, &next, rsp);
         }
         *cpu.current.lock() = Some(next);
-        context::switch(&irq, &cpu.scheduler_rsp, rsp);
+        context::switch(&mut irq, &cpu.scheduler_rsp, rsp);
         let previous = cpu.current.lock().take().expect("a thread switched back");
-        put_previous(cpu, previous);
+        put_previous(&irq, cpu_id, previous);
     }
 }

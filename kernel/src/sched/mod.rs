@@ -198,8 +198,8 @@ pub fn try_current() -> Option<Arc<Thread>> {
 /// Gives the CPU to another ready thread, if there is one. A stopped thread, which finishes
 /// where it was stopped, does not give it up.
 pub fn yield_now() {
-    let irq = IrqGuard::new();
-    cpu::switch_to_scheduler(&irq);
+    let mut irq = IrqGuard::new();
+    cpu::switch_to_scheduler(&mut irq);
 }
 
 /// Moves the calling thread to CPU `cpu` now (it keeps any pin it had elsewhere afterwards).
@@ -211,30 +211,36 @@ pub fn migrate_to(cpu: u32) {
     me.set_pinned(pin);
 }
 
+/// Pins the calling thread to `cpu` (or lets it run anywhere) from its next switch on: the
+/// next yield or preemption moves it there.
+pub fn pin_me(cpu: Option<u32>) {
+    current().expect("pin_me outside a thread").set_pinned(cpu);
+}
+
 /// Leaves the CPU after the caller parked (`Parking`) and registered where a waker will find
 /// it; returns at once if a waker already made it `Running` again.
 pub fn block() {
-    let irq = IrqGuard::new();
+    let mut irq = IrqGuard::new();
     let me = current().expect("block outside a thread");
     let state = me.state();
     drop(me);
     match state {
         State::Running => {}
-        State::Parking => cpu::switch_to_scheduler(&irq),
+        State::Parking => cpu::switch_to_scheduler(&mut irq),
         other => panic!("block in state {other:?}"),
     }
 }
 
 /// Ends the calling thread. Its stack is freed later by the worker of the CPU it exits on.
 pub fn exit() -> ! {
-    let irq = IrqGuard::new();
+    let mut irq = IrqGuard::new();
     let me = current().expect("exit outside a thread");
     cpu::check_on_own_stack(&me, "exits");
     if let Err(refused) = me.state.apply(Event::Exit) {
         panic!("{} cannot exit: {refused}", me.name());
     }
     drop(me);
-    cpu::switch_to_scheduler_for_good(&irq)
+    cpu::switch_to_scheduler_for_good(&mut irq)
 }
 
 /// Prepares to stop the thread running on this CPU after a fatal fault on its own stack
@@ -315,7 +321,7 @@ pub fn uptime_resolution_ms() -> u64 {
 /// sleepers, and returns whether the interrupted thread should be preempted (then the trap
 /// entry switches it out with the operands of [`preempt_switch`]).
 pub fn tick() -> bool {
-    if hwcpu::current_id() == 0 {
+    if hwcpu::current_id(&IrqGuard::new()) == 0 {
         timer::tick();
     }
     cpu::preemption_due()

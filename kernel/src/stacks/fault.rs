@@ -62,8 +62,10 @@ pub fn handle_fault(address: u64) -> FaultResult {
     let slot = location.slot;
     let depth = region.layout.depth_in_bytes(slot, addr);
     let counts = slot_counters(slot);
+    // Trap context: interrupts are off already; the guard only proves it.
+    let irq = cpu_ops::IrqGuard::new();
     if location.part == SlotPart::Guard {
-        let cpu = cpu_ops::current_id() as usize;
+        let cpu = cpu_ops::current_id(&irq) as usize;
         let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
             fault::handle(
                 platform,
@@ -78,7 +80,7 @@ pub fn handle_fault(address: u64) -> FaultResult {
         counts.guard_hits.fetch_add(1, Ordering::Relaxed);
         return FaultResult::Guard { slot, depth };
     }
-    let cpu = cpu_ops::current_id() as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
         fault::handle(
             platform,

@@ -201,9 +201,15 @@ pub fn create_in_group(policy: Policy, group: GroupId) -> Result<ThreadStack, St
 
 fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError> {
     let region = region();
-    let cpu = cpu_ops::current_id() as usize;
+    // The cache of the CPU this runs on now; the thread may move on afterwards, so `cpu` only
+    // says where the stack came from (a failed creation puts it back there) and which CPU's
+    // counters (atomics, summed on read) count it.
+    let (cpu, cached) = {
+        let irq = cpu_ops::IrqGuard::new();
+        let cpu = cpu_ops::current_id(&irq) as usize;
+        (cpu, CACHES[cpu][accounting::index(policy)].lock().take())
+    };
     let cache = &CACHES[cpu][accounting::index(policy)];
-    let cached = cache.lock().take();
     let source = match cached {
         Some(cached) => StackSource::Cached(cached),
         None => StackSource::Fresh(take_slot()?),
@@ -289,18 +295,23 @@ pub fn release(stack: &ThreadStack) {
     counts.released.fetch_add(1, Ordering::Relaxed);
     cell.populated.store(0, Ordering::Relaxed);
     let group = live.group();
-    let cpu = cpu_ops::current_id() as usize;
-    let cache = &CACHES[cpu][accounting::index(live.policy())];
+    let policy = live.policy();
     let exited = stack::exit(live);
     let mut platform = X86Platform::releasing();
-    let released = stack::release(
-        &mut platform,
-        &region.layout,
-        &mut cache.lock(),
-        &COUNTERS[cpu],
-        &GROUPS[group.as_usize()],
-        exited,
-    );
+    // Into the cache of the CPU this runs on, chosen and filled under one guard (the workers
+    // that call this are pinned, but the rule holds for any caller).
+    let released = {
+        let irq = cpu_ops::IrqGuard::new();
+        let cpu = cpu_ops::current_id(&irq) as usize;
+        stack::release(
+            &mut platform,
+            &region.layout,
+            &mut CACHES[cpu][accounting::index(policy)].lock(),
+            &COUNTERS[cpu],
+            &GROUPS[group.as_usize()],
+            exited,
+        )
+    };
     if let Released::Freed(slot) = released {
         free_slot(slot.as_u32(), &platform);
     }

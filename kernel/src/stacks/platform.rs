@@ -69,8 +69,14 @@ fn flush_need(stale: Stale) -> FlushNeed {
 }
 
 impl Platform for X86Platform {
+    /// Only the fault path asks (to check the magazine is this CPU's), in trap context: with
+    /// interrupts off, so the answer is still true when dks-core compares it.
     fn current_cpu(&self) -> CpuId {
-        CpuId::new(cpu_ops::current_id())
+        assert!(
+            !cpu_ops::interrupts_enabled(),
+            "current_cpu asked with interrupts on"
+        );
+        CpuId::new(cpu_ops::current_id(&cpu_ops::IrqGuard::new()))
     }
 
     fn alloc_frame(&mut self, how: Urgency) -> Option<Frame> {

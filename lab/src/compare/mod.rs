@@ -25,6 +25,7 @@
 
 pub mod figures;
 pub mod report;
+pub mod sweep;
 pub mod table;
 
 use std::io::Write;

@@ -80,23 +80,21 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
     ]
 }
 
-/// Returns the table: a title line, the header, one row per policy, the non-stack fault costs
-/// and the legend.
-pub fn render(comparison: &Comparison) -> String {
-    let mut rows: Vec<Vec<String>> = vec![HEADERS.iter().map(|h| (*h).to_owned()).collect()];
-    rows.extend(comparison.policies.iter().map(cells));
-    let widths: Vec<usize> = (0..HEADERS.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+/// Returns `rows` (the first is the header) as lines of columns two spaces apart: the first
+/// column aligned left, the others right.
+pub fn aligned(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
-    let boots = match comparison.workload_boots {
-        1 => "all policies in one boot".to_owned(),
-        n => format!("one boot per policy ({n} boots)"),
-    };
-    let mut text = format!(
-        "dks compare: scenario {} ({} CPU(s), max_stack {}K, {boots})\n",
-        comparison.scenario, comparison.cpus, comparison.max_stack_kib
-    );
-    for row in &rows {
+    let mut text = String::new();
+    for row in rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -109,6 +107,23 @@ pub fn render(comparison: &Comparison) -> String {
         text.push_str(line.join("  ").trim_end());
         text.push('\n');
     }
+    text
+}
+
+/// Returns the table: a title line, the header, one row per policy, the non-stack fault costs
+/// and the legend.
+pub fn render(comparison: &Comparison) -> String {
+    let mut rows: Vec<Vec<String>> = vec![HEADERS.iter().map(|h| (*h).to_owned()).collect()];
+    rows.extend(comparison.policies.iter().map(cells));
+    let boots = match comparison.workload_boots {
+        1 => "all policies in one boot".to_owned(),
+        n => format!("one boot per policy ({n} boots)"),
+    };
+    let mut text = format!(
+        "dks compare: scenario {} ({} CPU(s), max_stack {}K, {boots})\n",
+        comparison.scenario, comparison.cpus, comparison.max_stack_kib
+    );
+    text.push_str(&aligned(&rows));
     let paths = &comparison.fault_paths;
     text.push_str(&format!(
         "non-stack page fault: {} insns handled on the IST stack, {} moved to the interrupted stack\n",

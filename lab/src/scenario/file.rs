@@ -68,13 +68,29 @@ struct RawGroup {
 
 /// Parses and checks `text`.
 pub(super) fn parse(text: &str, origin: Origin) -> Result<Scenario, ScenarioError> {
-    let raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError {
+    parse_with(text, origin, None)
+}
+
+/// Parses and checks `text`, with its `max_stack` replaced by `max_stack` when given.
+pub(super) fn parse_with(
+    text: &str,
+    origin: Origin,
+    max_stack: Option<&str>,
+) -> Result<Scenario, ScenarioError> {
+    let mut raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError {
         origin: origin.to_string(),
         key: String::new(),
         problem: e.to_string().trim_end().to_owned(),
     })?;
+    let origin_text = match max_stack {
+        Some(size) => {
+            raw.max_stack = Some(size.to_owned());
+            format!("{origin} at --max-stack {size}")
+        }
+        None => origin.to_string(),
+    };
     check(raw, &origin).map_err(|(key, problem)| ScenarioError {
-        origin: origin.to_string(),
+        origin: origin_text,
         key,
         problem,
     })

@@ -132,6 +132,18 @@ pub struct BootPlan {
 
 /// Reads the scenario `spec`: a built-in's name, or the path of a TOML file.
 pub fn load(spec: &str) -> Result<Scenario, ScenarioError> {
+    load_with(spec, None)
+}
+
+/// Reads the scenario `spec` as [`load`] does, with its `max_stack` replaced by `max_stack`
+/// (`"16K"`, `"32K"` or `"64K"`, e.g. from `dks compare --max-stack`): every depth is checked
+/// against that size, and an error names the override.
+pub fn load_at_max_stack(spec: &str, max_stack: &str) -> Result<Scenario, ScenarioError> {
+    load_with(spec, Some(max_stack))
+}
+
+fn load_with(spec: &str, max_stack: Option<&str>) -> Result<Scenario, ScenarioError> {
+    let parse = |text: &str, origin: Origin| file::parse_with(text, origin, max_stack);
     if let Some(text) = builtin::text(spec) {
         return parse(text, Origin::Builtin(spec.to_owned()));
     }

@@ -723,3 +723,31 @@ fn every_bad_census_reference_is_one_error() {
         "{error}"
     );
 }
+
+#[test]
+fn max_stack_can_be_overridden_and_depths_are_checked_against_the_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.toml");
+    std::fs::write(
+        &path,
+        "name = \"deep\"\nduration_ms = 100\nmax_stack = \"32K\"\n\n[[group]]\nname = \"g\"\n\
+         policy = \"each\"\nthreads = 2\nlifetime = \"short\"\ndepth = { fixed = 20000 }\n",
+    )
+    .unwrap();
+    let spec = path.to_str().unwrap();
+    assert_eq!(load(spec).unwrap().max_stack_bytes, 32 * 1024);
+    assert_eq!(
+        load_at_max_stack(spec, "64K").unwrap().max_stack_bytes,
+        64 * 1024
+    );
+    let error = load_at_max_stack(spec, "16K").unwrap_err().to_string();
+    assert!(
+        error.contains("at --max-stack 16K")
+            && error.contains("20000 bytes is beyond max_stack (16384 bytes)"),
+        "{error}"
+    );
+    assert_eq!(
+        load_at_max_stack("storage", "64K").unwrap().max_stack_bytes,
+        64 * 1024
+    );
+}
