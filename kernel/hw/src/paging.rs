@@ -166,6 +166,7 @@ pub(crate) fn existing_leaf(virt: u64) -> Option<&'static AtomicU64> {
 }
 
 /// Returns the leaf entry for `virt`, creating the tables above it (zeroed, normal urgency).
+#[inline]
 pub(crate) fn ensure_leaf(virt: u64) -> Result<&'static AtomicU64, MapError> {
     if let Some(e) = existing_leaf(virt) {
         return Ok(e);
@@ -243,6 +244,7 @@ pub(crate) fn unmap(virt: u64) -> Option<(Frame, Flush)> {
 }
 
 /// Returns whether `page` is a page-aligned address of the lazy region.
+#[inline]
 fn is_lazy_page(page: u64) -> bool {
     page.wrapping_sub(layout::LAZY_REGION_BASE) < layout::LAZY_REGION_BYTES
         && page.is_multiple_of(PAGE_BYTES)
@@ -254,6 +256,7 @@ fn is_lazy_page(page: u64) -> bool {
 ///
 /// # Panics
 /// If `page` is not a page of the lazy region.
+#[inline]
 pub fn map_lazy_page(page: u64, frame: Frame) -> Result<Flush, (Frame, MapError)> {
     assert!(is_lazy_page(page), "{page:#x} is not a lazy-region page");
     map(page, frame, flags::DATA)
@@ -263,6 +266,7 @@ pub fn map_lazy_page(page: u64, frame: Frame) -> Result<Flush, (Frame, MapError)
 ///
 /// # Panics
 /// If `page` is not a page of the lazy region.
+#[inline]
 pub fn unmap_lazy_page(page: u64) -> Option<(Frame, Flush)> {
     assert!(is_lazy_page(page), "{page:#x} is not a lazy-region page");
     unmap(page)

@@ -29,9 +29,11 @@ pub fn set_spin_work(work: fn(&IrqGuard)) {
 /// lock is taken, and the lock's fast path stays small where it is inlined.
 #[cold]
 #[inline(never)]
-fn spin_work(irq: &IrqGuard) {
+fn spin_work() {
     if let Some(work) = SPIN_WORK.get() {
-        work(irq);
+        // Interrupts are off already (the lock's own guard): this guard only proves it, and
+        // taking it here keeps the caller's guard out of memory on the lock's fast path.
+        work(&IrqGuard::new());
     }
 }
 
@@ -65,7 +67,7 @@ impl<T> IrqMutex<T> {
             if let Some(guard) = self.inner.try_lock() {
                 return IrqMutexGuard { guard, _irq: irq };
             }
-            spin_work(&irq);
+            spin_work();
             core::hint::spin_loop();
         }
     }
