@@ -91,6 +91,11 @@ pub struct Config {
     pub max_stack_bytes: u64,
     /// Stack slots in the stack region (the most threads alive at once).
     pub slots: u32,
+    /// The stack-memory limit of the workload threads' group (the memory-cgroup analogue),
+    /// pages; `None`: no limit.
+    pub group_limit_pages: Option<u64>,
+    /// The most the kernel heap may grow to, MiB; `None`: as far as memory allows.
+    pub heap_limit_mib: Option<u64>,
     /// A measurement (`bench=costs`, `bench=soak:N`) instead of tests or a workload.
     pub bench: Option<Bench>,
     /// Run a workload: the plan in the first boot module, or a built-in one.
@@ -108,7 +113,9 @@ impl Default for Config {
             hz: 100,
             crash: None,
             max_stack_bytes: 16 * 1024,
-            slots: 8192,
+            slots: dks_protocol::scenario::DEFAULT_SLOTS,
+            group_limit_pages: None,
+            heap_limit_mib: None,
             bench: None,
             workload: None,
             tsc_counts_instructions: false,
@@ -144,7 +151,15 @@ const KEYS: &[(&str, &str)] = &[
          nmi-page-fault, machine-check-page-fault, kernel-thread-overflow",
     ),
     ("max_stack", "16K, 32K or 64K"),
-    ("slots", "stack slots, 64 to 65536"),
+    ("slots", "stack slots, 64 to 1004096"),
+    (
+        "group_limit",
+        "the workload group's stack limit in pages, 1 to 4294967295",
+    ),
+    (
+        "heap_limit_mib",
+        "the most the kernel heap may grow to, MiB, 8 to 65536",
+    ),
     (
         "bench",
         "costs, or soak:N (N thread lifetimes, 1 to 100000000)",
@@ -158,6 +173,11 @@ const KEYS: &[(&str, &str)] = &[
         "time, or instructions (QEMU runs with -icount shift=0)",
     ),
 ];
+
+const _: () = assert!(
+    dks_protocol::scenario::MAX_SLOTS == 1_004_096,
+    "the accepted text of `slots` names the largest"
+);
 
 fn accepted_for(key: &str) -> &'static str {
     KEYS.iter().find(|(k, _)| *k == key).map_or("", |(_, a)| a)
@@ -328,9 +348,21 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                 }
             }
             "slots" => {
-                config.slots = parse_in_range(value, 64, 65_536)
-                    .ok_or_else(|| error("not a number in range"))?
-                    as u32
+                config.slots =
+                    parse_in_range(value, 64, u64::from(dks_protocol::scenario::MAX_SLOTS))
+                        .ok_or_else(|| error("not a number in range"))? as u32
+            }
+            "heap_limit_mib" => {
+                config.heap_limit_mib = Some(
+                    parse_in_range(value, 8, 65_536)
+                        .ok_or_else(|| error("not a size in MiB in range"))?,
+                )
+            }
+            "group_limit" => {
+                config.group_limit_pages = Some(
+                    parse_in_range(value, 1, u64::from(u32::MAX))
+                        .ok_or_else(|| error("not a page count in range"))?,
+                )
             }
             "crash" => {
                 config.crash = Some(match value {

@@ -23,6 +23,7 @@ mod ktest;
 mod lazy;
 mod mce;
 mod mm;
+mod overhead;
 mod reclaim_thread;
 mod report;
 mod sched;
@@ -83,6 +84,7 @@ fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     hw::frame::register(&frames::KernelFrames);
     hw::paging::init(info.ram());
     let ram_bytes: u64 = info.ram().iter().map(|r| r.bytes).sum();
+    hw::heap::set_growth(&mm::heap::KernelHeapGrowth);
     hw::heap::init(heap_bytes(ram_bytes));
     hw::gdt::init_this_cpu();
     hw::idt::load_on_this_cpu();
@@ -121,6 +123,9 @@ fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
         report::log(format_args!("stack region: {e:?}"));
         report::exit(ExitCode::ConfigError, "bad stack layout");
     }
+    // The workload threads' group (group 0), as a memory cgroup's limit would.
+    stacks::group(dks_core::GroupId::new(0)).set_limit(config.group_limit_pages);
+    mm::heap::set_limit(config.heap_limit_mib.map(|mib| mib << 20));
     sched::init(config.hz);
     hw::apic::start_periodic_timer(config.hz);
     let cpus = smp::start_all(info.rsdp, config.hz);

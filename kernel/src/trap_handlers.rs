@@ -164,6 +164,10 @@ fn preempt(irq: &IrqGuard, frame: &mut TrapFrame) -> Disposition {
     let Some(thread) = sched::try_current() else {
         return Disposition::Done;
     };
+    // The save area comes at the first preemption; without room for it, no preemption now.
+    let Some(fpu_area) = thread.fpu_area() else {
+        return Disposition::Done;
+    };
     let target = bounce_target(frame.rsp);
     let lowest = target - PREEMPT_FRAME_BYTES as u64;
     if let Err((address, failure)) = prepare_move(frame, lowest) {
@@ -175,7 +179,7 @@ fn preempt(irq: &IrqGuard, frame: &mut TrapFrame) -> Disposition {
     };
     entry::set_preempt_switch(irq, save_at, load_rsp);
     PREEMPTIONS[cpu_ops::current_id(irq) as usize].fetch_add(1, Ordering::Relaxed);
-    Disposition::Preempt(target, thread.fpu_area())
+    Disposition::Preempt(target, fpu_area)
 }
 
 /// The kernel's trap handlers, installed in the entry path at boot

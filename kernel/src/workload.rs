@@ -38,7 +38,7 @@ use crate::hw::sync::IrqMutex;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy, StackError};
-use crate::{mce, report, tlb, vmstat};
+use crate::{mce, overhead, report, tlb, vmstat};
 
 /// A small, seedable PRNG (xorshift64*).
 #[derive(Debug)]
@@ -189,6 +189,10 @@ struct Group {
     created: AtomicU64,
     /// Creations refused, by cause: no slot, no memory, the group's limit.
     refused: [AtomicU64; 3],
+    /// First threads never tried once memory ran out (see `SpawnFailure::not_attempted`).
+    not_attempted: AtomicU64,
+    /// Of the refusals for want of memory, those of the heap (see `mm::heap`).
+    out_of_heap: AtomicU64,
 }
 
 /// The whole run.
@@ -317,8 +321,24 @@ const HOUSEKEEPING_MS: u64 = 20;
 /// Runs `plan` to its end and prints its samples and final statistics. Returns how it ended: a
 /// run that could not create every thread its plan asks for (`SpawnFailure` records), or whose
 /// threads were never admitted because memory never came back (`AdmissionStall` records), has
-/// failed, whatever its figures say.
+/// failed, whatever its figures say. Memory before the threads were created and after they
+/// all exited is printed as a `MemoryBalance` record, what they cost beyond their stacks as
+/// `ThreadOverhead` records (see `overhead`).
 pub fn run(plan: Plan) -> Ending {
+    // Cached stacks of earlier work would blur both balances.
+    stacks::drain_caches();
+    let before = overhead::Snapshot::take();
+    let ending = run_plan(plan, &before);
+    crate::work::drain();
+    stacks::drain_caches();
+    overhead::emit_balance(&before);
+    ending
+}
+
+/// Log a line every this many threads created (for plans that create many).
+const CREATION_LOG_EVERY: u64 = 100_000;
+
+fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
     let groups = plan
         .groups
         .iter()
@@ -332,13 +352,22 @@ pub fn run(plan: Plan) -> Ending {
                 peer_token: AtomicU64::new(0),
                 created: AtomicU64::new(0),
                 refused: [const { AtomicU64::new(0) }; 3],
+                not_attempted: AtomicU64::new(0),
+                out_of_heap: AtomicU64::new(0),
             })
         })
         .collect();
+    // Room for every thread at once, taken now: doubling these lists one thread at a time
+    // would ask the heap for ever larger blocks while it fills up. Without the room they
+    // grow as before (and creations are refused when the heap cannot).
+    let at_once: usize = plan.groups.iter().map(|g| g.threads as usize).sum();
+    let (mut members, mut threads) = (Vec::new(), Vec::new());
+    let _ = members.try_reserve_exact(at_once);
+    let _ = threads.try_reserve_exact(at_once);
     let run = Arc::new(Run {
         groups,
-        members: IrqMutex::new(Vec::new()),
-        threads: IrqMutex::new(Vec::new()),
+        members: IrqMutex::new(members),
+        threads: IrqMutex::new(threads),
         stop: AtomicBool::new(false),
         next_seed: AtomicU64::new(plan.seed),
         plan,
@@ -349,12 +378,40 @@ pub fn run(plan: Plan) -> Ending {
         run.groups.len(),
         run.plan.duration_ms
     ));
-    let start = sched::uptime_ms();
+    let mut created = 0u64;
+    let creation_start = sched::uptime_ms();
     for group in &run.groups {
-        for _ in 0..group.plan.threads {
-            start_member(&run, group);
+        for index in 0..group.plan.threads {
+            if start_member(&run, group) == Err(StackError::OutOfMemory) {
+                // Memory has run out: every further creation would fail the same way, and
+                // each failure costs a purge of the TLB quarantine. How far the group got is
+                // what the `SpawnFailure` record says.
+                let rest = u64::from(group.plan.threads - index - 1);
+                group.not_attempted.store(rest, Ordering::Relaxed);
+                report::log(format_args!(
+                    "workload {}: out of memory after {} threads of group {}",
+                    run.plan.name,
+                    group.created.load(Ordering::Relaxed),
+                    group.plan.name
+                ));
+                break;
+            }
+            created += 1;
+            if created.is_multiple_of(CREATION_LOG_EVERY) {
+                report::log(format_args!(
+                    "workload {}: {created} threads created",
+                    run.plan.name
+                ));
+            }
         }
     }
+    // The duration counts from when every thread exists: creating a million takes a while.
+    let start = sched::uptime_ms();
+    report::log(format_args!(
+        "workload {}: {created} threads created in {} ms",
+        run.plan.name,
+        start - creation_start
+    ));
     let end = start + u64::from(run.plan.duration_ms);
     let mut next_sample = start;
     loop {
@@ -382,7 +439,13 @@ pub fn run(plan: Plan) -> Ending {
     }
     // The state at the end of the run, before its threads are told to stop.
     vmstat::emit_counters("end");
+    overhead::emit_thread_overhead(before, run_policies(&run));
     run.stop.store(true, Ordering::Release);
+    let stop_start = sched::uptime_ms();
+    // Threads asleep on a timer (between rounds, or blocked at a path's bottom) see the stop
+    // now, not when their sleep would have ended: a population asleep for a minute would
+    // otherwise keep the run waiting that long. Only workload threads are not the kernel's own.
+    sched::wake_sleepers(|thread| !stacks::is_system(thread.stack.slot()));
     let mut stalled: Vec<Arc<Thread>> = Vec::new();
     loop {
         for group in &run.groups {
@@ -405,6 +468,11 @@ pub fn run(plan: Plan) -> Ending {
         });
         sched::report_admission_stall(thread.admission_refused_by(), thread, waited_ms, "at_end");
     }
+    report::log(format_args!(
+        "workload {}: every thread stopped in {} ms",
+        run.plan.name,
+        sched::uptime_ms() - stop_start
+    ));
     let irqoff = IRQOFF_PATHS.swap(0, Ordering::Relaxed);
     if irqoff > 0 {
         report::log(format_args!(
@@ -464,10 +532,11 @@ fn report_refusals(run: &Run) -> u64 {
         let [no_slot, out_of_memory, group_limit] =
             group.refused.each_ref().map(|n| n.load(Ordering::Relaxed));
         let refused = no_slot + out_of_memory + group_limit;
-        if refused == 0 {
+        let not_attempted = group.not_attempted.load(Ordering::Relaxed);
+        if refused == 0 && not_attempted == 0 {
             continue;
         }
-        refused_in_all += refused;
+        refused_in_all += refused + not_attempted;
         report::emit(&Record::SpawnFailure(SpawnFailure {
             group: Cow::Borrowed(&group.plan.name),
             policy: Cow::Borrowed(group.policy.name()),
@@ -475,12 +544,31 @@ fn report_refusals(run: &Run) -> u64 {
             no_slot,
             out_of_memory,
             group_limit,
+            planned: u64::from(group.plan.threads),
+            not_attempted,
+            out_of_heap: group.out_of_heap.load(Ordering::Relaxed),
         }));
     }
     refused_in_all
 }
 
-fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
+/// The policies a run's groups use, in `Policy::ALL` order.
+fn run_policies(run: &Run) -> impl Iterator<Item = Policy> + Clone + '_ {
+    Policy::ALL
+        .into_iter()
+        .filter(|&policy| run.groups.iter().any(|g| g.policy == policy))
+}
+
+/// Creates one thread of `group`; a refusal is counted in the group and returned.
+fn start_member(run: &Arc<Run>, group: &Arc<Group>) -> Result<(), StackError> {
+    // The member and the run's two entries for it come from the heap too (see `mm::heap`).
+    let member_bytes = core::mem::size_of::<Member>() + 2 * core::mem::size_of::<Arc<Member>>();
+    if !crate::mm::heap::ensure_free(member_bytes as u64 + 64) {
+        group.refused[1].fetch_add(1, Ordering::Relaxed);
+        group.out_of_heap.fetch_add(1, Ordering::Relaxed);
+        return Err(StackError::OutOfMemory);
+    }
+    let heap_refusals = crate::mm::heap::refusals();
     let member = Arc::new(Member {
         policy: group.policy,
         live_depth: AtomicU64::new(0),
@@ -503,14 +591,20 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) {
             group.created.fetch_add(1, Ordering::Relaxed);
             run.members.lock().push(member);
             run.threads.lock().push(thread);
+            Ok(())
         }
         Err(error) => {
+            // Another CPU's refusal may land in between: close enough for a cause.
+            if crate::mm::heap::refusals() != heap_refusals {
+                group.out_of_heap.fetch_add(1, Ordering::Relaxed);
+            }
             let cause = match error {
                 StackError::NoSlot => 0,
                 StackError::OutOfMemory => 1,
                 StackError::GroupLimit => 2,
             };
             group.refused[cause].fetch_add(1, Ordering::Relaxed);
+            Err(error)
         }
     }
 }
@@ -579,12 +673,16 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
         member.live_depth.store(base, Ordering::Relaxed);
     }
     checks.threads_finished.fetch_add(1, Ordering::Relaxed);
+    if paths == 0 {
+        checks.threads_idle.fetch_add(1, Ordering::Relaxed);
+    }
     member.alive.store(false, Ordering::Release);
     if group.plan.lifetime == Lifetime::Short
         && group.plan.respawn
         && !run.stop.load(Ordering::Acquire)
     {
-        start_member(run, group);
+        // A refusal is counted in the group (and fails the run); nothing else to do here.
+        let _ = start_member(run, group);
     }
 }
 
@@ -666,6 +764,8 @@ fn descend(
 /// Per policy (in `Policy::ALL` order): what its workload threads did and found.
 struct PolicyChecks {
     threads_finished: AtomicU64,
+    /// Of those, threads that ended without a single path (the run stopped first).
+    threads_idle: AtomicU64,
     paths: AtomicU64,
     frames: AtomicU64,
     corrupted: AtomicU64,
@@ -675,6 +775,7 @@ struct PolicyChecks {
 static CHECKS: [PolicyChecks; Policy::ALL.len()] = [const {
     PolicyChecks {
         threads_finished: AtomicU64::new(0),
+        threads_idle: AtomicU64::new(0),
         paths: AtomicU64::new(0),
         frames: AtomicU64::new(0),
         corrupted: AtomicU64::new(0),
@@ -712,6 +813,7 @@ fn emit_checks(run: &Run) -> u64 {
         let stat = WorkloadStat {
             policy: Cow::Borrowed(policy.name()),
             threads_finished: take(&c.threads_finished),
+            threads_idle: take(&c.threads_idle),
             paths: take(&c.paths),
             frames_checked: take(&c.frames),
             frames_corrupted: take(&c.corrupted),

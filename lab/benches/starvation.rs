@@ -3,9 +3,10 @@
 //! guest memories from 32 MiB. Every run must end in success or in a clear record: no panic,
 //! no silent hang (a timeout), and `guaranteed` never has a fatal stack fault.
 //!
-//! `cargo bench -p dks-lab --bench starvation` (about 15 minutes on a 2-core machine; not part
-//! of the test suite). `-- --quick` runs one memory size only. It prints the matrix and the
-//! counts per outcome, writes them as JSON to `target/starvation.json`, and exits non-zero
+//! `cargo bench -p dks-lab --bench starvation` (160 runs, about 20 minutes on a 2-core
+//! machine; not part of the test suite). `-- --quick` runs one memory size only. It prints the
+//! matrix and the counts per outcome, writes them as JSON to `target/starvation.json`, keeps
+//! the consoles of every run that ended badly in `target/starvation-logs/`, and exits non-zero
 //! when a run ended badly.
 
 use std::collections::BTreeMap;
@@ -94,6 +95,8 @@ impl Ending {
 }
 
 struct Run {
+    /// The console log of a run that ended badly, kept for diagnosis.
+    kept_log: Option<PathBuf>,
     memory_mib: u64,
     pattern: &'static str,
     reserve: u64,
@@ -153,7 +156,7 @@ fn compare(
         .arg(kernel)
         .arg("--scenario")
         .arg(&path)
-        .args(["--policies", "fault,guaranteed", "--timeout", "90"])
+        .args(["--policies", "fault,guaranteed", "--timeout", "180"])
         .arg("--json")
         .arg(&json_path)
         .arg("--log")
@@ -217,7 +220,20 @@ fn run_one(kernel: &Path, dir: &Path, memory_mib: u64, pattern: &'static str, re
             .unwrap_or("no verdict line")
             .to_owned()
     };
+    // A bad ending's consoles are kept beside the JSON (target/starvation-logs/).
+    let kept_log = (ending.bad() || guaranteed_fatal > 0).then(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/starvation-logs");
+        let name = format!(
+            "{memory_mib}M-{}-reserve{reserve}.log",
+            pattern.replace(':', "_")
+        );
+        let path = dir.join(name);
+        let kept = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &log));
+        kept.map(|()| path)
+            .unwrap_or_else(|e| panic!("keep the console log: {e}"))
+    });
     Run {
+        kept_log,
         memory_mib,
         pattern,
         reserve,
@@ -295,14 +311,17 @@ fn main() {
         .collect();
     for run in &bad {
         println!(
-            "BAD: {} MiB {} reserve={} -> {:?} (exit {:?}, guaranteed fatal {}): {}",
+            "BAD: {} MiB {} reserve={} -> {:?} (exit {:?}, guaranteed fatal {}): {}; consoles: {}",
             run.memory_mib,
             run.pattern,
             run.reserve,
             run.ending,
             run.exit,
             run.guaranteed_fatal,
-            run.detail
+            run.detail,
+            run.kept_log
+                .as_ref()
+                .map_or("not kept".into(), |p| p.display().to_string())
         );
     }
     let report = json!({

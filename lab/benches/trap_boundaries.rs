@@ -531,7 +531,7 @@ fn workload_plan(scratch: &Path, seconds: u32) -> (Vec<String>, PathBuf, MemoryS
     assert_eq!(boots.len(), 1, "one boot");
     let path = scratch.join("plan.json");
     std::fs::write(&path, serde_json::to_vec(&boots[0].plan).expect("JSON")).expect("write");
-    (scenario.kernel_args(), path, scenario.memory)
+    (scenario.kernel_args(&boots[0].plan), path, scenario.memory)
 }
 
 fn main() -> ExitCode {

@@ -14,8 +14,8 @@ use std::io::BufRead;
 
 use dks_protocol::record::{
     AdmissionStall, Boot, ConfigError, Cost, Exit, GuardHit, Log, MachineCheck, Panic, PolicyStat,
-    Record, Sample, SpawnFailure, StackFault, TestBegin, TestEnd, ThreadPages, Vmstat,
-    WorkloadStat,
+    Record, Sample, SpawnFailure, StackFault, TestBegin, TestEnd, ThreadOverhead, ThreadPages,
+    Vmstat, WorkloadStat,
 };
 use dks_protocol::wire;
 
@@ -117,6 +117,11 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
             when: own(a.when),
             ..a
         }),
+        Record::ThreadOverhead(o) => Record::ThreadOverhead(ThreadOverhead {
+            policy: own(o.policy),
+            ..o
+        }),
+        Record::MemoryBalance(b) => Record::MemoryBalance(b),
         Record::SpawnFailure(f) => Record::SpawnFailure(SpawnFailure {
             group: own(f.group),
             policy: own(f.policy),

@@ -117,10 +117,11 @@ pub fn record(record: &Record<'_>) -> String {
         ),
         Record::Log(l) => format!("[log] {}", one_line(&l.text)),
         Record::WorkloadStat(w) => format!(
-            "[workload {}] {} thread(s) finished, {} path(s); {} frame(s) checked, {} corrupted; \
-             checksum {:#018x}",
+            "[workload {}] {} thread(s) finished ({} without a path), {} path(s); {} frame(s) \
+             checked, {} corrupted; checksum {:#018x}",
             one_line(&w.policy),
             w.threads_finished,
+            w.threads_idle,
             w.paths,
             w.frames_checked,
             w.frames_corrupted,
@@ -141,16 +142,65 @@ pub fn record(record: &Record<'_>) -> String {
             a.need_pages,
             a.magazine_pages
         ),
-        Record::SpawnFailure(f) => format!(
-            "[spawn failure] group {} (policy {}): {} thread(s) created, {} could not be: \
-             {} for want of memory, {} with every stack slot in use, {} over the group's limit",
-            one_line(&f.group),
-            one_line(&f.policy),
-            f.created,
-            f.out_of_memory + f.no_slot + f.group_limit,
-            f.out_of_memory,
-            f.no_slot,
-            f.group_limit
+        Record::SpawnFailure(f) => {
+            let planned = if f.planned > 0 {
+                format!(" of the {} it runs at once", f.planned)
+            } else {
+                String::new()
+            };
+            let heap = if f.out_of_heap > 0 {
+                format!(
+                    " ({} of them because the kernel heap could not grow)",
+                    f.out_of_heap
+                )
+            } else {
+                String::new()
+            };
+            let untried = if f.not_attempted > 0 {
+                format!(
+                    "; memory ran out, so the {} thread(s) after that were not attempted",
+                    f.not_attempted
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "[spawn failure] group {} (policy {}): {} thread(s) created{planned}, {} could \
+                 not be: {} for want of memory{heap}, {} with every stack slot in use, {} over \
+                 the group's limit{untried}",
+                one_line(&f.group),
+                one_line(&f.policy),
+                f.created,
+                f.out_of_memory + f.no_slot + f.group_limit,
+                f.out_of_memory,
+                f.no_slot,
+                f.group_limit
+            )
+        }
+        Record::ThreadOverhead(o) => format!(
+            "[overhead {}] {} thread(s): stack {} B, heap {} B, FPU areas {} ({} B), slot \
+             metadata {} B, stack page tables {} B",
+            one_line(&o.policy),
+            o.threads,
+            o.stack_bytes,
+            o.heap_bytes,
+            o.fpu_areas,
+            o.fpu_bytes,
+            o.slot_bytes,
+            o.page_table_bytes
+        ),
+        Record::MemoryBalance(b) => format!(
+            "[memory balance] frames available {} -> {} (heap grew by {} frames), slots in use \
+             {} -> {}, stack {} -> {} KiB, heap in use {} -> {} B",
+            b.frames_before,
+            b.frames_after,
+            b.heap_grown_frames,
+            b.slots_before,
+            b.slots_after,
+            b.stack_kib_before,
+            b.stack_kib_after,
+            b.heap_bytes_before,
+            b.heap_bytes_after
         ),
         Record::TrapStat(t) => format!(
             "[traps] nmis={} (nested {}) machine_check_exceptions={} mce_corrected={} mce_recoverable={}",

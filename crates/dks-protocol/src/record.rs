@@ -77,6 +77,11 @@ pub enum Record<'a> {
     /// What one policy's workload threads did and whether their stacks kept their data.
     #[serde(borrow)]
     WorkloadStat(WorkloadStat<'a>),
+    /// What one policy's threads cost beyond their stack pages, at the end of a workload.
+    #[serde(borrow)]
+    ThreadOverhead(ThreadOverhead<'a>),
+    /// Memory before a workload's threads were created and after they all exited.
+    MemoryBalance(MemoryBalance),
     /// The last record of a boot: the kernel is about to exit QEMU.
     #[serde(borrow)]
     Exit(Exit<'a>),
@@ -107,6 +112,8 @@ impl Record<'_> {
             Record::SpawnFailure(_) => "spawn_failure",
             Record::AdmissionStall(_) => "admission_stall",
             Record::WorkloadStat(_) => "workload_stat",
+            Record::ThreadOverhead(_) => "thread_overhead",
+            Record::MemoryBalance(_) => "memory_balance",
             Record::Exit(_) => "exit",
         }
     }
@@ -460,6 +467,45 @@ pub struct SpawnFailure<'a> {
     pub out_of_memory: u64,
     /// Creations refused by the group's stack-memory limit.
     pub group_limit: u64,
+    /// Threads the group asks for at once (its plan's `threads`); 0 from a kernel that did not
+    /// say.
+    #[serde(default)]
+    pub planned: u64,
+    /// First threads of the group never tried: once memory has run out for a group's first
+    /// threads, the kernel stops creating them (each further try would fail the same way), so
+    /// `created` is how far the group got.
+    #[serde(default)]
+    pub not_attempted: u64,
+    /// Of `out_of_memory`, creations refused because the kernel heap could not grow for the
+    /// thread's structures (the rest: no frames for the stack's first pages).
+    #[serde(default)]
+    pub out_of_heap: u64,
+}
+
+/// What one policy's threads cost beyond their stack pages, at the end of a workload's
+/// duration (with the `end` counters): the kernel structures every thread needs, so that the
+/// memory a policy saves is measured against what a thread costs in all. Sizes in bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadOverhead<'a> {
+    /// The policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// Its threads alive then.
+    pub threads: u64,
+    /// Their populated stack pages, bytes.
+    pub stack_bytes: u64,
+    /// Their share of the kernel heap (thread structures, the workload's per-thread records,
+    /// allocator overhead): the heap in use beyond what it was when the workload started,
+    /// less FPU save areas, divided evenly over every workload thread alive.
+    pub heap_bytes: u64,
+    /// Their FPU/SSE save areas (one per thread that was ever preempted), bytes.
+    pub fpu_bytes: u64,
+    /// FPU/SSE save areas among them.
+    pub fpu_areas: u64,
+    /// The stack-slot metadata of their slots.
+    pub slot_bytes: u64,
+    /// Their share of the stack region's page tables (tables of slots in use, by slot).
+    pub page_table_bytes: u64,
 }
 
 /// A thread that admission (`guaranteed`: a CPU may run a thread only when its magazine covers
@@ -499,6 +545,10 @@ pub struct WorkloadStat<'a> {
     pub policy: Cow<'a, str>,
     /// Threads whose body ran to its end (not stopped).
     pub threads_finished: u64,
+    /// Of those, threads that completed no path at all (they first ran after the run was
+    /// told to stop): a run in which every thread ran has 0.
+    #[serde(default)]
+    pub threads_idle: u64,
     /// Paths completed.
     pub paths: u64,
     /// Frames checked on the way back up.
@@ -508,6 +558,32 @@ pub struct WorkloadStat<'a> {
     /// Wrapping sum of every checked frame's words: the same in every run of a plan whose
     /// threads run a fixed number of paths (short-lived, not replaced), whatever the timing.
     pub checksum: u64,
+}
+
+/// Memory before a workload created its threads and after every one of them exited and the
+/// stack caches and the TLB quarantine were emptied: what a run did not give back. Frames count
+/// as available when free or in a per-CPU magazine; frames the heap took to grow stay the
+/// heap's (`heap_grown_frames`) and are not a leak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryBalance {
+    /// Frames available before.
+    pub frames_before: u64,
+    /// Frames available after.
+    pub frames_after: u64,
+    /// Frames the heap grew by in between.
+    pub heap_grown_frames: u64,
+    /// Stack slots in use before.
+    pub slots_before: u64,
+    /// Stack slots in use after.
+    pub slots_after: u64,
+    /// Populated stack memory before, KiB.
+    pub stack_kib_before: u64,
+    /// Populated stack memory after, KiB.
+    pub stack_kib_after: u64,
+    /// Heap bytes in use before.
+    pub heap_bytes_before: u64,
+    /// Heap bytes in use after.
+    pub heap_bytes_after: u64,
 }
 
 /// A kernel panic.

@@ -24,8 +24,30 @@ use serde::{Deserialize, Serialize};
 /// The plan format's version; the kernel refuses any other.
 pub const PLAN_VERSION: u32 = 1;
 
-/// The most threads a plan may ask for at once (the kernel's default stack slots are 8192).
-pub const MAX_PLAN_THREADS: u32 = 6000;
+/// The most threads a plan may ask for at once. The host boots the kernel with stack slots,
+/// heap and memory for the plan it hands over (`slots=` is [`slots_for`]), so this is a bound
+/// on what the testbed is asked to do, not a kernel default.
+pub const MAX_PLAN_THREADS: u32 = 1_000_000;
+
+/// Stack slots the kernel needs beside a plan's threads: its own threads (per-CPU workers and
+/// reapers, stack reclaim, the machine-check logger, the main thread) and the stacks that wait
+/// in per-CPU caches, the reapers' queues and the TLB quarantine for a while after their
+/// threads exit (short-lived threads that are replaced as they exit need a margin).
+pub const KERNEL_SLOTS: u32 = 4096;
+
+/// The kernel's default `slots=`, and the fewest the host asks for.
+pub const DEFAULT_SLOTS: u32 = 8192;
+
+/// The most stack slots the kernel accepts (`slots=`).
+pub const MAX_SLOTS: u32 = MAX_PLAN_THREADS + KERNEL_SLOTS;
+
+/// The `slots=` a boot running `threads` plan threads at once needs (at least the kernel's
+/// default, [`DEFAULT_SLOTS`]).
+pub fn slots_for(threads: u32) -> u32 {
+    threads
+        .saturating_add(KERNEL_SLOTS)
+        .clamp(DEFAULT_SLOTS, MAX_SLOTS)
+}
 
 /// The largest stack a plan may ask for, bytes.
 pub const MAX_STACK_BYTES: u32 = 64 * 1024;

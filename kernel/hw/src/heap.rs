@@ -8,20 +8,67 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
-use talc::{ErrOnOom, Span, Talc};
+use spin::Once;
+use talc::{OomHandler, Span, Talc};
 
 use crate::layout::PAGE_BYTES;
 use crate::sync::IrqMutex;
 use crate::{frame, paging};
 
 struct KernelHeap {
-    talc: IrqMutex<Talc<ErrOnOom>>,
+    talc: IrqMutex<Talc<GrowOnOom>>,
 }
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
-    talc: IrqMutex::new(Talc::new(ErrOnOom)),
+    talc: IrqMutex::new(Talc::new(GrowOnOom)),
 };
+
+/// How far the heap may grow when an allocation does not fit: the kernel's policy (its limit,
+/// `mm::heap`), registered at boot with [`set_growth`].
+pub trait HeapGrowth: Sync {
+    /// Returns how many bytes to add to a heap of `claimed` bytes so that an allocation of
+    /// `bytes` fits, or `None` if the heap may not grow that far.
+    fn emergency_growth(&self, claimed: u64, bytes: u64) -> Option<u64>;
+    /// Records that the heap grew by `bytes`.
+    fn note_growth(&self, bytes: u64);
+}
+
+static GROWTH: Once<&'static dyn HeapGrowth> = Once::new();
+
+/// Registers the kernel's growth policy. Until then an allocation that does not fit fails.
+///
+/// # Panics
+/// If called twice.
+pub fn set_growth(growth: &'static dyn HeapGrowth) {
+    assert!(!GROWTH.is_completed(), "heap growth policy set twice");
+    GROWTH.call_once(|| growth);
+}
+
+/// When an allocation does not fit, the heap grows by a block from the frame allocator, as
+/// far as the kernel's policy allows ([`HeapGrowth`]); only when that fails does the
+/// allocation fail. The kernel keeps room ahead of need (`mm::heap::ensure_free`), so this is
+/// the last resort for an allocation that found the margin too fragmented.
+struct GrowOnOom;
+
+impl OomHandler for GrowOnOom {
+    fn handle_oom(talc: &mut Talc<Self>, layout: Layout) -> Result<(), ()> {
+        let growth = GROWTH.get().ok_or(())?;
+        let claimed = talc.get_counters().claimed_bytes as u64;
+        let bytes = growth
+            .emergency_growth(claimed, layout.size() as u64)
+            .ok_or(())?;
+        let pages = bytes.div_ceil(PAGE_BYTES);
+        let phys = frame::source().alloc_contiguous(pages).ok_or(())?;
+        growth.note_growth(pages * PAGE_BYTES);
+        let start = paging::phys_to_virt(phys);
+        let span = Span::from_base_size(start as *mut u8, (pages * PAGE_BYTES) as usize);
+        // SAFETY: as in `grow`: the block was just taken from the frame allocator for the heap
+        // alone, is never given back, the direct map covers it, and it overlaps nothing
+        // claimed before.
+        unsafe { talc.claim(span) }.map(|_| ())
+    }
+}
 
 // SAFETY: Talc hands out disjoint blocks of the memory claimed in `init` that satisfy the
 // requested layout, and takes back only blocks it handed out with their layout (GlobalAlloc's
@@ -61,6 +108,28 @@ pub fn init(bytes: u64) {
     // and is never given back, so the heap owns it; the direct map covers it; it is claimed
     // once (checked above).
     unsafe { talc.claim(span) }.expect("talc accepts the heap's memory");
+}
+
+/// Adds `bytes` (rounded up to pages) of contiguous physical memory from the frame allocator
+/// to the heap, after [`init`]: returns `false` (and takes nothing) when no free block of that
+/// size exists. The memory stays the heap's for good, as the first block does.
+pub fn grow(bytes: u64) -> bool {
+    let pages = bytes.div_ceil(PAGE_BYTES);
+    let Some(phys) = frame::source().alloc_contiguous(pages) else {
+        return false;
+    };
+    let start = paging::phys_to_virt(phys);
+    let span = Span::from_base_size(start as *mut u8, (pages * PAGE_BYTES) as usize);
+    let mut talc = HEAP.talc.lock();
+    assert!(
+        talc.get_counters().claimed_bytes != 0,
+        "heap grown before init"
+    );
+    // SAFETY: `phys .. phys + pages` was just taken from the frame allocator for the heap alone
+    // and is never given back, so the heap owns it; the direct map covers it; it overlaps no
+    // block claimed before (the frame allocator hands a frame out once).
+    unsafe { talc.claim(span) }.expect("talc accepts more memory");
+    true
 }
 
 /// Returns (bytes in use, bytes in the heap).

@@ -21,7 +21,7 @@ pub const PML4_ENTRY_BYTES: u64 = 1 << 39;
 
 /// The highest physical address the kernel manages (the frame allocator's bitmap and the
 /// direct map stop here).
-pub const MAX_PHYS_BYTES: u64 = 8 << 30;
+pub const MAX_PHYS_BYTES: u64 = 32 << 30;
 
 /// Where the linker places the kernel image (virtual = physical).
 pub const KERNEL_IMAGE_BASE: u64 = 0x10_0000;

@@ -13,6 +13,7 @@
 //! - its entry points, as a [`start::KernelEntry`] static the linker script places;
 //! - its trap handlers, as a [`trap_entry::TrapHandlers`] type ([`trap_entry::install`]);
 //! - its frame allocator, as a [`frame::FrameSource`] ([`frame::register`]);
+//! - how far the heap may grow, as a [`heap::HeapGrowth`] ([`heap::set_growth`]);
 //! - what a CPU does while it spins for a lock ([`sync::set_spin_work`]).
 
 #![no_std]

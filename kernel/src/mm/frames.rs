@@ -1,7 +1,8 @@
 //! The physical frame allocator.
 //!
-//! A bitmap over every 4 KiB frame below `MAX_PHYS_BYTES`, one bit per frame, set when the
-//! frame is free. A frame is handed out as a [`Frame`], which is neither `Copy` nor `Clone`:
+//! A bitmap over every 4 KiB frame below `MAX_PHYS_BYTES` (32 GiB: all the RAM of the largest
+//! guest the lab boots, 16 GiB, whose upper part QEMU places above the 4 GiB boundary), one bit
+//! per frame, set when the frame is free. A frame is handed out as a [`Frame`], which is neither `Copy` nor `Clone`:
 //! whoever holds it owns the memory, and giving it back (`free`) consumes it. Freeing a frame
 //! that is already free is a kernel bug and panics.
 //!
@@ -230,29 +231,51 @@ pub fn free(frame: Frame) {
     frames.stats.frees += 1;
 }
 
-/// Allocates `count` physically contiguous frames (for the heap at boot), returning the
-/// physical address of the first. Ignores injection and the reserve.
+/// Allocates `count` physically contiguous frames (for the heap), returning the physical
+/// address of the first. Ignores injection; never takes the reserve. Scans the bitmap a word
+/// at a time where it can (a whole word free or taken), so growing the heap of a large guest
+/// stays cheap.
 pub fn alloc_contiguous(count: u64) -> Option<u64> {
+    let count = usize::try_from(count).ok().filter(|&c| c > 0)?;
     let mut frames = FRAMES.lock();
+    if frames.stats.free < frames.stats.reserve + count as u64 {
+        return None;
+    }
     let mut run_start = 0;
     let mut run_len = 0;
-    for number in 0..MAX_FRAMES {
+    let mut number = 0;
+    while number < MAX_FRAMES {
+        let word = frames.free_bits[number / 64];
+        if number.is_multiple_of(64) && word == 0 {
+            run_len = 0;
+            number += 64;
+            continue;
+        }
+        if number.is_multiple_of(64) && word == u64::MAX && run_len + 64 < count {
+            if run_len == 0 {
+                run_start = number;
+            }
+            run_len += 64;
+            number += 64;
+            continue;
+        }
         if frames.is_free(number) {
             if run_len == 0 {
                 run_start = number;
             }
             run_len += 1;
             if run_len == count {
-                for n in run_start..run_start + count as usize {
+                for n in run_start..run_start + count {
                     frames.set_free(n, false);
                 }
-                frames.stats.free -= count;
-                frames.stats.allocations += count;
+                frames.stats.free -= count as u64;
+                frames.stats.allocations += count as u64;
                 return Some(run_start as u64 * PAGE_BYTES);
             }
         } else {
             run_len = 0;
         }
+        number += 1;
     }
     None
 }

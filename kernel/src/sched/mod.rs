@@ -115,7 +115,12 @@ impl Default for SpawnOptions {
     }
 }
 
-/// Creates a thread that runs `body` and makes it ready.
+/// Heap a new thread needs beyond its structure, body and name: allocator headers and its
+/// entries in run queues and sleeper lists.
+const SPAWN_HEAP_SLACK_BYTES: u64 = 256;
+
+/// Creates a thread that runs `body` and makes it ready. Refused with `OutOfMemory` when
+/// neither its stack nor its heap structures fit (never a failed allocation).
 pub fn spawn(
     name: impl Into<String>,
     options: SpawnOptions,
@@ -126,12 +131,20 @@ pub fn spawn(
     } else {
         dks_core::GroupId::new(0)
     };
+    let name = name.into();
+    // Heap allocations cannot fail cleanly: make sure this thread's fit first (see
+    // `mm::heap`), so that running out of memory refuses the thread instead of stopping the
+    // kernel.
+    let heap_bytes = core::mem::size_of::<Thread>() + core::mem::size_of_val(&body) + name.len();
+    if !crate::mm::heap::ensure_free(heap_bytes as u64 + SPAWN_HEAP_SLACK_BYTES) {
+        return Err(StackError::OutOfMemory);
+    }
     let stack = stacks::create_in_group(options.policy, group)?;
     let saved_rsp = context::prepare(stack.top(), thread_start);
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
     let thread = Arc::new(Thread::new(
         id,
-        name.into(),
+        name,
         Box::new(body),
         stack,
         saved_rsp,
@@ -305,6 +318,12 @@ pub fn join(thread: &Thread) {
 /// Sleeps for at least `ms` milliseconds.
 pub fn sleep_ms(ms: u64) {
     timer::sleep_ms(ms);
+}
+
+/// Ends the sleep ([`sleep_ms`]) of every sleeping thread for which `which` is true, at
+/// once; returns how many were woken.
+pub fn wake_sleepers(which: impl Fn(&Thread) -> bool) -> usize {
+    timer::wake_sleepers(which)
 }
 
 /// Milliseconds since the scheduler started (timer-tick resolution).

@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use dks_sched::StateCell;
 pub use dks_sched::ThreadState as State;
+use spin::Once;
 
 use super::wait::WaitQueue;
 use crate::hw::sync::IrqMutex;
@@ -71,8 +72,11 @@ pub struct Thread {
     pinned: AtomicU32,
     /// Goes to the front of run queues (see `SpawnOptions::urgent`).
     urgent: bool,
-    /// Where its FPU/SSE state waits while it is preempted (see `hw::trap_entry::Disposition`).
-    fpu: Arc<FpuArea>,
+    /// Where its FPU/SSE state waits while it is preempted (see `hw::trap_entry::Disposition`):
+    /// made at the thread's first preemption, so a thread that is never preempted (most of a
+    /// large population of sleepers) has none.
+    /// With the account (`overhead::account_of`) it is counted in.
+    fpu: Once<(Arc<FpuArea>, usize)>,
     /// The thread's stack.
     pub stack: ThreadStack,
 }
@@ -105,7 +109,7 @@ impl Thread {
             joiners: WaitQueue::new(),
             pinned: AtomicU32::new(pinned.unwrap_or(NOT_PINNED)),
             urgent,
-            fpu: Arc::new(FpuArea::new()),
+            fpu: Once::new(),
             stack,
         }
     }
@@ -140,9 +144,22 @@ impl Thread {
         Some(self.pinned.load(Ordering::Relaxed)).filter(|&cpu| cpu != NOT_PINNED)
     }
 
-    /// The thread's FPU/SSE save area for preemptions.
-    pub fn fpu_area(&self) -> Arc<FpuArea> {
-        self.fpu.clone()
+    /// The thread's FPU/SSE save area for a preemption, made at its first one; `None` when the
+    /// heap has no room for it now (the thread is then not preempted this time). Called by the
+    /// timer interrupt, so it never grows the heap (`mm::heap::has_room`).
+    pub fn fpu_area(&self) -> Option<Arc<FpuArea>> {
+        if let Some((area, _)) = self.fpu.get() {
+            return Some(area.clone());
+        }
+        if !crate::mm::heap::has_room(crate::overhead::FPU_AREA_BYTES) {
+            return None;
+        }
+        let (area, _) = self.fpu.call_once(|| {
+            let account = crate::overhead::account_of(&self.stack);
+            crate::overhead::note_fpu_area(account, 1);
+            (Arc::new(FpuArea::new()), account)
+        });
+        Some(area.clone())
     }
 
     /// Whether the thread jumps run queues (kernel housekeeping).
@@ -193,6 +210,14 @@ impl Thread {
 
     pub(super) fn mark_exited(&self) {
         self.exited.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        if let Some(&(_, account)) = self.fpu.get() {
+            crate::overhead::note_fpu_area(account, -1);
+        }
     }
 }
 

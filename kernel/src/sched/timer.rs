@@ -51,6 +51,29 @@ pub fn tick() {
     }
 }
 
+/// Ends the sleep of every sleeper for which `which` is true now, as if its deadline had
+/// passed (one pass over the sleepers; for a workload that stops threads asleep for long);
+/// returns how many accepted the wake-up.
+pub fn wake_sleepers(which: impl Fn(&Thread) -> bool) -> usize {
+    let chosen: Vec<Arc<Thread>> = {
+        let mut sleepers = SLEEPERS.lock();
+        let mut chosen = Vec::new();
+        sleepers.retain(|_, thread| {
+            if which(thread) {
+                chosen.push(thread.clone());
+                false
+            } else {
+                true
+            }
+        });
+        chosen
+    };
+    chosen
+        .into_iter()
+        .filter(|thread| super::deliver_wake(thread.clone()))
+        .count()
+}
+
 /// Sleeps for at least `ms` milliseconds (rounded up to whole ticks).
 pub fn sleep_ms(ms: u64) {
     let hz = u64::from(HZ.load(Ordering::Relaxed));

@@ -479,4 +479,15 @@ pub fn mapped_frames() -> Vec<(u64, u32)> {
     frames
 }
 
+/// Bytes of per-slot metadata (the live stack, its mirrors) of the whole region.
+pub fn slot_metadata_bytes() -> u64 {
+    let region = region();
+    (region.slots.capacity() * core::mem::size_of::<Slot>()) as u64
+}
+
+/// Bytes of the page tables that map the stack region (made at boot, see `platform`).
+pub fn page_table_bytes() -> u64 {
+    platform::region_table_bytes(layout())
+}
+
 const _: () = assert!(dks_core::layout::PAGE_SIZE_IN_BYTES == PAGE_BYTES);

@@ -18,6 +18,7 @@ use dks_core::{
 };
 
 use crate::hw::cpu_ops;
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::stack_pages::{self, Stale};
 use crate::mm::frames;
 use crate::tlb;
@@ -132,4 +133,14 @@ impl Platform for X86Platform {
 /// Creates every page table of the stack region described by `layout`.
 pub fn prepare_region(layout: &StackLayout) {
     stack_pages::prepare(layout.base().as_u64(), layout.region_end().as_u64());
+}
+
+/// Bytes of the page tables [`prepare_region`] makes for `layout`: one page table per 2 MiB
+/// of the region and one page directory per 1 GiB (the region's PML4 entry and its PDPT exist
+/// from boot whatever the layout).
+pub fn region_table_bytes(layout: &StackLayout) -> u64 {
+    let start = layout.base().as_u64();
+    let end = layout.region_end().as_u64();
+    let spans = |bytes: u64| end.div_ceil(bytes) - start / bytes;
+    (spans(PAGE_BYTES * 512) + spans(PAGE_BYTES * 512 * 512)) * PAGE_BYTES
 }

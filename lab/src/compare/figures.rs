@@ -17,7 +17,8 @@
 //!   and what the kernel says it handled ([`InjectionFigures`]).
 
 use dks_protocol::record::{
-    Cost, PolicyStat, Record, Sample, StackFault, ThreadPages, WorkloadStat,
+    Cost, PolicyStat, Record, Sample, SpawnFailure, StackFault, ThreadOverhead, ThreadPages,
+    WorkloadStat,
 };
 use dks_protocol::scenario::POLICY_NAMES;
 use serde::Serialize;
@@ -55,6 +56,46 @@ pub struct Measurements {
     pub workload_stats: Vec<WorkloadStat<'static>>,
     /// What was injected into each workload boot (its policies, the report), in boot order.
     pub injections: Vec<(Vec<String>, inject::Report)>,
+    /// What each policy's threads cost beyond their stacks.
+    pub overheads: Vec<ThreadOverhead<'static>>,
+    /// Policies whose boot ran out of memory before it had created every thread (only for a
+    /// scenario with `out_of_memory = "report"`).
+    pub incomplete: Vec<IncompletePolicy>,
+}
+
+/// A policy that could not run the scenario: memory ran out while its threads were created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IncompletePolicy {
+    /// The policy.
+    pub policy: String,
+    /// Threads created before memory ran out (all its groups).
+    pub threads_created: u64,
+    /// Threads its plan runs at once (all its groups).
+    pub threads_planned: u64,
+    /// Why: `out_of_memory`.
+    pub cause: String,
+}
+
+impl IncompletePolicy {
+    /// Returns the incompleteness of the boot of `policy` whose `SpawnFailure` records are
+    /// `failures`, if memory (and nothing else) refused its threads: `None` when a thread was
+    /// refused for another reason (no slot, the group's limit), which no scenario accepts.
+    pub fn out_of_memory(
+        policy: &str,
+        failures: &[&SpawnFailure<'_>],
+        planned: u64,
+    ) -> Option<IncompletePolicy> {
+        let other = failures.iter().any(|f| f.no_slot + f.group_limit > 0);
+        if failures.is_empty() || other {
+            return None;
+        }
+        Some(IncompletePolicy {
+            policy: policy.to_owned(),
+            threads_created: failures.iter().map(|f| f.created).sum(),
+            threads_planned: planned,
+            cause: "out_of_memory".to_owned(),
+        })
+    }
 }
 
 impl Measurements {
@@ -88,6 +129,9 @@ impl Measurements {
                 }
                 Record::WorkloadStat(stat) if ran(&stat.policy) => {
                     self.workload_stats.push(stat.clone())
+                }
+                Record::ThreadOverhead(overhead) if ran(&overhead.policy) => {
+                    self.overheads.push(overhead.clone())
                 }
                 _ => {}
             }
@@ -159,8 +203,11 @@ pub struct Comparison {
     /// What the costs count: `instructions` (guest instructions: the TSC under
     /// `-icount shift=0`).
     pub cost_unit: &'static str,
-    /// One entry per policy, in report order.
+    /// One entry per policy that ran the scenario, in report order.
     pub policies: Vec<PolicyFigures>,
+    /// Policies that could not run it: memory ran out before all their threads existed
+    /// (scenarios with `out_of_memory = "report"`); empty otherwise.
+    pub incomplete: Vec<IncompletePolicy>,
     /// The cost of a page fault that is not a stack fault, both ways the kernel handles one.
     pub fault_paths: FaultPaths,
     /// Faults injected into the workload boots; `null` when none were asked for.
@@ -293,6 +340,51 @@ pub struct PolicyFigures {
     /// What its workload threads did and whether their stacks kept their data (`None` from a
     /// kernel that does not report it).
     pub work: Option<WorkFigures>,
+    /// Its threads alive at the end of the run's duration (`ThreadOverhead.threads`).
+    pub threads_at_end: Option<u64>,
+    /// Populated stack memory per thread alive at the end, KiB.
+    pub stack_kib_per_thread: Option<f64>,
+    /// Stack and everything else a thread costs (heap, FPU save area, slot metadata, stack
+    /// page tables) per thread alive at the end, KiB.
+    pub total_kib_per_thread: Option<f64>,
+    /// What makes up the difference (`None` from a kernel that does not report it).
+    pub overhead: Option<OverheadFigures>,
+}
+
+/// What a policy's threads cost beyond their stack pages, at the end of the run's duration
+/// (the kernel's `ThreadOverhead`): bytes, all its live threads together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OverheadFigures {
+    /// Populated stack memory.
+    pub stack_bytes: u64,
+    /// Their share of the kernel heap (thread structures and everything a thread brings).
+    pub heap_bytes: u64,
+    /// FPU/SSE save areas (one per thread ever preempted).
+    pub fpu_bytes: u64,
+    /// How many save areas.
+    pub fpu_areas: u64,
+    /// Stack-slot metadata, their share.
+    pub slot_bytes: u64,
+    /// Page tables of the stack region, their share.
+    pub page_table_bytes: u64,
+}
+
+impl OverheadFigures {
+    fn of(o: &ThreadOverhead<'_>) -> OverheadFigures {
+        OverheadFigures {
+            stack_bytes: o.stack_bytes,
+            heap_bytes: o.heap_bytes,
+            fpu_bytes: o.fpu_bytes,
+            fpu_areas: o.fpu_areas,
+            slot_bytes: o.slot_bytes,
+            page_table_bytes: o.page_table_bytes,
+        }
+    }
+
+    /// Everything but the stack, bytes.
+    pub fn beyond_stack_bytes(&self) -> u64 {
+        self.heap_bytes + self.fpu_bytes + self.slot_bytes + self.page_table_bytes
+    }
 }
 
 /// What one policy's workload threads did, and the check of their stacks' data: each frame of
@@ -301,6 +393,9 @@ pub struct PolicyFigures {
 pub struct WorkFigures {
     /// Threads whose body ran to its end.
     pub threads_finished: u64,
+    /// Of those, threads that completed no path (they first ran after the run was told to
+    /// stop).
+    pub threads_idle: u64,
     /// Paths completed.
     pub paths: u64,
     /// Frames checked.
@@ -340,6 +435,13 @@ pub fn compare(
     policies: &[String],
     measurements: &Measurements,
 ) -> Result<Comparison, String> {
+    let incomplete: Vec<IncompletePolicy> = measurements
+        .incomplete
+        .iter()
+        .filter(|i| policies.contains(&i.policy))
+        .cloned()
+        .collect();
+    let ran = |policy: &str| !incomplete.iter().any(|i| i.policy == policy);
     let stat_of = |policy: &str| -> Result<&PolicyStat<'static>, String> {
         let mut stats = measurements.stats.iter().filter(|s| s.policy == policy);
         match (stats.next(), stats.next()) {
@@ -348,7 +450,7 @@ pub fn compare(
             (Some(_), Some(_)) => Err(format!("several PolicyStat records for policy {policy}")),
         }
     };
-    let static_stat = match policies.iter().any(|p| p == "static") {
+    let static_stat = match policies.iter().any(|p| p == "static") && ran("static") {
         true => Some(stat_of("static")?),
         false => None,
     };
@@ -361,8 +463,15 @@ pub fn compare(
     let static_switch = measurements.per_op(what::SWITCH, "static");
     let static_create = measurements.per_op(what::CREATE, "static");
     let mut figures = Vec::new();
-    for policy in policies {
+    for policy in policies.iter().filter(|p| ran(p)) {
         let stat = stat_of(policy)?;
+        let overhead = measurements
+            .overheads
+            .iter()
+            .find(|o| o.policy == *policy)
+            .filter(|o| o.threads > 0);
+        let per_thread_kib =
+            |bytes: u64| overhead.map(|o| bytes as f64 / o.threads as f64 / 1024.0);
         let live_bound_kib = measurements
             .samples_of(policy)
             .iter()
@@ -406,11 +515,18 @@ pub fn compare(
                 .find(|w| w.policy == *policy)
                 .map(|w| WorkFigures {
                     threads_finished: w.threads_finished,
+                    threads_idle: w.threads_idle,
                     paths: w.paths,
                     frames_checked: w.frames_checked,
                     frames_corrupted: w.frames_corrupted,
                     checksum: w.checksum,
                 }),
+            threads_at_end: overhead.map(|o| o.threads),
+            stack_kib_per_thread: overhead.and_then(|o| per_thread_kib(o.stack_bytes)),
+            total_kib_per_thread: overhead.and_then(|o| {
+                per_thread_kib(o.stack_bytes + OverheadFigures::of(o).beyond_stack_bytes())
+            }),
+            overhead: overhead.map(OverheadFigures::of),
         });
     }
     Ok(Comparison {
@@ -421,6 +537,7 @@ pub fn compare(
         workload_boots: setup.workload_boots,
         cost_unit: "instructions",
         policies: figures,
+        incomplete,
         fault_paths: FaultPaths {
             insns_direct: measurements.per_op(what::DIRECT_FAULT, ""),
             insns_bounce: measurements.per_op(what::BOUNCE_FAULT, ""),
@@ -522,7 +639,98 @@ pub(crate) mod tests {
             stack_faults: vec![],
             workload_stats: vec![],
             injections: vec![],
+            overheads: vec![ThreadOverhead {
+                policy: "fault".into(),
+                threads: 4,
+                stack_bytes: 4 * 12_288,
+                heap_bytes: 4 * 700,
+                fpu_bytes: 544,
+                fpu_areas: 1,
+                slot_bytes: 4 * 52,
+                page_table_bytes: 4 * 40,
+            }],
+            incomplete: vec![],
         }
+    }
+
+    #[test]
+    fn per_thread_totals_add_every_overhead_to_the_stack() {
+        let c = compare(&setup(), &policies(&["static", "fault"]), &measurements()).unwrap();
+        let (s, f) = (&c.policies[0], &c.policies[1]);
+        assert_eq!(
+            (
+                s.threads_at_end,
+                s.stack_kib_per_thread,
+                s.total_kib_per_thread
+            ),
+            (None, None, None),
+            "no ThreadOverhead record for static"
+        );
+        assert_eq!(f.threads_at_end, Some(4));
+        assert_eq!(f.stack_kib_per_thread, Some(12.0));
+        let total_bytes = 4 * 12_288 + 4 * 700 + 544 + 4 * 52 + 4 * 40;
+        assert_eq!(
+            f.total_kib_per_thread,
+            Some(f64::from(total_bytes) / 4.0 / 1024.0)
+        );
+        assert_eq!(
+            f.overhead.as_ref().map(OverheadFigures::beyond_stack_bytes),
+            Some(4 * 700 + 544 + 4 * 52 + 4 * 40)
+        );
+    }
+
+    #[test]
+    fn a_policy_that_ran_out_of_memory_has_no_figures_and_no_ratio_is_made_of_it() {
+        let mut m = measurements();
+        m.incomplete.push(IncompletePolicy {
+            policy: "static".into(),
+            threads_created: 450_000,
+            threads_planned: 1_000_000,
+            cause: "out_of_memory".into(),
+        });
+        // Its boot's statistics never count.
+        m.stats.retain(|s| s.policy != "static");
+        let c = compare(&setup(), &policies(&["static", "fault"]), &m).unwrap();
+        assert_eq!(c.policies.len(), 1);
+        assert_eq!(c.policies[0].policy, "fault");
+        assert_eq!(c.policies[0].stack_peak_vs_static, None);
+        assert_eq!(c.incomplete.len(), 1);
+        assert_eq!(
+            super::super::table::incomplete_words(&c.incomplete[0]),
+            "out of memory after 450000 of 1000000 threads (no figures)"
+        );
+        let table = super::super::table::render(&c);
+        assert!(
+            table.contains("static: could not run the scenario: out of memory after 450000"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn only_out_of_memory_makes_a_policy_incomplete() {
+        let failure = |no_slot, out_of_memory, group_limit| SpawnFailure {
+            group: "g".into(),
+            policy: "static".into(),
+            created: 10,
+            no_slot,
+            out_of_memory,
+            group_limit,
+            planned: 20,
+            not_attempted: 9,
+            out_of_heap: 0,
+        };
+        let oom = failure(0, 1, 0);
+        assert_eq!(
+            IncompletePolicy::out_of_memory("static", &[&oom], 20).map(|i| i.threads_created),
+            Some(10)
+        );
+        for other in [failure(1, 1, 0), failure(0, 0, 1)] {
+            assert_eq!(
+                IncompletePolicy::out_of_memory("static", &[&other], 20),
+                None
+            );
+        }
+        assert_eq!(IncompletePolicy::out_of_memory("static", &[], 20), None);
     }
 
     fn policies(names: &[&str]) -> Vec<String> {
@@ -602,6 +810,7 @@ pub(crate) mod tests {
         let work = |policy: &str, paths: u64| WorkloadStat {
             policy: policy.to_owned().into(),
             threads_finished: 4,
+            threads_idle: 0,
             paths,
             frames_checked: paths * 2,
             frames_corrupted: 0,
@@ -621,6 +830,7 @@ pub(crate) mod tests {
             c.policies[1].work,
             Some(WorkFigures {
                 threads_finished: 4,
+                threads_idle: 0,
                 paths: 20,
                 frames_checked: 40,
                 frames_corrupted: 0,

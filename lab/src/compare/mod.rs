@@ -49,6 +49,9 @@ pub const COST_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const WORKLOAD_TIMEOUT_BASE: Duration = Duration::from_secs(180);
 /// See [`WORKLOAD_TIMEOUT_BASE`].
 pub const WORKLOAD_TIMEOUT_PER_GUEST_SECOND: u32 = 10;
+/// A workload boot may also take this long per thread of its plan (creating, running and
+/// reaping a million threads under TCG takes many minutes).
+pub const WORKLOAD_TIMEOUT_PER_THREAD: Duration = Duration::from_millis(3);
 /// The kernel arguments of the cost boot: run the cost benchmarks, and know that the TSC counts
 /// guest instructions (the boot runs under `-icount shift=0`), so the records say so.
 pub const COST_BOOT_ARGS: [&str; 2] = ["bench=costs", "tsc=instructions"];
@@ -286,13 +289,15 @@ pub fn run<W: Write>(
 
     // 3. The workload.
     let cpus = request.cpus.unwrap_or(scenario.cpus);
-    let timeout = request.timeout.unwrap_or(
-        WORKLOAD_TIMEOUT_BASE
-            + Duration::from_millis(
-                u64::from(scenario.duration_ms) * u64::from(WORKLOAD_TIMEOUT_PER_GUEST_SECOND),
-            ),
-    );
     for (index, boot) in boots.iter().enumerate() {
+        let threads: u32 = boot.plan.groups.iter().map(|g| g.threads).sum();
+        let timeout = request.timeout.unwrap_or(
+            WORKLOAD_TIMEOUT_BASE
+                + Duration::from_millis(
+                    u64::from(scenario.duration_ms) * u64::from(WORKLOAD_TIMEOUT_PER_GUEST_SECOND),
+                )
+                + WORKLOAD_TIMEOUT_PER_THREAD * threads,
+        );
         let label = match boots.len() {
             1 => format!("[workload {}]", scenario.name),
             n => format!(
@@ -304,7 +309,7 @@ pub fn run<W: Write>(
         };
         let plan_file = write_plan(boot)?;
         let config = BootConfig {
-            kernel_args: scenario.kernel_args(),
+            kernel_args: scenario.kernel_args(&boot.plan),
             cpus,
             memory: scenario.memory,
             timeout,
@@ -312,7 +317,6 @@ pub fn run<W: Write>(
             injection: request.injection,
             ..BootConfig::new(&request.kernel)
         };
-        let threads: u32 = boot.plan.groups.iter().map(|g| g.threads).sum();
         progress.step(&format!(
             "{label} booting: {} ({threads} threads at once, {cpus} CPU(s), {}, {:.1} s of guest time)",
             boot.policies.join(", "),
@@ -332,6 +336,16 @@ pub fn run<W: Write>(
             for line in report.lines() {
                 progress.step(&format!("{label} {line}"));
             }
+        }
+        if let Some(incomplete) = out_of_memory(scenario, boot, &outcome) {
+            progress.step(&format!(
+                "{label} {}: could not run the scenario: {}",
+                incomplete.policy,
+                table::incomplete_words(&incomplete)
+            ));
+            measurements.incomplete.push(incomplete);
+            drop(plan_file);
+            continue;
         }
         if !outcome.is_success() {
             return Err(Failure::Boot {
@@ -377,6 +391,51 @@ pub fn run<W: Write>(
         measurements,
         elapsed: start.elapsed(),
     })
+}
+
+/// The exit reason of a workload boot that could not create every thread of its plan.
+const SPAWN_FAILURE_EXIT: &str = "some threads of the plan could not be created";
+
+/// Returns how far the policy of `boot` got when its boot failed only because memory ran out
+/// while its threads were created, and the scenario says to report that
+/// (`out_of_memory = "report"`, one policy per boot). `None` for anything else: the boot
+/// succeeded, or failed in any other way (which stops the comparison as always).
+fn out_of_memory(
+    scenario: &Scenario,
+    boot: &BootPlan,
+    outcome: &BootOutcome,
+) -> Option<figures::IncompletePolicy> {
+    if scenario.out_of_memory != crate::scenario::OutOfMemory::Report
+        || outcome.verdict != crate::outcome::Verdict::KernelFailure
+    {
+        return None;
+    }
+    let [policy] = boot.policies.as_slice() else {
+        return None;
+    };
+    let exit_reason = outcome.records().find_map(|r| match r {
+        Record::Exit(exit) => Some(exit.reason.to_string()),
+        _ => None,
+    })?;
+    let other_failure = outcome
+        .records()
+        .any(|r| matches!(r, Record::AdmissionStall(_) | Record::Panic(_)));
+    if !exit_reason.starts_with(SPAWN_FAILURE_EXIT) || other_failure {
+        return None;
+    }
+    let failures: Vec<_> = outcome
+        .records()
+        .filter_map(|r| match r {
+            Record::SpawnFailure(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let planned = boot.plan.groups.iter().map(|g| u64::from(g.threads)).sum();
+    let mut incomplete = figures::IncompletePolicy::out_of_memory(policy, &failures, planned)?;
+    // Groups that created every thread have no record: count them as created.
+    let failed: u64 = failures.iter().map(|f| f.planned).sum();
+    incomplete.threads_created += planned.saturating_sub(failed);
+    Some(incomplete)
 }
 
 /// Boots `config`, appending its console to `log` under a header line.

@@ -5,10 +5,13 @@
 use super::figures::{Comparison, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
-pub const HEADERS: [&str; 18] = [
+pub const HEADERS: [&str; 21] = [
     "policy",
     "end KiB",
     "peak KiB",
+    "threads",
+    "stack KiB/thr",
+    "total KiB/thr",
     "end/static",
     "peak/static",
     "live KiB",
@@ -29,6 +32,9 @@ pub const HEADERS: [&str; 18] = [
 /// What the columns mean, printed under the table.
 pub const LEGEND: &str = "\
 end, peak: populated stack memory of the policy's threads when the run ended and at its peak;
+threads: the policy's threads alive when the run ended; stack KiB/thr: their populated stack
+memory per thread then; total KiB/thr: that plus everything else a thread costs (its share of
+the kernel heap, FPU save area, stack-slot metadata and stack page tables) per thread;
 live: the live-data bound, the most that the policy's live stacks touched at one sample;
 faults, refills, refill fails, fatal: stack faults served, magazine refills, refills that fell
 short, stack faults that could not be served; kernel stops: of those, faults with interrupts
@@ -51,6 +57,11 @@ pub fn insns(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"))
 }
 
+/// Writes KiB per thread with two decimals, or `n/a`.
+pub fn kib(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"))
+}
+
 /// Writes a count that may be missing.
 pub fn count(value: Option<u64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| v.to_string())
@@ -62,6 +73,9 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         p.policy.clone(),
         p.stack_kib_end.to_string(),
         p.stack_kib_peak.to_string(),
+        count(p.threads_at_end),
+        kib(p.stack_kib_per_thread),
+        kib(p.total_kib_per_thread),
         percent(p.stack_end_vs_static),
         percent(p.stack_peak_vs_static),
         count(p.live_bound_kib),
@@ -110,6 +124,19 @@ pub fn aligned(rows: &[Vec<String>]) -> String {
     text
 }
 
+/// Says why a policy could not run the scenario, e.g. `out of memory after 458000 of
+/// 1000000 threads (no figures)`.
+pub fn incomplete_words(incomplete: &super::figures::IncompletePolicy) -> String {
+    let cause = match incomplete.cause.as_str() {
+        "out_of_memory" => "out of memory",
+        other => other,
+    };
+    format!(
+        "{cause} after {} of {} threads (no figures)",
+        incomplete.threads_created, incomplete.threads_planned
+    )
+}
+
 /// Returns the table: a title line, the header, one row per policy, the non-stack fault costs
 /// and the legend.
 pub fn render(comparison: &Comparison) -> String {
@@ -124,6 +151,13 @@ pub fn render(comparison: &Comparison) -> String {
         comparison.scenario, comparison.cpus, comparison.max_stack_kib
     );
     text.push_str(&aligned(&rows));
+    for incomplete in &comparison.incomplete {
+        text.push_str(&format!(
+            "{}: could not run the scenario: {}\n",
+            incomplete.policy,
+            incomplete_words(incomplete)
+        ));
+    }
     let paths = &comparison.fault_paths;
     text.push_str(&format!(
         "non-stack page fault: {} insns handled on the IST stack, {} moved to the interrupted stack\n",
@@ -176,16 +210,16 @@ mod tests {
         assert_eq!(
             static_row,
             [
-                "static", "0", "64", "n/a", "100.0%", "40", "160.0%", "0", "0", "0", "0", "0", "0",
-                "n/a", "1000", "1.00", "2000", "1.00"
+                "static", "0", "64", "n/a", "n/a", "n/a", "n/a", "100.0%", "40", "160.0%", "0",
+                "0", "0", "0", "0", "0", "n/a", "1000", "1.00", "2000", "1.00"
             ]
         );
         let fault_row: Vec<&str> = lines[3].split_whitespace().collect();
         assert_eq!(
             fault_row,
             [
-                "fault", "16", "48", "n/a", "75.0%", "44", "109.1%", "8", "4", "0", "0", "0", "0",
-                "1500", "1100", "1.10", "500", "0.25"
+                "fault", "16", "48", "4", "12.00", "12.91", "n/a", "75.0%", "44", "109.1%", "8",
+                "4", "0", "0", "0", "0", "1500", "1100", "1.10", "500", "0.25"
             ]
         );
         // Right-aligned: every row is as wide as the header.

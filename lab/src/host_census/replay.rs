@@ -24,6 +24,11 @@ use dks_protocol::scenario::{Histogram, MAX_PLAN_THREADS};
 
 use super::{Census, EXIT_ROUNDING_BYTES, Kind, Rows};
 use crate::census::{self, LiveThread};
+use crate::config::MemorySize;
+
+/// The most threads of a live snapshot a scenario replays one by one (a plan group per
+/// distinct thread); a bigger snapshot's threads draw from its distributions.
+const REPLAY_ONE_BY_ONE_THREADS: u64 = 6000;
 
 /// The columns a distribution may be taken from.
 pub const COLUMNS: [&str; 2] = ["used_bytes", "sleeping_depth_bytes"];
@@ -190,7 +195,7 @@ pub fn scenario(census: &Census, tsv_name: &str, name: &str) -> Result<String, S
     // Static stacks of the threads of one boot, with room for the kernel itself.
     let plan_threads = threads.min(u64::from(MAX_PLAN_THREADS));
     let needed_mib = 256 + (plan_threads * u64::from(stack_bytes)).div_ceil(1 << 20);
-    let memory_mib = needed_mib.div_ceil(256).max(2) * 256;
+    let memory_mib = (needed_mib.div_ceil(256).max(2) * 256).min(MemorySize::MAX.mib());
     let _ = writeln!(
         text,
         "name = {}\ndescription = {}\nduration_ms = 3000\nsample_ms = 100\n\
@@ -199,7 +204,7 @@ pub fn scenario(census: &Census, tsv_name: &str, name: &str) -> Result<String, S
         quoted(&description)
     );
     match census.kind() {
-        Kind::Live if threads <= u64::from(MAX_PLAN_THREADS) => {
+        Kind::Live if threads <= REPLAY_ONE_BY_ONE_THREADS => {
             let _ = writeln!(
                 text,
                 "# Every thread of the snapshot, one by one: each path reaches the thread's \
@@ -212,10 +217,10 @@ pub fn scenario(census: &Census, tsv_name: &str, name: &str) -> Result<String, S
         Kind::Live => {
             let _ = writeln!(
                 text,
-                "# {threads} threads are more than one plan holds ({MAX_PLAN_THREADS}): that \
-                 many threads\n# draw their marks and sleeping depths from the snapshot's \
-                 distributions.\n\
-                 [[group]]\nname = \"live\"\npolicy = \"each\"\nthreads = {MAX_PLAN_THREADS}\n\
+                "# {threads} threads are more than are replayed one by one \
+                 ({REPLAY_ONE_BY_ONE_THREADS}): {plan_threads}\n# threads draw their marks and \
+                 sleeping depths from the snapshot's distributions.\n\
+                 [[group]]\nname = \"live\"\npolicy = \"each\"\nthreads = {plan_threads}\n\
                  lifetime = \"long\"\ncalls = 1\nsleep_ms = 100\nwake = \"timer\"\n\
                  depth = {{ file = {file} }}\n\
                  sleep_depth = {{ file = {file}, column = \"sleeping_depth_bytes\" }}"
@@ -355,7 +360,7 @@ mod tests {
     fn a_big_snapshot_is_drawn_from_its_distributions() {
         let rows = "900\t500\t0\tx\n".repeat(6001);
         let text = scenario(&live(&rows), "big \"one\".tsv", "census-big").unwrap();
-        assert!(text.contains("threads = 6000\n"), "{text}");
+        assert!(text.contains("threads = 6001\n"), "{text}");
         assert!(
             text.contains("depth = { file = 'big \"one\".tsv' }\n"),
             "{text}"
@@ -373,7 +378,7 @@ mod tests {
         )
         .unwrap();
         let group = &scenario.groups[0].plans[0];
-        assert_eq!(group.threads, 6000);
+        assert_eq!(group.threads, 6001);
         assert_eq!(group.depth, census::exact_histogram([(900, 6001)]));
         assert_eq!(group.sleep_depth, census::exact_histogram([(500, 6001)]));
     }

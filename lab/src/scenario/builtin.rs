@@ -6,7 +6,7 @@
 pub const DEFAULT: &str = "linux-census";
 
 /// Every built-in: its name and its TOML.
-const BUILTINS: [(&str, &str); 5] = [
+const BUILTINS: [(&str, &str); 6] = [
     (
         "linux-census",
         include_str!("../../../scenarios/linux-census.toml"),
@@ -21,15 +21,17 @@ const BUILTINS: [(&str, &str); 5] = [
         "adversarial-irqoff",
         include_str!("../../../scenarios/adversarial-irqoff.toml"),
     ),
+    ("million", include_str!("../../../scenarios/million.toml")),
 ];
 
 /// The names of the built-ins, in the order the help lists them.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     BUILTINS[0].0,
     BUILTINS[1].0,
     BUILTINS[2].0,
     BUILTINS[3].0,
     BUILTINS[4].0,
+    BUILTINS[5].0,
 ];
 
 /// Returns the TOML of the built-in called `name`.

@@ -15,6 +15,7 @@ use dks_protocol::scenario::{
 };
 use serde::Deserialize;
 
+use super::OutOfMemory;
 use super::{Group, Origin, PolicyChoice, Scenario, ScenarioError, distribution};
 use crate::census;
 use crate::config::{self, MemorySize};
@@ -44,6 +45,7 @@ struct RawScenario {
     inject: Option<String>,
     reserve: Option<i64>,
     seed: Option<i64>,
+    out_of_memory: Option<String>,
     group: Vec<RawGroup>,
 }
 
@@ -192,6 +194,16 @@ fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
         .map(|n| in_range("seed", n, 0, i64::MAX))
         .transpose()?
         .map_or(1, |n| n as u64);
+    let out_of_memory = match raw.out_of_memory.as_deref() {
+        None | Some("fail") => OutOfMemory::Fail,
+        Some("report") => OutOfMemory::Report,
+        Some(other) => {
+            return Err(problem(
+                "out_of_memory",
+                format!("{other:?} is not a choice; accepted: \"fail\" or \"report\""),
+            ));
+        }
+    };
     if raw.group.is_empty() {
         return Err(problem(
             "group",
@@ -241,6 +253,7 @@ fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
         inject,
         reserve,
         seed,
+        out_of_memory,
         groups,
     })
 }

@@ -9,7 +9,7 @@
 //! A checked [`Scenario`] holds its groups with their policy still open (`"each"`): the
 //! comparison picks the policies, and [`Scenario::boots`] expands every `"each"` group into one
 //! [`GroupPlan`] per policy. All policies run side by side in one boot when the threads fit in
-//! one plan ([`MAX_PLAN_THREADS`]); otherwise each policy gets a boot of its own. The plan
+//! one boot ([`SIDE_BY_SIDE_THREADS`]); otherwise each policy gets a boot of its own. The plan
 //! format itself ([`Plan`]) belongs to `dks-protocol`: the kernel parses the same types.
 
 pub mod builtin;
@@ -19,7 +19,7 @@ mod file;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use dks_protocol::scenario::{GroupPlan, MAX_PLAN_THREADS, PLAN_VERSION, POLICY_NAMES, Plan};
+use dks_protocol::scenario::{GroupPlan, PLAN_VERSION, POLICY_NAMES, Plan, slots_for};
 
 use crate::config::MemorySize;
 
@@ -117,9 +117,29 @@ pub struct Scenario {
     pub reserve: Option<u64>,
     /// Seeds every random draw of the run.
     pub seed: u64,
+    /// What a boot whose threads could not all be created for want of memory means.
+    pub out_of_memory: OutOfMemory,
     /// The thread groups, in file order.
     pub groups: Vec<Group>,
 }
+
+/// What `dks compare` makes of a policy whose boot ran out of memory before it had created
+/// every thread of the plan (the scenario's `out_of_memory`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutOfMemory {
+    /// The comparison fails (exit 3) and writes no figures: the default, since figures for
+    /// fewer threads under one policy than under another compare nothing.
+    Fail,
+    /// The policy gets a line saying how far it got (threads created of those planned) and no
+    /// figures; the other policies are compared. For scenarios built to exceed what some
+    /// policy can hold (the `million` built-in under `static`). Only with one boot per policy.
+    Report,
+}
+
+/// The most threads all policies may run at once in one boot side by side; beyond it every
+/// policy gets a boot of its own (shorter boots, and one policy's memory never crowds
+/// another's).
+pub const SIDE_BY_SIDE_THREADS: u64 = 6000;
 
 /// One boot of a comparison: the policies it runs and its plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,7 +234,8 @@ impl Scenario {
             .iter()
             .map(|p| u64::from(self.threads_under(p, each)))
             .sum();
-        let sets: Vec<Vec<String>> = if total <= u64::from(MAX_PLAN_THREADS) {
+        let side_by_side = total <= SIDE_BY_SIDE_THREADS && self.out_of_memory == OutOfMemory::Fail;
+        let sets: Vec<Vec<String>> = if side_by_side {
             vec![policies]
         } else {
             policies.into_iter().map(|p| vec![p]).collect()
@@ -229,11 +250,14 @@ impl Scenario {
             .collect()
     }
 
-    /// Returns the kernel arguments of a workload boot of this scenario.
-    pub fn kernel_args(&self) -> Vec<String> {
+    /// Returns the kernel arguments of the workload boot of `plan` (one of [`Scenario::boots`]):
+    /// stack slots for its threads ([`slots_for`]); the heap grows as the kernel needs it.
+    pub fn kernel_args(&self, plan: &Plan) -> Vec<String> {
+        let threads: u32 = plan.groups.iter().map(|g| g.threads).sum();
         let mut args = vec![
             "workload=initrd".to_owned(),
             format!("max_stack={}K", self.max_stack_bytes / 1024),
+            format!("slots={}", slots_for(threads)),
         ];
         if let Some(inject) = &self.inject {
             args.push(format!("inject={inject}"));

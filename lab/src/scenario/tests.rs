@@ -69,11 +69,13 @@ fn a_full_file_parses_with_every_field() {
     assert_eq!(s.groups[1].policy, PolicyChoice::One("static".into()));
     assert_eq!((b.lifetime, b.respawn, b.calls), (Lifetime::Short, true, 1));
     assert_eq!(b.depth, census::exits_histogram());
+    let boots = s.boots(&policies(&["fault"])).unwrap();
     assert_eq!(
-        s.kernel_args(),
+        s.kernel_args(&boots[0].plan),
         [
             "workload=initrd",
             "max_stack=32K",
+            "slots=8192",
             "inject=percent:10:7",
             "reserve=64"
         ]
@@ -110,7 +112,11 @@ depth = { fixed = 100 }
         "absent: no path runs with interrupts off"
     );
     assert_eq!((g.sleep_ms, g.wake), (10, Wake::Timer));
-    assert_eq!(s.kernel_args(), ["workload=initrd", "max_stack=16K"]);
+    let boots = s.boots(&policies(&["fault"])).unwrap();
+    assert_eq!(
+        s.kernel_args(&boots[0].plan),
+        ["workload=initrd", "max_stack=16K", "slots=8192"]
+    );
 }
 
 #[test]
@@ -287,7 +293,7 @@ fn every_bad_entry_is_one_error_naming_the_file_the_key_and_what_is_accepted() {
             &[
                 &format!("{group_a}.threads"),
                 "-3 is out of range",
-                "from 1 to 6000",
+                "from 1 to 1000000",
             ],
         ),
         (
@@ -441,10 +447,10 @@ fn every_bad_entry_is_one_error_naming_the_file_the_key_and_what_is_accepted() {
         ),
         (
             "threads = 3",
-            "threads = 6000",
+            "threads = 1000000",
             &[
-                "group: 6002 threads at once under policy static",
-                "at most 6000",
+                "group: 1000002 threads at once under policy static",
+                "at most 1000000",
             ],
         ),
         // Syntax and required keys.
