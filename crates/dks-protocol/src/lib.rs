@@ -15,6 +15,7 @@
 //! host maps QEMU's exit status back with [`exit::ExitCode::from_qemu_status`].
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -6,16 +6,16 @@ use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::{KernelTest, TestResult, check, check_eq};
-use crate::hw::cpu::{self, IrqGuard};
-use crate::hw::paging;
+use crate::hw::cpu_ops::{self, IrqGuard};
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::probes::{self, stack_pointer};
-use crate::hw::trap::{PREEMPT_FRAME_BYTES, bounce_target};
-use crate::layout::PAGE_BYTES;
+use crate::hw::trap_entry::{PREEMPT_FRAME_BYTES, bounce_target};
+use crate::hw::{paging, stack_pages};
 use crate::mm::frames::{self, Injection};
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::{lazy, trap, work, workload};
+use crate::{lazy, trap_handlers, work, workload};
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
@@ -292,7 +292,7 @@ fn deep_preempted_migrated() -> TestResult {
                 // next CPU, deep as it is, and is parked there again.
                 for half in 0..2 {
                     let (faults, switches) = (me.stack.faults(), me.switches());
-                    let ticks = &trap::TIMER_TICKS[cpu::id_hint() as usize];
+                    let ticks = &trap_handlers::TIMER_TICKS[cpu_ops::id_hint() as usize];
                     let until = ticks.load(Ordering::Relaxed) + 6;
                     probes::spin_at(bottom, park, ticks, until);
                     if half == 0 && me.stack.faults() > faults {
@@ -302,7 +302,7 @@ fn deep_preempted_migrated() -> TestResult {
                         preempted.fetch_add(1, Ordering::Relaxed);
                     }
                     if half == 0 && cpus > 1 {
-                        sched::migrate_to((cpu::id_hint() + 1) % cpus);
+                        sched::migrate_to((cpu_ops::id_hint() + 1) % cpus);
                     }
                 }
             });
@@ -414,7 +414,7 @@ fn preempted_near_unpopulated_page() -> TestResult {
                         core::hint::spin_loop();
                     }
                     seen[1].store(me.switches(), Ordering::Relaxed);
-                    let ticks = &trap::TIMER_TICKS[cpu as usize];
+                    let ticks = &trap_handlers::TIMER_TICKS[cpu as usize];
                     let until = ticks.load(Ordering::Relaxed) + 8;
                     probes::spin_at(bottom, boundary + offset, ticks, until);
                     seen[2].store(me.switches(), Ordering::Relaxed);
@@ -641,7 +641,7 @@ fn cached_stack_reads_zero() -> TestResult {
     for (policy, dirty_pages) in [(Policy::Static, 4u8), (Policy::Fault, 1u8)] {
         let first = stacks::create(policy).map_err(|e| alloc::format!("create: {e:?}"))?;
         for page in 0..dirty_pages {
-            paging::fill_stack_page(page_addr(&first, page), 0xab);
+            stack_pages::fill(page_addr(&first, page), 0xab);
         }
         let populated = first.populated_pages();
         stacks::release(&first);
@@ -661,7 +661,7 @@ fn cached_stack_reads_zero() -> TestResult {
     // A dynamic stack that grew is not passed on: the next stack of its policy is lean.
     let grown = stacks::create(Policy::Fault).map_err(|e| alloc::format!("create: {e:?}"))?;
     for page in 0..3 {
-        paging::fill_stack_page(page_addr(&grown, page), 0xab);
+        stack_pages::fill(page_addr(&grown, page), 0xab);
     }
     let grown_pages = grown.populated_pages();
     stacks::release(&grown);
@@ -846,7 +846,7 @@ fn guard_hit_stops_the_thread() -> TestResult {
             policy.name()
         );
         check_eq!(
-            trap::LAST_GUARD_HIT_THREAD.load(Ordering::Relaxed),
+            trap_handlers::LAST_GUARD_HIT_THREAD.load(Ordering::Relaxed),
             victim.id(),
             "{}: the guard hit names its thread",
             policy.name()
@@ -861,7 +861,7 @@ fn guard_hit_stops_the_thread() -> TestResult {
         );
     }
     check!(
-        cpu::interrupts_enabled(),
+        cpu_ops::interrupts_enabled(),
         "interrupts stay on in the test thread"
     );
     Ok(())

@@ -53,7 +53,7 @@ pub struct PolicyCounters {
     /// Fatal stack faults with interrupts off inside a workload's interrupts-off section:
     /// each would have stopped the kernel (the thread may hold a spin lock). The testbed
     /// counts it, gives the section's lock up and stops the thread instead, so that one boot
-    /// can measure every policy (see `workload` and `trap::stack_failure`).
+    /// can measure every policy (see `workload` and `trap_handlers::stack_failure`).
     pub kernel_stops: AtomicU64,
     /// Pages given back before exit.
     pub reclaimed: AtomicU64,

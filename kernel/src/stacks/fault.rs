@@ -11,8 +11,8 @@ use dks_core::{SlotIndex, SlotPart, VirtAddr};
 
 use super::platform::X86Platform;
 use super::{COUNTERS, GROUPS, REGION, Region, accounting, slot_counters};
-use crate::hw::cpu;
-use crate::hw::paging::{self, bits};
+use crate::hw::cpu_ops;
+use crate::hw::paging;
 
 /// What became of a fault in the stack region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,9 +63,9 @@ pub fn handle_fault(address: u64) -> FaultResult {
     let depth = region.layout.depth_in_bytes(slot, addr);
     let counts = slot_counters(slot);
     // Trap context: interrupts are off already; the guard only proves it.
-    let irq = cpu::IrqGuard::new();
+    let irq = cpu_ops::IrqGuard::new();
     if location.part == SlotPart::Guard {
-        let cpu = cpu::current_id(&irq) as usize;
+        let cpu = cpu_ops::current_id(&irq) as usize;
         let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
             fault::handle(
                 platform,
@@ -80,7 +80,7 @@ pub fn handle_fault(address: u64) -> FaultResult {
         counts.guard_hits.fetch_add(1, Ordering::Relaxed);
         return FaultResult::Guard { slot, depth };
     }
-    let cpu = cpu::current_id(&irq) as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
         fault::handle(
             platform,
@@ -173,9 +173,7 @@ pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), (u64, FaultResult)> {
     let mut page = (top - 1) & !(page_bytes - 1);
     loop {
         let address = page.max(lowest);
-        let present =
-            paging::pte(page).is_some_and(|e| e.load(Ordering::Acquire) & bits::PRESENT != 0);
-        if !present {
+        if paging::translate(page).is_none() {
             match handle_fault(address) {
                 FaultResult::Served | FaultResult::NotStack => {}
                 failure => return Err((address, failure)),
