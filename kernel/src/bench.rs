@@ -22,12 +22,12 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use dks_protocol::record::{Cost, Record};
 
-use crate::hw::cpu::{self, IrqGuard};
+use crate::hw::cpu_ops::{self, IrqGuard};
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::probes;
-use crate::layout::PAGE_BYTES;
+use crate::hw::sync::IrqMutex;
 use crate::sched::{self, SpawnOptions};
 use crate::stacks::{self, DYNAMIC, IMPLEMENTED, Policy};
-use crate::sync::IrqMutex;
 use crate::{lazy, report, work};
 
 /// A running summary of one cost.
@@ -176,9 +176,9 @@ fn switches(policy: Policy) -> Summary {
         sched::spawn("cost-switch", options, move || {
             let mut costs = Vec::with_capacity(ROUNDS);
             for round in 0..ROUNDS + 100 {
-                let start = cpu::rdtsc();
+                let start = cpu_ops::rdtsc();
                 sched::yield_now();
-                let round_trip = cpu::rdtsc() - start;
+                let round_trip = cpu_ops::rdtsc() - start;
                 // The first rounds warm up (the partner's first switch-in, caches).
                 if round >= 100 {
                     costs.push(round_trip / 2);
@@ -210,9 +210,9 @@ fn creations(policy: Policy) -> Summary {
         };
         // Interrupts off: no preemption inside the measured creation (it never sleeps).
         let irq = IrqGuard::new();
-        let start = cpu::rdtsc();
+        let start = cpu_ops::rdtsc();
         let thread = sched::spawn("cost-create", options, || {});
-        summary.add(cpu::rdtsc() - start);
+        summary.add(cpu_ops::rdtsc() - start);
         drop(irq);
         threads.push(thread.expect("memory for a measured thread"));
     }

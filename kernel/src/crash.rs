@@ -4,14 +4,14 @@
 use core::sync::atomic::Ordering;
 
 use crate::cmdline::Crash;
-use crate::hw::mce as mca;
-use crate::hw::{apic, catch, cpu, paging, probes};
-use crate::layout::PAGE_BYTES;
+use crate::hw::kstacks;
+use crate::hw::layout::PAGE_BYTES;
+use crate::hw::mca_regs as mca;
+use crate::hw::{apic, catch, cpu_ops, paging, probes};
 use crate::mce::{self, global, status};
-use crate::mm::kstacks;
 use crate::sched::{self, SpawnOptions};
 use crate::stacks::{self, Policy};
-use crate::trap::hooks;
+use crate::trap_handlers::hooks;
 
 /// Crashes the kernel the way `crash` says. Never returns.
 pub fn now(crash: Crash) -> ! {
@@ -21,7 +21,8 @@ pub fn now(crash: Crash) -> ! {
             catch::read_never_mapped();
         }
         Crash::NestedPageFault => {
-            crate::trap::PROVOKE_NESTED_FAULT.store(true, core::sync::atomic::Ordering::Release);
+            crate::trap_handlers::PROVOKE_NESTED_FAULT
+                .store(true, core::sync::atomic::Ordering::Release);
             catch::lazy_write(crate::lazy::DIRECT.start, 1);
         }
         Crash::BounceCopyFault => {
@@ -34,19 +35,19 @@ pub fn now(crash: Crash) -> ! {
             sched::join(&thread);
         }
         Crash::MachineCheck => {
-            let _irq = cpu::IrqGuard::new();
+            let _irq = cpu_ops::IrqGuard::new();
             let fatal = status::VAL | status::UC | status::EN | status::PCC | 0x150;
             mca::stage(mce::TEST_BANK, fatal, global::RIPV | global::MCIP);
             mca::raise();
         }
         Crash::NmiPageFault => {
-            let _irq = cpu::IrqGuard::new();
+            let _irq = cpu_ops::IrqGuard::new();
             hooks::PAGE_FAULT_IN_NMI.store(true, Ordering::Release);
             apic::send_nmi_to_self();
             wait_for_the_end();
         }
         Crash::MachineCheckPageFault => {
-            let _irq = cpu::IrqGuard::new();
+            let _irq = cpu_ops::IrqGuard::new();
             hooks::PAGE_FAULT_IN_MACHINE_CHECK.store(true, Ordering::Release);
             mce::raise_staged_recoverable();
         }
@@ -55,7 +56,7 @@ pub fn now(crash: Crash) -> ! {
             crate::ktest::traps::recurse_forever(0);
         }
         Crash::Guard => {
-            let _irq = cpu::IrqGuard::new();
+            let _irq = cpu_ops::IrqGuard::new();
             let stack = kstacks::alloc().expect("memory for a stack to overflow");
             catch::run_on_stack(stack.top(), crate::ktest::traps::recurse_forever, 0);
         }
@@ -66,7 +67,7 @@ pub fn now(crash: Crash) -> ! {
 /// Spins (a bounded time) so that a crash on its way (an NMI sent to this CPU) can land.
 fn wait_for_the_end() {
     for _ in 0..50_000_000u64 {
-        cpu::relax();
+        cpu_ops::relax();
     }
 }
 
@@ -79,7 +80,7 @@ fn bounce_onto_gap() {
     let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
     let gap = top - 2 * PAGE_BYTES;
     probes::touch_stack(bottom, gap - 64);
-    let _irq = cpu::IrqGuard::new();
+    let _irq = cpu_ops::IrqGuard::new();
     assert!(paging::translate(gap).is_none(), "page 1 is populated");
     hooks::SKIP_BOUNCE_POPULATION.store(true, Ordering::Release);
     probes::lazy_read_at(bottom, gap + 300, crate::lazy::BOUNCED.start + 8);

@@ -8,10 +8,10 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::hw::cpu;
-use crate::hw::paging::{self, MapError, flags};
-use crate::hw::trap::TrapFrame;
-use crate::layout::{LAZY_REGION_BASE, LAZY_REGION_BYTES, PAGE_BYTES};
+use crate::hw::cpu_ops;
+use crate::hw::layout::{LAZY_REGION_BASE, LAZY_REGION_BYTES, PAGE_BYTES};
+use crate::hw::paging::{self, MapError};
+use crate::hw::trap_entry::TrapFrame;
 use crate::mm::frames::{self, Urgency};
 use crate::sched;
 
@@ -32,7 +32,7 @@ const RFLAGS_IF: u64 = 1 << 9;
 fn map_zeroed(address: u64, urgency: Urgency) -> Result<(), MapError> {
     let page = address & !(PAGE_BYTES - 1);
     let frame = frames::alloc_zeroed(urgency).ok_or(MapError::OutOfMemory)?;
-    match paging::map(page, frame, flags::DATA) {
+    match paging::map_lazy_page(page, frame) {
         // The entry was not present: no TLB holds it.
         Ok(flush) => {
             flush.ignore();
@@ -56,7 +56,7 @@ fn map_zeroed(address: u64, urgency: Urgency) -> Result<(), MapError> {
 pub fn handle_bounced(frame: &TrapFrame, address: u64) -> bool {
     let may_sleep = frame.rflags & RFLAGS_IF != 0;
     if may_sleep {
-        cpu::enable_interrupts();
+        cpu_ops::enable_interrupts();
     }
     let mut mapped = map_zeroed(address, Urgency::Normal);
     for _ in 0..100 {
@@ -68,7 +68,7 @@ pub fn handle_bounced(frame: &TrapFrame, address: u64) -> bool {
     }
     if may_sleep {
         // The trap's return path runs with interrupts off, as it was entered.
-        cpu::disable_interrupts();
+        cpu_ops::disable_interrupts();
     }
     BOUNCED_FAULTS.fetch_add(u64::from(mapped.is_ok()), Ordering::Relaxed);
     mapped.is_ok()
@@ -86,7 +86,7 @@ pub fn reset(range: core::ops::Range<u64>) {
     assert!(range.start >= LAZY_REGION_BASE && range.end <= LAZY_REGION_BASE + LAZY_REGION_BYTES);
     let mut freed = alloc::vec::Vec::new();
     for page in range.clone().step_by(PAGE_BYTES as usize) {
-        if let Some((frame, flush)) = paging::unmap(page) {
+        if let Some((frame, flush)) = paging::unmap_lazy_page(page) {
             flush.ignore(); // the shootdown below covers every CPU
             freed.push(frame);
         }

@@ -5,34 +5,32 @@
 //! runs: the in-kernel tests (`test=`), a deliberate crash (`crash=`), or nothing (a plain boot
 //! that reports what it found and exits with success).
 //!
-//! All `unsafe` code lives in [`hw`]; the rest of the kernel denies it.
+//! All `unsafe` code lives in the hardware crate, `dks-hw` (imported here as [`hw`]); this
+//! crate forbids it (`docs/architecture.md`).
 
 #![no_std]
 #![no_main]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
-#[allow(unsafe_code)] // reason: the hardware layer is the one place unsafe code lives
-mod hw;
+use dks_hw as hw;
 
 mod bench;
 mod cmdline;
 mod crash;
 mod ktest;
-mod layout;
 mod lazy;
 mod mce;
 mod mm;
 mod overhead;
-mod reclaim;
+mod reclaim_thread;
 mod report;
 mod sched;
 mod smp;
 mod stacks;
-mod sync;
 mod tlb;
-mod trap;
+mod trap_handlers;
 mod vmstat;
 mod work;
 mod workload;
@@ -44,7 +42,13 @@ use dks_protocol::record::{self, Record};
 use spin::Once;
 
 use crate::hw::pvh::{BootInfo, BootInfoError, PhysRange};
+use crate::hw::start::KernelEntry;
 use crate::mm::frames;
+
+/// Where the hardware crate enters the kernel (see `hw::start`): `kmain` on the boot CPU,
+/// `smp::ap_main` on the others.
+#[used]
+static KERNEL_ENTRY: KernelEntry = KernelEntry::new(kmain, smp::ap_main);
 
 /// The start info, kept for the kernel's lifetime.
 static BOOT_INFO: Once<BootInfo> = Once::new();
@@ -54,8 +58,10 @@ fn heap_bytes(ram_bytes: u64) -> u64 {
     (ram_bytes / 16).clamp(8 << 20, 256 << 20)
 }
 
-/// Entered once, on the boot CPU, from `hw::start`.
-pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
+/// Entered once, on the boot CPU, from `hw::start` (through [`KERNEL_ENTRY`]).
+fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
+    hw::trap_entry::install::<trap_handlers::KernelTraps>();
+    hw::sync::set_spin_work(tlb::serve);
     let info = match info {
         Ok(info) => BOOT_INFO.call_once(|| info),
         Err(e) => {
@@ -75,8 +81,10 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
         *slot = *module;
     }
     frames::init(info.ram(), &reserved, frames::DEFAULT_RESERVE_FRAMES);
+    hw::frame::register(&frames::KernelFrames);
     hw::paging::init(info.ram());
     let ram_bytes: u64 = info.ram().iter().map(|r| r.bytes).sum();
+    hw::heap::set_growth(&mm::heap::KernelHeapGrowth);
     hw::heap::init(heap_bytes(ram_bytes));
     hw::gdt::init_this_cpu();
     hw::idt::load_on_this_cpu();
@@ -133,7 +141,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     }));
 
     work::start();
-    reclaim::start();
+    reclaim_thread::start();
     mce::start_logger();
     let injection = config.injection;
     let options = sched::SpawnOptions {
@@ -147,7 +155,7 @@ pub fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     // The boot CPU's scheduler loop runs on a kernel stack with a guard page, as the other
     // CPUs' do: an overflow there is then a reported guard hit. The boot stack has no guard
     // (below it in `.bss` lie the boot page tables).
-    let scheduler_stack = mm::kstacks::alloc().expect("memory for the boot CPU's scheduler stack");
+    let scheduler_stack = hw::kstacks::alloc().expect("memory for the boot CPU's scheduler stack");
     // Allocation failures are injected only once the system is up: the kernel's own threads
     // (workers, stack reclaim, main) and its boot structures are made without them, so an
     // injection pattern tests the stack mechanism, not start-up.

@@ -33,9 +33,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dks_protocol::record::{MachineCheck, Record};
 
-use crate::hw::cpu::{self, MAX_CPUS};
-use crate::hw::mce as hw;
-use crate::hw::trap::TrapFrame;
+use crate::hw::cpu_ops::{self, MAX_CPUS};
+use crate::hw::mca_regs as hw;
+use crate::hw::trap_entry::TrapFrame;
 use crate::report;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions};
@@ -225,7 +225,7 @@ impl Error {
             }
         };
         Error {
-            cpu: cpu::id_hint(),
+            cpu: cpu_ops::id_hint(),
             bank,
             status: registers.status,
             address: valid(status::ADDRV, registers.address),
@@ -364,7 +364,7 @@ impl Consumer {
             if let Some(consumer) = Consumer::try_take() {
                 return consumer;
             }
-            cpu::relax();
+            cpu_ops::relax();
         }
     }
 }
@@ -454,10 +454,10 @@ pub fn init_this_cpu() {
 /// otherwise reports and stops the kernel. Takes no lock, allocates nothing.
 pub fn on_exception(frame: &TrapFrame) {
     EXCEPTIONS.fetch_add(1, Ordering::Relaxed);
-    if crate::trap::hooks::PAGE_FAULT_IN_MACHINE_CHECK.load(Ordering::Relaxed)
-        && crate::trap::hooks::PAGE_FAULT_IN_MACHINE_CHECK.swap(false, Ordering::AcqRel)
+    if crate::trap_handlers::hooks::PAGE_FAULT_IN_MACHINE_CHECK.load(Ordering::Relaxed)
+        && crate::trap_handlers::hooks::PAGE_FAULT_IN_MACHINE_CHECK.swap(false, Ordering::AcqRel)
     {
-        crate::trap::fault_inside_handler();
+        crate::trap_handlers::fault_inside_handler();
     }
     let global_status = hw::global_status();
     let ser = hw::software_recovery();
@@ -490,7 +490,7 @@ pub fn on_exception(frame: &TrapFrame) {
     }
     if found.iter().all(Option::is_none) {
         // No bank to blame: the frame is all there is to report.
-        crate::trap::report_exception_forced(frame, 0);
+        crate::trap_handlers::report_exception_forced(frame, 0);
     }
     report::exit_forced(ExitCode::Exception, reason)
 }
@@ -506,8 +506,8 @@ pub fn poll() {
             continue;
         }
         if bank == TEST_BANK
-            && crate::trap::hooks::MACHINE_CHECK_IN_POLL.load(Ordering::Relaxed)
-            && crate::trap::hooks::MACHINE_CHECK_IN_POLL.swap(false, Ordering::AcqRel)
+            && crate::trap_handlers::hooks::MACHINE_CHECK_IN_POLL.load(Ordering::Relaxed)
+            && crate::trap_handlers::hooks::MACHINE_CHECK_IN_POLL.swap(false, Ordering::AcqRel)
         {
             raise_staged(SRAO_STATUS | status::OVER);
         }

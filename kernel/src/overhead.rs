@@ -21,8 +21,8 @@ use core::sync::atomic::{AtomicI64, Ordering};
 use dks_core::{Account, Counter};
 use dks_protocol::record::{MemoryBalance, Record, ThreadOverhead};
 
-use crate::hw::trap::FpuArea;
-use crate::layout::PAGE_BYTES;
+use crate::hw::layout::PAGE_BYTES;
+use crate::hw::trap_entry::FpuArea;
 use crate::mm::{frames, heap};
 use crate::report;
 use crate::stacks::{self, Policy, ThreadStack};

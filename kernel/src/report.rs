@@ -10,7 +10,7 @@ use dks_protocol::exit::ExitCode;
 use dks_protocol::record::{Exit, Log, Panic, Record};
 use dks_protocol::wire::{self, MAX_LINE_BYTES};
 
-use crate::hw::{console, cpu, qemu};
+use crate::hw::{console, cpu_ops, qemu};
 
 /// Prints one record.
 pub fn emit(record: &Record<'_>) {
@@ -120,7 +120,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = write!(message, "{}", info.message());
     let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
     emit(&Record::Panic(Panic {
-        cpu: cpu::id_hint(),
+        cpu: cpu_ops::id_hint(),
         message: Cow::Borrowed(message.as_str()),
         file: Cow::Borrowed(file),
         line,

@@ -1,14 +1,14 @@
 //! Bringing up the other CPUs and what each runs first.
 //!
 //! The boot CPU reads the MADT, then starts each application processor in turn (see
-//! `hw::smp`): the AP loads its own GDT, TSS and IST stacks, the shared IDT, enables its local
+//! `hw::ap_start`): the AP loads its own GDT, TSS and IST stacks, the shared IDT, enables its local
 //! APIC and timer, marks itself online and enters its scheduler loop.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use crate::hw::cpu::MAX_CPUS;
-use crate::hw::{acpi, apic, gdt, idt, smp};
-use crate::mm::kstacks;
+use crate::hw::cpu_ops::MAX_CPUS;
+use crate::hw::kstacks;
+use crate::hw::{acpi, ap_start, apic, gdt, idt};
 use crate::{report, sched};
 
 static STARTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
@@ -35,12 +35,12 @@ pub fn start_all(rsdp: u64, hz: u32) -> u32 {
             cpus.ignored
         ));
     }
-    smp::install_trampoline();
+    ap_start::install_trampoline();
     let mut online = 1;
     for (index, &apic_id) in cpus.apic_ids.iter().enumerate().take(cpus.count).skip(1) {
         let stack = kstacks::alloc().expect("memory for an AP's scheduler stack");
         let started = &STARTED[index];
-        let ok = smp::start_ap(
+        let ok = ap_start::start_ap(
             apic_id,
             index as u64,
             stack.top(),
@@ -54,7 +54,7 @@ pub fn start_all(rsdp: u64, hz: u32) -> u32 {
             break;
         }
     }
-    smp::remove_trampoline();
+    ap_start::remove_trampoline();
     online
 }
 

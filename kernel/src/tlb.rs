@@ -24,7 +24,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::hw::apic::vector;
-use crate::hw::cpu::{self, IrqGuard, MAX_CPUS};
+use crate::hw::cpu_ops::{self, IrqGuard, MAX_CPUS};
 use crate::hw::paging;
 use crate::sched;
 
@@ -67,11 +67,11 @@ fn complete(generation: u64, except: Option<usize>) -> bool {
 pub fn shootdown(start: u64, end: u64) {
     let irq = IrqGuard::new();
     paging::flush_range(start, end);
-    let me = cpu::current_id(&irq) as usize;
+    let me = cpu_ops::current_id(&irq) as usize;
     let generation = request(me);
     while !complete(generation, Some(me)) {
         serve(&irq);
-        cpu::relax();
+        cpu_ops::relax();
     }
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
 }
@@ -82,7 +82,7 @@ pub fn shootdown(start: u64, end: u64) {
 /// or before they leave idleness.
 pub fn request_flush_all() -> u64 {
     let irq = IrqGuard::new();
-    let me = cpu::current_id(&irq) as usize;
+    let me = cpu_ops::current_id(&irq) as usize;
     let generation = request(me);
     paging::flush_range(0, u64::MAX);
     DONE[me].fetch_max(generation, Ordering::SeqCst);
@@ -94,7 +94,7 @@ pub fn request_flush_all() -> u64 {
 pub fn remind(generation: u64) {
     // `me` must stay this CPU while the others are asked (a thread calls this).
     let irq = IrqGuard::new();
-    let me = cpu::current_id(&irq) as usize;
+    let me = cpu_ops::current_id(&irq) as usize;
     for (other, pending) in PENDING.iter().enumerate() {
         let behind = DONE[other].load(Ordering::SeqCst) < generation;
         if other != me && sched::is_online(other as u32) && behind {
@@ -122,7 +122,7 @@ pub fn flushed_by(cpu: usize) -> u64 {
 
 /// Flushes this CPU's TLB if a request came since it last did (from the IPI, or while waiting).
 pub fn serve(irq: &IrqGuard) {
-    let me = cpu::current_id(irq) as usize;
+    let me = cpu_ops::current_id(irq) as usize;
     if PENDING[me].swap(false, Ordering::SeqCst) {
         catch_up(me);
     }
@@ -140,13 +140,13 @@ fn catch_up(me: usize) {
 /// Announces that this CPU halts with no thread: requests stop waiting for it. Interrupts
 /// must stay off until it halts (the guard), so that nothing runs in between.
 pub fn enter_idle(irq: &IrqGuard) {
-    IDLE[cpu::current_id(irq) as usize].store(true, Ordering::SeqCst);
+    IDLE[cpu_ops::current_id(irq) as usize].store(true, Ordering::SeqCst);
 }
 
 /// Ends this CPU's idleness (interrupts still off): flushes first if a request came while it
 /// was idle, so it never runs a thread with a translation some CPU asked it to forget.
 pub fn leave_idle(irq: &IrqGuard) {
-    let me = cpu::current_id(irq) as usize;
+    let me = cpu_ops::current_id(irq) as usize;
     IDLE[me].store(false, Ordering::SeqCst);
     catch_up(me);
 }

@@ -12,7 +12,7 @@ use dks_protocol::record::{PolicyStat, Record, ThreadPages, TrapStat, Vmstat};
 use crate::hw::apic;
 use crate::mm::frames;
 use crate::stacks::{self, Policy};
-use crate::{mce, report, sched, trap};
+use crate::{mce, report, sched, trap_handlers};
 
 const KIB_PER_PAGE: u64 = dks_core::layout::PAGE_SIZE_IN_BYTES / 1024;
 
@@ -90,8 +90,8 @@ pub fn emit_trap_stat() {
         per_cpu.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     };
     report::emit(&Record::TrapStat(TrapStat {
-        nmis: sum(&trap::NMIS),
-        nmis_nested: sum(&trap::NMIS_NESTED),
+        nmis: sum(&trap_handlers::NMIS),
+        nmis_nested: sum(&trap_handlers::NMIS_NESTED),
         machine_check_exceptions: mce::EXCEPTIONS.load(Ordering::Relaxed),
         mce_corrected: mce::CORRECTED.load(Ordering::Relaxed),
         mce_recoverable: mce::RECOVERABLE.load(Ordering::Relaxed),

@@ -11,11 +11,11 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::hw::cpu::{self, MAX_CPUS};
+use crate::hw::cpu_ops::{self, MAX_CPUS};
+use crate::hw::sync::IrqMutex;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::sync::IrqMutex;
 
 struct Queue {
     items: IrqMutex<VecDeque<Arc<Thread>>>,
@@ -34,9 +34,9 @@ static COMPLETED: AtomicU64 = AtomicU64::new(0);
 
 /// Hands an exited thread to this CPU's worker, which frees its stack. Called by the
 /// scheduler loop.
-pub fn reap(irq: &cpu::IrqGuard, thread: Arc<Thread>) {
+pub fn reap(irq: &cpu_ops::IrqGuard, thread: Arc<Thread>) {
     SUBMITTED.fetch_add(1, Ordering::AcqRel);
-    let queue = &QUEUES[cpu::current_id(irq) as usize];
+    let queue = &QUEUES[cpu_ops::current_id(irq) as usize];
     queue.items.lock().push_back(thread);
     queue.arrived.wake_one();
 }

@@ -31,13 +31,13 @@ use dks_protocol::record::{Record, Sample, SpawnFailure, WorkloadStat};
 use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
 
 use crate::hw::apic;
-use crate::hw::cpu::{self, IrqGuard, MAX_CPUS};
+use crate::hw::cpu_ops::{self, IrqGuard, MAX_CPUS};
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::probes::{self, stack_pointer};
-use crate::layout::PAGE_BYTES;
+use crate::hw::sync::IrqMutex;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy, StackError};
-use crate::sync::IrqMutex;
 use crate::{mce, overhead, report, tlb, vmstat};
 
 /// A small, seedable PRNG (xorshift64*).
@@ -116,11 +116,11 @@ impl IrqOffSection {
         while SECTION_LOCK[lock].swap(true, Ordering::Acquire) {
             // As `IrqMutex` does: a holder may be waiting for this CPU's TLB flush.
             tlb::serve(&irq);
-            cpu::relax();
+            cpu_ops::relax();
         }
         let entry = (u64::from(slot.as_u32()) + 1) | ((lock as u64) << 32);
         // The section never leaves this CPU: interrupts stay off and its body never switches.
-        let cpu = cpu::current_id(&irq) as usize;
+        let cpu = cpu_ops::current_id(&irq) as usize;
         IN_SECTION[cpu].store(entry, Ordering::Relaxed);
         IrqOffSection {
             lock,
@@ -150,14 +150,14 @@ pub fn with_irqoff_section(lock: usize, body: impl FnOnce()) {
 /// Whether the thread of `slot`, running on this CPU with interrupts off, is inside a
 /// workload's interrupts-off section (for the fault path; takes no lock).
 pub fn in_irqoff_section(irq: &IrqGuard, slot: dks_core::SlotIndex) -> bool {
-    let entry = IN_SECTION[cpu::current_id(irq) as usize].load(Ordering::Relaxed);
+    let entry = IN_SECTION[cpu_ops::current_id(irq) as usize].load(Ordering::Relaxed);
     entry & 0xffff_ffff == u64::from(slot.as_u32()) + 1
 }
 
 /// Gives up the section of this CPU's thread, which is being stopped inside it: releases its
 /// lock (nothing else is held in a section) and forgets it.
 pub fn abandon_irqoff_section(irq: &IrqGuard) {
-    let entry = IN_SECTION[cpu::current_id(irq) as usize].swap(0, Ordering::Relaxed);
+    let entry = IN_SECTION[cpu_ops::current_id(irq) as usize].swap(0, Ordering::Relaxed);
     if entry != 0 {
         SECTION_LOCK[(entry >> 32) as usize % SECTION_LOCKS].store(false, Ordering::Release);
     }
@@ -467,7 +467,7 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
     }
     for thread in &stalled {
         let waited_ms = thread.admission_wait_since().map_or(0, |since| {
-            cpu::rdtsc().saturating_sub(since) / (apic::tsc_per_us() * 1000).max(1)
+            cpu_ops::rdtsc().saturating_sub(since) / (apic::tsc_per_us() * 1000).max(1)
         });
         sched::report_admission_stall(thread.admission_refused_by(), thread, waited_ms, "at_end");
     }
@@ -518,7 +518,7 @@ fn join_unless_stalled(thread: &Thread) -> bool {
     let per_ms = (apic::tsc_per_us() * 1000).max(1);
     while !thread.has_exited() {
         if let Some(since) = thread.admission_wait_since()
-            && cpu::rdtsc().saturating_sub(since) / per_ms >= END_ADMISSION_GRACE_MS
+            && cpu_ops::rdtsc().saturating_sub(since) / per_ms >= END_ADMISSION_GRACE_MS
         {
             return false;
         }

@@ -19,7 +19,7 @@
 //! The stub is as powerful as QEMU's monitor (which can run host commands): QEMU connects to a
 //! socket the bench listens on, in a folder only its user can open, as `dks` does for QMP.
 //! Instruction boundaries come from the kernel ELF: each region starts at a symbol of the entry
-//! assembly (`kernel/src/hw/trap.rs` and `hw/context.rs`, which mark regions with global
+//! assembly (`kernel/hw/src/trap_entry.rs` and `hw/src/context.rs`, which mark regions with global
 //! labels) and ends at the next symbol; iced-x86 decodes it.
 
 use std::fs::Permissions;

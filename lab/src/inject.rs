@@ -524,6 +524,24 @@ impl Inbox {
     }
 }
 
+/// Whether `error` is the monitor connection ending (QEMU exited), not a refusal or a slow
+/// answer.
+fn connection_ended(error: &QmpError) -> bool {
+    match error {
+        QmpError::Closed => true,
+        QmpError::Io(e) => io_ended(e),
+        _ => false,
+    }
+}
+
+/// Whether a socket error is the connection ending rather than a slow answer.
+fn io_ended(error: &std::io::Error) -> bool {
+    !matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// Where the machine-check injection stands.
 #[derive(Clone, Copy, Debug)]
 enum MceState {
@@ -564,18 +582,30 @@ impl Run {
             QmpError::Closed => self.injected.notes.push(format!(
                 "QEMU closed its monitor while {what} was being sent (the boot ended)"
             )),
-            QmpError::Io(e)
-                if !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                self.injected.notes.push(format!(
-                    "the monitor connection ended while {what} was being sent ({e})"
-                ))
-            }
+            QmpError::Io(e) if io_ended(&e) => self.injected.notes.push(format!(
+                "the monitor connection ended while {what} was being sent ({e})"
+            )),
             error => self.fail(format!("cannot send {what}: {error}")),
         }
+    }
+
+    /// A fatal machine check stops the kernel, and QEMU may exit before it answers the
+    /// command: the connection then ends with the command sent. Whether it arrived is what
+    /// the kernel says: its record of that CPU's bank, read until the console closes (at most
+    /// the report timeout), counts it as injected and reported.
+    fn fatal_unanswered(&mut self, cpu: u32, what: &str) {
+        let deadline = Instant::now() + self.timing.report;
+        while !self.inbox.take_report(cpu, MCE_BANK) {
+            if self.inbox.closed || Instant::now() >= deadline {
+                return;
+            }
+            self.inbox.poll(SLICE);
+        }
+        self.injected.machine_checks += 1;
+        self.injected.machine_checks_reported += 1;
+        self.injected.notes.push(format!(
+            "QEMU exited before answering {what}: the kernel reported it and stopped"
+        ));
     }
 
     fn stopped(&self) -> bool {
@@ -743,7 +773,11 @@ impl Run {
                 let said = match qmp.human_monitor_command(&command) {
                     Ok(said) => said,
                     Err(error) => {
+                        let ended = connection_ended(&error);
                         self.command_failed(&what, error);
+                        if spec.kind == MceKind::Fatal && ended {
+                            self.fatal_unanswered(cpu, &what);
+                        }
                         return None;
                     }
                 };

@@ -29,19 +29,19 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
-pub mod census;
+mod census;
 pub mod cli;
-pub mod compare;
+mod compare;
 pub mod config;
 pub mod console;
 pub mod host_census;
-pub mod inject;
-pub mod interrupt;
+mod inject;
+mod interrupt;
 pub mod kernel;
 pub mod outcome;
-pub mod output;
+mod output;
 pub mod qemu;
 pub mod qmp;
-pub mod render;
+mod render;
 pub mod scenario;
 pub mod test_report;

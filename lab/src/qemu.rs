@@ -1,7 +1,7 @@
 //! QEMU: where it is, which accelerator can work, and the one function that builds its
 //! command line ([`args`]).
 //!
-//! Facts this relies on (`BOOT-NOTES.md`): `-kernel` boots the kernel's PVH ELF directly;
+//! Facts this relies on (`docs/boot.md`): `-kernel` boots the kernel's PVH ELF directly;
 //! `-device isa-debug-exit` at port [`EXIT_PORT`] lets the kernel end QEMU with a status that
 //! encodes its [`dks_protocol::exit::ExitCode`]; `-no-reboot` turns a triple fault into an exit
 //! with status 0 instead of an endless reboot loop. KVM is offered only where the host has

@@ -11,7 +11,7 @@ use dks_protocol::exit::ExitCode;
 use dks_protocol::record::Record;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-/// The address `crash=page-fault` reads: `NEVER_MAPPED` in `kernel/src/layout.rs`.
+/// The address `crash=page-fault` reads: `NEVER_MAPPED` in `kernel/hw/src/layout.rs`.
 const NEVER_MAPPED: u64 = 0x0000_7fff_ffff_f000;
 
 fn crash(kind: &str) -> BootOutcome {

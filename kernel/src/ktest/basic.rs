@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::cmdline::{self, Crash, TestSelection};
-use crate::hw::{cpu, heap, paging};
+use crate::hw::{cpu_ops, heap, paging};
 use crate::mm::frames::{self, Injection};
 use crate::sched;
 
@@ -30,11 +30,11 @@ fn boot() -> TestResult {
         "kernel page tables not loaded"
     );
     check!(
-        sched::is_online(cpu::id_hint()),
+        sched::is_online(cpu_ops::id_hint()),
         "running on an offline CPU"
     );
     check!(
-        cpu::interrupts_enabled(),
+        cpu_ops::interrupts_enabled(),
         "interrupts are off in test context"
     );
     let stats = frames::stats();

@@ -6,15 +6,15 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::{KernelTest, TestResult, check, check_eq};
-use crate::hw::cpu::IrqGuard;
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::kstacks;
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::{catch, probes};
-use crate::layout::PAGE_BYTES;
 use crate::lazy;
-use crate::mm::kstacks;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::trap::{IDLE_STACK_POINTER, LAST_GUARD_HIT_THREAD, PREEMPTIONS};
+use crate::trap_handlers::{IDLE_STACK_POINTER, LAST_GUARD_HIT_THREAD, PREEMPTIONS};
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[

@@ -4,11 +4,11 @@
 use core::sync::atomic::Ordering;
 
 use super::{KernelTest, TestResult, check, check_eq};
-use crate::hw::cpu::IrqGuard;
-use crate::hw::mce as mca;
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::mca_regs as mca;
 use crate::mce::{self, FoundBy, Severity, global, status};
 use crate::sched;
-use crate::trap::hooks;
+use crate::trap_handlers::hooks;
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[

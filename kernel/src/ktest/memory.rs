@@ -4,9 +4,9 @@ use alloc::vec::Vec;
 
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::catch;
-use crate::hw::cpu::IrqGuard;
-use crate::hw::paging::{self, flags};
-use crate::layout::{LAZY_REGION_BASE, PAGE_BYTES};
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::layout::{LAZY_REGION_BASE, PAGE_BYTES};
+use crate::hw::paging;
 use crate::mm::frames::{self, Frame, Injection, Urgency};
 
 /// The tests of this module.
@@ -198,7 +198,7 @@ fn map_unmap() -> TestResult {
 
     let frame = frames::alloc_zeroed(Urgency::Normal).ok_or("no frame")?;
     let phys = frame.address();
-    paging::map(virt, frame, flags::DATA)
+    paging::map_lazy_page(virt, frame)
         .map_err(|(f, e)| {
             frames::free(f);
             alloc::format!("map failed: {e:?}")
@@ -217,7 +217,7 @@ fn map_unmap() -> TestResult {
         "the direct map sees the write"
     );
 
-    let (frame, flush) = paging::unmap(virt).ok_or("unmap found nothing")?;
+    let (frame, flush) = paging::unmap_lazy_page(virt).ok_or("unmap found nothing")?;
     flush.flush();
     check_eq!(frame.address(), phys);
     frames::free(frame);
@@ -228,7 +228,7 @@ fn map_unmap() -> TestResult {
         "read after unmapping: {after:?}"
     );
     check!(
-        paging::unmap(virt).is_none(),
+        paging::unmap_lazy_page(virt).is_none(),
         "second unmap found a mapping"
     );
     Ok(())

@@ -8,14 +8,14 @@ use dks_core::Counter;
 
 use super::{KernelTest, TestResult, check, check_eq};
 use crate::hw::catch;
-use crate::hw::cpu::IrqGuard;
-use crate::hw::paging::{self, flags};
-use crate::layout::{LAZY_REGION_BASE, PAGE_BYTES};
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::layout::{LAZY_REGION_BASE, PAGE_BYTES};
+use crate::hw::paging;
+use crate::hw::sync::IrqMutex;
 use crate::mm::frames::{self, Urgency};
 use crate::sched::wait::{HookTarget, WaitPoint, WaitQueue};
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::Policy;
-use crate::sync::IrqMutex;
 use crate::{stacks, tlb, work};
 
 /// The tests of this module.
@@ -155,7 +155,7 @@ fn threads_complete() -> TestResult {
 fn preemption() -> TestResult {
     // Both threads on one CPU: the setter only runs if the spinner, which never yields, is
     // preempted.
-    let cpu = crate::hw::cpu::id_hint();
+    let cpu = crate::hw::cpu_ops::id_hint();
     let flag = Arc::new(AtomicBool::new(false));
     let spins = Arc::new(AtomicU64::new(0));
     let spinner = {
@@ -192,7 +192,7 @@ fn sleep_order() -> TestResult {
     let mut threads = Vec::new();
     // All on one CPU, so that they run in the order they are woken (on several CPUs that
     // order would also depend on how fast each vCPU answers its IPI).
-    let cpu = crate::hw::cpu::id_hint();
+    let cpu = crate::hw::cpu_ops::id_hint();
     // Three ticks apart (at the default 100 Hz), so that the tolerance below cannot hide a
     // swap of two neighbours.
     for ms in [150u64, 30, 120, 60, 90] {
@@ -410,7 +410,7 @@ fn fpu_preempted() -> TestResult {
     const TERMS: u64 = 400_000;
     let expected: Vec<u64> = (0..THREADS).map(|s| series(s, TERMS).to_bits()).collect();
     let results: Arc<Vec<AtomicU64>> = Arc::new((0..THREADS).map(|_| AtomicU64::new(0)).collect());
-    let cpu = crate::hw::cpu::id_hint();
+    let cpu = crate::hw::cpu_ops::id_hint();
     let mut threads = Vec::new();
     for s in 0..THREADS {
         let results = results.clone();
@@ -442,7 +442,7 @@ fn shootdown() -> TestResult {
     let cpus = sched::online_cpus();
     let virt = LAZY_REGION_BASE + 64 * PAGE_BYTES;
     let frame = frames::alloc_zeroed(Urgency::Normal).ok_or("no frame")?;
-    paging::map(virt, frame, flags::DATA)
+    paging::map_lazy_page(virt, frame)
         .map_err(|(f, e)| {
             frames::free(f);
             alloc::format!("map: {e:?}")
@@ -483,7 +483,7 @@ fn shootdown() -> TestResult {
         sched::yield_now();
     }
     let before = tlb::SHOOTDOWNS.load(Ordering::Relaxed);
-    let (frame, flush) = paging::unmap(virt).ok_or("nothing mapped")?;
+    let (frame, flush) = paging::unmap_lazy_page(virt).ok_or("nothing mapped")?;
     flush.ignore(); // the shootdown below covers this CPU too
     tlb::shootdown(virt, virt + PAGE_BYTES);
     phase.store(1, Ordering::Release);
@@ -906,8 +906,8 @@ fn workload_with_stops_returns_the_heap() -> TestResult {
 /// may not run at all while another keeps busy), and an idle CPU flushes before it runs
 /// anything once it wakes.
 fn idle_cpus_are_not_waited_for() -> TestResult {
-    let me = crate::hw::cpu::id_hint() as usize;
-    let others: Vec<usize> = (0..crate::hw::cpu::MAX_CPUS)
+    let me = crate::hw::cpu_ops::id_hint() as usize;
+    let others: Vec<usize> = (0..crate::hw::cpu_ops::MAX_CPUS)
         .filter(|&c| c != me && sched::is_online(c as u32))
         .collect();
     if others.is_empty() {
@@ -963,7 +963,7 @@ fn current_names_the_caller() -> TestResult {
     let asked = Arc::new(AtomicU64::new(0));
     let first_wrong_ms = Arc::new(AtomicU64::new(0));
     let preempted = || {
-        crate::trap::PREEMPTIONS
+        crate::trap_handlers::PREEMPTIONS
             .iter()
             .map(|p| p.load(Ordering::Relaxed))
             .sum::<u64>()
@@ -981,7 +981,7 @@ fn current_names_the_caller() -> TestResult {
         );
         threads.push(spawn("asker", move || {
             while sched::uptime_ms() < deadline {
-                let here = crate::hw::cpu::id_hint();
+                let here = crate::hw::cpu_ops::id_hint();
                 sched::pin_me(Some((here + 1) % cpus));
                 for _ in 0..BURST {
                     match sched::current() {

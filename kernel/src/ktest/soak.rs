@@ -17,8 +17,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{TestResult, check, check_eq};
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::probes;
-use crate::layout::PAGE_BYTES;
 use crate::mm::frames;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};

@@ -8,15 +8,15 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::machine_check::queued_errors;
 use super::{KernelTest, TestResult, check, check_eq};
-use crate::hw::cpu::{self, IrqGuard};
-use crate::hw::mce as mca;
+use crate::hw::cpu_ops::{self, IrqGuard};
+use crate::hw::kstacks;
+use crate::hw::layout::{KERNEL_STACK_BYTES, PAGE_BYTES};
+use crate::hw::mca_regs as mca;
 use crate::hw::{apic, catch, probes};
-use crate::layout::{KERNEL_STACK_BYTES, PAGE_BYTES};
 use crate::lazy;
 use crate::mce::{self, Severity, global};
-use crate::mm::kstacks;
 use crate::sched::{self, SpawnOptions};
-use crate::trap::{NMIS, NMIS_NESTED, PREEMPTIONS, TIMER_TICKS, hooks};
+use crate::trap_handlers::{NMIS, NMIS_NESTED, PREEMPTIONS, TIMER_TICKS, hooks};
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
@@ -115,7 +115,7 @@ fn red_zone() -> TestResult {
     let prober = {
         let result = result.clone();
         sched::spawn("red-zone-prober", options, move || {
-            result[3].store(u64::from(cpu::interrupts_enabled()), Ordering::Relaxed);
+            result[3].store(u64::from(cpu_ops::interrupts_enabled()), Ordering::Relaxed);
             let ticks = &TIMER_TICKS[cpu as usize];
             let preemptions = &PREEMPTIONS[cpu as usize];
             let (ticks_before, preempted_before) = (
@@ -173,7 +173,7 @@ fn wait_past(counter: &AtomicU64, before: u64, by: u64) -> u64 {
         if now >= before + by {
             return now;
         }
-        cpu::relax();
+        cpu_ops::relax();
     }
     counter.load(Ordering::Acquire)
 }
@@ -181,7 +181,7 @@ fn wait_past(counter: &AtomicU64, before: u64, by: u64) -> u64 {
 /// An NMI is handled and counted; the kernel goes on.
 fn nmi_to_self() -> TestResult {
     let irq = IrqGuard::new();
-    let cpu = cpu::current_id(&irq) as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     let (before, nested_before) = (
         NMIS[cpu].load(Ordering::Acquire),
         NMIS_NESTED[cpu].load(Ordering::Acquire),
@@ -205,7 +205,7 @@ fn nmi_to_self() -> TestResult {
 fn nmi_inside_page_fault() -> TestResult {
     let address = lazy::DIRECT.start + 7 * PAGE_BYTES + 40;
     let irq = IrqGuard::new();
-    let cpu = cpu::current_id(&irq) as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     let (before, nested_before) = (
         NMIS[cpu].load(Ordering::Acquire),
         NMIS_NESTED[cpu].load(Ordering::Acquire),
@@ -317,7 +317,7 @@ fn machine_check_inside_nmi() -> TestResult {
     let _held = mce::HeldLogger::new();
     let _ = queued_errors();
     let irq = IrqGuard::new();
-    let cpu = cpu::current_id(&irq) as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     let (before, nested_before) = (
         NMIS[cpu].load(Ordering::Acquire),
         NMIS_NESTED[cpu].load(Ordering::Acquire),

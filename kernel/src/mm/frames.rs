@@ -14,55 +14,18 @@
 //! or by a test ([`Injection`]); injected failures are counted apart from real ones. Boot-time
 //! allocations happen before injection is armed.
 
-use core::fmt;
-
+pub use crate::hw::frame::Frame;
+use crate::hw::frame::FrameSource;
+use crate::hw::layout::{MAX_PHYS_BYTES, PAGE_BYTES};
 use crate::hw::pvh::PhysRange;
-use crate::layout::PAGE_BYTES;
-use crate::sync::IrqMutex;
+use crate::hw::sync::IrqMutex;
 
-/// The highest physical address the allocator manages.
-pub const MAX_PHYS_BYTES: u64 = 32 << 30;
 const MAX_FRAMES: usize = (MAX_PHYS_BYTES / PAGE_BYTES) as usize;
 const BITMAP_WORDS: usize = MAX_FRAMES / 64;
 const _: () = assert!(MAX_FRAMES.is_multiple_of(64));
 
 /// Default number of frames only atomic allocations may take.
 pub const DEFAULT_RESERVE_FRAMES: u64 = 256;
-
-/// One physical page frame, owned by whoever holds this value.
-#[derive(PartialEq, Eq)]
-pub struct Frame {
-    address: u64,
-}
-
-impl Frame {
-    /// The frame's physical address.
-    pub fn address(&self) -> u64 {
-        self.address
-    }
-
-    /// Takes back ownership of the frame at `address`, which a page-table entry named (the
-    /// caller removed that entry, so nobody else refers to the frame any more).
-    pub fn from_unmapped(address: u64) -> Frame {
-        assert!(
-            address.is_multiple_of(PAGE_BYTES),
-            "frame address {address:#x} not page aligned"
-        );
-        Frame { address }
-    }
-
-    /// Gives up the value without freeing the frame: the memory now belongs to a page-table
-    /// entry (or another owner that will call [`Frame::from_unmapped`]).
-    pub fn into_mapped(self) -> u64 {
-        self.address
-    }
-}
-
-impl fmt::Debug for Frame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Frame({:#x})", self.address)
-    }
-}
 
 /// How much an allocation may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,7 +205,7 @@ pub fn alloc(urgency: Urgency) -> Option<Frame> {
     let address = frames.take_one()?;
     frames.stats.free -= 1;
     frames.stats.allocations += 1;
-    Some(Frame { address })
+    Some(Frame::from_address(address))
 }
 
 /// Allocates one frame and fills it with zeros.
@@ -257,7 +220,7 @@ pub fn alloc_zeroed(urgency: Urgency) -> Option<Frame> {
 /// # Panics
 /// If the frame is already free or was never managed: a double free is a kernel bug.
 pub fn free(frame: Frame) {
-    let number = (frame.address / PAGE_BYTES) as usize;
+    let number = (frame.address() / PAGE_BYTES) as usize;
     let mut frames = FRAMES.lock();
     assert!(
         number < MAX_FRAMES && !frames.is_free(number),
@@ -339,4 +302,23 @@ pub fn set_reserve(reserve_frames: u64) -> u64 {
     let mut frames = FRAMES.lock();
     let total = frames.stats.total;
     core::mem::replace(&mut frames.stats.reserve, reserve_frames.min(total))
+}
+
+/// The allocator as the hardware crate sees it (`hw::frame::register`): zeroed frames of
+/// normal urgency for page tables and kernel stacks, and the heap's block.
+#[derive(Debug)]
+pub struct KernelFrames;
+
+impl FrameSource for KernelFrames {
+    fn alloc_zeroed(&self) -> Option<Frame> {
+        alloc_zeroed(Urgency::Normal)
+    }
+
+    fn free(&self, frame: Frame) {
+        free(frame);
+    }
+
+    fn alloc_contiguous(&self, count: u64) -> Option<u64> {
+        alloc_contiguous(count)
+    }
 }

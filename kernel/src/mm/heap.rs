@@ -18,8 +18,8 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::hw;
-use crate::layout::PAGE_BYTES;
-use crate::sync::IrqMutex;
+use crate::hw::layout::PAGE_BYTES;
+use crate::hw::sync::IrqMutex;
 
 /// The smallest margin the heap keeps free beyond a request.
 pub const MIN_MARGIN_BYTES: u64 = 2 << 20;
@@ -125,4 +125,18 @@ pub fn grown_bytes() -> u64 {
 /// Bytes of the heap in use now.
 pub fn used_bytes() -> u64 {
     usage().0
+}
+
+/// The growth policy as the hardware crate's heap sees it (`hw::heap::set_growth`).
+#[derive(Debug)]
+pub struct KernelHeapGrowth;
+
+impl crate::hw::heap::HeapGrowth for KernelHeapGrowth {
+    fn emergency_growth(&self, claimed: u64, bytes: u64) -> Option<u64> {
+        emergency_growth(claimed, bytes)
+    }
+
+    fn note_growth(&self, bytes: u64) {
+        note_growth(bytes);
+    }
 }

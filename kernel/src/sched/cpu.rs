@@ -14,9 +14,9 @@ use dks_sched::{Duty, Event, queue};
 use super::thread::{State, Thread};
 use crate::hw::apic::{self, vector};
 use crate::hw::context;
-use crate::hw::cpu::{self as hwcpu, IrqGuard, MAX_CPUS};
+use crate::hw::cpu_ops::{self as hwcpu, IrqGuard, MAX_CPUS};
+use crate::hw::sync::IrqMutex;
 use crate::stacks;
-use crate::sync::IrqMutex;
 
 /// Timer ticks a thread may run before it is preempted (if others are ready).
 const SLICE_TICKS: u32 = 2;
@@ -424,7 +424,7 @@ fn pick_admitted(irq: &IrqGuard, cpu_id: u32) -> Pick {
             queue.push_back(next);
             cpu.queued.store(queue.len(), Ordering::SeqCst);
         }
-        crate::reclaim::wake();
+        crate::reclaim_thread::wake();
         refused += 1;
         if refused >= limit {
             return Pick::Refused;

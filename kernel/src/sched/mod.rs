@@ -17,7 +17,7 @@
 //! *Urgent* threads (the kernel's housekeeping: per-CPU stack reapers, stack reclaim) go to the
 //! front of the queue of the CPU that woke them and preempt its running thread, so that memory
 //! held by dead threads is freed promptly. A preempted thread's FPU/SSE state waits in its own
-//! save area (see `hw::trap`), not on its stack.
+//! save area (see `hw::trap_entry`), not on its stack.
 //!
 //! # The thread state machine
 //!
@@ -82,8 +82,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use dks_sched::{Duty, Event};
 
 pub use self::thread::{State, Thread};
-use crate::hw::cpu::IrqGuard;
-use crate::hw::{context, cpu as hwcpu, stop};
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::{context, cpu_ops as hwcpu, stop};
 use crate::stacks::{self, Policy, StackError};
 
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
@@ -353,7 +353,7 @@ pub fn reschedule_ipi() -> bool {
 }
 
 /// The operands of a preemption that [`tick`] or [`reschedule_ipi`] asked for, which the
-/// trap entry carries out itself on the thread's stack (`hw::trap`): the address of the
+/// trap entry carries out itself on the thread's stack (`hw::trap_entry`): the address of the
 /// running thread's saved-stack-pointer cell and the scheduler loop's stack pointer, the same
 /// two a switch from [`yield_now`] uses. `None` when this CPU runs no thread or its record is
 /// busy. The entry then switches to the scheduler loop, which finds the thread `Running` and

@@ -24,9 +24,9 @@ pub use dks_sched::ThreadState as State;
 use spin::Once;
 
 use super::wait::WaitQueue;
-use crate::hw::trap::FpuArea;
+use crate::hw::sync::IrqMutex;
+use crate::hw::trap_entry::FpuArea;
 use crate::stacks::ThreadStack;
-use crate::sync::IrqMutex;
 
 /// The value of `Thread::pinned` for a thread that may run anywhere.
 const NOT_PINNED: u32 = u32::MAX;
@@ -72,7 +72,7 @@ pub struct Thread {
     pinned: AtomicU32,
     /// Goes to the front of run queues (see `SpawnOptions::urgent`).
     urgent: bool,
-    /// Where its FPU/SSE state waits while it is preempted (see `hw::trap::Disposition`):
+    /// Where its FPU/SSE state waits while it is preempted (see `hw::trap_entry::Disposition`):
     /// made at the thread's first preemption, so a thread that is never preempted (most of a
     /// large population of sleepers) has none.
     /// With the account (`overhead::account_of`) it is counted in.

@@ -14,7 +14,7 @@ use dks_sched::Event;
 
 use super::thread::Thread;
 use crate::hw::stop::{self, Completion};
-use crate::sync::IrqMutex;
+use crate::hw::sync::IrqMutex;
 
 static JIFFIES: AtomicU64 = AtomicU64::new(0);
 static HZ: AtomicU32 = AtomicU32::new(100);

@@ -19,7 +19,7 @@ use dks_sched::{Event, queue};
 
 use super::thread::Thread;
 use crate::hw::stop::{self, Completion};
-use crate::sync::{IrqMutex, IrqMutexGuard};
+use crate::hw::sync::{IrqMutex, IrqMutexGuard};
 
 /// Entries of stopped threads that wakers found and dropped (the wake-up went on to the next
 /// waiter).

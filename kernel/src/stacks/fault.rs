@@ -12,7 +12,7 @@ use dks_core::{Account, GroupCharge, Magazine, SlotIndex, Stack, StackLayout, Ta
 
 use super::platform::X86Platform;
 use super::{GROUPS, REGION, Region, tally};
-use crate::hw::cpu;
+use crate::hw::cpu_ops;
 
 /// What became of a fault in the stack region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +115,8 @@ fn on_this_cpu<R>(
         return None;
     }
     // Trap context: interrupts are off already; the guard only proves it.
-    let irq = cpu::IrqGuard::new();
-    let cpu = cpu::current_id(&irq) as usize;
+    let irq = cpu_ops::IrqGuard::new();
+    let cpu = cpu_ops::current_id(&irq) as usize;
     Some(f(
         &mut X86Platform::live(),
         &region.layout,

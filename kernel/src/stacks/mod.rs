@@ -40,10 +40,10 @@ use self::platform::X86Platform;
 pub use self::switch::{
     Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here, switched_out,
 };
-use crate::hw::cpu::{self, MAX_CPUS};
-use crate::hw::paging;
-use crate::layout::PAGE_BYTES;
-use crate::sync::IrqMutex;
+use crate::hw::cpu_ops::{self, MAX_CPUS};
+use crate::hw::layout::PAGE_BYTES;
+use crate::hw::sync::IrqMutex;
+use crate::hw::{paging, stack_pages};
 
 /// Groups for the memory-cgroup-like charge.
 pub const MAX_GROUPS: usize = 8;
@@ -124,7 +124,7 @@ fn tally(cpu: usize) -> Tally<'static> {
 /// Sets up the stack region: `max_stack_bytes` per stack (16, 32 or 64 KiB), `slots` stacks.
 pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
     let layout = StackLayout::try_new(
-        VirtAddr::new(crate::layout::STACK_REGION_BASE),
+        VirtAddr::new(crate::hw::layout::STACK_REGION_BASE),
         max_stack_bytes,
         slots,
     )?;
@@ -244,8 +244,8 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
     // says where the stack came from (a failed creation puts it back there) and which CPU's
     // counters (atomics, summed on read) count it.
     let (cpu, cached) = {
-        let irq = cpu::IrqGuard::new();
-        let cpu = cpu::current_id(&irq) as usize;
+        let irq = cpu_ops::IrqGuard::new();
+        let cpu = cpu_ops::current_id(&irq) as usize;
         (cpu, CACHES[cpu][policy.index()].lock().take())
     };
     let cache = &CACHES[cpu][policy.index()];
@@ -270,7 +270,7 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
         Ok(created) => {
             let slot = created.stack.slot();
             for page in created.pages_to_zero.iter() {
-                paging::zero_mapped_page(region.layout.page_addr(slot, page).as_u64());
+                stack_pages::zero(region.layout.page_addr(slot, page).as_u64());
             }
             let cell = &region.slots[slot.as_usize()];
             cell.mirror(&created.stack);
@@ -324,8 +324,8 @@ pub fn release(stack: &ThreadStack) {
     // Into the cache of the CPU this runs on, chosen and filled under one guard (the workers
     // that call this are pinned, but the rule holds for any caller).
     let released = {
-        let irq = cpu::IrqGuard::new();
-        let cpu = cpu::current_id(&irq) as usize;
+        let irq = cpu_ops::IrqGuard::new();
+        let cpu = cpu_ops::current_id(&irq) as usize;
         stack::release(
             &mut platform,
             &region.layout,

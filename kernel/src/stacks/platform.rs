@@ -1,9 +1,7 @@
-//! `dks_core::Platform` on the kernel's real page tables and frame allocator.
-//!
-//! Every page table of the stack region is created at boot (`prepare_region`), so mapping or
-//! unmapping a stack page only ever writes one existing leaf entry: the stack-fault path
-//! allocates nothing. Stack pages are mapped present, writable, not executable, not global,
-//! with the Accessed bit clear.
+//! `dks_core::Platform` on the kernel's real page tables and frame allocator, in safe code:
+//! every page-table change goes through the hardware crate's typed stack-region operations
+//! (`hw::stack_pages`), which write one existing leaf entry each (the region's tables are made
+//! at boot, `prepare_region`), so the stack-fault path allocates nothing.
 //!
 //! # When the TLB work happens
 //!
@@ -15,16 +13,13 @@
 //! single shootdown of every TLB later purges many stacks at once (an IPI to a busy CPU costs
 //! milliseconds under TCG).
 
-use core::sync::atomic::Ordering;
-
-use dks_core::pte::STACK_PAGE_FLAGS;
 use dks_core::{
     AbsentPte, CpuId, Flush, FlushBatch, FlushNeed, Frame, Platform, StackLayout, Urgency, VirtAddr,
 };
 
-use crate::hw::cpu;
-use crate::hw::paging::{self, bits};
-use crate::layout::PAGE_BYTES;
+use crate::hw::cpu_ops;
+use crate::hw::layout::PAGE_BYTES;
+use crate::hw::stack_pages::{self, Stale};
 use crate::mm::frames;
 use crate::tlb;
 
@@ -67,8 +62,11 @@ fn urgency(urgency: Urgency) -> frames::Urgency {
     }
 }
 
-fn leaf(addr: VirtAddr) -> &'static core::sync::atomic::AtomicU64 {
-    paging::pte(addr.as_u64()).expect("stack-region page tables exist from boot")
+fn flush_need(stale: Stale) -> FlushNeed {
+    match stale {
+        Stale::No => FlushNeed::NotCached,
+        Stale::MaybeAnywhere => FlushNeed::Shootdown,
+    }
 }
 
 impl Platform for X86Platform {
@@ -76,10 +74,10 @@ impl Platform for X86Platform {
     /// interrupts off, so the answer is still true when dks-core compares it.
     fn current_cpu(&self) -> CpuId {
         assert!(
-            !cpu::interrupts_enabled(),
+            !cpu_ops::interrupts_enabled(),
             "current_cpu asked with interrupts on"
         );
-        CpuId::new(cpu::current_id(&cpu::IrqGuard::new()))
+        CpuId::new(cpu_ops::current_id(&cpu_ops::IrqGuard::new()))
     }
 
     fn alloc_frame(&mut self, how: Urgency) -> Option<Frame> {
@@ -88,7 +86,7 @@ impl Platform for X86Platform {
     }
 
     fn free_frame(&mut self, frame: Frame) {
-        let frame = frames::Frame::from_unmapped(frame.phys_addr());
+        let frame = frames::Frame::from_address(frame.phys_addr());
         if self.deferred {
             super::quarantine::hold_frame(frame);
         } else {
@@ -97,34 +95,28 @@ impl Platform for X86Platform {
     }
 
     fn map_stack_page(&mut self, addr: VirtAddr, frame: Frame) -> Flush {
-        leaf(addr).store(frame.phys_addr() | STACK_PAGE_FLAGS, Ordering::Release);
+        stack_pages::map(
+            addr.as_u64(),
+            frames::Frame::from_address(frame.phys_addr()),
+        );
         // x86 never caches a not-present translation.
         Flush::new(addr, FlushNeed::NotCached)
     }
 
     fn unmap_stack_page(&mut self, addr: VirtAddr, leave: AbsentPte) -> (Frame, Flush) {
-        let old = leaf(addr).swap(leave.raw(), Ordering::AcqRel);
-        assert!(
-            old & bits::PRESENT != 0,
-            "unmapping the absent stack page {addr:?}"
-        );
-        let need = if old & bits::ACCESSED != 0 {
-            FlushNeed::Shootdown
-        } else {
-            FlushNeed::NotCached
-        };
+        let (frame, stale) = stack_pages::unmap(addr.as_u64(), leave);
         (
-            Frame::from_phys_addr(old & bits::ADDRESS_MASK),
-            Flush::new(addr, need),
+            Frame::from_phys_addr(frame.into_mapped()),
+            Flush::new(addr, flush_need(stale)),
         )
     }
 
     fn write_absent(&mut self, addr: VirtAddr, entry: AbsentPte) {
-        leaf(addr).store(entry.raw(), Ordering::Release);
+        stack_pages::write_absent(addr.as_u64(), entry);
     }
 
     fn read_entry(&self, addr: VirtAddr) -> u64 {
-        paging::pte(addr.as_u64()).map_or(0, |e| e.load(Ordering::Acquire))
+        stack_pages::entry(addr.as_u64())
     }
 
     fn flush(&mut self, batch: FlushBatch) {
@@ -140,14 +132,7 @@ impl Platform for X86Platform {
 
 /// Creates every page table of the stack region described by `layout`.
 pub fn prepare_region(layout: &StackLayout) {
-    let start = layout.base().as_u64();
-    let end = layout.region_end().as_u64();
-    let tables = PAGE_BYTES * 512;
-    let mut address = start;
-    while address < end {
-        paging::ensure_pte(address).expect("memory for the stack region's page tables");
-        address = (address / tables + 1) * tables;
-    }
+    stack_pages::prepare(layout.base().as_u64(), layout.region_end().as_u64());
 }
 
 /// Bytes of the page tables [`prepare_region`] makes for `layout`: one page table per 2 MiB

@@ -19,9 +19,9 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use crate::hw::sync::IrqMutex;
 use crate::mm::frames::{self, Frame};
 use crate::sched;
-use crate::sync::IrqMutex;
 use crate::tlb;
 
 /// A batch starts flushing when this many frames are held.

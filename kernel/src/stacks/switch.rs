@@ -11,7 +11,7 @@ use dks_core::{SlotIndex, VirtAddr};
 
 use super::platform::X86Platform;
 use super::{GROUPS, region, tally};
-use crate::hw::cpu::{self, MAX_CPUS};
+use crate::hw::cpu_ops::{self, MAX_CPUS};
 
 /// Frames in each CPU's magazine, mirrored for readers on other CPUs (who must never take
 /// another CPU's magazine lock: its fault handler would find it busy).
@@ -60,9 +60,9 @@ pub fn admission_shortfall(slot: SlotIndex, cpu: u32) -> (u8, u8) {
 /// need (`guaranteed`), refills after admitting (`fault`, as the RFC does at the switch);
 /// dks-core counts refills, their failures and refused admissions under the thread's account.
 /// A slot without a live stack is refused for good.
-pub fn admit(irq: &cpu::IrqGuard, slot: SlotIndex) -> Admit {
+pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let region = region();
-    let cpu = cpu::current_id(irq) as usize;
+    let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
     let cell = &region.slots[slot.as_usize()];
     let mut live = cell.stack.lock();
@@ -97,9 +97,9 @@ pub fn admit(irq: &cpu::IrqGuard, slot: SlotIndex) -> Admit {
 /// Records that the thread of `slot` left this CPU with stack pointer `saved_sp`, asleep or
 /// still runnable (and lets the policy give pages back). A stack pointer outside the thread's
 /// stack is a kernel bug: it panics.
-pub fn switched_out(irq: &cpu::IrqGuard, slot: SlotIndex, saved_sp: u64, asleep: bool) {
+pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asleep: bool) {
     let region = region();
-    let cpu = cpu::current_id(irq) as usize;
+    let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
     let cell = &region.slots[slot.as_usize()];
     let mut live = cell.stack.lock();
@@ -132,9 +132,9 @@ pub fn switched_out(irq: &cpu::IrqGuard, slot: SlotIndex, saved_sp: u64, asleep:
 
 /// Gives this CPU's magazine back to the frame allocator; returns how many frames it held.
 /// Must run where this CPU's fault handler cannot interrupt (interrupts off, static stack).
-pub fn drain_magazine_here(irq: &cpu::IrqGuard) -> u8 {
+pub fn drain_magazine_here(irq: &cpu_ops::IrqGuard) -> u8 {
     let region = region();
-    let cpu = cpu::current_id(irq) as usize;
+    let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
     let drained = magazine.drain(&mut X86Platform::live());
     note_magazine(cpu, 0);
@@ -143,9 +143,9 @@ pub fn drain_magazine_here(irq: &cpu::IrqGuard) -> u8 {
 
 /// Fills this CPU's magazine with normal allocations (tests that fault pages in from outside
 /// the scheduler); returns its length.
-pub fn refill_magazine_here(irq: &cpu::IrqGuard) -> u8 {
+pub fn refill_magazine_here(irq: &cpu_ops::IrqGuard) -> u8 {
     let region = region();
-    let cpu = cpu::current_id(irq) as usize;
+    let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
     let refill = magazine.refill(&mut X86Platform::live(), dks_core::Urgency::Normal);
     note_magazine(cpu, magazine.len());

@@ -208,7 +208,8 @@ impl<W: Write> Progress<W> {
         }
     }
 
-    /// Returns the writer.
+    /// Returns the writer (what the tests read back).
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out
     }

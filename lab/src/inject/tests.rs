@@ -96,6 +96,9 @@ fn machine_checks_carry_the_status_bits_of_their_kind() {
     );
 }
 
+/// An answer that makes the fake monitor close the connection instead (QEMU exiting).
+const HANG_UP: &str = "<hang up>";
+
 /// A fake QEMU monitor: connects to the driver's socket, greets, and for every command sends
 /// it (as JSON) to the test and answers with `answer(command)`.
 fn fake_monitor(
@@ -119,7 +122,10 @@ fn fake_monitor(
             }
             let command: Value = serde_json::from_str(&line).unwrap();
             let reply = answer(&command);
-            if commands.send(command).is_err() || writeln!(writer, "{reply}").is_err() {
+            if commands.send(command).is_err()
+                || reply == HANG_UP
+                || writeln!(writer, "{reply}").is_err()
+            {
                 return;
             }
         }
@@ -445,4 +451,58 @@ fn handled_counts_come_from_the_last_trap_stat_and_the_machine_check_records() {
     assert_eq!(handled.machine_check_exceptions, Some(2));
     assert_eq!(handled.mce_corrected, 2);
     assert_eq!(Handled::from_records(&[]).nmis, None);
+}
+
+#[test]
+fn a_fatal_machine_check_whose_answer_is_lost_counts_when_the_kernel_reports_it() {
+    let fatal = Plan {
+        nmi: None,
+        mce: Some(MceSpec {
+            kind: MceKind::Fatal,
+            count: 1,
+        }),
+    };
+    let hang_up_on_hmp = |command: &Value| {
+        if command["execute"] == "human-monitor-command" {
+            HANG_UP.to_owned()
+        } else {
+            ok(command)
+        }
+    };
+    // The kernel reports the error and stops; QEMU exits before answering.
+    let (driver, commands, monitor) = start(fatal, Timing::default(), hang_up_on_hmp);
+    driver.notify(&boot(1));
+    let _capabilities = next(&commands);
+    let _mce = next(&commands);
+    driver.notify(&machine_check(0, 1));
+    let injected = driver.finish();
+    monitor.join().unwrap();
+    assert_eq!(injected.machine_checks, 1, "{:?}", injected.notes);
+    assert_eq!(injected.machine_checks_reported, 1);
+    assert_eq!(injected.shortfall, None);
+    assert!(
+        injected
+            .notes
+            .iter()
+            .any(|n| n.contains("QEMU exited before answering fatal machine check 1 of 1")),
+        "{:?}",
+        injected.notes
+    );
+
+    // No report: the command may never have arrived, so nothing counts as injected.
+    let (driver, commands, monitor) = start(fatal, Timing::default(), hang_up_on_hmp);
+    driver.notify(&boot(1));
+    let _capabilities = next(&commands);
+    let _mce = next(&commands);
+    let injected = driver.finish();
+    monitor.join().unwrap();
+    assert_eq!(injected.machine_checks, 0, "{:?}", injected.notes);
+    assert!(
+        injected
+            .notes
+            .iter()
+            .any(|n| n.contains("closed its monitor") || n.contains("monitor connection ended")),
+        "{:?}",
+        injected.notes
+    );
 }

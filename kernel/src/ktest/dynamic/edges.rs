@@ -11,16 +11,16 @@ use super::{
     drain_all_magazines, events, fresh_stacks, me, recurse, recurse_to_edge,
     recurse_to_unpopulated_edge, spawn_with,
 };
-use crate::hw::cpu::{self, IrqGuard};
+use crate::hw::cpu_ops::{self, IrqGuard};
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::paging;
 use crate::hw::probes;
-use crate::hw::trap::{PREEMPT_FRAME_BYTES, bounce_target};
+use crate::hw::trap_entry::{PREEMPT_FRAME_BYTES, bounce_target};
 use crate::ktest::{TestResult, check, check_eq};
-use crate::layout::PAGE_BYTES;
 use crate::mm::frames::{self, Injection};
 use crate::sched;
 use crate::stacks::{self, DYNAMIC, Policy};
-use crate::{lazy, trap};
+use crate::{lazy, trap_handlers};
 
 /// Where a test parks a thread to be preempted: 200 bytes above a page boundary whose page
 /// below is unpopulated. Less than [`PREEMPT_FRAME_BYTES`] plus the red zone, so every
@@ -52,7 +52,7 @@ pub(super) fn deep_preempted_migrated() -> TestResult {
                 // next CPU, deep as it is, and is parked there again.
                 for half in 0..2 {
                     let (faults, switches) = (me.stack.faults(), me.switches());
-                    let ticks = &trap::TIMER_TICKS[cpu::id_hint() as usize];
+                    let ticks = &trap_handlers::TIMER_TICKS[cpu_ops::id_hint() as usize];
                     let until = ticks.load(Ordering::Relaxed) + 6;
                     probes::spin_at(bottom, park, ticks, until);
                     if half == 0 && me.stack.faults() > faults {
@@ -62,7 +62,7 @@ pub(super) fn deep_preempted_migrated() -> TestResult {
                         preempted.fetch_add(1, Ordering::Relaxed);
                     }
                     if half == 0 && cpus > 1 {
-                        sched::migrate_to((cpu::id_hint() + 1) % cpus);
+                        sched::migrate_to((cpu_ops::id_hint() + 1) % cpus);
                     }
                 }
             });
@@ -173,7 +173,7 @@ pub(super) fn preempted_near_unpopulated_page() -> TestResult {
                         core::hint::spin_loop();
                     }
                     seen[1].store(me.switches(), Ordering::Relaxed);
-                    let ticks = &trap::TIMER_TICKS[cpu as usize];
+                    let ticks = &trap_handlers::TIMER_TICKS[cpu as usize];
                     let until = ticks.load(Ordering::Relaxed) + 8;
                     probes::spin_at(bottom, boundary + offset, ticks, until);
                     seen[2].store(me.switches(), Ordering::Relaxed);

@@ -9,14 +9,14 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use dks_core::Counter;
 
 use super::{drain_all_magazines, events, fresh_stacks, me, recurse, spawn_with};
-use crate::hw::cpu;
+use crate::hw::cpu_ops;
+use crate::hw::layout::PAGE_BYTES;
 use crate::ktest::{TestResult, check, check_eq};
-use crate::layout::PAGE_BYTES;
 use crate::mm::frames::{self, Injection};
 use crate::sched;
 use crate::sched::wait::WaitQueue;
 use crate::stacks::{self, Policy};
-use crate::{trap, workload};
+use crate::{trap_handlers, workload};
 
 /// Deep paths with interrupts off under a spin lock (the workload's interrupts-off sections):
 /// under `fault` with empty magazines and failing atomic allocations, the stack fault is one
@@ -225,7 +225,7 @@ pub(super) fn guard_hit_stops_the_thread() -> TestResult {
             policy.name()
         );
         check_eq!(
-            trap::LAST_GUARD_HIT_THREAD.load(Ordering::Relaxed),
+            trap_handlers::LAST_GUARD_HIT_THREAD.load(Ordering::Relaxed),
             victim.id(),
             "{}: the guard hit names its thread",
             policy.name()
@@ -238,7 +238,7 @@ pub(super) fn guard_hit_stops_the_thread() -> TestResult {
         );
     }
     check!(
-        cpu::interrupts_enabled(),
+        cpu_ops::interrupts_enabled(),
         "interrupts stay on in the test thread"
     );
     Ok(())

@@ -6,10 +6,10 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::{baseline, fresh_stacks, me, recurse, spawn_with};
-use crate::hw::cpu::IrqGuard;
-use crate::hw::paging;
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::layout::PAGE_BYTES;
+use crate::hw::{paging, stack_pages};
 use crate::ktest::{TestResult, check, check_eq};
-use crate::layout::PAGE_BYTES;
 use crate::sched;
 use crate::sched::wait::WaitQueue;
 use crate::stacks::{self, Policy};
@@ -127,7 +127,7 @@ pub(super) fn cached_stack_reads_zero() -> TestResult {
     for (policy, dirty_pages) in [(Policy::Static, 4u8), (Policy::Fault, 1u8)] {
         let first = stacks::create(policy).map_err(|e| alloc::format!("create: {e:?}"))?;
         for page in 0..dirty_pages {
-            paging::fill_stack_page(page_addr(&first, page), 0xab);
+            stack_pages::fill(page_addr(&first, page), 0xab);
         }
         let populated = first.populated_pages();
         stacks::release(&first);
@@ -147,7 +147,7 @@ pub(super) fn cached_stack_reads_zero() -> TestResult {
     // A dynamic stack that grew is not passed on: the next stack of its policy is lean.
     let grown = stacks::create(Policy::Fault).map_err(|e| alloc::format!("create: {e:?}"))?;
     for page in 0..3 {
-        paging::fill_stack_page(page_addr(&grown, page), 0xab);
+        stack_pages::fill(page_addr(&grown, page), 0xab);
     }
     let grown_pages = grown.populated_pages();
     stacks::release(&grown);

@@ -9,10 +9,10 @@ use core::hint::black_box;
 use dks_core::Counter;
 
 use super::{KernelTest, TestResult};
-use crate::hw::cpu::IrqGuard;
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::layout::PAGE_BYTES;
 use crate::hw::paging;
 use crate::hw::probes::stack_pointer;
-use crate::layout::PAGE_BYTES;
 use crate::mm::frames;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};

@@ -9,7 +9,7 @@ use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
 
 use super::gdt::{Ist, KERNEL_CODE};
-use super::trap;
+use super::trap_entry;
 
 /// One 16-byte gate descriptor.
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,7 +63,7 @@ fn build() -> Idt {
     let mut gates = [Gate::default(); 256];
     for (vector, gate) in gates.iter_mut().enumerate() {
         let vector = vector as u8;
-        let handler = trap::entry_address(vector);
+        let handler = trap_entry::entry_address(vector);
         *gate = Gate {
             offset_low: handler as u16,
             selector: KERNEL_CODE,
@@ -79,7 +79,14 @@ fn build() -> Idt {
 }
 
 /// Loads the IDT on this CPU (building it on first use).
+///
+/// # Panics
+/// If the kernel has not installed its trap handlers (`trap_entry::install`).
 pub fn load_on_this_cpu() {
+    assert!(
+        trap_entry::installed(),
+        "trap handlers installed before the IDT is loaded"
+    );
     let idt = IDT.call_once(build);
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,

@@ -3,13 +3,13 @@
 //! Every vector enters on an IST stack (see `gdt::Ist`). Most enter through a 16-byte stub that
 //! pushes a zero error code where the CPU pushes none, then the vector number, and jumps to
 //! `trap_common`, which saves the general registers and the FPU/SSE state into a [`TrapFrame`]
-//! and calls [`dispatch`]. `dispatch` either handles the trap right there and returns 0, or
+//! and calls `dispatch`. `dispatch` either handles the trap right there and returns 0, or
 //! returns a stack address, the *bounce target*, below which the trap continues on the
 //! interrupted stack:
 //!
 //! - a whole-frame bounce (a page fault that must be able to sleep): the frame is copied below
 //!   the target, interrupts are enabled again if the interrupted code had them on, and
-//!   [`bounced`] runs the handler there; it returns through the same frame;
+//!   `bounced` runs the handler there; it returns through the same frame;
 //! - a preemption ([`Disposition::Preempt`]): only the registers and the interrupt frame move
 //!   (192 bytes), the FPU/SSE image goes to the thread's own save area, and the entry itself
 //!   does the first half of `context_switch` (`hw::context`) on the thread's stack: it pushes
@@ -35,15 +35,15 @@
 //!   are being moved), the fault is *nested*:
 //!   its frame has just overwritten the live #PF frame, or it came from a handler that must
 //!   never fault (and whose own `iretq` it would disturb). It then goes to
-//!   [`nested_dispatch`], which reports and stops the kernel. Otherwise the stub marks the #PF
+//!   `nested_dispatch`, which reports and stops the kernel. Otherwise the stub marks the #PF
 //!   frame live; the mark is cleared only after the last read of the frame: right before
 //!   `iretq`, or right after the `rep movsq` that copies it for a bounce. A fault during that
 //!   copy (a page of the target that is not mapped) is therefore detected, not looped on.
-//! - **NMI** (`trap_nmi_entry`): marks its frame live, calls [`nmi_dispatch`] (counts, never
+//! - **NMI** (`trap_nmi_entry`): marks its frame live, calls `nmi_dispatch` (counts, never
 //!   faults, allocates or locks), clears the mark and returns. An NMI that finds the mark set
 //!   could only come after an `iretq` inside the NMI handler unblocked NMIs; that never happens
 //!   (see the #MC entry), and if it did it is reported, not run over.
-//! - **#MC** (`trap_mc_entry`): marks its frame live and calls [`mc_dispatch`], which reads
+//! - **#MC** (`trap_mc_entry`): marks its frame live and calls `mc_dispatch`, which reads
 //!   and clears the machine-check banks (or stops the kernel on a fatal error). If the #MC
 //!   interrupted the NMI handler (the interrupted stack pointer lies on this CPU's NMI stack),
 //!   it returns *without* `iretq`, which would unblock NMIs while the NMI handler still uses
@@ -53,10 +53,11 @@
 use alloc::sync::Arc;
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use dks_protocol::record::Registers;
 
-use super::cpu::IrqGuard;
+use super::cpu_ops::IrqGuard;
 use super::gdt::{self, Ist};
 use super::percpu::{self, PREEMPT_LOAD_OFFSET, PREEMPT_SAVE_OFFSET, TRAP_STATE_OFFSET, live};
 
@@ -159,12 +160,14 @@ impl TrapFrame {
     /// Keeps the faulting address with the frame, for a page fault whose handler runs after a
     /// bounce (CR2 may change in between: the handler itself can take a stack fault). It
     /// lives in bytes 464..472 of the FXSAVE image, which the processor leaves to software.
+    #[inline]
     pub fn set_fault_address(&mut self, address: u64) {
         self.fpu[FXSAVE_SOFTWARE_BYTES..FXSAVE_SOFTWARE_BYTES + 8]
             .copy_from_slice(&address.to_le_bytes());
     }
 
     /// The address kept by [`TrapFrame::set_fault_address`].
+    #[inline]
     pub fn fault_address(&self) -> u64 {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(&self.fpu[FXSAVE_SOFTWARE_BYTES..FXSAVE_SOFTWARE_BYTES + 8]);
@@ -172,6 +175,7 @@ impl TrapFrame {
     }
 
     /// Whether this vector pushes an error code.
+    #[inline]
     pub fn has_error_code(&self) -> bool {
         matches!(self.vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
     }
@@ -199,6 +203,7 @@ pub enum Disposition {
 /// `context_switch(save_at, load_rsp)`, where `save_at` is the address of the preempted
 /// thread's saved-stack-pointer cell (an `AtomicU64` the scheduler keeps alive while the thread
 /// is current) and `load_rsp` the scheduler loop's saved stack pointer (16-byte aligned).
+#[inline]
 pub fn set_preempt_switch(irq: &IrqGuard, save_at: u64, load_rsp: u64) {
     assert!(
         load_rsp != 0 && load_rsp.is_multiple_of(16) && save_at != 0,
@@ -252,6 +257,7 @@ pub const PREEMPT_FRAME_BYTES: usize = LIGHT_FRAME_BYTES + super::context::SWITC
 const _: () = assert!(PREEMPT_FRAME_BYTES.is_multiple_of(16));
 
 /// Returns the bounce target for a trap that interrupted code with stack pointer `rsp`.
+#[inline]
 pub fn bounce_target(rsp: u64) -> u64 {
     dks_core::layout::frame_below_red_zone(rsp)
 }
@@ -294,11 +300,90 @@ impl Nesting {
     }
 }
 
+/// What the kernel does with each trap: the entry calls these, on the stacks named below. The
+/// kernel implements this trait once and [`install`]s it at boot, before any IDT is loaded;
+/// the entry then reaches its handlers through one indirect call each, with no dispatch of
+/// its own in between (the functions are instantiated in the kernel, where they inline).
+pub trait TrapHandlers: 'static {
+    /// Every trap but a nested #PF, an NMI or a #MC, on its IST stack: handles it there or
+    /// says where it continues.
+    fn on_ist(frame: &mut TrapFrame) -> Disposition;
+    /// A page fault the #PF entry found nested (see the module docs); never returns.
+    fn nested_page_fault(frame: &mut TrapFrame, nesting: Nesting) -> !;
+    /// An NMI, on the NMI stack; `interrupted` is the IST stack it interrupted, if any. Must
+    /// never fault, allocate or lock.
+    fn on_nmi(frame: &mut TrapFrame, interrupted: Option<Ist>);
+    /// An NMI that found the NMI frame live; never returns.
+    fn nested_nmi(frame: &mut TrapFrame) -> !;
+    /// A machine check, on the #MC stack.
+    fn on_machine_check(frame: &mut TrapFrame);
+    /// The handler of a whole-frame bounce, on the interrupted stack.
+    fn on_interrupted_stack(frame: &mut TrapFrame);
+}
+
+/// The entry's calls into the kernel, in the order of the `HOOK_*` offsets: function
+/// addresses the assembly calls through (`call [hooks + offset]`), 0 until [`install`].
+#[repr(C)]
+struct Hooks([AtomicUsize; 6]);
+
+const HOOK_DISPATCH: usize = 0;
+const HOOK_NESTED: usize = 8;
+const HOOK_NMI: usize = 16;
+const HOOK_NMI_NESTED: usize = 24;
+const HOOK_MC: usize = 32;
+const HOOK_BOUNCED: usize = 40;
+
+static HOOKS: Hooks = Hooks([const { AtomicUsize::new(0) }; 6]);
+
+/// Makes `H` the kernel's trap handlers. Called once, on the boot CPU, before the first IDT is
+/// loaded (`idt::load_on_this_cpu` checks).
+///
+/// # Panics
+/// If handlers are installed already.
+pub fn install<H: TrapHandlers>() {
+    let entries: [(usize, usize); 6] = [
+        (
+            HOOK_DISPATCH,
+            dispatch::<H> as extern "C" fn(&mut TrapFrame) -> u128 as usize,
+        ),
+        (
+            HOOK_NESTED,
+            nested_dispatch::<H> as extern "C" fn(&mut TrapFrame) -> ! as usize,
+        ),
+        (
+            HOOK_NMI,
+            nmi_dispatch::<H> as extern "C" fn(&mut TrapFrame) as usize,
+        ),
+        (
+            HOOK_NMI_NESTED,
+            nmi_nested_dispatch::<H> as extern "C" fn(&mut TrapFrame) -> ! as usize,
+        ),
+        (
+            HOOK_MC,
+            mc_dispatch::<H> as extern "C" fn(&mut TrapFrame) -> u64 as usize,
+        ),
+        (
+            HOOK_BOUNCED,
+            bounced::<H> as extern "C" fn(&mut TrapFrame) as usize,
+        ),
+    ];
+    assert!(!installed(), "trap handlers installed twice");
+    for (offset, address) in entries {
+        HOOKS.0[offset / 8].store(address, Ordering::Release);
+    }
+}
+
+/// Whether [`install`] has run.
+#[inline]
+pub fn installed() -> bool {
+    HOOKS.0.iter().all(|hook| hook.load(Ordering::Acquire) != 0)
+}
+
 /// Called by `trap_common` (and the #PF entry) on the IST stack.
 /// Returns the bounce target in the low 64 bits (0: return on the IST stack) and, for a
 /// preemption, the FPU save area's address in the high 64 bits.
-extern "C" fn dispatch(frame: &mut TrapFrame) -> u128 {
-    match crate::trap::on_ist(frame) {
+extern "C" fn dispatch<H: TrapHandlers>(frame: &mut TrapFrame) -> u128 {
+    match H::on_ist(frame) {
         Disposition::Done => 0,
         Disposition::Bounce(target) => {
             assert!(
@@ -324,7 +409,7 @@ extern "C" fn dispatch(frame: &mut TrapFrame) -> u128 {
 }
 
 /// Called by the #PF entry, on the #PF IST stack from its top, for a nested page fault.
-extern "C" fn nested_dispatch(frame: &mut TrapFrame) -> ! {
+extern "C" fn nested_dispatch<H: TrapHandlers>(frame: &mut TrapFrame) -> ! {
     let state = percpu::trap_state(&IrqGuard::new());
     let nesting = if state & live::NMI != 0 {
         Nesting::Nmi
@@ -337,10 +422,11 @@ extern "C" fn nested_dispatch(frame: &mut TrapFrame) -> ! {
     } else {
         Nesting::PageFault
     };
-    crate::trap::nested_page_fault(frame, nesting)
+    H::nested_page_fault(frame, nesting)
 }
 
 /// The `rep movsq` that copies a live #PF frame for a bounce.
+#[inline]
 fn copy_instruction() -> u64 {
     unsafe extern "C" {
         static trap_pf_copy: u8;
@@ -349,29 +435,30 @@ fn copy_instruction() -> u64 {
 }
 
 /// Called by the NMI entry on the NMI IST stack.
-extern "C" fn nmi_dispatch(frame: &mut TrapFrame) {
+extern "C" fn nmi_dispatch<H: TrapHandlers>(frame: &mut TrapFrame) {
     let interrupted = gdt::ist_containing(frame.rsp);
-    crate::trap::on_nmi(frame, interrupted);
+    H::on_nmi(frame, interrupted);
 }
 
 /// Called by the NMI entry for an NMI that found the NMI frame live.
-extern "C" fn nmi_nested_dispatch(frame: &mut TrapFrame) -> ! {
-    crate::trap::nested_nmi(frame)
+extern "C" fn nmi_nested_dispatch<H: TrapHandlers>(frame: &mut TrapFrame) -> ! {
+    H::nested_nmi(frame)
 }
 
 /// Called by the #MC entry on the #MC IST stack. Returns 1 to return without `iretq`
 /// (the #MC interrupted the NMI handler), else 0.
-extern "C" fn mc_dispatch(frame: &mut TrapFrame) -> u64 {
-    crate::mce::on_exception(frame);
+extern "C" fn mc_dispatch<H: TrapHandlers>(frame: &mut TrapFrame) -> u64 {
+    H::on_machine_check(frame);
     u64::from(gdt::ist_containing(frame.rsp) == Some(Ist::Nmi))
 }
 
 /// Called on the interrupted stack after a whole-frame bounce.
-extern "C" fn bounced(frame: &mut TrapFrame) {
-    crate::trap::on_interrupted_stack(frame);
+extern "C" fn bounced<H: TrapHandlers>(frame: &mut TrapFrame) {
+    H::on_interrupted_stack(frame);
 }
 
 /// The entry point of `vector` for its IDT gate.
+#[inline]
 pub fn entry_address(vector: u8) -> u64 {
     unsafe extern "C" {
         static trap_stubs: u8;
@@ -464,7 +551,7 @@ global_asm!(
 trap_common:
     SAVE_FRAME
     mov rdi, rsp
-    call {dispatch}
+    call qword ptr [rip + {hooks} + {dispatch}]
     test rax, rax
     jnz 2f
 trap_return:
@@ -498,7 +585,7 @@ trap_run_bounced_sti: /* region */
 trap_run_bounced_call: /* region */
 3:
     mov rdi, rsp
-    call {bounced}
+    call qword ptr [rip + {hooks} + {bounced}]
     cli
     jmp trap_return
 4:
@@ -554,7 +641,7 @@ trap_pf_entry:
     push 14
     SAVE_FRAME
     mov rdi, rsp
-    call {dispatch}
+    call qword ptr [rip + {hooks} + {dispatch}]
     test rax, rax
     jnz 2f
     RESTORE_FRAME
@@ -580,7 +667,7 @@ trap_pf_nested: /* region */
     push 14
     SAVE_FRAME
     mov rdi, rsp
-    call {nested_dispatch}
+    call qword ptr [rip + {hooks} + {nested_dispatch}]
     ud2
 
     /* NMI: NMIs stay blocked by the CPU until the iretq at the end. */
@@ -594,7 +681,7 @@ trap_nmi_entry:
     push 2
     SAVE_FRAME
     mov rdi, rsp
-    call {nmi_dispatch}
+    call qword ptr [rip + {hooks} + {nmi_dispatch}]
     RESTORE_FRAME
     add rsp, 16
     mov byte ptr gs:[{trap_state} + 1], 0
@@ -606,7 +693,7 @@ trap_nmi_nested: /* region */
     push 2
     SAVE_FRAME
     mov rdi, rsp
-    call {nmi_nested_dispatch}
+    call qword ptr [rip + {hooks} + {nmi_nested_dispatch}]
     ud2
 
     /* #MC: a second one while MCG_STATUS.MCIP is set shuts the CPU down, so none nests. */
@@ -618,7 +705,7 @@ trap_mc_entry:
     push 18
     SAVE_FRAME
     mov rdi, rsp
-    call {mc_dispatch}
+    call qword ptr [rip + {hooks} + {mc_dispatch}]
     test rax, rax
     jnz 2f
     RESTORE_FRAME
@@ -643,12 +730,13 @@ trap_mc_into_nmi: /* region */
 
     .popsection
 "#,
-    dispatch = sym dispatch,
-    nested_dispatch = sym nested_dispatch,
-    nmi_dispatch = sym nmi_dispatch,
-    nmi_nested_dispatch = sym nmi_nested_dispatch,
-    mc_dispatch = sym mc_dispatch,
-    bounced = sym bounced,
+    dispatch = const HOOK_DISPATCH,
+    nested_dispatch = const HOOK_NESTED,
+    nmi_dispatch = const HOOK_NMI,
+    nmi_nested_dispatch = const HOOK_NMI_NESTED,
+    mc_dispatch = const HOOK_MC,
+    bounced = const HOOK_BOUNCED,
+    hooks = sym HOOKS,
     frame_bytes = const FRAME_BYTES,
     light_bytes = const LIGHT_FRAME_BYTES,
     rflags = const core::mem::offset_of!(TrapFrame, rflags),

@@ -10,7 +10,7 @@ use spin::Once;
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
-use super::{cpu, paging};
+use super::{cpu_ops, paging};
 use crate::layout::{MMIO_BASE, PAGE_BYTES};
 
 /// Interrupt vectors the kernel programs.
@@ -56,12 +56,14 @@ static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
 /// TSC ticks per microsecond, measured against the PIT.
 static TSC_PER_US: AtomicU64 = AtomicU64::new(0);
 
+#[inline]
 fn read(register: u64) -> u32 {
     // SAFETY: the APIC page is mapped uncached at APIC_VIRT (`init_this_cpu` ran), and
     // `register` is one of the 16-byte aligned register offsets within that page.
     unsafe { core::ptr::read_volatile((APIC_VIRT + register) as *const u32) }
 }
 
+#[inline]
 fn write(register: u64, value: u32) {
     // SAFETY: as in `read`; writing these registers affects only this CPU's APIC.
     unsafe { core::ptr::write_volatile((APIC_VIRT + register) as *mut u32, value) }
@@ -116,6 +118,7 @@ pub fn id() -> u32 {
 }
 
 /// Signals the end of the current interrupt.
+#[inline]
 pub fn eoi() {
     write(REG_EOI, 0);
 }
@@ -139,11 +142,14 @@ pub fn calibrate() -> (u64, u64) {
         channel2.write(count as u8);
         channel2.write((count >> 8) as u8);
         write(REG_TIMER_INITIAL, u32::MAX);
-        let tsc_start = cpu::rdtsc();
+        let tsc_start = cpu_ops::rdtsc();
         while gate.read() & 0x20 == 0 {
             core::hint::spin_loop();
         }
-        (u32::MAX - read(REG_TIMER_CURRENT), cpu::rdtsc() - tsc_start)
+        (
+            u32::MAX - read(REG_TIMER_CURRENT),
+            cpu_ops::rdtsc() - tsc_start,
+        )
     };
     write(REG_TIMER_INITIAL, 0);
     let per_ms = (u64::from(elapsed) / WINDOW_MS).max(1);
@@ -161,8 +167,8 @@ pub fn tsc_per_us() -> u64 {
 /// Spins for at least `us` microseconds (by the TSC calibrated in [`calibrate`]).
 pub fn delay_us(us: u64) {
     let per_us = TSC_PER_US.load(Ordering::Relaxed).max(1);
-    let end = cpu::rdtsc() + us * per_us;
-    while cpu::rdtsc() < end {
+    let end = cpu_ops::rdtsc() + us * per_us;
+    while cpu_ops::rdtsc() < end {
         core::hint::spin_loop();
     }
 }
@@ -177,6 +183,7 @@ pub fn start_periodic_timer(hz: u32) {
 }
 
 /// Sends `vector` to the CPU whose APIC id is `apic_id`.
+#[inline]
 pub fn send_ipi(apic_id: u32, vector: u8) {
     send_icr(apic_id, u32::from(vector));
 }
@@ -191,6 +198,7 @@ pub fn send_startup(apic_id: u32, trampoline_page: u8) {
     send_icr(apic_id, 0x4600 | u32::from(trampoline_page));
 }
 
+#[inline]
 fn send_icr(apic_id: u32, low: u32) {
     write(REG_ICR_HIGH, apic_id << 24);
     write(REG_ICR_LOW, low);

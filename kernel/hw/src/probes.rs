@@ -68,7 +68,7 @@ fn tsc(high: u32, low: u32) -> u64 {
 /// the red zone below the current stack pointer (free stack space nobody else uses), and
 /// returns the TSC ticks the store took, page fault included. Interrupts must be off, so no
 /// interrupt can land in that space meanwhile.
-pub fn timed_stack_touch(_irq: &super::cpu::IrqGuard, stack_bottom: u64, address: u64) -> u64 {
+pub fn timed_stack_touch(_irq: &super::cpu_ops::IrqGuard, stack_bottom: u64, address: u64) -> u64 {
     let sp = stack_pointer();
     assert!(
         address >= stack_bottom && address + 512 < sp,

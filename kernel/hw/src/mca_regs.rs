@@ -1,6 +1,6 @@
 //! The machine-check architecture (MCA) registers: setup, bank access, and raising a machine
 //! check for tests. What an error means and what is reported is decided in `crate::mce`, in
-//! safe code; the #MC entry is in `hw::trap`.
+//! safe code; the #MC entry is in `trap_entry`.
 //!
 //! Registers (Intel SDM Vol. 3B, "Machine-Check Architecture"): `IA32_MCG_CAP` (bank count in
 //! bits 7:0, `MCG_CTL_P` bit 8, `MCG_SER_P` bit 24: the S and AR bits of the banks are
@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
 
-use super::cpu::{self, MAX_CPUS};
+use super::cpu_ops::{self, MAX_CPUS};
 
 const IA32_MCG_CAP: u32 = 0x179;
 const IA32_MCG_STATUS: u32 = 0x17a;
@@ -68,8 +68,8 @@ pub fn init_this_cpu() -> u32 {
             write_msr(IA32_MC0_CTL + 4 * bank + 1, 0);
         }
         write_msr(IA32_MCG_STATUS, 0);
-        let irq = cpu::IrqGuard::new();
-        let cpu = cpu::current_id(&irq) as usize;
+        let irq = cpu_ops::IrqGuard::new();
+        let cpu = cpu_ops::current_id(&irq) as usize;
         let recovery = cap & MCG_SER_P != 0;
         RECOVERY[cpu].store(recovery, Ordering::Relaxed);
         BANKS[cpu].store(banks as u8, Ordering::Relaxed);
@@ -97,16 +97,16 @@ pub fn enabled() -> bool {
 /// The number of banks this CPU reads (the same on every CPU: checked when each CPU sets up
 /// its banks, so the answer stays true if the caller moves to another CPU).
 pub fn bank_count() -> u32 {
-    let irq = cpu::IrqGuard::new();
-    u32::from(BANKS[cpu::current_id(&irq) as usize].load(Ordering::Relaxed))
+    let irq = cpu_ops::IrqGuard::new();
+    u32::from(BANKS[cpu_ops::current_id(&irq) as usize].load(Ordering::Relaxed))
 }
 
 /// Whether this CPU supports software error recovery (`IA32_MCG_CAP.MCG_SER_P`): only then
 /// do the S and AR bits of `MCi_STATUS` say what an uncorrected error needs. The same on every
 /// CPU (checked at set-up), like [`bank_count`].
 pub fn software_recovery() -> bool {
-    let irq = cpu::IrqGuard::new();
-    RECOVERY[cpu::current_id(&irq) as usize].load(Ordering::Relaxed)
+    let irq = cpu_ops::IrqGuard::new();
+    RECOVERY[cpu_ops::current_id(&irq) as usize].load(Ordering::Relaxed)
 }
 
 /// One bank's registers.

@@ -9,7 +9,7 @@
 //! 3. enables PAE, long mode with NX, paging and write protection, loads a minimal 64-bit GDT
 //!    and far-jumps to 64-bit code,
 //! 4. enables SSE (the host target's code uses it), sets up the boot stack and calls
-//!    [`crate::hw::start::boot_cpu_entry`] with the start-info address zero-extended.
+//!    [`crate::start::boot_cpu_entry`] with the start-info address zero-extended.
 //!
 //! Nothing here touches memory outside the image and the start info.
 
@@ -137,6 +137,6 @@ boot_stack_bottom:
 boot_stack_top:
     .popsection
 "#,
-    entry = sym crate::hw::start::boot_cpu_entry,
+    entry = sym crate::start::boot_cpu_entry,
     stack_bytes = const BOOT_STACK_BYTES,
 );

@@ -7,12 +7,12 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::hw::paging::{self, flags};
+use crate::frame;
 use crate::layout::{
     KERNEL_STACK_BYTES, KERNEL_STACK_GUARD_PAGES, KERNEL_STACK_SLOT_BYTES, KERNEL_STACKS_BASE,
     PAGE_BYTES,
 };
-use crate::mm::frames::{self, Urgency};
+use crate::paging::{self, flags};
 
 static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
 
@@ -24,11 +24,13 @@ pub struct KernelStack {
 
 impl KernelStack {
     /// The address just above the stack (the initial stack pointer).
+    #[inline]
     pub fn top(&self) -> u64 {
         self.bottom + KERNEL_STACK_BYTES
     }
 
     /// The lowest mapped address.
+    #[inline]
     pub fn bottom(&self) -> u64 {
         self.bottom
     }
@@ -36,6 +38,7 @@ impl KernelStack {
 
 /// Returns the guard range `[start, end)` of the kernel stack whose guard contains `address`,
 /// or `None` when `address` is not in a kernel stack's guard pages.
+#[inline]
 pub fn guard_containing(address: u64) -> Option<(u64, u64)> {
     let used = NEXT_SLOT.load(Ordering::Acquire);
     let offset = address.checked_sub(KERNEL_STACKS_BASE)?;
@@ -50,6 +53,7 @@ pub fn guard_containing(address: u64) -> Option<(u64, u64)> {
 
 /// Returns the kernel stack (`[bottom, top]`, the top included: an empty stack's pointer)
 /// that `address` lies on, or `None` when it is not on one handed out.
+#[inline]
 pub fn containing(address: u64) -> Option<KernelStack> {
     let used = NEXT_SLOT.load(Ordering::Acquire);
     // The top of a stack is the end of its slot: count it with the slot below.
@@ -69,11 +73,12 @@ pub fn alloc() -> Option<KernelStack> {
     let bottom =
         KERNEL_STACKS_BASE + slot * KERNEL_STACK_SLOT_BYTES + KERNEL_STACK_GUARD_PAGES * PAGE_BYTES;
     let pages = KERNEL_STACK_BYTES / PAGE_BYTES;
+    let frames = frame::source();
     for page in 0..pages {
         let virt = bottom + page * PAGE_BYTES;
-        let mapped = frames::alloc_zeroed(Urgency::Normal).and_then(|frame| {
-            paging::map(virt, frame, flags::DATA)
-                .map_err(|(f, _)| frames::free(f))
+        let mapped = frames.alloc_zeroed().and_then(|new| {
+            paging::map(virt, new, flags::DATA)
+                .map_err(|(back, _)| frames.free(back))
                 .ok()
         });
         match mapped {
@@ -81,9 +86,9 @@ pub fn alloc() -> Option<KernelStack> {
             Some(flush) => flush.ignore(),
             None => {
                 for done in 0..page {
-                    if let Some((frame, flush)) = paging::unmap(bottom + done * PAGE_BYTES) {
+                    if let Some((taken, flush)) = paging::unmap(bottom + done * PAGE_BYTES) {
                         flush.flush();
-                        frames::free(frame);
+                        frames.free(taken);
                     }
                 }
                 return None;

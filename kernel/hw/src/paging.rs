@@ -21,9 +21,9 @@ use x86_64::registers::control::{Cr3, Cr3Flags, Cr4, Cr4Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
 
-use crate::hw::pvh::PhysRange;
+use crate::frame::{self, Frame};
 use crate::layout::{self, DIRECT_MAP_BASE, LARGE_PAGE_BYTES, PAGE_BYTES};
-use crate::mm::frames::{self, Frame, Urgency};
+use crate::pvh::PhysRange;
 use crate::sync::IrqMutex;
 
 /// Page-table entry bits: defined once, in `dks-core`.
@@ -53,28 +53,33 @@ static DIRECT_MAP_BYTES: AtomicU64 = AtomicU64::new(1 << 30);
 static TABLES: IrqMutex<()> = IrqMutex::new(());
 
 /// Returns whether the kernel's own tables are loaded.
+#[inline]
 pub fn kernel_tables_active() -> bool {
     KERNEL_TABLES_ACTIVE.load(Ordering::Acquire)
 }
 
 /// Returns the direct-map address of physical address `phys`.
+#[inline]
 pub fn phys_to_virt(phys: u64) -> u64 {
     debug_assert!(phys < DIRECT_MAP_BYTES.load(Ordering::Relaxed));
     DIRECT_MAP_BASE + phys
 }
 
 /// Returns whether the direct map covers `phys .. phys + bytes`.
+#[inline]
 pub fn direct_map_covers(phys: u64, bytes: u64) -> bool {
     phys.checked_add(bytes)
         .is_some_and(|end| end <= DIRECT_MAP_BYTES.load(Ordering::Relaxed))
 }
 
 /// Returns the physical address of the PML4 all CPUs load.
+#[inline]
 pub fn pml4_phys() -> u64 {
     PML4_PHYS.load(Ordering::Relaxed)
 }
 
 /// Fills a frame with zeros through the direct map.
+#[inline]
 pub fn zero_frame(frame: &Frame) {
     let virt = phys_to_virt(frame.address());
     // SAFETY: the caller owns `frame` (a `Frame` is unique), so nobody else uses its 4 KiB;
@@ -97,6 +102,7 @@ pub fn read_phys_u64(phys: u64) -> u64 {
 }
 
 /// Returns the entry `index` of the table at physical address `table`.
+#[inline]
 fn entry(table: u64, index: usize) -> &'static AtomicU64 {
     assert!(index < ENTRIES && table.is_multiple_of(PAGE_BYTES));
     let virt = phys_to_virt(table) + (index as u64) * 8;
@@ -106,6 +112,7 @@ fn entry(table: u64, index: usize) -> &'static AtomicU64 {
     unsafe { &*(virt as *const AtomicU64) }
 }
 
+#[inline]
 fn indices(virt: u64) -> [usize; 4] {
     [
         (virt >> 39) as usize & 511,
@@ -125,7 +132,8 @@ pub enum MapError {
 }
 
 /// Returns the leaf entry for `virt` if every table above it exists. Never allocates.
-pub fn pte(virt: u64) -> Option<&'static AtomicU64> {
+#[inline]
+pub(crate) fn existing_leaf(virt: u64) -> Option<&'static AtomicU64> {
     let mut table = pml4_phys();
     let idx = indices(virt);
     for &i in &idx[..3] {
@@ -139,8 +147,9 @@ pub fn pte(virt: u64) -> Option<&'static AtomicU64> {
 }
 
 /// Returns the leaf entry for `virt`, creating the tables above it (zeroed, normal urgency).
-pub fn ensure_pte(virt: u64) -> Result<&'static AtomicU64, MapError> {
-    if let Some(e) = pte(virt) {
+#[inline]
+pub(crate) fn ensure_leaf(virt: u64) -> Result<&'static AtomicU64, MapError> {
+    if let Some(e) = existing_leaf(virt) {
         return Ok(e);
     }
     let _lock = TABLES.lock();
@@ -153,7 +162,9 @@ pub fn ensure_pte(virt: u64) -> Result<&'static AtomicU64, MapError> {
             return Err(MapError::AlreadyMapped);
         }
         if e & bits::PRESENT == 0 {
-            let frame = frames::alloc_zeroed(Urgency::Normal).ok_or(MapError::OutOfMemory)?;
+            let frame = frame::source()
+                .alloc_zeroed()
+                .ok_or(MapError::OutOfMemory)?;
             e = frame.into_mapped() | TABLE_FLAGS;
             slot.store(e, Ordering::Release);
         }
@@ -171,18 +182,23 @@ pub struct Flush {
 
 impl Flush {
     /// Invalidates this CPU's TLB entry for the page.
+    #[inline]
     pub fn flush(self) {
         x86_64::instructions::tlb::flush(VirtAddr::new(self.virt));
     }
 
     /// Drops the flush: the caller knows no TLB can hold the old translation (it was not
     /// present, or its Accessed bit was clear), or will shoot it down itself.
+    #[inline]
     pub fn ignore(self) {}
 }
 
 /// Maps the 4 KiB page at `virt` to `frame` with `leaf_flags`. On failure the frame comes back.
-pub fn map(virt: u64, frame: Frame, leaf_flags: u64) -> Result<Flush, (Frame, MapError)> {
-    let slot = match ensure_pte(virt) {
+/// Only this crate maps pages of its choosing; the kernel maps through the region-typed
+/// functions ([`map_lazy_page`], `stack_pages`, `kstacks`).
+#[inline]
+pub(crate) fn map(virt: u64, frame: Frame, leaf_flags: u64) -> Result<Flush, (Frame, MapError)> {
+    let slot = match ensure_leaf(virt) {
         Ok(slot) => slot,
         Err(e) => return Err((frame, e)),
     };
@@ -194,20 +210,51 @@ pub fn map(virt: u64, frame: Frame, leaf_flags: u64) -> Result<Flush, (Frame, Ma
 }
 
 /// Unmaps the 4 KiB page at `virt` and returns its frame, or `None` if it was not mapped.
-pub fn unmap(virt: u64) -> Option<(Frame, Flush)> {
-    let slot = pte(virt)?;
+#[inline]
+pub(crate) fn unmap(virt: u64) -> Option<(Frame, Flush)> {
+    let slot = existing_leaf(virt)?;
     let old = slot.swap(0, Ordering::AcqRel);
     if old & bits::PRESENT == 0 {
         slot.store(old, Ordering::Release);
         return None;
     }
     Some((
-        Frame::from_unmapped(old & bits::ADDRESS_MASK),
+        Frame::from_address(old & bits::ADDRESS_MASK),
         Flush { virt },
     ))
 }
 
+/// Returns whether `page` is a page-aligned address of the lazy region.
+#[inline]
+fn is_lazy_page(page: u64) -> bool {
+    page.wrapping_sub(layout::LAZY_REGION_BASE) < layout::LAZY_REGION_BYTES
+        && page.is_multiple_of(PAGE_BYTES)
+}
+
+/// Maps `frame` read-write (not executable) at `page` in the lazy region, which holds memory
+/// that only this crate's probes and lazy accesses reach (`catch`, `probes`), never a Rust
+/// reference. On failure the frame comes back.
+///
+/// # Panics
+/// If `page` is not a page of the lazy region.
+#[inline]
+pub fn map_lazy_page(page: u64, frame: Frame) -> Result<Flush, (Frame, MapError)> {
+    assert!(is_lazy_page(page), "{page:#x} is not a lazy-region page");
+    map(page, frame, flags::DATA)
+}
+
+/// Unmaps `page` in the lazy region and returns its frame, or `None` if it was not mapped.
+///
+/// # Panics
+/// If `page` is not a page of the lazy region.
+#[inline]
+pub fn unmap_lazy_page(page: u64) -> Option<(Frame, Flush)> {
+    assert!(is_lazy_page(page), "{page:#x} is not a lazy-region page");
+    unmap(page)
+}
+
 /// Returns the physical address `virt` translates to, if mapped.
+#[inline]
 pub fn translate(virt: u64) -> Option<u64> {
     let mut table = pml4_phys();
     let idx = indices(virt);
@@ -267,7 +314,9 @@ pub fn image_range() -> PhysRange {
 /// Builds the kernel's page tables and switches this CPU to them. Called once, on the boot
 /// CPU, after the frame allocator is up; other CPUs load [`pml4_phys`].
 pub fn init(ram: &[PhysRange]) {
-    let pml4 = frames::alloc_zeroed(Urgency::Normal).expect("a frame for the PML4");
+    let pml4 = frame::source()
+        .alloc_zeroed()
+        .expect("a frame for the PML4");
     PML4_PHYS.store(pml4.into_mapped(), Ordering::Relaxed);
 
     for (start, end, leaf_flags) in image_sections() {
@@ -276,7 +325,7 @@ pub fn init(ram: &[PhysRange]) {
             "section not page aligned"
         );
         for page in (start..end).step_by(PAGE_BYTES as usize) {
-            let slot = ensure_pte(page).expect("memory for the image's page tables");
+            let slot = ensure_leaf(page).expect("memory for the image's page tables");
             slot.store(page | leaf_flags, Ordering::Relaxed);
         }
     }
@@ -286,7 +335,7 @@ pub fn init(ram: &[PhysRange]) {
         .map(PhysRange::end)
         .max()
         .unwrap_or(0)
-        .min(frames::MAX_PHYS_BYTES);
+        .min(layout::MAX_PHYS_BYTES);
     let direct_map_bytes = ram_end.div_ceil(LARGE_PAGE_BYTES) * LARGE_PAGE_BYTES;
     for phys in (0..direct_map_bytes).step_by(LARGE_PAGE_BYTES as usize) {
         // A large page sits in a page directory: create the tables above the directory by
@@ -302,7 +351,7 @@ pub fn init(ram: &[PhysRange]) {
     ] {
         let slot = entry(pml4_phys(), layout::pml4_index(base));
         if slot.load(Ordering::Relaxed) & bits::PRESENT == 0 {
-            let frame = frames::alloc_zeroed(Urgency::Normal).expect("a frame for a PDPT");
+            let frame = frame::source().alloc_zeroed().expect("a frame for a PDPT");
             slot.store(frame.into_mapped() | TABLE_FLAGS, Ordering::Relaxed);
         }
     }
@@ -321,7 +370,9 @@ fn map_large(virt: u64, phys: u64) {
         let slot = entry(table, i);
         let mut e = slot.load(Ordering::Relaxed);
         if e & bits::PRESENT == 0 {
-            let frame = frames::alloc_zeroed(Urgency::Normal).expect("a frame for the direct map");
+            let frame = frame::source()
+                .alloc_zeroed()
+                .expect("a frame for the direct map");
             e = frame.into_mapped() | TABLE_FLAGS;
             slot.store(e, Ordering::Relaxed);
         }
@@ -344,7 +395,7 @@ pub fn load_on_this_cpu() {
 pub fn map_mmio(virt: u64, phys: u64, bytes: u64) -> u64 {
     assert!(virt >= layout::MMIO_BASE && phys.is_multiple_of(PAGE_BYTES));
     for offset in (0..bytes).step_by(PAGE_BYTES as usize) {
-        let slot = ensure_pte(virt + offset).expect("memory for MMIO page tables");
+        let slot = ensure_leaf(virt + offset).expect("memory for MMIO page tables");
         slot.store((phys + offset) | flags::MMIO, Ordering::Release);
         x86_64::instructions::tlb::flush(VirtAddr::new(virt + offset));
     }
@@ -355,7 +406,7 @@ pub fn map_mmio(virt: u64, phys: u64, bytes: u64) -> u64 {
 /// the AP trampoline while processors start.
 pub fn map_identity_executable(phys: u64) {
     assert!(phys < layout::KERNEL_IMAGE_BASE && phys.is_multiple_of(PAGE_BYTES));
-    let slot = ensure_pte(phys).expect("memory for the trampoline's page tables");
+    let slot = ensure_leaf(phys).expect("memory for the trampoline's page tables");
     slot.store(phys | bits::PRESENT | bits::WRITABLE, Ordering::Release);
     x86_64::instructions::tlb::flush(VirtAddr::new(phys));
 }
@@ -365,7 +416,7 @@ pub fn map_identity_executable(phys: u64) {
 /// not needed: they never touch the page again, and the page itself stays reserved).
 pub fn unmap_identity(phys: u64) {
     assert!(phys < layout::KERNEL_IMAGE_BASE);
-    if let Some(slot) = pte(phys) {
+    if let Some(slot) = existing_leaf(phys) {
         slot.store(0, Ordering::Release);
         x86_64::instructions::tlb::flush(VirtAddr::new(phys));
     }
@@ -373,6 +424,7 @@ pub fn unmap_identity(phys: u64) {
 
 /// Invalidates this CPU's TLB entries for `[start, end)`: page by page for a few pages, the
 /// whole TLB (global entries included) for more.
+#[inline]
 pub fn flush_range(start: u64, end: u64) {
     const PAGE_BY_PAGE_LIMIT: u64 = 32;
     let pages = end.saturating_sub(start).div_ceil(PAGE_BYTES);
@@ -388,42 +440,6 @@ pub fn flush_range(start: u64, end: u64) {
             Cr4::update(|f| f.insert(Cr4Flags::PAGE_GLOBAL));
         }
     }
-}
-
-/// Zeroes the mapped 4 KiB page at `virt` in the thread-stack region (a reused stack page).
-///
-/// # Panics
-/// If `virt` is not a page of the stack region or is not mapped.
-pub fn zero_mapped_page(virt: u64) {
-    assert!(
-        virt.is_multiple_of(PAGE_BYTES)
-            && (layout::STACK_REGION_BASE..layout::STACK_REGION_BASE + layout::PML4_ENTRY_BYTES)
-                .contains(&virt),
-        "zeroing {virt:#x} outside the stack region"
-    );
-    let phys = translate(virt).expect("zeroing an unmapped stack page");
-    // SAFETY: the page is mapped (checked) and belongs to a stack that no thread runs on yet
-    // (its creator zeroes it before the thread starts); the direct map covers its frame.
-    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_BYTES as usize) };
-}
-
-/// Fills the 4 KiB page at `virt` in the thread-stack region with `byte`, through its stack
-/// mapping (a test that dirties a stack nobody runs on). An unpopulated page faults and is
-/// populated by the stack-fault path, as if the stack's thread had grown into it.
-///
-/// # Panics
-/// If `virt` is not a page of the stack region.
-pub fn fill_stack_page(virt: u64, byte: u8) {
-    assert!(
-        virt.is_multiple_of(PAGE_BYTES)
-            && (layout::STACK_REGION_BASE..layout::STACK_REGION_BASE + layout::PML4_ENTRY_BYTES)
-                .contains(&virt),
-        "filling {virt:#x} outside the stack region"
-    );
-    // SAFETY: the page is in the stack region (checked): mapped, or populated by the fault
-    // path on this write, or the write faults fatally and is reported; it belongs to a stack
-    // no thread runs on (the caller's contract, as for `zero_mapped_page`).
-    unsafe { core::ptr::write_bytes(virt as *mut u8, byte, PAGE_BYTES as usize) };
 }
 
 /// Returns the offset of the first non-zero 8-byte word of the physical page at `phys`, read

@@ -11,9 +11,9 @@ use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::cpu::{self, IrqGuard, MAX_CPUS};
+use super::cpu_ops::{self, IrqGuard, MAX_CPUS};
 use super::paging;
-use super::trap::TrapFrame;
+use super::trap_entry::TrapFrame;
 use crate::layout;
 
 /// A fault that a catcher intercepted.
@@ -74,7 +74,7 @@ pub fn catch_fault(
     f: extern "C" fn(usize),
     arg: usize,
 ) -> Result<(), CaughtFault> {
-    let catcher = &CATCHERS[cpu::current_id(irq) as usize];
+    let catcher = &CATCHERS[cpu_ops::current_id(irq) as usize];
     assert!(
         !catcher.armed.swap(true, Ordering::AcqRel),
         "nested catch_fault"
@@ -214,7 +214,7 @@ pub fn invalid_opcode() -> ! {
 pub fn redirect(frame: &mut TrapFrame, cr2: u64) -> bool {
     // Trap context: interrupts are off already; the guard only proves it.
     let irq = IrqGuard::new();
-    let catcher = &CATCHERS[cpu::current_id(&irq) as usize];
+    let catcher = &CATCHERS[cpu_ops::current_id(&irq) as usize];
     if !catcher.armed.swap(false, Ordering::AcqRel) {
         return false;
     }

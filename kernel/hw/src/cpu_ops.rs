@@ -60,17 +60,20 @@ impl Drop for IrqGuard {
 }
 
 /// Enables interrupts on this CPU.
+#[inline]
 pub fn enable_interrupts() {
     x86_64::instructions::interrupts::enable();
 }
 
 /// Disables interrupts on this CPU (for code that enabled them itself and must give them back
 /// off, like a trap handler before it returns).
+#[inline]
 pub fn disable_interrupts() {
     x86_64::instructions::interrupts::disable();
 }
 
 /// Returns whether interrupts are enabled on this CPU.
+#[inline]
 pub fn interrupts_enabled() -> bool {
     x86_64::instructions::interrupts::are_enabled()
 }

@@ -19,6 +19,10 @@ pub const LARGE_PAGE_BYTES: u64 = 2 * 1024 * 1024;
 /// Bytes one PML4 entry spans.
 pub const PML4_ENTRY_BYTES: u64 = 1 << 39;
 
+/// The highest physical address the kernel manages (the frame allocator's bitmap and the
+/// direct map stop here).
+pub const MAX_PHYS_BYTES: u64 = 32 << 30;
+
 /// Where the linker places the kernel image (virtual = physical).
 pub const KERNEL_IMAGE_BASE: u64 = 0x10_0000;
 /// A lazily mapped region whose faults are served on the interrupted stack.
@@ -45,6 +49,7 @@ pub const KERNEL_STACK_GUARD_PAGES: u64 = 1;
 pub const KERNEL_STACK_SLOT_BYTES: u64 = KERNEL_STACK_BYTES + KERNEL_STACK_GUARD_PAGES * PAGE_BYTES;
 
 /// Returns the PML4 index of a virtual address.
+#[inline]
 pub const fn pml4_index(address: u64) -> usize {
     ((address >> 39) & 511) as usize
 }
@@ -56,6 +61,7 @@ const _: () = assert!(LAZY_REGION_BYTES <= PML4_ENTRY_BYTES);
 const _: () = assert!(KERNEL_STACK_BYTES.is_multiple_of(PAGE_BYTES));
 
 /// Returns whether `address` lies in the thread-stack region or the kernel-stacks region.
+#[inline]
 pub const fn is_stack_address(address: u64) -> bool {
     (address >= STACK_REGION_BASE && address < STACK_REGION_BASE + PML4_ENTRY_BYTES)
         || (address >= KERNEL_STACKS_BASE && address < KERNEL_STACKS_BASE + PML4_ENTRY_BYTES)

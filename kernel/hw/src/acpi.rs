@@ -5,7 +5,7 @@ use core::ptr::NonNull;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 
-use super::cpu::MAX_CPUS;
+use super::cpu_ops::MAX_CPUS;
 use super::paging;
 
 /// Maps ACPI tables through the direct map (nothing to map or unmap).

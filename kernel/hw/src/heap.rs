@@ -8,12 +8,12 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
+use spin::Once;
 use talc::{OomHandler, Span, Talc};
 
-use crate::hw::paging;
 use crate::layout::PAGE_BYTES;
-use crate::mm::frames;
 use crate::sync::IrqMutex;
+use crate::{frame, paging};
 
 struct KernelHeap {
     talc: IrqMutex<Talc<GrowOnOom>>,
@@ -24,19 +24,43 @@ static HEAP: KernelHeap = KernelHeap {
     talc: IrqMutex::new(Talc::new(GrowOnOom)),
 };
 
+/// How far the heap may grow when an allocation does not fit: the kernel's policy (its limit,
+/// `mm::heap`), registered at boot with [`set_growth`].
+pub trait HeapGrowth: Sync {
+    /// Returns how many bytes to add to a heap of `claimed` bytes so that an allocation of
+    /// `bytes` fits, or `None` if the heap may not grow that far.
+    fn emergency_growth(&self, claimed: u64, bytes: u64) -> Option<u64>;
+    /// Records that the heap grew by `bytes`.
+    fn note_growth(&self, bytes: u64);
+}
+
+static GROWTH: Once<&'static dyn HeapGrowth> = Once::new();
+
+/// Registers the kernel's growth policy. Until then an allocation that does not fit fails.
+///
+/// # Panics
+/// If called twice.
+pub fn set_growth(growth: &'static dyn HeapGrowth) {
+    assert!(!GROWTH.is_completed(), "heap growth policy set twice");
+    GROWTH.call_once(|| growth);
+}
+
 /// When an allocation does not fit, the heap grows by a block from the frame allocator, as
-/// far as `mm::heap` allows (its limit); only when that fails does the allocation fail. The
-/// kernel keeps room ahead of need (`mm::heap::ensure_free`), so this is the last resort for
-/// an allocation that found the margin too fragmented.
+/// far as the kernel's policy allows ([`HeapGrowth`]); only when that fails does the
+/// allocation fail. The kernel keeps room ahead of need (`mm::heap::ensure_free`), so this is
+/// the last resort for an allocation that found the margin too fragmented.
 struct GrowOnOom;
 
 impl OomHandler for GrowOnOom {
     fn handle_oom(talc: &mut Talc<Self>, layout: Layout) -> Result<(), ()> {
+        let growth = GROWTH.get().ok_or(())?;
         let claimed = talc.get_counters().claimed_bytes as u64;
-        let bytes = crate::mm::heap::emergency_growth(claimed, layout.size() as u64).ok_or(())?;
+        let bytes = growth
+            .emergency_growth(claimed, layout.size() as u64)
+            .ok_or(())?;
         let pages = bytes.div_ceil(PAGE_BYTES);
-        let phys = frames::alloc_contiguous(pages).ok_or(())?;
-        crate::mm::heap::note_growth(pages * PAGE_BYTES);
+        let phys = frame::source().alloc_contiguous(pages).ok_or(())?;
+        growth.note_growth(pages * PAGE_BYTES);
         let start = paging::phys_to_virt(phys);
         let span = Span::from_base_size(start as *mut u8, (pages * PAGE_BYTES) as usize);
         // SAFETY: as in `grow`: the block was just taken from the frame allocator for the heap
@@ -70,7 +94,9 @@ unsafe impl GlobalAlloc for KernelHeap {
 /// If called twice, or if no contiguous block of that size is free.
 pub fn init(bytes: u64) {
     let pages = bytes.div_ceil(PAGE_BYTES);
-    let phys = frames::alloc_contiguous(pages).expect("contiguous memory for the kernel heap");
+    let phys = frame::source()
+        .alloc_contiguous(pages)
+        .expect("contiguous memory for the kernel heap");
     let start = paging::phys_to_virt(phys);
     let mut talc = HEAP.talc.lock();
     assert!(
@@ -89,7 +115,7 @@ pub fn init(bytes: u64) {
 /// size exists. The memory stays the heap's for good, as the first block does.
 pub fn grow(bytes: u64) -> bool {
     let pages = bytes.div_ceil(PAGE_BYTES);
-    let Some(phys) = frames::alloc_contiguous(pages) else {
+    let Some(phys) = frame::source().alloc_contiguous(pages) else {
         return false;
     };
     let start = paging::phys_to_virt(phys);

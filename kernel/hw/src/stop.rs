@@ -40,6 +40,7 @@ unsafe extern "C" {
 
 /// Runs `body` under a stop point kept in `point` (the calling thread's cell: 0 when it has
 /// none, else its innermost stop point).
+#[inline]
 pub fn call(point: &AtomicU64, body: &mut dyn FnMut()) -> Completion {
     extern "C" fn trampoline(arg: usize) {
         // SAFETY: `arg` is the address of the `&mut dyn FnMut()` local of `call` below, which
@@ -63,6 +64,7 @@ pub fn call(point: &AtomicU64, body: &mut dyn FnMut()) -> Completion {
 
 /// The address the trap path resumes a stopped thread at (with its innermost stop point as
 /// the stack pointer).
+#[inline]
 pub fn landing() -> u64 {
     (&raw const stop_landing) as u64
 }
@@ -73,6 +75,7 @@ pub fn landing() -> u64 {
 ///
 /// # Panics
 /// If `target` is not a stop point above the caller's stack pointer on the same stack.
+#[inline]
 pub fn resume(target: u64) -> ! {
     let here = super::probes::stack_pointer();
     assert!(

@@ -1,4 +1,4 @@
-//! What the kernel does with each trap, in safe code. The entry path (`hw::trap`) calls
+//! What the kernel does with each trap, in safe code. The entry path (`hw::trap_entry`) calls
 //! [`on_ist`] on the vector's IST stack, [`on_interrupted_stack`] after a bounce, [`on_nmi`]
 //! for an NMI and `mce::on_exception` for a machine check.
 //!
@@ -25,13 +25,14 @@ use dks_protocol::record::{Exception, GuardHit, Record, StackFault};
 
 use crate::hw::apic::{self, vector};
 use crate::hw::catch;
-use crate::hw::cpu::{self, IrqGuard, MAX_CPUS};
+use crate::hw::cpu_ops::{self, IrqGuard, MAX_CPUS};
 use crate::hw::gdt::Ist;
 use crate::hw::idt::vectors;
-use crate::hw::trap::{
-    self as entry, Disposition, FRAME_BYTES, Nesting, PREEMPT_FRAME_BYTES, TrapFrame, bounce_target,
+use crate::hw::kstacks;
+use crate::hw::trap_entry::{
+    self as entry, Disposition, FRAME_BYTES, Nesting, PREEMPT_FRAME_BYTES, TrapFrame, TrapHandlers,
+    bounce_target,
 };
-use crate::mm::kstacks;
 use crate::stacks::{self, FaultResult};
 use crate::{lazy, mce, report, sched, tlb, workload};
 
@@ -87,7 +88,7 @@ pub mod hooks {
 /// For `crash=nmi-page-fault` and `crash=machine-check-page-fault`: from inside a handler
 /// that must never fault, touches a page whose fault the #PF handler would otherwise serve.
 pub fn fault_inside_handler() {
-    let _ = catch::fault_read(lazy::DIRECT.start + 5 * crate::layout::PAGE_BYTES);
+    let _ = catch::fault_read(lazy::DIRECT.start + 5 * crate::hw::layout::PAGE_BYTES);
 }
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -101,7 +102,7 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
     match vector {
         vectors::PAGE_FAULT => page_fault(frame),
         vector::TIMER => {
-            TIMER_TICKS[cpu::current_id(&irq) as usize].fetch_add(1, Ordering::Relaxed);
+            TIMER_TICKS[cpu_ops::current_id(&irq) as usize].fetch_add(1, Ordering::Relaxed);
             apic::eoi();
             mce::poll();
             mce::wake_logger();
@@ -109,7 +110,7 @@ pub fn on_ist(frame: &mut TrapFrame) -> Disposition {
                 preempt(&irq, frame)
             } else {
                 if sched::try_current().is_none() {
-                    IDLE_STACK_POINTER[cpu::current_id(&irq) as usize]
+                    IDLE_STACK_POINTER[cpu_ops::current_id(&irq) as usize]
                         .store(frame.rsp, Ordering::Relaxed);
                 }
                 Disposition::Done
@@ -177,15 +178,53 @@ fn preempt(irq: &IrqGuard, frame: &mut TrapFrame) -> Disposition {
         return Disposition::Done;
     };
     entry::set_preempt_switch(irq, save_at, load_rsp);
-    PREEMPTIONS[cpu::current_id(irq) as usize].fetch_add(1, Ordering::Relaxed);
+    PREEMPTIONS[cpu_ops::current_id(irq) as usize].fetch_add(1, Ordering::Relaxed);
     Disposition::Preempt(target, fpu_area)
 }
 
-/// A page fault the #PF entry found nested (see `hw::trap`): the frame of the first fault
+/// The kernel's trap handlers, installed in the entry path at boot
+/// (`hw::trap_entry::install`): each forwards to the function of this module (or `mce`) that
+/// handles it.
+#[derive(Debug)]
+pub enum KernelTraps {}
+
+impl TrapHandlers for KernelTraps {
+    #[inline]
+    fn on_ist(frame: &mut TrapFrame) -> Disposition {
+        on_ist(frame)
+    }
+
+    #[inline]
+    fn nested_page_fault(frame: &mut TrapFrame, nesting: Nesting) -> ! {
+        nested_page_fault(frame, nesting)
+    }
+
+    #[inline]
+    fn on_nmi(frame: &mut TrapFrame, interrupted: Option<Ist>) {
+        on_nmi(frame, interrupted);
+    }
+
+    #[inline]
+    fn nested_nmi(frame: &mut TrapFrame) -> ! {
+        nested_nmi(frame)
+    }
+
+    #[inline]
+    fn on_machine_check(frame: &mut TrapFrame) {
+        mce::on_exception(frame);
+    }
+
+    #[inline]
+    fn on_interrupted_stack(frame: &mut TrapFrame) {
+        on_interrupted_stack(frame);
+    }
+}
+
+/// A page fault the #PF entry found nested (see `hw::trap_entry`): the frame of the first fault
 /// has been overwritten, or the fault came from the NMI or machine-check handler, which must
 /// never fault. Report and stop; there is nothing to return to.
 pub fn nested_page_fault(frame: &TrapFrame, nesting: Nesting) -> ! {
-    report_exception_forced(frame, cpu::read_cr2());
+    report_exception_forced(frame, cpu_ops::read_cr2());
     report::exit_forced(ExitCode::Exception, nesting.describe())
 }
 
@@ -193,7 +232,7 @@ pub fn nested_page_fault(frame: &TrapFrame, nesting: Nesting) -> ! {
 /// and returns. Touches only this CPU's counters: no lock, no allocation, no fault.
 pub fn on_nmi(_frame: &TrapFrame, interrupted: Option<Ist>) {
     let irq = IrqGuard::new();
-    let cpu = cpu::current_id(&irq) as usize;
+    let cpu = cpu_ops::current_id(&irq) as usize;
     NMIS[cpu].fetch_add(1, Ordering::Relaxed);
     if interrupted.is_some() {
         NMIS_NESTED[cpu].fetch_add(1, Ordering::Relaxed);
@@ -252,7 +291,7 @@ fn prepare_move(frame: &TrapFrame, lowest: u64) -> Result<(), (u64, FaultResult)
 }
 
 fn page_fault(frame: &mut TrapFrame) -> Disposition {
-    let cr2 = cpu::read_cr2();
+    let cr2 = cpu_ops::read_cr2();
     match stacks::handle_fault(cr2) {
         FaultResult::Served => {
             return Disposition::Done;
@@ -261,9 +300,9 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
         failure => return stack_failure(frame, cr2, failure),
     }
     if let Some((guard_start, _)) = kstacks::guard_containing(cr2) {
-        let stack_top = guard_start + crate::layout::KERNEL_STACK_SLOT_BYTES;
+        let stack_top = guard_start + crate::hw::layout::KERNEL_STACK_SLOT_BYTES;
         report::emit(&Record::GuardHit(GuardHit {
-            cpu: cpu::id_hint(),
+            cpu: cpu_ops::id_hint(),
             task: Cow::Borrowed("kernel-stack"),
             address: cr2,
             depth_bytes: stack_top - cr2,
@@ -309,7 +348,7 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
                 LAST_GUARD_HIT_THREAD.store(task.id(), Ordering::Relaxed);
             }
             report::emit(&Record::GuardHit(GuardHit {
-                cpu: cpu::id_hint(),
+                cpu: cpu_ops::id_hint(),
                 task: Cow::Borrowed(name),
                 address,
                 depth_bytes: depth,
@@ -324,7 +363,7 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
         } => {
             let policy = task.as_ref().map_or("", |t| t.stack.policy().name());
             report::emit(&Record::StackFault(StackFault {
-                cpu: cpu::id_hint(),
+                cpu: cpu_ops::id_hint(),
                 task: Cow::Borrowed(name),
                 policy: Cow::Borrowed(policy),
                 address,
@@ -410,20 +449,20 @@ pub fn report_exception_forced(frame: &TrapFrame, cr2: u64) {
 /// handler (interrupts off).
 fn nmi_here_and_wait() {
     let irq = IrqGuard::new();
-    let counter = &NMIS[cpu::current_id(&irq) as usize];
+    let counter = &NMIS[cpu_ops::current_id(&irq) as usize];
     let before = counter.load(Ordering::Acquire);
     apic::send_nmi_to_self();
     for _ in 0..10_000_000 {
         if counter.load(Ordering::Acquire) != before {
             return;
         }
-        cpu::relax();
+        cpu_ops::relax();
     }
 }
 
 fn exception_record(frame: &TrapFrame, cr2: u64) -> Record<'static> {
     Record::Exception(Exception {
-        cpu: cpu::id_hint(),
+        cpu: cpu_ops::id_hint(),
         vector: frame.vector as u8,
         error_code: frame.has_error_code().then_some(frame.error_code),
         rip: frame.rip,

@@ -6,7 +6,36 @@
 
 use core::ops::{Deref, DerefMut};
 
-use crate::hw::cpu::IrqGuard;
+use spin::Once;
+
+use crate::cpu_ops::IrqGuard;
+
+/// What a CPU does between two attempts at a taken lock, set once by the kernel (it answers
+/// TLB shootdowns).
+static SPIN_WORK: Once<fn(&IrqGuard)> = Once::new();
+
+/// Sets what a CPU does between two attempts at a taken [`IrqMutex`]: the kernel answers TLB
+/// shootdowns there, so that a CPU holding a lock while it shoots down cannot deadlock with a
+/// CPU waiting for the lock.
+///
+/// # Panics
+/// If called twice.
+pub fn set_spin_work(work: fn(&IrqGuard)) {
+    assert!(!SPIN_WORK.is_completed(), "spin work set twice");
+    SPIN_WORK.call_once(|| work);
+}
+
+/// Does the kernel's spin work, if it registered any. Kept out of line: it runs only while a
+/// lock is taken, and the lock's fast path stays small where it is inlined.
+#[cold]
+#[inline(never)]
+fn spin_work() {
+    if let Some(work) = SPIN_WORK.get() {
+        // Interrupts are off already (the lock's own guard): this guard only proves it, and
+        // taking it here keeps the caller's guard out of memory on the lock's fast path.
+        work(&IrqGuard::new());
+    }
+}
 
 /// A spin lock that keeps interrupts off while it is held.
 #[derive(Debug)]
@@ -30,16 +59,15 @@ impl<T> IrqMutex<T> {
         }
     }
 
-    /// Disables interrupts, then spins until the lock is free. While it spins it keeps
-    /// answering TLB shootdowns, so a CPU that holds this lock while it shoots down cannot
-    /// deadlock with a CPU waiting for the lock.
+    /// Disables interrupts, then spins until the lock is free. While it spins it does the
+    /// kernel's spin work ([`set_spin_work`]: it answers TLB shootdowns).
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let irq = IrqGuard::new();
         loop {
             if let Some(guard) = self.inner.try_lock() {
                 return IrqMutexGuard { guard, _irq: irq };
             }
-            crate::tlb::serve(&irq);
+            spin_work();
             core::hint::spin_loop();
         }
     }

@@ -11,14 +11,14 @@
 //!   live: byte 0 the #PF IST frame, byte 1 the NMI frame, byte 2 the #MC frame, byte 3 a
 //!   preemption's frames while the entry moves them to the thread's stack. Each is set by the
 //!   entry code before anything else and cleared by the same code path after the last access
-//!   to the frame (see `hw::trap`). Only this CPU touches its block, with interrupts off.
+//!   to the frame (see `trap_entry`). Only this CPU touches its block, with interrupts off.
 //! - `preempt_save`, `preempt_load`: the two operands of the context switch a preemption
-//!   makes from the trap entry itself (written by `hw::trap::dispatch` just before).
+//!   makes from the trap entry itself (written by `trap_entry::dispatch` just before).
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::cpu::{IrqGuard, MAX_CPUS};
+use super::cpu_ops::{IrqGuard, MAX_CPUS};
 
 /// The fields the assembly reads at fixed offsets.
 #[repr(C, align(64))]
@@ -84,7 +84,7 @@ pub fn install(index: usize) {
     unsafe { msr.write(address) };
 }
 
-/// Returns this CPU's index; see `cpu::current_id` for why it takes the guard.
+/// Returns this CPU's index; see `cpu_ops::current_id` for why it takes the guard.
 #[inline]
 pub fn current_id(_irq: &IrqGuard) -> u32 {
     let id: u64;
@@ -97,17 +97,20 @@ pub fn current_id(_irq: &IrqGuard) -> u32 {
     id as u32
 }
 
+#[inline]
 fn this(irq: &IrqGuard) -> &PerCpu {
     &BLOCKS[current_id(irq) as usize]
 }
 
 /// This CPU's live IST frames (bits of [`live`]).
+#[inline]
 pub fn trap_state(irq: &IrqGuard) -> u64 {
     this(irq).trap_state.load(Ordering::Relaxed)
 }
 
 /// Sets the operands of the context switch the trap entry makes for a preemption: the
 /// address of the preempted thread's saved-stack-pointer cell and the stack pointer to load.
+#[inline]
 pub fn set_preempt_switch(irq: &IrqGuard, save_at: u64, load_rsp: u64) {
     let block = this(irq);
     block.preempt_save.store(save_at, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use core::sync::atomic::AtomicU64;
 
 /// Bytes `context_switch` pushes on the stack it leaves: the return address of its call, six
 /// callee-saved registers and the FPU control words. The preemption path of the trap entry
-/// (`hw::trap`) pushes the same frame on the thread's stack, below the moved frame, and jumps
+/// (`trap_entry`) pushes the same frame on the thread's stack, below the moved frame, and jumps
 /// to `context_switch_load`; keep the two in step.
 pub const SWITCH_FRAME_BYTES: usize = 8 + 6 * 8 + 8;
 const _: () = assert!(SWITCH_FRAME_BYTES.is_multiple_of(16));
@@ -28,12 +28,13 @@ unsafe extern "C" {
 /// Saves the current context, stores its stack pointer in `*save_rsp`, and continues the
 /// context saved at `load_rsp`. Returns when someone switches back to the saved context,
 /// possibly on another CPU: the guard is taken mutably so that nothing borrowed from it (this
-/// CPU's per-CPU state, see `cpu::current_id`) can be used after the switch.
+/// CPU's per-CPU state, see `cpu_ops::current_id`) can be used after the switch.
 ///
 /// The caller must keep interrupts off (the context is half-saved in between) and guarantees,
 /// by the scheduler's rules, that `load_rsp` is a context saved by `switch` or prepared by
 /// [`prepare`] that nobody else will resume.
-pub fn switch(_irq: &mut super::cpu::IrqGuard, save_rsp: &AtomicU64, load_rsp: u64) {
+#[inline]
+pub fn switch(_irq: &mut super::cpu_ops::IrqGuard, save_rsp: &AtomicU64, load_rsp: u64) {
     assert!(
         load_rsp != 0 && load_rsp.is_multiple_of(16),
         "bad saved stack pointer {load_rsp:#x}"
@@ -53,6 +54,7 @@ pub fn switch(_irq: &mut super::cpu::IrqGuard, save_rsp: &AtomicU64, load_rsp: u
 /// aligned, with at least one mapped page below it that the caller owns) and returns the
 /// stack pointer to pass to [`switch`]. The first switch to it calls `entry()` with
 /// interrupts off, on a 16-byte aligned stack; `entry` must never return.
+#[inline]
 pub fn prepare(top: u64, entry: extern "C" fn() -> !) -> u64 {
     assert!(
         top.is_multiple_of(16),

@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550Tty};
 
-use super::cpu;
+use super::cpu_ops;
 
 /// COM1's base I/O port.
 const COM1_PORT: u16 = 0x3f8;
@@ -69,8 +69,8 @@ fn with_port(f: impl FnOnce(&mut Option<Uart16550Tty<PioBackend>>)) {
 /// Runs `f` with the port, holding the console; `patience` bounds the spins spent waiting for
 /// another CPU's hold (then `f` runs without it; the holder stays recorded as it was).
 fn with_port_waiting(patience: Option<u64>, f: impl FnOnce(&mut Option<Uart16550Tty<PioBackend>>)) {
-    let irq = cpu::IrqGuard::new();
-    let me = cpu::current_id(&irq);
+    let irq = cpu_ops::IrqGuard::new();
+    let me = cpu_ops::current_id(&irq);
     let mut reentered = CONSOLE.holder.load(Ordering::Acquire) == me;
     let mut taken = !reentered;
     if !reentered {

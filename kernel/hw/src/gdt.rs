@@ -13,9 +13,9 @@ use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
-use super::cpu::{self, MAX_CPUS};
+use super::cpu_ops::{self, MAX_CPUS};
+use crate::kstacks;
 use crate::layout::KERNEL_STACK_BYTES;
-use crate::mm::kstacks;
 
 /// The IST stacks and what they serve. The value is the 1-based IST index of the IDT gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,9 +56,10 @@ static IST_TOPS: [[AtomicU64; Ist::ALL.len()]; MAX_CPUS] =
 
 /// Returns the IST stack of this CPU that `rsp` lies on, if any. A stack pointer equal to a
 /// stack's top counts as on it (an empty stack, just before the CPU pushes a frame).
+#[inline]
 pub fn ist_containing(rsp: u64) -> Option<Ist> {
-    let irq = cpu::IrqGuard::new();
-    let tops = &IST_TOPS[cpu::current_id(&irq) as usize];
+    let irq = cpu_ops::IrqGuard::new();
+    let tops = &IST_TOPS[cpu_ops::current_id(&irq) as usize];
     Ist::ALL.into_iter().find(|&ist| {
         let top = tops[ist as usize - 1].load(Ordering::Relaxed);
         top != 0 && rsp <= top && rsp >= top - KERNEL_STACK_BYTES
@@ -68,8 +69,8 @@ pub fn ist_containing(rsp: u64) -> Option<Ist> {
 /// Builds this CPU's GDT and TSS (with fresh IST stacks) and loads them.
 pub fn init_this_cpu() {
     let mut tss = Box::new(TaskStateSegment::new());
-    let irq = cpu::IrqGuard::new();
-    let tops = &IST_TOPS[cpu::current_id(&irq) as usize];
+    let irq = cpu_ops::IrqGuard::new();
+    let tops = &IST_TOPS[cpu_ops::current_id(&irq) as usize];
     for ist in Ist::ALL {
         let stack = kstacks::alloc().expect("memory for an IST stack");
         let i = ist as usize - 1;
