@@ -27,14 +27,8 @@ use crate::hw::layout::PAGE_BYTES;
 use crate::hw::probes;
 use crate::hw::sync::IrqMutex;
 use crate::sched::{self, SpawnOptions};
-use crate::stacks::{self, Policy};
+use crate::stacks::{self, DYNAMIC, IMPLEMENTED, Policy};
 use crate::{lazy, report, work};
-
-/// Policies the kernel implements.
-pub const IMPLEMENTED: [Policy; 3] = [Policy::Static, Policy::Fault, Policy::Guaranteed];
-
-/// Policies that populate on demand.
-const DYNAMIC: [Policy; 2] = [Policy::Fault, Policy::Guaranteed];
 
 /// A running summary of one cost.
 #[derive(Debug)]
@@ -114,13 +108,13 @@ fn stack_faults(policy: Policy) -> Summary {
         };
         let thread = sched::spawn("cost-fault", options, move || {
             let me = sched::current().expect("a thread");
-            let top = me.stack.top();
-            let bottom = stacks::layout().stack_bottom(me.stack.slot()).as_u64();
-            let pages = u64::from(stacks::layout().stack_pages());
+            let (layout, slot) = (stacks::layout(), me.stack.slot());
+            let bottom = layout.stack_bottom(slot).as_u64();
             let irq = IrqGuard::new();
             let mut costs = Vec::new();
-            for page in 1..pages {
-                let address = top - page * PAGE_BYTES - 64;
+            for page in layout.all_pages().iter().skip(1) {
+                // 64 bytes below the page's top.
+                let address = layout.page_addr(slot, page).as_u64() + PAGE_BYTES - 64;
                 let with_fault = probes::timed_stack_touch(&irq, bottom, address);
                 let without = probes::timed_stack_touch(&irq, bottom, address);
                 costs.push(with_fault.saturating_sub(without));

@@ -316,12 +316,9 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                     as u32
             }
             "max_stack" => {
-                config.max_stack_bytes = match value {
-                    "16K" => 16 * 1024,
-                    "32K" => 32 * 1024,
-                    "64K" => 64 * 1024,
-                    _ => return Err(error("not an allowed stack size")),
-                }
+                config.max_stack_bytes = dks_core::MaxStack::from_name(value)
+                    .ok_or_else(|| error("not an allowed stack size"))?
+                    .bytes()
             }
             "bench" => {
                 config.bench = Some(match value.split_once(':') {

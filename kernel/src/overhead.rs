@@ -18,38 +18,34 @@
 use alloc::borrow::Cow;
 use core::sync::atomic::{AtomicI64, Ordering};
 
+use dks_core::{Account, Counter};
 use dks_protocol::record::{MemoryBalance, Record, ThreadOverhead};
 
 use crate::hw::layout::PAGE_BYTES;
 use crate::hw::trap_entry::FpuArea;
 use crate::mm::{frames, heap};
 use crate::report;
-use crate::stacks::{self, Policy, ThreadStack, accounting};
+use crate::stacks::{self, Policy, ThreadStack};
 
 /// Heap bytes of one FPU/SSE save area with its reference counts.
 pub const FPU_AREA_BYTES: u64 = core::mem::size_of::<FpuArea>() as u64 + 16;
 
-/// FPU save areas alive, per account (`stacks::accounting`: the policies, then the kernel's
+/// FPU save areas alive, per account (`dks_core::Account`: the policies, then the kernel's
 /// own threads).
-static FPU_AREAS: [AtomicI64; accounting::SYSTEM + 1] =
-    [const { AtomicI64::new(0) }; accounting::SYSTEM + 1];
+static FPU_AREAS: [AtomicI64; Account::COUNT] = [const { AtomicI64::new(0) }; Account::COUNT];
 
 /// The account a thread's costs go to: its policy's, or the kernel's own.
-pub fn account_of(stack: &ThreadStack) -> usize {
-    if stacks::is_system(stack.slot()) {
-        accounting::SYSTEM
-    } else {
-        accounting::index(stack.policy())
-    }
+pub fn account_of(stack: &ThreadStack) -> Account {
+    stacks::account(stack.slot())
 }
 
 /// Counts `delta` FPU save areas made (1) or freed (-1) for `account`.
-pub fn note_fpu_area(account: usize, delta: i64) {
-    FPU_AREAS[account].fetch_add(delta, Ordering::Relaxed);
+pub fn note_fpu_area(account: Account, delta: i64) {
+    FPU_AREAS[account.index()].fetch_add(delta, Ordering::Relaxed);
 }
 
-fn fpu_areas(account: usize) -> u64 {
-    FPU_AREAS[account].load(Ordering::Relaxed).max(0) as u64
+fn fpu_areas(account: Account) -> u64 {
+    FPU_AREAS[account.index()].load(Ordering::Relaxed).max(0) as u64
 }
 
 /// Memory as a workload's start or end sees it.
@@ -74,8 +70,11 @@ impl Snapshot {
             heap_grown: heap::grown_bytes(),
             heap_used: heap::used_bytes(),
             slots_in_use: u64::from(stacks.slots_in_use),
-            stack_kib: stacks.counters.nr_kernel_stack_kb.max(0) as u64,
-            fpu_areas: (0..accounting::SYSTEM).map(fpu_areas).sum(),
+            stack_kib: stacks.counters.get(Counter::NrKernelStackKb).max(0) as u64,
+            fpu_areas: Policy::ALL
+                .map(|p| fpu_areas(Account::Policy(p)))
+                .iter()
+                .sum(),
         }
     }
 }
@@ -84,12 +83,7 @@ impl Snapshot {
 /// `start` the snapshot taken before the workload created its threads.
 pub fn emit_thread_overhead(start: &Snapshot, policies: impl Iterator<Item = Policy> + Clone) {
     let now = Snapshot::take();
-    let live = |policy: Policy| {
-        stacks::policy_counters(policy)
-            .threads_live
-            .load(Ordering::Relaxed)
-            .max(0) as u64
-    };
+    let live = |policy: Policy| stacks::policy_totals(policy).threads_live();
     let all_threads: u64 = policies.clone().map(live).sum();
     if all_threads == 0 {
         return;
@@ -103,12 +97,12 @@ pub fn emit_thread_overhead(start: &Snapshot, policies: impl Iterator<Item = Pol
     let share = |total: u64, threads: u64| total * threads / all_threads;
     for policy in policies {
         let threads = live(policy);
-        let counters = stacks::policy_counters(policy);
-        let areas = fpu_areas(accounting::index(policy));
+        let totals = stacks::policy_totals(policy);
+        let areas = fpu_areas(Account::Policy(policy));
         report::emit(&Record::ThreadOverhead(ThreadOverhead {
             policy: Cow::Borrowed(policy.name()),
             threads,
-            stack_bytes: counters.pages_now.load(Ordering::Relaxed).max(0) as u64 * PAGE_BYTES,
+            stack_bytes: totals.pages_now.max(0) as u64 * PAGE_BYTES,
             heap_bytes: heap_per_thread * threads,
             fpu_bytes: areas * FPU_AREA_BYTES,
             fpu_areas: areas,

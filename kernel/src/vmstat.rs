@@ -6,6 +6,7 @@
 use alloc::borrow::Cow;
 use core::sync::atomic::Ordering;
 
+use dks_core::{Account, Counter};
 use dks_protocol::record::{PolicyStat, Record, ThreadPages, TrapStat, Vmstat};
 
 use crate::hw::apic;
@@ -13,7 +14,7 @@ use crate::mm::frames;
 use crate::stacks::{self, Policy};
 use crate::{mce, report, sched, trap_handlers};
 
-const KIB_PER_PAGE: u64 = 4;
+const KIB_PER_PAGE: u64 = dks_core::layout::PAGE_SIZE_IN_BYTES / 1024;
 
 /// Prints everything: [`emit_counters`], then [`emit_thread_pages`].
 pub fn emit(reason: &str) {
@@ -24,18 +25,10 @@ pub fn emit(reason: &str) {
 /// Prints one `vmstat` record, then a `policy_stat` for every policy that created a thread.
 pub fn emit_counters(reason: &str) {
     let stacks = stacks::stats();
-    let counters = stacks.counters;
+    let totals = stacks.counters;
     let frames = frames::stats();
-    report::emit(&Record::Vmstat(Vmstat {
+    let mut vmstat = Vmstat {
         reason: Cow::Borrowed(reason),
-        nr_kernel_stack_kb: counters.nr_kernel_stack_kb,
-        dks_faults: counters.dks_faults,
-        dks_refills: counters.dks_refills,
-        dks_refill_fail: counters.dks_refill_fail,
-        dks_fatal: counters.dks_fatal,
-        dks_reclaimed: counters.dks_reclaimed,
-        dks_admit_wait: counters.dks_admit_wait,
-        dks_guard_hits: counters.dks_guard_hits,
         frames_free: frames.free,
         frames_total: frames.total,
         magazine_frames: stacks.magazine_frames,
@@ -43,11 +36,15 @@ pub fn emit_counters(reason: &str) {
         cached_pages: stacks.cached_pages,
         quarantined_frames: stacks.quarantined.0 as u64,
         slots_in_use: u64::from(stacks.slots_in_use),
-    }));
+        ..Vmstat::default()
+    };
+    for counter in Counter::ALL {
+        vmstat.set_counter(counter, totals.get(counter));
+    }
+    report::emit(&Record::Vmstat(vmstat));
     mce::drain();
     emit_trap_stat();
     let per_us = apic::tsc_per_us();
-    let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     // Waits for admission still in progress count too: a thread refused for the whole run
     // would otherwise show no wait at all.
     let mut waiting = [(0u64, 0u64); Policy::ALL.len()];
@@ -59,30 +56,30 @@ pub fn emit_counters(reason: &str) {
     });
     for (index, policy) in Policy::ALL.into_iter().enumerate() {
         let (waiting_total, waiting_max) = waiting[index];
-        let c = stacks::policy_counters(policy);
-        if load(&c.threads_created) == 0 {
+        let c = totals.account(Account::Policy(policy));
+        if c.threads_created == 0 {
             continue;
         }
         let pages = |v: i64| v.max(0) as u64 * KIB_PER_PAGE;
         report::emit(&Record::PolicyStat(PolicyStat {
             policy: Cow::Borrowed(policy.name()),
-            threads_created: load(&c.threads_created),
-            threads_live: c.threads_live.load(Ordering::Relaxed).max(0) as u64,
-            stack_kib_now: pages(c.pages_now.load(Ordering::Relaxed)),
-            stack_kib_peak: pages(c.pages_peak.load(Ordering::Relaxed)),
-            faults: load(&c.faults),
-            fatal: load(&c.fatal),
-            refills: load(&c.refills),
-            refill_failures: load(&c.refill_failures),
-            guard_hits: load(&c.guard_hits),
-            admit_waits: load(&c.admit_waits),
-            admit_wait_us_total: (load(&c.admit_wait_ticks_total) + waiting_total) / per_us,
-            admit_wait_us_max: load(&c.admit_wait_ticks_max).max(waiting_max) / per_us,
-            killed: load(&c.killed),
-            kernel_stops: load(&c.kernel_stops),
-            reclaimed: load(&c.reclaimed),
-            high_water_mean_bytes: load(&c.high_water_total) / load(&c.released).max(1),
-            high_water_max_bytes: load(&c.high_water_max),
+            threads_created: c.threads_created,
+            threads_live: c.threads_live(),
+            stack_kib_now: pages(c.pages_now),
+            stack_kib_peak: pages(c.pages_peak),
+            faults: c.events(Counter::Faults),
+            fatal: c.events(Counter::Fatal),
+            refills: c.events(Counter::Refills),
+            refill_failures: c.events(Counter::RefillFail),
+            guard_hits: c.events(Counter::GuardHits),
+            admit_waits: c.events(Counter::AdmitWait),
+            admit_wait_us_total: (c.admit_wait_ticks_total + waiting_total) / per_us,
+            admit_wait_us_max: c.admit_wait_ticks_max.max(waiting_max) / per_us,
+            killed: c.threads_stopped,
+            kernel_stops: c.kernel_stops,
+            reclaimed: c.events(Counter::Reclaimed),
+            high_water_mean_bytes: c.high_water_total_bytes / c.threads_released.max(1),
+            high_water_max_bytes: c.high_water_max_bytes,
         }));
     }
 }
@@ -104,14 +101,13 @@ pub fn emit_trap_stat() {
 /// Prints, for every policy that created a thread, how many of its exited threads peaked at
 /// each number of populated pages (`thread_pages` records).
 pub fn emit_thread_pages() {
-    let load = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let totals = stacks::totals();
     for policy in Policy::ALL {
-        let c = stacks::policy_counters(policy);
-        if load(&c.threads_created) == 0 {
+        let c = totals.account(Account::Policy(policy));
+        if c.threads_created == 0 {
             continue;
         }
-        for (pages, threads) in c.peak_pages.iter().enumerate() {
-            let threads = load(threads);
+        for (pages, &threads) in c.peak_pages.iter().enumerate() {
             if threads > 0 {
                 report::emit(&Record::ThreadPages(ThreadPages {
                     policy: Cow::Borrowed(policy.name()),

@@ -215,7 +215,7 @@ pub fn parse(bytes: &[u8]) -> Result<Plan, String> {
 
 /// Which policies this kernel implements (a plan naming another one is refused).
 pub fn implemented(policy: &str) -> Option<Policy> {
-    crate::bench::IMPLEMENTED
+    crate::stacks::IMPLEMENTED
         .into_iter()
         .find(|p| p.name() == policy)
 }
@@ -224,7 +224,10 @@ pub fn implemented(policy: &str) -> Option<Policy> {
 pub fn check_policies(plan: &Plan) -> Result<(), String> {
     for (i, group) in plan.groups.iter().enumerate() {
         if implemented(&group.policy).is_none() {
-            let names: Vec<&str> = crate::bench::IMPLEMENTED.iter().map(|p| p.name()).collect();
+            let names: Vec<&str> = crate::stacks::IMPLEMENTED
+                .iter()
+                .map(|p| p.name())
+                .collect();
             return Err(alloc::format!(
                 "groups[{i}].policy: {:?} is not implemented by this kernel (it runs {})",
                 group.policy,
@@ -254,7 +257,7 @@ fn fixed(bytes: u32) -> Histogram {
 /// sleep shallow and sometimes go deep, and short-lived ones.
 pub fn mixed(max_stack_bytes: u32) -> Plan {
     let mut groups = Vec::new();
-    for policy in crate::bench::IMPLEMENTED {
+    for policy in crate::stacks::IMPLEMENTED {
         groups.push(GroupPlan {
             name: alloc::format!("sleepers-{}", policy.name()),
             policy: policy.name().into(),
@@ -836,6 +839,7 @@ fn sample(run: &Run, t_ms: u64) {
         members.retain(|m| m.alive.load(Ordering::Acquire));
         members.clone()
     };
+    let totals = stacks::totals();
     for policy in Policy::ALL {
         if !run.groups.iter().any(|g| g.policy == policy) {
             continue;
@@ -844,15 +848,12 @@ fn sample(run: &Run, t_ms: u64) {
         let mut threads = 0u64;
         for member in members.iter().filter(|m| m.policy == policy) {
             threads += 1;
-            live_pages += member
-                .live_depth
-                .load(Ordering::Relaxed)
-                .div_ceil(PAGE_BYTES)
-                .max(1);
+            let depth = member.live_depth.load(Ordering::Relaxed);
+            live_pages += u64::from(stacks::layout().pages_to_depth(depth).len());
         }
-        let stack_pages = stacks::policy_counters(policy)
+        let stack_pages = totals
+            .account(dks_core::Account::Policy(policy))
             .pages_now
-            .load(Ordering::Relaxed)
             .max(0) as u64;
         report::emit(&Record::Sample(Sample {
             t_ms,

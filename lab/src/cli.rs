@@ -113,11 +113,10 @@ impl FromStr for MaxStackList {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        const SIZES: [&str; 3] = ["16K", "32K", "64K"];
         let accepted = "accepted: a comma-separated list of 16K, 32K, 64K (e.g. 16K,32K,64K)";
         let mut sizes: Vec<String> = Vec::new();
         for size in text.split(',') {
-            if !SIZES.contains(&size) {
+            if dks_core::MaxStack::from_name(size).is_none() {
                 return Err(format!("{size:?} is not a stack size; {accepted}"));
             }
             if sizes.iter().any(|s| s == size) {

@@ -9,11 +9,12 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use dks_core::emulated::{OneCpuCounters, OneStack};
 use dks_core::switch::{self, SwitchOut, SwitchOutReason};
 use dks_core::{
-    AbsentPte, CpuCounters, CpuId, FaultOutcome, FlushBatch, FlushNeed, Frame, GroupCharge,
-    GroupId, PerCpu, Platform, Policy, SlotIndex, Stack, StackLayout, StackPage, StackSource,
-    StackSpec, Urgency, VirtAddr, fault, pte, stack,
+    AbsentPte, CpuId, FaultOutcome, FlushBatch, FlushNeed, Frame, GroupCharge, GroupId, PerCpu,
+    Platform, Policy, SlotIndex, Stack, StackLayout, StackPage, StackSource, StackSpec, Urgency,
+    VirtAddr, fault, pte, stack,
 };
 
 /// A flat page table over the stack region and a stack of free frames.
@@ -53,19 +54,19 @@ impl Platform for FlatPlatform {
 
     fn map_stack_page(&mut self, addr: VirtAddr, frame: Frame) -> dks_core::Flush {
         let index = self.index(addr);
-        self.entries[index] = frame.phys_addr() | pte::PTE_PRESENT | pte::PTE_WRITABLE;
+        self.entries[index] = frame.phys_addr() | pte::bits::PRESENT | pte::bits::WRITABLE;
         dks_core::Flush::new(addr, FlushNeed::NotCached)
     }
 
     fn unmap_stack_page(&mut self, addr: VirtAddr, leave: AbsentPte) -> (Frame, dks_core::Flush) {
         let index = self.index(addr);
         let entry = std::mem::replace(&mut self.entries[index], leave.raw());
-        let need = if entry & pte::PTE_ACCESSED != 0 {
+        let need = if entry & pte::bits::ACCESSED != 0 {
             FlushNeed::Shootdown
         } else {
             FlushNeed::NotCached
         };
-        let frame = Frame::from_phys_addr(entry & pte::PTE_FRAME_MASK);
+        let frame = Frame::from_phys_addr(entry & pte::bits::ADDRESS_MASK);
         (frame, dks_core::Flush::new(addr, need))
     }
 
@@ -88,7 +89,7 @@ struct Machine {
     platform: FlatPlatform,
     layout: StackLayout,
     cpu: PerCpu,
-    counters: CpuCounters,
+    counters: OneCpuCounters,
     group: GroupCharge,
     stack: Stack,
 }
@@ -97,19 +98,16 @@ impl Machine {
     fn new(policy: Policy) -> Self {
         let layout = StackLayout::try_with_default_base(0x4000, 8).unwrap();
         let mut platform = FlatPlatform::new(&layout);
-        let counters = CpuCounters::new();
+        let counters = OneCpuCounters::new();
         let group = GroupCharge::new(None);
         let mut cpu = PerCpu::new(CpuId::new(0), &layout);
         let _ = cpu.magazine.refill(&mut platform, Urgency::Atomic);
         let created = stack::create(
             &mut platform,
             &layout,
-            &counters,
+            counters.tally(),
             &group,
-            StackSpec {
-                policy,
-                group: GroupId::new(0),
-            },
+            StackSpec::new(policy, GroupId::new(0)),
             StackSource::Fresh(SlotIndex::new(5)),
         )
         .unwrap();
@@ -146,10 +144,9 @@ fn fault_decision(c: &mut Criterion) {
                 let outcome = fault::handle(
                     platform,
                     layout,
-                    &mut cpu.magazine,
-                    counters,
+                    counters.tally(),
+                    &mut OneStack::new(&mut cpu.magazine, stack, group),
                     black_box(addr),
-                    |_| Some((stack, &*group)),
                 );
                 assert!(matches!(outcome, FaultOutcome::Served { .. }));
             },
@@ -159,13 +156,16 @@ fn fault_decision(c: &mut Criterion) {
     group.bench_function("not_a_stack_page", |b| {
         let mut m = Machine::new(Policy::Guaranteed);
         b.iter(|| {
+            let mut nobody = OneStack {
+                magazine: &mut m.cpu.magazine,
+                stack: None,
+            };
             let outcome = fault::handle(
                 &mut m.platform,
                 &m.layout,
-                &mut m.cpu.magazine,
-                &m.counters,
+                m.counters.tally(),
+                &mut nobody,
                 black_box(VirtAddr::new(0x1000)),
-                |_| None,
             );
             black_box(outcome)
         });
@@ -184,7 +184,7 @@ fn switch_work(c: &mut Criterion) {
                         &mut m.platform,
                         &m.layout,
                         &mut m.cpu.magazine,
-                        &m.counters,
+                        m.counters.tally(),
                         &m.group,
                         &mut m.stack,
                     );
@@ -192,7 +192,7 @@ fn switch_work(c: &mut Criterion) {
                     let refill = switch::finish(
                         &mut m.platform,
                         &mut m.cpu.magazine,
-                        &m.counters,
+                        m.counters.tally(),
                         &mut m.stack,
                     );
                     black_box(refill);
@@ -201,7 +201,7 @@ fn switch_work(c: &mut Criterion) {
                         &mut m.platform,
                         &m.layout,
                         &mut m.cpu.magazine,
-                        &m.counters,
+                        m.counters.tally(),
                         &m.group,
                         &mut m.stack,
                         SwitchOut {

@@ -1,8 +1,8 @@
 //! The stack fault: serving a page fault on an unpopulated stack page.
 //!
 //! The kernel's #PF handler runs on its own IST stack with interrupts off. It
-//! calls [`handle`] with the faulting address, this CPU's magazine and
-//! counters, and a lookup from owner to stack. [`handle`]:
+//! calls [`handle`] once per fault, with the faulting address, this CPU's
+//! [`Tally`] and its table of stacks ([`StackTable`]). [`handle`]:
 //!
 //! 1. locates the address in the stack region: outside it, the fault is not
 //!    ours ([`FaultOutcome::NotAStackPage`]); on a guard page it is an
@@ -10,23 +10,34 @@
 //! 2. reads the page-table entry: only an unpopulated entry is a stack fault,
 //!    and its owner comes from the entry, never from `current`; the owner
 //!    must be the slot the address lies in;
-//! 3. takes one frame from the magazine and maps it. An empty magazine is
-//!    fatal for the thread ([`FatalReason::MagazineEmpty`]); the `guaranteed`
-//!    admission rule exists so that this cannot happen.
+//! 3. takes this CPU's magazine and the owner's stack from the table, without
+//!    waiting (a busy one is fatal, never waited for), then one frame from the
+//!    magazine, and maps it. An empty magazine is fatal for the thread
+//!    ([`FatalReason::MagazineEmpty`]); the `guaranteed` admission rule exists
+//!    so that this cannot happen.
+//!
+//! Every outcome is counted here, once, under the account of the slot the
+//! address lies in: a served fault, a guard hit, a fatal fault.
+//!
+//! Before the kernel moves a trap frame onto an interrupted stack it calls
+//! [`populate_span`], which serves every page of the span that is not present
+//! exactly as a fault on it would be served.
 //!
 //! # What the fault path touches
 //!
-//! Exactly: this CPU's magazine (`&mut`), this CPU's counters (atomic-add
-//! atomics), the faulting stack's own state (`&mut`, found by the owner), its
-//! group's charge (one lock-free atomic add) and the one page-table entry.
+//! Exactly: this CPU's magazine (`&mut`), this CPU's counters and its
+//! account's page count (atomic adds), the faulting stack's own state (`&mut`,
+//! found by the owner), its group's charge (one lock-free atomic add) and the
+//! one page-table entry.
 //! It allocates nothing, takes no lock and does not panic on anything it can
 //! report: every such condition is a [`FaultOutcome`].
 
+use crate::account::Account;
 use crate::addr::VirtAddr;
-use crate::counters::{CpuCounters, Event};
+use crate::counters::{Counter, Tally};
 use crate::cpu::CpuId;
 use crate::group::GroupCharge;
-use crate::layout::{SlotIndex, SlotPart, StackLayout, StackPage};
+use crate::layout::{PAGE_SIZE_IN_BYTES, SlotIndex, SlotPart, StackLayout, StackPage};
 use crate::magazine::Magazine;
 use crate::platform::{FlushBatch, Platform};
 use crate::pte::{self, EntryKind};
@@ -67,6 +78,15 @@ pub enum FaultOutcome {
     NotAStackPage,
 }
 
+/// What the fault path found busy: it never waits for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// This CPU's magazine.
+    Magazine,
+    /// The faulting slot's stack.
+    Stack,
+}
+
 /// Why a stack fault cannot be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FatalReason {
@@ -96,17 +116,51 @@ pub enum FatalReason {
         /// The CPU that faulted.
         current: CpuId,
     },
+    /// The magazine or the stack was held by someone else (see [`StackTable`]).
+    Busy(Busy),
+}
+
+impl FatalReason {
+    /// Returns the reason's name as records spell it (`magazine_empty`, ...).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::MagazineEmpty => "magazine_empty",
+            Self::OwnerMismatch { .. } => "owner_mismatch",
+            Self::NoSuchStack { .. } => "no_such_stack",
+            Self::AlreadyPopulated => "already_populated",
+            Self::ForeignEntry { .. } => "foreign_entry",
+            Self::WrongCpu { .. } => "wrong_cpu",
+            Self::Busy(Busy::Magazine) => "magazine_busy",
+            Self::Busy(Busy::Stack) => "stack_busy",
+        }
+    }
+}
+
+/// What the fault path needs of the kernel's table of stacks.
+pub trait StackTable {
+    /// Returns who the stack in `slot` is counted for, without waiting: a guard hit or a
+    /// fatal fault is counted there. (For a slot with no live stack any account will do:
+    /// a fault there is a kernel bug either way.)
+    fn account(&self, slot: SlotIndex) -> Account;
+
+    /// Runs `serve` with this CPU's magazine and the live stack of slot `owner`, if there is
+    /// one, with its group's charge. Both are taken without waiting: `Err` names the one that
+    /// was busy, and `serve` does not run.
+    fn with_stack<R>(
+        &mut self,
+        owner: SlotIndex,
+        serve: impl FnOnce(&mut Magazine, Option<(&mut Stack, &GroupCharge)>) -> R,
+    ) -> Result<R, Busy>;
 }
 
 /// Handles a page fault at `addr` on this CPU: see the module docs.
-/// `lookup` returns the live stack of an owner and its group's charge.
-pub fn handle<'s, P: Platform>(
+pub fn handle<P: Platform, T: StackTable>(
     platform: &mut P,
     layout: &StackLayout,
-    magazine: &mut Magazine,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
+    table: &mut T,
     addr: VirtAddr,
-    lookup: impl FnOnce(SlotIndex) -> Option<(&'s mut Stack, &'s GroupCharge)>,
 ) -> FaultOutcome {
     let Some(location) = layout.locate(addr) else {
         return FaultOutcome::NotAStackPage;
@@ -115,7 +169,7 @@ pub fn handle<'s, P: Platform>(
     let depth_in_bytes = layout.depth_in_bytes(slot, addr);
     let page = match location.part {
         SlotPart::Guard => {
-            counters.count(Event::GuardHits, 1);
+            tally.count(table.account(slot), Counter::GuardHits, 1);
             return FaultOutcome::GuardHit {
                 slot,
                 addr,
@@ -131,27 +185,28 @@ pub fn handle<'s, P: Platform>(
         EntryKind::Unpopulated { owner } if owner != slot => {
             Err(FatalReason::OwnerMismatch { owner })
         }
-        EntryKind::Unpopulated { owner } => {
-            let current = platform.current_cpu();
-            if current != magazine.cpu() {
-                Err(FatalReason::WrongCpu {
-                    magazine: magazine.cpu(),
-                    current,
-                })
-            } else {
-                match lookup(owner) {
+        EntryKind::Unpopulated { owner } => table
+            .with_stack(owner, |magazine, live| {
+                let current = platform.current_cpu();
+                if current != magazine.cpu() {
+                    return Err(FatalReason::WrongCpu {
+                        magazine: magazine.cpu(),
+                        current,
+                    });
+                }
+                match live {
                     Some((stack, group)) if stack.slot() == owner => {
-                        serve(platform, layout, magazine, counters, stack, group, page)
+                        serve(platform, layout, magazine, tally, stack, group, page)
                     }
                     _ => Err(FatalReason::NoSuchStack { owner }),
                 }
-            }
-        }
+            })
+            .unwrap_or_else(|busy| Err(FatalReason::Busy(busy))),
     };
     match result {
         Ok(()) => FaultOutcome::Served { slot, page },
         Err(reason) => {
-            counters.count(Event::Fatal, 1);
+            tally.count(table.account(slot), Counter::Fatal, 1);
             FaultOutcome::Fatal {
                 slot,
                 addr,
@@ -162,34 +217,44 @@ pub fn handle<'s, P: Platform>(
     }
 }
 
-/// Populates every page of `stack` from its top down to the page holding
-/// `lowest`, from the magazine, and returns how many pages it mapped.
+/// Makes every page of `[lowest, top)` present, from the page holding the highest byte down
+/// to the one holding `lowest`: each page that is not present is served exactly as a fault on
+/// it would be ([`handle`], which also counts it). Pages outside the stack region, and pages
+/// already present, are left as they are.
 ///
-/// For the kernel's fault entry: before it moves an exception frame from the
-/// IST stack to the interrupted stack (below the interrupted stack pointer
-/// and its red zone), that area must be populated so the move cannot fault.
-/// Stops at the first page it cannot serve.
-pub fn populate_down_to<P: Platform>(
+/// For the kernel's trap entry: before it moves a trap frame from the IST stack to the
+/// interrupted stack, every page the move writes must be present, or the copy would fault
+/// with interrupts off. Checking only the lowest page would not do: a stack can have gaps (a
+/// thread that touched a deep byte without the pages above it). Stops at the first page that
+/// is a guard page or cannot be served, and returns that outcome (its address is the page's
+/// lowest byte in the span).
+pub fn populate_span<P: Platform, T: StackTable>(
     platform: &mut P,
     layout: &StackLayout,
-    magazine: &mut Magazine,
-    counters: &CpuCounters,
-    stack: &mut Stack,
-    group: &GroupCharge,
+    tally: Tally<'_>,
+    table: &mut T,
     lowest: VirtAddr,
-) -> Result<u8, FatalReason> {
-    let slot = stack.slot();
-    let depth = layout.depth_in_bytes(slot, lowest);
-    let wanted = layout.pages_to_depth(depth);
-    let mut mapped = 0;
-    for page in wanted.difference(stack.populated()).iter() {
-        if let Err(reason) = serve(platform, layout, magazine, counters, stack, group, page) {
-            counters.count(Event::Fatal, 1);
-            return Err(reason);
+    top: VirtAddr,
+) -> Result<(), FaultOutcome> {
+    debug_assert!(lowest < top, "empty span {lowest}..{top}");
+    let mut page = VirtAddr::new(top.as_u64() - 1).page_base();
+    loop {
+        let present = matches!(
+            pte::decode(platform.read_entry(page)),
+            EntryKind::Present { .. }
+        );
+        if !present {
+            let addr = page.max(lowest);
+            match handle(platform, layout, tally, table, addr) {
+                FaultOutcome::Served { .. } | FaultOutcome::NotAStackPage => {}
+                failure => return Err(failure),
+            }
         }
-        mapped += 1;
+        if page <= lowest {
+            return Ok(());
+        }
+        page = VirtAddr::new(page.as_u64() - PAGE_SIZE_IN_BYTES);
     }
-    Ok(mapped)
 }
 
 /// Maps `page` of `stack` with a frame from the magazine, and accounts for it.
@@ -197,7 +262,7 @@ fn serve<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
     magazine: &mut Magazine,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
     stack: &mut Stack,
     group: &GroupCharge,
     page: StackPage,
@@ -209,9 +274,9 @@ fn serve<P: Platform>(
     let mut flushes = FlushBatch::new();
     flushes.add(platform.map_stack_page(layout.page_addr(stack.slot(), page), frame));
     platform.flush(flushes);
-    stack.note_populated(page);
-    counters.count(Event::Faults, 1);
-    counters.add_stack_pages(1);
+    stack.note_faulted_in(page);
+    tally.count(stack.account(), Counter::Faults, 1);
+    tally.ledger().add_pages(stack.account(), 1);
     group.force_charge(1);
     Ok(())
 }

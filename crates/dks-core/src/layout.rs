@@ -54,6 +54,13 @@ const _: () = assert!(MaxStack::Kib64.pages() as usize == MAX_STACK_PAGES_LIMIT)
 const _: () = assert!(GUARD_PAGES_PER_SLOT >= 1);
 const _: () = assert!(RED_ZONE_IN_BYTES < PAGE_SIZE_IN_BYTES);
 
+/// Returns where a trap frame moved onto an interrupted stack whose stack pointer is `sp`
+/// ends: below the red zone, aligned to 16 bytes as the ABI wants a frame.
+#[must_use]
+pub const fn frame_below_red_zone(sp: u64) -> u64 {
+    (sp - RED_ZONE_IN_BYTES) & !15
+}
+
 /// The size of every stack in the region: 16, 32 or 64 KiB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MaxStack {
@@ -84,6 +91,23 @@ impl MaxStack {
     #[must_use]
     pub const fn bytes(self) -> u64 {
         self.pages() as u64 * PAGE_SIZE_IN_BYTES
+    }
+
+    /// Returns the size as the kernel's command line and scenarios spell it: `16K`, `32K`
+    /// or `64K`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Kib16 => "16K",
+            Self::Kib32 => "32K",
+            Self::Kib64 => "64K",
+        }
+    }
+
+    /// Returns the size named `name` (see [`Self::name`]), or `None`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|size| size.name() == name)
     }
 
     /// Returns the size in pages.

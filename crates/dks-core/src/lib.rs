@@ -10,8 +10,8 @@
 //! task must be *admitted* before it runs and which pages are given back
 //! early is the thread's [`policy`]. [`reclaim`] decides which pages hold no
 //! live data; [`cache`] and [`deferred`] keep freed stacks for reuse and free
-//! them outside the exiting thread; [`counters`] and [`group`] account for it
-//! all.
+//! them outside the exiting thread; [`counters`], [`account`] and [`group`]
+//! account for it all, per CPU, per policy and per group.
 //!
 //! The crate knows no CPU: everything it needs from a machine goes through
 //! the small [`Platform`] trait. The kernel implements it on x86_64 page
@@ -26,10 +26,11 @@
 //! - per CPU, touched only by its CPU with interrupts off: [`PerCpu`] (the
 //!   magazine and the stack cache);
 //! - per CPU, written by its CPU and read by anyone: [`CpuCounters`] (relaxed
-//!   atomics, summed on read);
+//!   atomics, per account, summed on read);
 //! - per stack, touched by whoever holds the thread (its CPU while it runs or
 //!   faults, the scheduler while it is switched out): [`Stack`];
-//! - global: [`GroupCharge`] (atomics), and the immutable [`StackLayout`].
+//! - global: [`Ledger`] (per account: populated pages, threads; atomics),
+//!   [`GroupCharge`] (atomics), and the immutable [`StackLayout`].
 //!
 //! No function takes a lock, and the fault path ([`fault::handle`]) neither
 //! allocates nor panics on a condition it can report.
@@ -57,6 +58,7 @@
 #[cfg(any(test, feature = "emulated"))]
 extern crate alloc;
 
+pub mod account;
 pub mod addr;
 pub mod cache;
 pub mod counters;
@@ -79,12 +81,13 @@ pub mod switch;
 #[cfg(test)]
 mod test_fixture;
 
+pub use account::{Account, AccountSnapshot, Ledger};
 pub use addr::VirtAddr;
 pub use cache::{CachedStack, StackCache};
-pub use counters::{Counter, CounterSnapshot, CpuCounters};
+pub use counters::{Counter, CpuCounters, Tally, Totals};
 pub use cpu::{CpuId, PerCpu};
 pub use deferred::DeferredFree;
-pub use fault::{FatalReason, FaultOutcome};
+pub use fault::{Busy, FatalReason, FaultOutcome, StackTable};
 pub use frame::{Frame, Urgency};
 pub use group::{ChargeError, GroupCharge, GroupId};
 pub use layout::{LayoutError, Location, MaxStack, SlotIndex, SlotPart, StackLayout, StackPage};

@@ -52,6 +52,15 @@ impl Policy {
         Self::Switch,
     ];
 
+    /// The number of policies: the size of every per-policy table.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Returns the policy's position in [`Self::ALL`], its index in per-policy tables.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Returns the policy's name as scenarios and reports spell it.
     #[must_use]
     pub const fn name(self) -> &'static str {
@@ -105,6 +114,17 @@ impl Policy {
     }
 }
 
+const _: () = {
+    let mut i = 0;
+    while i < Policy::COUNT {
+        assert!(
+            Policy::ALL[i].index() == i,
+            "Policy::ALL is in declaration order"
+        );
+        i += 1;
+    }
+};
+
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -117,7 +137,16 @@ pub struct UnknownPolicy;
 
 impl fmt::Display for UnknownPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("unknown policy; use static, fault, guaranteed, reclaim or switch")
+        f.write_str("unknown policy; use ")?;
+        for (i, policy) in Policy::ALL.iter().enumerate() {
+            let separator = match i {
+                0 => "",
+                i if i + 1 == Policy::COUNT => " or ",
+                _ => ", ",
+            };
+            write!(f, "{separator}{policy}")?;
+        }
+        Ok(())
     }
 }
 
@@ -133,6 +162,43 @@ impl FromStr for Policy {
             .ok_or(UnknownPolicy)
     }
 }
+
+/// Policies travel as their names (`"static"`, ...), in records, plans and reports.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Policy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Policy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Policy;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a policy name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Policy, E> {
+                name.parse()
+                    .map_err(|_| E::unknown_variant(name, &POLICY_NAMES))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
+/// The names of [`Policy::ALL`], in that order.
+pub const POLICY_NAMES: [&str; Policy::COUNT] = {
+    let mut names = [""; Policy::COUNT];
+    let mut i = 0;
+    while i < Policy::COUNT {
+        names[i] = Policy::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 #[cfg(test)]
 mod tests {

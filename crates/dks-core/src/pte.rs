@@ -38,20 +38,34 @@
 
 use crate::layout::{SlotIndex, SlotPart};
 
-/// Bit 0: the entry maps a frame.
-pub const PTE_PRESENT: u64 = 1 << 0;
-/// Bit 1: writes are allowed.
-pub const PTE_WRITABLE: u64 = 1 << 1;
-/// Bit 5: the CPU used the entry for a translation since the bit was cleared.
-pub const PTE_ACCESSED: u64 = 1 << 5;
-/// Bit 6: the CPU wrote through the entry.
-pub const PTE_DIRTY: u64 = 1 << 6;
-/// Bit 8: the translation is global (kept across CR3 loads).
-pub const PTE_GLOBAL: u64 = 1 << 8;
-/// Bit 63: instruction fetches are not allowed.
-pub const PTE_NO_EXECUTE: u64 = 1 << 63;
-/// Bits 12..=51: the physical address of the frame of a present entry.
-pub const PTE_FRAME_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// The bits of an x86-64 page-table entry: the one definition, which the kernel's page tables
+/// use too (`kernel/src/hw/paging.rs` re-exports it).
+pub mod bits {
+    /// Bit 0: the entry maps a frame.
+    pub const PRESENT: u64 = 1 << 0;
+    /// Bit 1: writes are allowed.
+    pub const WRITABLE: u64 = 1 << 1;
+    /// Bit 3: write-through caching.
+    pub const WRITE_THROUGH: u64 = 1 << 3;
+    /// Bit 4: caching disabled.
+    pub const NO_CACHE: u64 = 1 << 4;
+    /// Bit 5: the CPU used the entry for a translation since the bit was cleared.
+    pub const ACCESSED: u64 = 1 << 5;
+    /// Bit 6: the CPU wrote through the entry.
+    pub const DIRTY: u64 = 1 << 6;
+    /// Bit 7: a 2 MiB page (in a page directory).
+    pub const HUGE: u64 = 1 << 7;
+    /// Bit 8: the translation is global (kept across CR3 loads).
+    pub const GLOBAL: u64 = 1 << 8;
+    /// Bit 63: instruction fetches are not allowed.
+    pub const NO_EXECUTE: u64 = 1 << 63;
+    /// Bits 12..=51: the physical address of the frame of a present entry.
+    pub const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+}
+
+/// The flags of a populated stack page: present, writable, not executable, not global (a
+/// stack page is unmapped while other CPUs may hold it in their TLBs, and purged with them).
+pub const STACK_PAGE_FLAGS: u64 = bits::PRESENT | bits::WRITABLE | bits::NO_EXECUTE;
 
 /// The marker of an unpopulated stack page, in bits 52..=58.
 pub const UNPOPULATED_MARKER: u64 = 0x5a;
@@ -66,8 +80,8 @@ const UNPOPULATED_FIXED_BITS: u64 = (UNPOPULATED_MARKER << MARKER_SHIFT) | HIGH_
 const _: () = assert!(UNPOPULATED_MARKER <= 0x7f);
 const _: () = assert!(OWNER_MASK & HIGH_ADDRESS_BITS == 0);
 const _: () = assert!(OWNER_MASK & MARKER_MASK == 0 && HIGH_ADDRESS_BITS & MARKER_MASK == 0);
-const _: () = assert!(UNPOPULATED_FIXED_BITS & PTE_PRESENT == 0);
-const _: () = assert!((OWNER_MASK | HIGH_ADDRESS_BITS) & !PTE_FRAME_MASK == 0);
+const _: () = assert!(UNPOPULATED_FIXED_BITS & bits::PRESENT == 0);
+const _: () = assert!((OWNER_MASK | HIGH_ADDRESS_BITS) & !bits::ADDRESS_MASK == 0);
 
 /// A not-present entry that dks writes: empty, or unpopulated with an owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,10 +128,10 @@ pub enum EntryKind {
 /// Returns what the raw entry `raw` says.
 #[must_use]
 pub const fn decode(raw: u64) -> EntryKind {
-    if raw & PTE_PRESENT != 0 {
+    if raw & bits::PRESENT != 0 {
         return EntryKind::Present {
-            frame_phys_addr: raw & PTE_FRAME_MASK,
-            accessed: raw & PTE_ACCESSED != 0,
+            frame_phys_addr: raw & bits::ADDRESS_MASK,
+            accessed: raw & bits::ACCESSED != 0,
         };
     }
     if raw == 0 {
@@ -172,7 +186,7 @@ mod tests {
     fn unpopulated_entries_round_trip_every_owner_width() {
         for owner in [0, 1, 0x1234, 0xdead_beef, u32::MAX] {
             let entry = AbsentPte::unpopulated(SlotIndex::new(owner));
-            assert_eq!(entry.raw() & PTE_PRESENT, 0);
+            assert_eq!(entry.raw() & bits::PRESENT, 0);
             assert_eq!(
                 decode(entry.raw()),
                 EntryKind::Unpopulated {
@@ -198,9 +212,10 @@ mod tests {
         assert_eq!(decode(0), EntryKind::Empty);
         assert_eq!(AbsentPte::EMPTY.raw(), 0);
         // A present entry whose other bits look exactly like the marker.
-        let lookalike = AbsentPte::unpopulated(SlotIndex::new(7)).raw() | PTE_PRESENT;
+        let lookalike = AbsentPte::unpopulated(SlotIndex::new(7)).raw() | bits::PRESENT;
         assert!(matches!(decode(lookalike), EntryKind::Present { .. }));
-        let present = 0x1234_5000 | PTE_PRESENT | PTE_WRITABLE | PTE_ACCESSED | PTE_NO_EXECUTE;
+        let present =
+            0x1234_5000 | bits::PRESENT | bits::WRITABLE | bits::ACCESSED | bits::NO_EXECUTE;
         assert_eq!(
             decode(present),
             EntryKind::Present {
@@ -209,7 +224,7 @@ mod tests {
             }
         );
         assert_eq!(
-            decode(0x5000 | PTE_PRESENT),
+            decode(0x5000 | bits::PRESENT),
             EntryKind::Present {
                 frame_phys_addr: 0x5000,
                 accessed: false
@@ -235,7 +250,7 @@ mod tests {
         let unpopulated = AbsentPte::unpopulated(owner).raw();
         assert_eq!(page_state(SlotPart::Guard, 0), Some(PageState::Guard));
         assert_eq!(
-            page_state(stack, 0x7000 | PTE_PRESENT),
+            page_state(stack, 0x7000 | bits::PRESENT),
             Some(PageState::Populated)
         );
         assert_eq!(
@@ -244,7 +259,7 @@ mod tests {
         );
         assert_eq!(page_state(stack, 0), None);
         assert_eq!(page_state(SlotPart::Guard, unpopulated), None);
-        assert_eq!(page_state(SlotPart::Guard, 0x7000 | PTE_PRESENT), None);
+        assert_eq!(page_state(SlotPart::Guard, 0x7000 | bits::PRESENT), None);
         assert_eq!(page_state(stack, 0x10), None);
     }
 }

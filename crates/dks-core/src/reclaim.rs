@@ -27,7 +27,7 @@
 //!   fault them back.
 
 use crate::addr::VirtAddr;
-use crate::counters::{CpuCounters, Event};
+use crate::counters::{Counter, Tally};
 use crate::frame::NO_STACK_FRAMES;
 use crate::group::GroupCharge;
 use crate::layout::{LayoutError, StackLayout};
@@ -94,7 +94,7 @@ pub fn reclaim_asleep<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
     magazine: &mut Magazine,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
     group: &GroupCharge,
     stack: &mut Stack,
 ) -> u8 {
@@ -108,17 +108,17 @@ pub fn reclaim_asleep<P: Platform>(
     let Ok(dead) = dead_pages(layout, stack, saved_sp) else {
         return 0;
     };
-    give_back(platform, layout, magazine, counters, group, stack, dead)
+    give_back(platform, layout, magazine, tally, group, stack, dead)
 }
 
 /// Unmaps `pages` of `stack` (leaving them unpopulated), flushes what needs
 /// it, puts clean frames into `magazine` and frees the rest, and accounts for
-/// it. Returns the number of pages given back.
+/// it under the stack's account. Returns the number of pages given back.
 pub(crate) fn give_back<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
     magazine: &mut Magazine,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
     group: &GroupCharge,
     stack: &mut Stack,
     pages: PageSet,
@@ -144,8 +144,10 @@ pub(crate) fn give_back<P: Platform>(
         platform.free_frame(frame);
     }
     let given_back = pages.len();
-    counters.count(Event::Reclaimed, u64::from(given_back));
-    counters.add_stack_pages(-i64::from(given_back));
+    tally.count(stack.account(), Counter::Reclaimed, u64::from(given_back));
+    tally
+        .ledger()
+        .add_pages(stack.account(), -i64::from(given_back));
     group.uncharge(u64::from(given_back));
     given_back
 }

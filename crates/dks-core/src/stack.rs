@@ -31,12 +31,13 @@
 //!   slot as owner; guard pages are empty.
 //! - The top page is always populated: creation populates it and reclaim
 //!   never takes it (it is always live).
-//! - The populated pages are counted in `nr_kernel_stack_kb` and charged to
-//!   the group from creation until release.
+//! - The populated pages are counted under the stack's account (in
+//!   `nr_kernel_stack_kb`) and charged to the group from creation until release.
 
+use crate::account::Account;
 use crate::addr::VirtAddr;
 use crate::cache::{CachedStack, StackCache};
-use crate::counters::CpuCounters;
+use crate::counters::Tally;
 use crate::frame::{NO_STACK_FRAMES, Urgency};
 use crate::group::{ChargeError, GroupCharge, GroupId};
 use crate::layout::{SlotIndex, StackLayout, StackPage};
@@ -45,13 +46,38 @@ use crate::platform::{FlushBatch, Platform};
 use crate::policy::Policy;
 use crate::pte::{AbsentPte, PageState};
 
-/// What a new stack is for: its policy and group.
+/// What a new stack is for: its policy, group and account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackSpec {
     /// How the stack is populated and given back.
     pub policy: Policy,
     /// The group charged for it.
     pub group: GroupId,
+    /// Who its memory and events are counted for: its policy, or the kernel's own threads.
+    pub account: Account,
+}
+
+impl StackSpec {
+    /// Returns the spec of a workload thread's stack: counted under its policy.
+    #[must_use]
+    pub const fn new(policy: Policy, group: GroupId) -> Self {
+        Self {
+            policy,
+            group,
+            account: Account::Policy(policy),
+        }
+    }
+
+    /// Returns the spec of a stack of one of the kernel's own threads: counted apart from
+    /// every policy.
+    #[must_use]
+    pub const fn system(policy: Policy, group: GroupId) -> Self {
+        Self {
+            policy,
+            group,
+            account: Account::System,
+        }
+    }
 }
 
 /// The state of one live stack.
@@ -60,7 +86,9 @@ pub struct Stack {
     slot: SlotIndex,
     policy: Policy,
     group: GroupId,
+    account: Account,
     populated: PageSet,
+    faults: u32,
     peak_populated_pages: u8,
     saved_sp: Option<VirtAddr>,
     asleep: bool,
@@ -85,10 +113,22 @@ impl Stack {
         self.group
     }
 
+    /// Returns who the stack is counted for.
+    #[must_use]
+    pub const fn account(&self) -> Account {
+        self.account
+    }
+
     /// Returns the populated pages.
     #[must_use]
     pub const fn populated(&self) -> PageSet {
         self.populated
+    }
+
+    /// Returns the stack faults served for this stack.
+    #[must_use]
+    pub const fn faults(&self) -> u32 {
+        self.faults
     }
 
     /// Returns the number of populated pages.
@@ -138,6 +178,11 @@ impl Stack {
         } else {
             PageState::Unpopulated { owner: self.slot }
         }
+    }
+
+    pub(crate) fn note_faulted_in(&mut self, page: StackPage) {
+        self.faults = self.faults.saturating_add(1);
+        self.note_populated(page);
     }
 
     pub(crate) fn note_populated(&mut self, page: StackPage) {
@@ -218,14 +263,15 @@ pub struct CreateError {
 
 /// Creates the stack of a new thread in `source`, populated as `spec`'s
 /// policy asks (fresh frames with [`Urgency::Normal`]: the caller may sleep),
-/// charged to `group` (the charge of `spec.group`), counted on this CPU.
+/// charged to `group` (the charge of `spec.group`), counted under
+/// `spec.account`.
 ///
 /// A `Fresh` slot must not be in use (all entries empty). On failure nothing
 /// is left behind: see [`CreateError`].
 pub fn create<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
     group: &GroupCharge,
     spec: StackSpec,
     source: StackSource,
@@ -272,13 +318,17 @@ pub fn create<P: Platform>(
         }
     }
     platform.flush(flushes);
-    counters.add_stack_pages(i64::from(populated.len()));
+    tally
+        .ledger()
+        .note_created(spec.account, i64::from(populated.len()));
     Ok(Created {
         stack: Stack {
             slot,
             policy: spec.policy,
             group: spec.group,
+            account: spec.account,
             populated,
+            faults: 0,
             peak_populated_pages: populated.len(),
             saved_sp: None,
             asleep: false,
@@ -305,6 +355,12 @@ impl ExitedStack {
         self.0.group
     }
 
+    /// Returns who the stack is counted for.
+    #[must_use]
+    pub const fn account(&self) -> Account {
+        self.0.account
+    }
+
     /// Returns the populated pages.
     #[must_use]
     pub const fn populated(&self) -> PageSet {
@@ -329,19 +385,23 @@ pub enum Released {
 }
 
 /// Releases an exited stack, from another stack: uncharges it from `group`
-/// (the charge of its group) and this CPU's counters, and keeps it in `cache`
-/// if there is room and it holds no more pages than its policy populates at
-/// creation, else frees it.
+/// (the charge of its group) and its account, notes its peak pages and its
+/// `high_water_bytes` (the deepest byte its thread wrote, as the kernel found
+/// it), and keeps it in `cache` if there is room and it holds no more pages
+/// than its policy populates at creation, else frees it.
 pub fn release<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
     cache: &mut StackCache,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
     group: &GroupCharge,
     exited: ExitedStack,
+    high_water_bytes: u64,
 ) -> Released {
     let ExitedStack(stack) = exited;
-    counters.add_stack_pages(-i64::from(stack.populated.len()));
+    let ledger = tally.ledger();
+    ledger.add_pages(stack.account, -i64::from(stack.populated.len()));
+    ledger.note_released(stack.account, stack.peak_populated_pages, high_water_bytes);
     group.uncharge(u64::from(stack.populated.len()));
     // A stack that grew beyond what its policy populates at creation is not cached: the next
     // thread would inherit its pages and keep them for life (stacks never shrink under `fault`

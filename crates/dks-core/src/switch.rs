@@ -27,8 +27,9 @@
 //! holds at least the remaining need at every fault. Nothing in this module
 //! waits: admission only uses non-blocking allocations and answers at once.
 
+use crate::account::Account;
 use crate::addr::VirtAddr;
-use crate::counters::{CpuCounters, Event};
+use crate::counters::{Counter, Tally};
 use crate::frame::Urgency;
 use crate::group::GroupCharge;
 use crate::layout::{LayoutError, StackLayout};
@@ -72,12 +73,13 @@ pub enum SwitchOutReason {
 
 /// Decides, before switching to `next` on this CPU, whether it may run, and
 /// prepares its stack: see the module docs. `group` is the charge of
-/// `next`'s group.
+/// `next`'s group. Refills and refused admissions are counted under `next`'s
+/// account.
 pub fn prepare<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
     magazine: &mut Magazine,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
     group: &GroupCharge,
     next: &mut Stack,
 ) -> Admission {
@@ -86,10 +88,10 @@ pub fn prepare<P: Platform>(
     }
     let need = next.need(layout);
     if magazine.len() < need {
-        let _ = refill(platform, magazine, counters);
+        let _ = refill(platform, magazine, tally, next.account());
     }
     if magazine.len() < need {
-        counters.count(Event::AdmitWait, 1);
+        tally.count(next.account(), Counter::AdmitWait, 1);
         return Admission::Wait {
             need,
             have: magazine.len(),
@@ -105,23 +107,26 @@ pub fn prepare<P: Platform>(
             next.note_populated(page);
         }
         platform.flush(flushes);
-        counters.add_stack_pages(i64::from(missing.len()));
+        tally
+            .ledger()
+            .add_pages(next.account(), i64::from(missing.len()));
         group.force_charge(u64::from(missing.len()));
     }
     Admission::Admitted
 }
 
 /// Notes, on `next`'s stack right after the switch, that `next` runs; under
-/// `fault` refills the magazine and returns how far the refill got.
+/// `fault` refills the magazine (counted under `next`'s account) and returns
+/// how far the refill got.
 pub fn finish<P: Platform>(
     platform: &mut P,
     magazine: &mut Magazine,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
     next: &mut Stack,
 ) -> Option<Refill> {
     next.note_switched_in();
     if next.policy().refills_after_switch() {
-        Some(refill(platform, magazine, counters))
+        Some(refill(platform, magazine, tally, next.account()))
     } else {
         None
     }
@@ -135,7 +140,7 @@ pub fn switch_out<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
     magazine: &mut Magazine,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
     group: &GroupCharge,
     prev: &mut Stack,
     how: SwitchOut,
@@ -156,7 +161,7 @@ pub fn switch_out<P: Platform>(
         platform,
         layout,
         magazine,
-        counters,
+        tally,
         group,
         prev,
         plan.unmap_without_flush,
@@ -164,18 +169,19 @@ pub fn switch_out<P: Platform>(
 }
 
 /// Refills the magazine with atomic allocations if it is not full, counting
-/// the refill and its failure.
+/// the refill and its failure under `account` (the thread it is made for).
 pub fn refill<P: Platform>(
     platform: &mut P,
     magazine: &mut Magazine,
-    counters: &CpuCounters,
+    tally: Tally<'_>,
+    account: Account,
 ) -> Refill {
     let refill = magazine.refill(platform, Urgency::Atomic);
     if refill.added > 0 || !refill.is_complete() {
-        counters.count(Event::Refills, 1);
+        tally.count(account, Counter::Refills, 1);
     }
     if !refill.is_complete() {
-        counters.count(Event::RefillFail, 1);
+        tally.count(account, Counter::RefillFail, 1);
     }
     refill
 }

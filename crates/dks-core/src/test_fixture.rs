@@ -1,10 +1,11 @@
 //! A small machine for the unit tests: one CPU, one group, an emulated
 //! platform.
 
+use crate::account::Account;
 use crate::addr::VirtAddr;
-use crate::counters::CpuCounters;
+use crate::counters::Counter;
 use crate::cpu::{CpuId, PerCpu};
-use crate::emulated::{EmulatedConfig, EmulatedPlatform};
+use crate::emulated::{EmulatedConfig, EmulatedPlatform, OneCpuCounters, OneStack};
 use crate::fault::{self, FaultOutcome};
 use crate::group::{GroupCharge, GroupId};
 use crate::layout::{SlotIndex, StackLayout, StackPage};
@@ -15,7 +16,7 @@ pub(crate) struct Fixture {
     pub platform: EmulatedPlatform,
     pub layout: StackLayout,
     pub cpu: PerCpu,
-    pub counters: CpuCounters,
+    pub counters: OneCpuCounters,
     pub group: GroupCharge,
 }
 
@@ -35,16 +36,26 @@ impl Fixture {
             }),
             cpu: PerCpu::new(CpuId::new(0), &layout),
             layout,
-            counters: CpuCounters::new(),
+            counters: OneCpuCounters::new(),
             group: GroupCharge::new(None),
         }
     }
 
     pub fn spec(policy: Policy) -> StackSpec {
-        StackSpec {
-            policy,
-            group: GroupId::new(0),
-        }
+        StackSpec::new(policy, GroupId::new(0))
+    }
+
+    /// The value of `counter` over every account.
+    pub fn count(&self, counter: Counter) -> i64 {
+        self.counters.totals().get(counter)
+    }
+
+    /// The value of `counter` for the account of `policy`.
+    pub fn count_of(&self, policy: Policy, counter: Counter) -> i64 {
+        self.counters
+            .totals()
+            .account(Account::Policy(policy))
+            .get(counter)
     }
 
     /// Creates a stack in a fresh `slot`.
@@ -52,7 +63,7 @@ impl Fixture {
         let created = stack::create(
             &mut self.platform,
             &self.layout,
-            &self.counters,
+            self.counters.tally(),
             &self.group,
             Self::spec(policy),
             StackSource::Fresh(SlotIndex::new(slot)),
@@ -70,16 +81,24 @@ impl Fixture {
         VirtAddr::new(self.layout.stack_top(stack.slot()).as_u64() - depth)
     }
 
+    /// The table of this CPU's magazine and `stack` as the only live stack.
+    pub fn table<'a>(
+        magazine: &'a mut crate::magazine::Magazine,
+        stack: &'a mut Stack,
+        group: &'a GroupCharge,
+    ) -> OneStack<'a> {
+        OneStack::new(magazine, stack, group)
+    }
+
     /// Takes a fault at `addr`, with `stack` as the only live stack.
     pub fn fault(&mut self, stack: &mut Stack, addr: VirtAddr) -> FaultOutcome {
-        let group = &self.group;
+        let mut table = OneStack::new(&mut self.cpu.magazine, stack, &self.group);
         fault::handle(
             &mut self.platform,
             &self.layout,
-            &mut self.cpu.magazine,
-            &self.counters,
+            self.counters.tally(),
+            &mut table,
             addr,
-            |owner| (owner == stack.slot()).then_some((stack, group)),
         )
     }
 

@@ -7,7 +7,7 @@ mod world;
 use dks_core::emulated::FailurePattern;
 use dks_core::layout::PAGE_SIZE_IN_BYTES;
 use dks_core::switch::{self, Admission};
-use dks_core::{FatalReason, FaultOutcome, Policy, counters};
+use dks_core::{Counter, FatalReason, FaultOutcome, Policy, Tally};
 use world::{World, WorldConfig};
 
 fn world(policy: Policy) -> World {
@@ -36,9 +36,15 @@ fn under_fault_a_failed_refill_makes_the_next_stack_fault_fatal() {
     // The switch succeeds: `fault` admits anyone, and refills afterwards...
     world.schedule(0);
     assert_eq!(world.cpus[0].running, Some(slot.as_u32()));
-    let totals = counters::sum(world.cpus.iter().map(|cpu| &cpu.counters));
+    let totals = world.totals();
     // ...and that refill failed.
-    assert_eq!((totals.dks_refills, totals.dks_refill_fail), (1, 1));
+    assert_eq!(
+        (
+            totals.get(Counter::Refills),
+            totals.get(Counter::RefillFail)
+        ),
+        (1, 1)
+    );
     assert!(world.cpus[0].percpu.magazine.is_empty());
 
     // The thread grows into its second page: the fault finds no frame.
@@ -54,8 +60,8 @@ fn under_fault_a_failed_refill_makes_the_next_stack_fault_fatal() {
             reason: FatalReason::MagazineEmpty,
         }
     );
-    let totals = counters::sum(world.cpus.iter().map(|cpu| &cpu.counters));
-    assert_eq!(totals.dks_fatal, 1);
+    let totals = world.totals();
+    assert_eq!(totals.get(Counter::Fatal), 1);
 }
 
 #[test]
@@ -71,6 +77,7 @@ fn under_guaranteed_the_same_failure_delays_the_task_instead() {
             cpus,
             groups,
             tasks,
+            ledger,
             ..
         } = &mut world;
         let cpu = &mut cpus[0];
@@ -79,7 +86,7 @@ fn under_guaranteed_the_same_failure_delays_the_task_instead() {
             platform,
             layout,
             &mut cpu.percpu.magazine,
-            &cpu.counters,
+            Tally::new(&cpu.counters, ledger),
             &groups[0],
             &mut task.stack,
         );
@@ -100,8 +107,11 @@ fn under_guaranteed_the_same_failure_delays_the_task_instead() {
     world.platform.set_failures(FailurePattern::AllAtomic);
     world.grow(0, 0x4000 - 128);
     world.check();
-    let totals = counters::sum(world.cpus.iter().map(|cpu| &cpu.counters));
-    assert_eq!((totals.dks_faults, totals.dks_fatal), (3, 0));
-    assert_eq!(totals.dks_admit_wait, 2);
+    let totals = world.totals();
+    assert_eq!(
+        (totals.get(Counter::Faults), totals.get(Counter::Fatal)),
+        (3, 0)
+    );
+    assert_eq!(totals.get(Counter::AdmitWait), 2);
     world.tear_down();
 }

@@ -10,6 +10,7 @@
 
 use alloc::borrow::Cow;
 
+use dks_core::Counter;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::ExitCode;
@@ -271,43 +272,54 @@ pub struct StackFault<'a> {
     pub reason: Cow<'a, str>,
 }
 
-/// The kernel-wide stack counters, with Linux's names where they exist.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vmstat<'a> {
-    /// Why it was printed (`request`, `end`, ...).
-    #[serde(borrow)]
-    pub reason: Cow<'a, str>,
-    /// Populated memory of live stacks, KiB.
-    pub nr_kernel_stack_kb: i64,
-    /// Stack faults served.
-    pub dks_faults: u64,
-    /// Magazine refills that had to allocate.
-    pub dks_refills: u64,
-    /// Refills that fell short.
-    pub dks_refill_fail: u64,
-    /// Stack faults that could not be served.
-    pub dks_fatal: u64,
-    /// Stack pages given back before their thread exited.
-    pub dks_reclaimed: u64,
-    /// Switches refused by admission.
-    pub dks_admit_wait: u64,
-    /// Stack overflows into a guard page.
-    pub dks_guard_hits: u64,
-    /// Free frames.
-    pub frames_free: u64,
-    /// Frames managed.
-    pub frames_total: u64,
-    /// Frames in the per-CPU magazines.
-    pub magazine_frames: u64,
-    /// Stacks kept in the per-CPU stack caches, and their populated pages.
-    pub cached_stacks: u64,
-    /// Populated pages of cached stacks.
-    pub cached_pages: u64,
-    /// Frames of released stacks waiting for a TLB purge.
-    pub quarantined_frames: u64,
-    /// Stack slots holding a live, cached or quarantined stack.
-    pub slots_in_use: u64,
+/// Writes [`Vmstat`] with a field for every counter of `dks_core::counter_list!`, in its
+/// order, between `reason` and the kernel's other figures.
+macro_rules! vmstat_record {
+    ($($(#[$doc:meta])* $variant:ident $name:ident: $ty:ty,)*) => {
+        /// The kernel-wide stack counters, with Linux's names where they exist.
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct Vmstat<'a> {
+            /// Why it was printed (`request`, `end`, ...).
+            #[serde(borrow)]
+            pub reason: Cow<'a, str>,
+            $($(#[$doc])* pub $name: $ty,)*
+            /// Free frames.
+            pub frames_free: u64,
+            /// Frames managed.
+            pub frames_total: u64,
+            /// Frames in the per-CPU magazines.
+            pub magazine_frames: u64,
+            /// Stacks kept in the per-CPU stack caches, and their populated pages.
+            pub cached_stacks: u64,
+            /// Populated pages of cached stacks.
+            pub cached_pages: u64,
+            /// Frames of released stacks waiting for a TLB purge.
+            pub quarantined_frames: u64,
+            /// Stack slots holding a live, cached or quarantined stack.
+            pub slots_in_use: u64,
+        }
+
+        impl Vmstat<'_> {
+            /// Returns the value of `counter` (event counts saturate at `i64::MAX`).
+            pub fn counter(&self, counter: Counter) -> i64 {
+                match counter {
+                    $(Counter::$variant => i64::try_from(self.$name).unwrap_or(i64::MAX),)*
+                }
+            }
+
+            /// Sets `counter` to `value` (a negative event count reads as 0).
+            pub fn set_counter(&mut self, counter: Counter, value: i64) {
+                match counter {
+                    $(Counter::$variant => {
+                        self.$name = <$ty>::try_from(value).unwrap_or_default();
+                    })*
+                }
+            }
+        }
+    };
 }
+
+dks_core::counter_list!(vmstat_record);
 
 /// One policy's stack memory and events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -161,7 +161,7 @@ impl core::fmt::Display for PlanError {
 }
 
 /// The policies a plan may name, in report order.
-pub const POLICY_NAMES: [&str; 5] = ["static", "fault", "guaranteed", "reclaim", "switch"];
+pub use dks_core::policy::POLICY_NAMES;
 
 fn error(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
     PlanError {

@@ -13,7 +13,7 @@
 //! later mapping through the one shared PML4.
 
 /// Bytes in a page.
-pub const PAGE_BYTES: u64 = 4096;
+pub const PAGE_BYTES: u64 = dks_core::layout::PAGE_SIZE_IN_BYTES;
 /// Bytes in a large (2 MiB) page.
 pub const LARGE_PAGE_BYTES: u64 = 2 * 1024 * 1024;
 /// Bytes one PML4 entry spans.
@@ -35,7 +35,7 @@ pub const NEVER_MAPPED: u64 = 0x0000_7fff_ffff_f000;
 /// The direct map of physical memory (Linux's `PAGE_OFFSET`).
 pub const DIRECT_MAP_BASE: u64 = 0xffff_8880_0000_0000;
 /// The thread-stack region (Linux's vmalloc area starts here too).
-pub const STACK_REGION_BASE: u64 = 0xffff_c900_0000_0000;
+pub const STACK_REGION_BASE: u64 = dks_core::layout::DEFAULT_STACK_REGION_BASE;
 /// IST stacks and idle stacks.
 pub const KERNEL_STACKS_BASE: u64 = 0xffff_ca00_0000_0000;
 /// Device registers.

@@ -26,27 +26,8 @@ use crate::layout::{self, DIRECT_MAP_BASE, LARGE_PAGE_BYTES, PAGE_BYTES};
 use crate::pvh::PhysRange;
 use crate::sync::IrqMutex;
 
-/// Page-table entry bits.
-pub mod bits {
-    /// The entry maps something.
-    pub const PRESENT: u64 = 1 << 0;
-    /// Writes allowed.
-    pub const WRITABLE: u64 = 1 << 1;
-    /// Write-through caching.
-    pub const WRITE_THROUGH: u64 = 1 << 3;
-    /// Caching disabled.
-    pub const NO_CACHE: u64 = 1 << 4;
-    /// Set by the CPU when it uses the entry for a translation.
-    pub const ACCESSED: u64 = 1 << 5;
-    /// A 2 MiB page (in a page directory).
-    pub const HUGE: u64 = 1 << 7;
-    /// Kept in the TLB across CR3 loads.
-    pub const GLOBAL: u64 = 1 << 8;
-    /// Instruction fetches fault.
-    pub const NO_EXECUTE: u64 = 1 << 63;
-    /// The physical-address field.
-    pub const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
-}
+/// Page-table entry bits: defined once, in `dks-core`.
+pub use dks_core::pte::bits;
 
 /// Leaf permissions for the kinds of kernel memory.
 pub mod flags {

@@ -30,7 +30,7 @@ use crate::layout::{PAGE_BYTES, PML4_ENTRY_BYTES, STACK_REGION_BASE};
 use crate::paging::{self, bits};
 
 /// Leaf flags of a populated stack page.
-const STACK_PAGE: u64 = bits::PRESENT | bits::WRITABLE | bits::NO_EXECUTE;
+const STACK_PAGE: u64 = dks_core::pte::STACK_PAGE_FLAGS;
 
 /// Whether a translation that an entry change removed may still sit in some CPU's TLB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

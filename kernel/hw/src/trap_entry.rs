@@ -62,7 +62,7 @@ use super::gdt::{self, Ist};
 use super::percpu::{self, PREEMPT_LOAD_OFFSET, PREEMPT_SAVE_OFFSET, TRAP_STATE_OFFSET, live};
 
 /// The red zone of the System V ABI: bytes below RSP a leaf function may use.
-pub const RED_ZONE_BYTES: u64 = 128;
+pub const RED_ZONE_BYTES: u64 = dks_core::layout::RED_ZONE_IN_BYTES;
 
 /// Everything `trap_common` saves, in memory order (lowest address first).
 #[repr(C, align(16))]
@@ -259,7 +259,7 @@ const _: () = assert!(PREEMPT_FRAME_BYTES.is_multiple_of(16));
 /// Returns the bounce target for a trap that interrupted code with stack pointer `rsp`.
 #[inline]
 pub fn bounce_target(rsp: u64) -> u64 {
-    (rsp - RED_ZONE_BYTES) & !15
+    dks_core::layout::frame_below_red_zone(rsp)
 }
 
 /// Why a page fault was found nested (see the module docs).

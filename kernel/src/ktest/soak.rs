@@ -23,7 +23,7 @@ use crate::mm::frames;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy};
-use crate::{bench, report, work};
+use crate::{report, work};
 
 /// Threads alive at once.
 pub const CONCURRENCY: usize = 64;
@@ -54,7 +54,7 @@ fn draw(i: u64) -> (Policy, u64, Act) {
     x ^= x >> 29;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 32;
-    let policy = bench::IMPLEMENTED[(i % bench::IMPLEMENTED.len() as u64) as usize];
+    let policy = stacks::IMPLEMENTED[(i % stacks::IMPLEMENTED.len() as u64) as usize];
     let depth = 512 + x % (MAX_DEPTH_BYTES - 512);
     let act = match (x >> 20) % 1024 {
         0 => Act::Stopped,
@@ -187,16 +187,12 @@ fn settle_and_measure() -> Footprint {
     work::drain();
     stacks::drain_caches();
     let stats = stacks::stats();
-    let per_policy = |f: fn(Policy) -> i64| bench::IMPLEMENTED.map(f);
+    let per_policy = |f: fn(Policy) -> i64| stacks::IMPLEMENTED.map(f);
     Footprint {
         frames: frames::stats().free + stats.magazine_frames,
         slots_in_use: stats.slots_in_use,
-        pages: per_policy(|p| stacks::policy_counters(p).pages_now.load(Ordering::Relaxed)),
-        threads: per_policy(|p| {
-            stacks::policy_counters(p)
-                .threads_live
-                .load(Ordering::Relaxed)
-        }),
+        pages: per_policy(|p| stacks::policy_totals(p).pages_now),
+        threads: per_policy(|p| stacks::policy_totals(p).threads_live() as i64),
         heap_bytes: crate::hw::heap::usage().0,
     }
 }

@@ -397,7 +397,7 @@ fn pick_admitted(irq: &IrqGuard, cpu_id: u32) -> Pick {
             let since = next.admit_wait_since.swap(0, Ordering::Relaxed);
             if since != 0 {
                 let waited = hwcpu::rdtsc().saturating_sub(since);
-                stacks::accounting::of(next.stack.policy()).add_admit_wait(waited);
+                stacks::note_admit_wait(next.stack.slot(), waited);
                 next.admit_stall_reported.store(false, Ordering::Relaxed);
             }
             return Pick::Thread(next);

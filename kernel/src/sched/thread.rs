@@ -76,7 +76,7 @@ pub struct Thread {
     /// made at the thread's first preemption, so a thread that is never preempted (most of a
     /// large population of sleepers) has none.
     /// With the account (`overhead::account_of`) it is counted in.
-    fpu: Once<(Arc<FpuArea>, usize)>,
+    fpu: Once<(Arc<FpuArea>, dks_core::Account)>,
     /// The thread's stack.
     pub stack: ThreadStack,
 }

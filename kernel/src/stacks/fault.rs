@@ -1,18 +1,18 @@
 //! The stack-fault path: runs on the #PF IST stack with interrupts off.
 //!
-//! It takes this CPU's magazine and the faulting slot's stack with `try_lock` only (see the
-//! module docs of `stacks` for why both are always free here), calls `dks_core::fault`, and
-//! accounts the result. It allocates nothing and never waits.
+//! Each fault goes to `dks_core::fault::handle` once, with this CPU's tally and the kernel's
+//! table of slots ([`Slots`]): the core locates the address, tells a guard hit from a stack
+//! fault, reads the owner from the entry, serves the page and counts what happened. The table
+//! takes this CPU's magazine and the owner's stack with `try_lock` only (see the module docs
+//! of `stacks` for why both are always free here) and keeps the slot's mirrors up to date. It
+//! allocates nothing and never waits.
 
-use core::sync::atomic::Ordering;
-
-use dks_core::fault::{self, FatalReason, FaultOutcome};
-use dks_core::{SlotIndex, SlotPart, VirtAddr};
+use dks_core::fault::{self, Busy, FaultOutcome, StackTable};
+use dks_core::{Account, GroupCharge, Magazine, SlotIndex, Stack, StackLayout, Tally, VirtAddr};
 
 use super::platform::X86Platform;
-use super::{COUNTERS, GROUPS, REGION, Region, accounting, slot_counters};
+use super::{GROUPS, REGION, Region, tally};
 use crate::hw::cpu_ops;
-use crate::hw::paging;
 
 /// What became of a fault in the stack region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,149 +39,119 @@ pub enum FaultResult {
     },
 }
 
-fn reason_name(reason: FatalReason) -> &'static str {
-    match reason {
-        FatalReason::MagazineEmpty => "magazine_empty",
-        FatalReason::OwnerMismatch { .. } => "owner_mismatch",
-        FatalReason::NoSuchStack { .. } => "no_such_stack",
-        FatalReason::AlreadyPopulated => "already_populated",
-        FatalReason::ForeignEntry { .. } => "foreign_entry",
-        FatalReason::WrongCpu { .. } => "wrong_cpu",
+impl From<FaultOutcome> for FaultResult {
+    fn from(outcome: FaultOutcome) -> Self {
+        match outcome {
+            FaultOutcome::Served { .. } => FaultResult::Served,
+            FaultOutcome::NotAStackPage => FaultResult::NotStack,
+            FaultOutcome::GuardHit {
+                slot,
+                depth_in_bytes,
+                ..
+            } => FaultResult::Guard {
+                slot,
+                depth: depth_in_bytes,
+            },
+            FaultOutcome::Fatal {
+                slot,
+                depth_in_bytes,
+                reason,
+                ..
+            } => FaultResult::Fatal {
+                slot,
+                depth: depth_in_bytes,
+                reason: reason.name(),
+            },
+        }
     }
 }
 
-/// Handles a page fault at `address` if it is in the stack region.
-pub fn handle_fault(address: u64) -> FaultResult {
-    let Some(region) = REGION.get() else {
-        return FaultResult::NotStack;
-    };
-    let addr = VirtAddr::new(address);
-    let Some(location) = region.layout.locate(addr) else {
-        return FaultResult::NotStack;
-    };
-    let slot = location.slot;
-    let depth = region.layout.depth_in_bytes(slot, addr);
-    let counts = slot_counters(slot);
+/// The slots of the stack region as the fault path of CPU `cpu` sees them.
+struct Slots<'a> {
+    region: &'a Region,
+    cpu: usize,
+}
+
+impl StackTable for Slots<'_> {
+    fn account(&self, slot: SlotIndex) -> Account {
+        super::account(slot)
+    }
+
+    fn with_stack<R>(
+        &mut self,
+        owner: SlotIndex,
+        serve: impl FnOnce(&mut Magazine, Option<(&mut Stack, &GroupCharge)>) -> R,
+    ) -> Result<R, Busy> {
+        let mut magazine = self.region.magazines[self.cpu]
+            .try_lock()
+            .ok_or(Busy::Magazine)?;
+        let cell = &self.region.slots[owner.as_usize()];
+        let mut stack = cell.stack.try_lock().ok_or(Busy::Stack)?;
+        let live = stack.as_mut().map(|stack| {
+            let group = &GROUPS[stack.group().as_usize()];
+            (stack, group)
+        });
+        let result = serve(&mut magazine, live);
+        if let Some(stack) = stack.as_ref() {
+            cell.mirror(stack);
+        }
+        super::switch::note_magazine(self.cpu, magazine.len());
+        Ok(result)
+    }
+}
+
+/// Runs `f` with what dks-core's fault path takes on this CPU: the platform, the layout, this
+/// CPU's tally and the table of slots. `None`, without reading anything of this CPU's, when
+/// `[lowest, top)` lies outside the stack region (or before it exists): the fault path of
+/// every other page fault pays no more than this comparison.
+fn on_this_cpu<R>(
+    lowest: VirtAddr,
+    top: VirtAddr,
+    f: impl FnOnce(&mut X86Platform, &StackLayout, Tally<'static>, &mut Slots<'_>) -> R,
+) -> Option<R> {
+    let region = REGION.get()?;
+    let end = region.layout.region_end();
+    if top <= region.layout.base() || (end.as_u64() != 0 && lowest >= end) {
+        return None;
+    }
     // Trap context: interrupts are off already; the guard only proves it.
     let irq = cpu_ops::IrqGuard::new();
-    if location.part == SlotPart::Guard {
-        let cpu = cpu_ops::current_id(&irq) as usize;
-        let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
-            fault::handle(
-                platform,
-                &region.layout,
-                magazine,
-                &COUNTERS[cpu],
-                addr,
-                |_| stack,
-            )
-        });
-        debug_assert!(matches!(outcome, Ok(FaultOutcome::GuardHit { .. })));
-        counts.guard_hits.fetch_add(1, Ordering::Relaxed);
-        return FaultResult::Guard { slot, depth };
-    }
     let cpu = cpu_ops::current_id(&irq) as usize;
-    let outcome = with_locks(region, cpu, slot, |platform, magazine, stack| {
-        fault::handle(
-            platform,
-            &region.layout,
-            magazine,
-            &COUNTERS[cpu],
-            addr,
-            |_| stack,
-        )
-    });
-    match outcome {
-        Ok(FaultOutcome::Served { .. }) => {
-            note_populated(region, slot, counts, 1);
-            FaultResult::Served
-        }
-        Ok(FaultOutcome::NotAStackPage) => FaultResult::NotStack,
-        Ok(FaultOutcome::GuardHit { depth_in_bytes, .. }) => FaultResult::Guard {
-            slot,
-            depth: depth_in_bytes,
-        },
-        Ok(FaultOutcome::Fatal { reason, .. }) => fatal(counts, slot, depth, reason_name(reason)),
-        Err(busy) => fatal(counts, slot, depth, busy),
-    }
+    Some(f(
+        &mut X86Platform::live(),
+        &region.layout,
+        tally(cpu),
+        &mut Slots { region, cpu },
+    ))
 }
 
-fn fatal(
-    counts: &accounting::PolicyCounters,
-    slot: SlotIndex,
-    depth: u64,
-    reason: &'static str,
-) -> FaultResult {
-    counts.fatal.fetch_add(1, Ordering::Relaxed);
-    FaultResult::Fatal {
-        slot,
-        depth,
-        reason,
-    }
-}
-
-fn note_populated(
-    region: &Region,
-    slot: SlotIndex,
-    counts: &accounting::PolicyCounters,
-    pages: u8,
-) {
-    let cell = &region.slots[slot.as_usize()];
-    cell.populated.fetch_add(pages, Ordering::Relaxed);
-    cell.faults.fetch_add(u32::from(pages), Ordering::Relaxed);
-    counts.faults.fetch_add(u64::from(pages), Ordering::Relaxed);
-    counts.add_pages(i64::from(pages));
-}
-
-/// Runs `f` with this CPU's magazine and the slot's live stack (and its group), taken without
-/// waiting. `Err` names what was busy or missing.
-fn with_locks<T>(
-    region: &Region,
-    cpu: usize,
-    slot: SlotIndex,
-    f: impl FnOnce(
-        &mut X86Platform,
-        &mut dks_core::Magazine,
-        Option<(&mut dks_core::Stack, &dks_core::GroupCharge)>,
-    ) -> T,
-) -> Result<T, &'static str> {
-    let mut magazine = region.magazines[cpu].try_lock().ok_or("magazine_busy")?;
-    let mut stack = region.slots[slot.as_usize()]
-        .stack
-        .try_lock()
-        .ok_or("stack_busy")?;
-    let live = stack.as_mut().map(|s| {
-        let group = &GROUPS[s.group().as_usize()];
-        (s, group)
-    });
-    let result = f(&mut X86Platform::live(), &mut magazine, live);
-    super::switch::note_magazine(cpu, magazine.len());
-    Ok(result)
+/// Handles a page fault at `address`: served if it is a stack fault, else what it is.
+pub fn handle_fault(address: u64) -> FaultResult {
+    let addr = VirtAddr::new(address);
+    on_this_cpu(
+        addr,
+        VirtAddr::new(address + 1),
+        |platform, layout, tally, slots| fault::handle(platform, layout, tally, slots, addr).into(),
+    )
+    .unwrap_or(FaultResult::NotStack)
 }
 
 /// Before a trap frame is moved onto an interrupted stack, makes sure every page of
-/// `[lowest, top)` is populated: each page that is not is served exactly as a stack fault on
-/// it would be, from this CPU's magazine. Checking only the lowest byte would not do: a stack
-/// can have gaps (a thread that touched a deep byte without the pages above it), and the copy
-/// would fault on a higher page with interrupts off. `Ok` also for pages outside the stack
-/// region. A guard page in the span means the stack overflowed; a page that cannot be served
-/// is fatal (the first one found, from the top). `Err` carries the address of the page that
-/// failed (or `lowest`, in the lowest page) with the failure.
+/// `[lowest, top)` is present (`dks_core::fault::populate_span`: each missing stack page is
+/// served as a stack fault on it would be, from this CPU's magazine; pages outside the stack
+/// region are left alone). A guard page in the span means the stack overflowed; a page that
+/// cannot be served is fatal (the first one found, from the top). `Err` carries the address
+/// of the page that failed (or `lowest`, in the lowest page) with the failure.
 pub fn prepare_bounce(lowest: u64, top: u64) -> Result<(), (u64, FaultResult)> {
-    debug_assert!(lowest < top, "empty span {lowest:#x}..{top:#x}");
-    let page_bytes = dks_core::layout::PAGE_SIZE_IN_BYTES;
-    let mut page = (top - 1) & !(page_bytes - 1);
-    loop {
-        let address = page.max(lowest);
-        if paging::translate(page).is_none() {
-            match handle_fault(address) {
-                FaultResult::Served | FaultResult::NotStack => {}
-                failure => return Err((address, failure)),
-            }
-        }
-        if page <= lowest {
-            return Ok(());
-        }
-        page -= page_bytes;
-    }
+    let (low, high) = (VirtAddr::new(lowest), VirtAddr::new(top));
+    let span = on_this_cpu(low, high, |platform, layout, tally, slots| {
+        fault::populate_span(platform, layout, tally, slots, low, high)
+    });
+    span.unwrap_or(Ok(())).map_err(|failure| {
+        let address = match failure {
+            FaultOutcome::GuardHit { addr, .. } | FaultOutcome::Fatal { addr, .. } => addr,
+            FaultOutcome::Served { .. } | FaultOutcome::NotAStackPage => VirtAddr::new(lowest),
+        };
+        (address.as_u64(), FaultResult::from(failure))
+    })
 }

@@ -10,15 +10,15 @@
 //! - per CPU, the magazine: its scheduler loop (on a static stack) and its fault handler,
 //!   again with `try_lock` in the handler; nothing on a dynamic stack ever holds it;
 //! - per CPU and policy, the stack cache, touched by creation and release on that CPU;
-//! - per CPU, dks-core's counters (atomics), summed on read, and per policy the kernel's own
-//!   ([`accounting`]);
+//! - per CPU, dks-core's counters, and dks-core's ledger (atomics, per account: a policy's
+//!   workload threads or the kernel's own), which the mechanism counts into and reports sum
+//!   on read ([`totals`]); the kernel counts nothing of its own;
 //! - the groups' charges (atomics).
 //!
 //! Slots not in use wait in `FREE_SLOTS` (or in the [`quarantine`] until a TLB purge). A
 //! slot's entries are all empty while it is free, and its page tables exist from boot, so the
 //! fault path never allocates a table.
 
-pub mod accounting;
 mod fault;
 mod platform;
 pub mod quarantine;
@@ -30,8 +30,8 @@ use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 pub use dks_core::Policy;
 use dks_core::stack::{self, CreateFailure, Released, StackSource};
 use dks_core::{
-    CounterSnapshot, CpuCounters, CpuId, GroupCharge, GroupId, LayoutError, Magazine, SlotIndex,
-    Stack, StackCache, StackLayout, StackSpec, VirtAddr,
+    Account, AccountSnapshot, CpuCounters, CpuId, GroupCharge, GroupId, LayoutError, Ledger,
+    Magazine, SlotIndex, Stack, StackCache, StackLayout, StackSpec, Tally, Totals, VirtAddr,
 };
 use spin::Once;
 
@@ -58,11 +58,22 @@ struct Slot {
     stack: IrqMutex<Option<Stack>>,
     /// Populated pages now, mirrored for readers on other CPUs.
     populated: AtomicU8,
-    /// Stack faults served for the current stack of this slot.
+    /// Stack faults served for the current stack of this slot, mirrored.
     faults: AtomicU32,
-    /// The account of the current stack: its policy's index in `Policy::ALL`, or
-    /// `accounting::SYSTEM` for the kernel's own threads.
+    /// The account of the current stack, mirrored (its index in `Account::ALL`).
     account: AtomicU8,
+}
+
+impl Slot {
+    /// Copies what readers on other CPUs (and the fault path's accounting) may read without
+    /// the lock from `stack`, the slot's live stack.
+    fn mirror(&self, stack: &Stack) {
+        self.populated
+            .store(stack.populated_pages(), Ordering::Relaxed);
+        self.faults.store(stack.faults(), Ordering::Relaxed);
+        self.account
+            .store(stack.account().index() as u8, Ordering::Relaxed);
+    }
 }
 
 struct Region {
@@ -73,13 +84,41 @@ struct Region {
 
 static REGION: Once<Region> = Once::new();
 static FREE_SLOTS: IrqMutex<Vec<u32>> = IrqMutex::new(Vec::new());
-static CACHES: [[IrqMutex<StackCache>; 5]; MAX_CPUS] =
-    [const { [const { IrqMutex::new(StackCache::new()) }; 5] }; MAX_CPUS];
+static CACHES: [[IrqMutex<StackCache>; Policy::COUNT]; MAX_CPUS] =
+    [const { [const { IrqMutex::new(StackCache::new()) }; Policy::COUNT] }; MAX_CPUS];
 static COUNTERS: [CpuCounters; MAX_CPUS] = [const { CpuCounters::new() }; MAX_CPUS];
+static LEDGER: Ledger = Ledger::new();
 static GROUPS: [GroupCharge; MAX_GROUPS] = [const { GroupCharge::new(None) }; MAX_GROUPS];
+
+/// The policies this kernel implements: the one place that says so (the others exist in
+/// `dks-core`, tested on the host). Benchmarks, workloads and tests take them from here.
+pub const IMPLEMENTED: [Policy; 3] = [Policy::Static, Policy::Fault, Policy::Guaranteed];
+
+/// Of [`IMPLEMENTED`], the policies that populate on demand.
+pub const DYNAMIC: [Policy; 2] = {
+    let mut dynamic = [Policy::Static; 2];
+    let (mut i, mut n) = (0, 0);
+    while i < IMPLEMENTED.len() {
+        if IMPLEMENTED[i].grows_by_fault() {
+            dynamic[n] = IMPLEMENTED[i];
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(
+        n == dynamic.len(),
+        "DYNAMIC holds every implemented policy that grows by fault"
+    );
+    dynamic
+};
 
 fn region() -> &'static Region {
     REGION.get().expect("stacks::init ran")
+}
+
+/// Where the mechanism counts on CPU `cpu`.
+fn tally(cpu: usize) -> Tally<'static> {
+    Tally::new(&COUNTERS[cpu], &LEDGER)
 }
 
 /// Sets up the stack region: `max_stack_bytes` per stack (16, 32 or 64 KiB), `slots` stacks.
@@ -207,18 +246,22 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
     let (cpu, cached) = {
         let irq = cpu_ops::IrqGuard::new();
         let cpu = cpu_ops::current_id(&irq) as usize;
-        (cpu, CACHES[cpu][accounting::index(policy)].lock().take())
+        (cpu, CACHES[cpu][policy.index()].lock().take())
     };
-    let cache = &CACHES[cpu][accounting::index(policy)];
+    let cache = &CACHES[cpu][policy.index()];
     let source = match cached {
         Some(cached) => StackSource::Cached(cached),
         None => StackSource::Fresh(take_slot()?),
     };
-    let spec = StackSpec { policy, group };
+    let spec = if group == SYSTEM_GROUP {
+        StackSpec::system(policy, group)
+    } else {
+        StackSpec::new(policy, group)
+    };
     let result = stack::create(
         &mut X86Platform::live(),
         &region.layout,
-        &COUNTERS[cpu],
+        tally(cpu),
         &GROUPS[group.as_usize()],
         spec,
         source,
@@ -229,21 +272,9 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
             for page in created.pages_to_zero.iter() {
                 stack_pages::zero(region.layout.page_addr(slot, page).as_u64());
             }
-            let pages = created.stack.populated_pages();
             let cell = &region.slots[slot.as_usize()];
-            cell.populated.store(pages, Ordering::Relaxed);
-            cell.faults.store(0, Ordering::Relaxed);
-            let account = if group == SYSTEM_GROUP {
-                accounting::SYSTEM
-            } else {
-                accounting::index(policy)
-            };
-            cell.account.store(account as u8, Ordering::Relaxed);
+            cell.mirror(&created.stack);
             *cell.stack.lock() = Some(created.stack);
-            let counts = accounting::account(account);
-            counts.threads_created.fetch_add(1, Ordering::Relaxed);
-            counts.threads_live.fetch_add(1, Ordering::Relaxed);
-            counts.add_pages(i64::from(pages));
             Ok(ThreadStack {
                 slot,
                 top: region.layout.stack_top(slot).as_u64(),
@@ -284,15 +315,7 @@ pub fn release(stack: &ThreadStack) {
     let Some(live) = cell.stack.lock().take() else {
         return;
     };
-    let counts = slot_counters(stack.slot);
-    let peak = usize::from(live.peak_populated_pages()).min(accounting::PAGE_BUCKETS - 1);
-    counts.peak_pages[peak].fetch_add(1, Ordering::Relaxed);
-    counts.threads_live.fetch_sub(1, Ordering::Relaxed);
-    counts.add_pages(-i64::from(live.populated_pages()));
     let mark = high_water(stack.slot);
-    counts.high_water_total.fetch_add(mark, Ordering::Relaxed);
-    counts.high_water_max.fetch_max(mark, Ordering::Relaxed);
-    counts.released.fetch_add(1, Ordering::Relaxed);
     cell.populated.store(0, Ordering::Relaxed);
     let group = live.group();
     let policy = live.policy();
@@ -306,10 +329,11 @@ pub fn release(stack: &ThreadStack) {
         stack::release(
             &mut platform,
             &region.layout,
-            &mut CACHES[cpu][accounting::index(policy)].lock(),
-            &COUNTERS[cpu],
+            &mut CACHES[cpu][policy.index()].lock(),
+            tally(cpu),
             &GROUPS[group.as_usize()],
             exited,
+            mark,
         )
     };
     if let Released::Freed(slot) = released {
@@ -396,8 +420,8 @@ pub struct StackStats {
     pub quarantined: (usize, usize),
     /// Frames in the per-CPU magazines.
     pub magazine_frames: u64,
-    /// The counters of DESIGN §7, summed over CPUs.
-    pub counters: CounterSnapshot,
+    /// The counters of DESIGN §7, summed over CPUs, in all and per account.
+    pub counters: Totals,
 }
 
 /// Reads the counts.
@@ -419,8 +443,18 @@ pub fn stats() -> StackStats {
         cached_pages,
         quarantined: quarantine::held(),
         magazine_frames: switch::magazine_frames(),
-        counters: dks_core::counters::sum(COUNTERS.iter()),
+        counters: totals(),
     }
+}
+
+/// The counters of DESIGN §7, summed over CPUs, in all and per account.
+pub fn totals() -> Totals {
+    dks_core::counters::sum(COUNTERS.iter(), &LEDGER)
+}
+
+/// The figures of the workload threads of `policy` now, for tests.
+pub fn policy_totals(policy: Policy) -> AccountSnapshot {
+    *totals().account(Account::Policy(policy))
 }
 
 /// The charge of group `group` (pages, limit).
@@ -428,40 +462,36 @@ pub fn group(group: GroupId) -> &'static GroupCharge {
     &GROUPS[group.as_usize()]
 }
 
-/// The counters of one policy, for tests and reports.
-pub fn policy_counters(policy: Policy) -> &'static accounting::PolicyCounters {
-    accounting::of(policy)
-}
-
-/// Counts a thread of `slot` stopped by a fatal stack fault or a guard hit.
+/// Notes that the thread of `slot` was stopped by a fatal stack fault or a guard hit.
 pub fn note_killed(slot: SlotIndex) {
-    slot_counters(slot).killed.fetch_add(1, Ordering::Relaxed);
+    LEDGER.note_stopped(account(slot));
 }
 
-/// Counts a fatal stack fault of `slot` with interrupts off that would have stopped the
-/// kernel (see `accounting::PolicyCounters::kernel_stops`).
+/// Notes a fatal stack fault of `slot` with interrupts off that would have stopped the
+/// kernel: a workload's interrupts-off section, given up so that the boot can go on (see
+/// `workload` and `trap::stack_failure`).
 pub fn note_kernel_stop(slot: SlotIndex) {
-    slot_counters(slot)
-        .kernel_stops
-        .fetch_add(1, Ordering::Relaxed);
+    LEDGER.note_kernel_stop(account(slot));
 }
 
-/// The counters the stack in `slot` is accounted to (its policy's, or the kernel's own).
-fn slot_counters(slot: SlotIndex) -> &'static accounting::PolicyCounters {
-    let account = region().slots[slot.as_usize()]
+/// Notes that the thread of `slot` waited `ticks` (TSC) for admission.
+pub fn note_admit_wait(slot: SlotIndex, ticks: u64) {
+    LEDGER.note_admit_wait(account(slot), ticks);
+}
+
+/// Who the stack in `slot` is counted for (its policy, or the kernel's own threads), read
+/// without the lock.
+pub fn account(slot: SlotIndex) -> Account {
+    let index = region().slots[slot.as_usize()]
         .account
         .load(Ordering::Relaxed);
-    accounting::account(usize::from(account))
+    Account::ALL[usize::from(index)]
 }
 
 /// Whether the stack in `slot` belongs to one of the kernel's own threads (`SYSTEM_GROUP`).
 /// Lock-free: for the fault path.
 pub fn is_system(slot: SlotIndex) -> bool {
-    usize::from(
-        region().slots[slot.as_usize()]
-            .account
-            .load(Ordering::Relaxed),
-    ) == accounting::SYSTEM
+    account(slot) == Account::System
 }
 
 /// Every frame mapped in a live stack, with its slot: for the "no frame in two stacks" check.

@@ -7,10 +7,10 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
-use dks_core::{Counter, SlotIndex, VirtAddr};
+use dks_core::{SlotIndex, VirtAddr};
 
 use super::platform::X86Platform;
-use super::{COUNTERS, GROUPS, Region, region, slot_counters};
+use super::{GROUPS, region, tally};
 use crate::hw::cpu_ops::{self, MAX_CPUS};
 
 /// Frames in each CPU's magazine, mirrored for readers on other CPUs (who must never take
@@ -28,31 +28,6 @@ pub fn magazine_frames() -> u64 {
         .iter()
         .map(|l| u64::from(l.load(Ordering::Relaxed)))
         .sum()
-}
-
-fn counter_deltas(cpu: usize, f: impl FnOnce()) -> [u64; 3] {
-    let counters = &COUNTERS[cpu];
-    let read = || {
-        let now = counters.snapshot();
-        [Counter::Refills, Counter::RefillFail, Counter::AdmitWait].map(|c| now.get(c) as u64)
-    };
-    let before = read();
-    f();
-    let after = read();
-    [
-        after[0] - before[0],
-        after[1] - before[1],
-        after[2] - before[2],
-    ]
-}
-
-fn note_pages(region: &Region, slot: SlotIndex, before: u8, after: u8) {
-    if before != after {
-        region.slots[slot.as_usize()]
-            .populated
-            .store(after, Ordering::Relaxed);
-        slot_counters(slot).add_pages(i64::from(after) - i64::from(before));
-    }
 }
 
 /// What admission decided.
@@ -82,47 +57,36 @@ pub fn admission_shortfall(slot: SlotIndex, cpu: u32) -> (u8, u8) {
 
 /// Decides whether this CPU may switch to the thread whose stack is in `slot` now (DESIGN §4):
 /// refills the magazine with atomic allocations and admits it only if the magazine covers its
-/// need (`guaranteed`), refills after admitting (`fault`, as the RFC does at the switch), and
-/// counts refills, their failures and refused admissions under the thread's policy. A slot
-/// without a live stack is refused for good.
+/// need (`guaranteed`), refills after admitting (`fault`, as the RFC does at the switch);
+/// dks-core counts refills, their failures and refused admissions under the thread's account.
+/// A slot without a live stack is refused for good.
 pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
-    let mut live = region.slots[slot.as_usize()].stack.lock();
+    let cell = &region.slots[slot.as_usize()];
+    let mut live = cell.stack.lock();
     let Some(stack) = live.as_mut() else {
         return Admit::Released;
     };
     if stack.is_asleep() {
         stack.wake();
     }
-    let before = stack.populated_pages();
     let group = &GROUPS[stack.group().as_usize()];
-    let mut admitted = false;
-    let [refills, failures, waits] = counter_deltas(cpu, || {
-        let mut platform = X86Platform::live();
-        let counters = &COUNTERS[cpu];
-        if switch::prepare(
-            &mut platform,
-            &region.layout,
-            &mut magazine,
-            counters,
-            group,
-            stack,
-        ) == Admission::Admitted
-        {
-            let _ = switch::finish(&mut platform, &mut magazine, counters, stack);
-            admitted = true;
-        }
-    });
-    note_pages(region, slot, before, stack.populated_pages());
+    let mut platform = X86Platform::live();
+    let admitted = switch::prepare(
+        &mut platform,
+        &region.layout,
+        &mut magazine,
+        tally(cpu),
+        group,
+        stack,
+    ) == Admission::Admitted;
+    if admitted {
+        let _ = switch::finish(&mut platform, &mut magazine, tally(cpu), stack);
+    }
+    cell.mirror(stack);
     note_magazine(cpu, magazine.len());
-    let counts = slot_counters(slot);
-    counts.refills.fetch_add(refills, Ordering::Relaxed);
-    counts
-        .refill_failures
-        .fetch_add(failures, Ordering::Relaxed);
-    counts.admit_waits.fetch_add(waits, Ordering::Relaxed);
     if admitted {
         Admit::Admitted
     } else {
@@ -137,11 +101,11 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
     let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
-    let mut live = region.slots[slot.as_usize()].stack.lock();
+    let cell = &region.slots[slot.as_usize()];
+    let mut live = cell.stack.lock();
     let Some(stack) = live.as_mut() else {
         return;
     };
-    let before = stack.populated_pages();
     let group = &GROUPS[stack.group().as_usize()];
     let reason = if asleep {
         SwitchOutReason::Asleep
@@ -152,21 +116,18 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
         saved_sp: VirtAddr::new(saved_sp),
         reason,
     };
-    let given_back = switch::switch_out(
+    let _given_back = switch::switch_out(
         &mut X86Platform::live(),
         &region.layout,
         &mut magazine,
-        &COUNTERS[cpu],
+        tally(cpu),
         group,
         stack,
         how,
     )
     .unwrap_or_else(|e| panic!("saved stack pointer {saved_sp:#x} outside slot {slot:?}: {e:?}"));
-    note_pages(region, slot, before, stack.populated_pages());
+    cell.mirror(stack);
     note_magazine(cpu, magazine.len());
-    slot_counters(slot)
-        .reclaimed
-        .fetch_add(u64::from(given_back), Ordering::Relaxed);
 }
 
 /// Gives this CPU's magazine back to the frame allocator; returns how many frames it held.

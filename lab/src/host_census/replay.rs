@@ -117,14 +117,13 @@ pub fn population(census: &Census) -> Result<Vec<(LiveThread, u32)>, String> {
 
 /// The `max_stack` of a scenario replaying stacks of `bytes`.
 fn max_stack(bytes: u32) -> Result<&'static str, String> {
-    match bytes {
-        16384 => Ok("16K"),
-        32768 => Ok("32K"),
-        65536 => Ok("64K"),
-        other => Err(format!(
-            "its stacks are {other} bytes, and the testbed kernel runs 16, 32 or 64 KiB stacks"
-        )),
-    }
+    dks_core::MaxStack::try_from_bytes(u64::from(bytes))
+        .map(dks_core::MaxStack::name)
+        .map_err(|_| {
+            format!(
+                "its stacks are {bytes} bytes, and the testbed kernel runs 16, 32 or 64 KiB stacks"
+            )
+        })
 }
 
 /// A scenario name from a census file's stem: `census-STEM`, other characters as `-`.

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use dks_core::MaxStack;
 use dks_protocol::scenario::{
     GroupPlan, Histogram, Lifetime, MAX_PLAN_THREADS, MAX_STACK_BYTES, POLICY_NAMES, Wake,
 };
@@ -150,17 +151,14 @@ fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
         Some(ms) => in_range("sample_ms", ms, 1, i64::from(duration_ms))? as u32,
         None => 100.min(duration_ms),
     };
-    let max_stack_bytes = match raw.max_stack.as_deref().unwrap_or("16K") {
-        "16K" => 16 * 1024,
-        "32K" => 32 * 1024,
-        "64K" => 64 * 1024,
-        other => {
-            return Err(problem(
-                "max_stack",
-                format!("{other:?} is not a stack size; accepted: \"16K\", \"32K\" or \"64K\""),
-            ));
-        }
+    let max_stack = raw.max_stack.as_deref().unwrap_or(MaxStack::Kib16.name());
+    let Some(max_stack) = MaxStack::from_name(max_stack) else {
+        return Err(problem(
+            "max_stack",
+            format!("{max_stack:?} is not a stack size; accepted: \"16K\", \"32K\" or \"64K\""),
+        ));
     };
+    let max_stack_bytes = u32::try_from(max_stack.bytes()).expect("64 KiB at most");
     debug_assert!(max_stack_bytes <= MAX_STACK_BYTES);
     let memory = match &raw.memory {
         Some(text) => text

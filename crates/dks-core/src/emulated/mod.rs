@@ -25,6 +25,7 @@
 
 mod census;
 mod failure;
+mod table;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -32,6 +33,7 @@ use core::fmt;
 
 pub use census::{Census, CensusError, FrameCounts, Place, SlotUse};
 pub use failure::FailurePattern;
+pub use table::{OneCpuCounters, OneStack};
 
 use crate::addr::VirtAddr;
 use crate::cpu::CpuId;
@@ -39,10 +41,7 @@ use crate::frame::{Frame, Urgency};
 use crate::layout::{GUARD_PAGES_PER_SLOT, PAGE_SIZE_IN_BYTES, SlotIndex, SlotPart, StackLayout};
 use crate::page_set::PageSet;
 use crate::platform::{Flush, FlushBatch, FlushNeed, Platform};
-use crate::pte::{
-    self, AbsentPte, EntryKind, PTE_ACCESSED, PTE_DIRTY, PTE_NO_EXECUTE, PTE_PRESENT, PTE_WRITABLE,
-    PageState,
-};
+use crate::pte::{self, AbsentPte, EntryKind, PageState, STACK_PAGE_FLAGS, bits};
 
 /// The frame number of the pool's first frame (frames start at 1 MiB).
 const FIRST_FRAME_NUMBER: u64 = 256;
@@ -242,7 +241,7 @@ impl EmulatedPlatform {
     pub fn mapped_pages(&self) -> usize {
         self.table
             .values()
-            .filter(|&&entry| entry & PTE_PRESENT != 0)
+            .filter(|&&entry| entry & bits::PRESENT != 0)
             .count()
     }
 
@@ -261,7 +260,8 @@ impl EmulatedPlatform {
                 else {
                     return Err(PageFault { addr, entry });
                 };
-                self.table.insert(page, entry | PTE_ACCESSED | PTE_DIRTY);
+                self.table
+                    .insert(page, entry | bits::ACCESSED | bits::DIRTY);
                 tlb.insert(page, frame_phys_addr);
                 frame_phys_addr
             }
@@ -427,7 +427,7 @@ impl EmulatedPlatform {
         self.table
             .get(&addr.as_u64())
             .copied()
-            .filter(|entry| entry & PTE_PRESENT != 0)
+            .filter(|entry| entry & bits::PRESENT != 0)
     }
 }
 
@@ -486,7 +486,7 @@ impl Platform for EmulatedPlatform {
         assert!(info.allocated, "mapping the free {frame:?}");
         assert!(info.mapped_at.is_none(), "{frame:?} is mapped twice");
         info.mapped_at = Some(addr.as_u64());
-        let entry = frame.phys_addr() | PTE_PRESENT | PTE_WRITABLE | PTE_NO_EXECUTE;
+        let entry = frame.phys_addr() | STACK_PAGE_FLAGS;
         self.table.insert(addr.as_u64(), entry);
         Flush::new(addr, FlushNeed::NotCached)
     }
@@ -495,11 +495,11 @@ impl Platform for EmulatedPlatform {
         let Some(entry) = self.present_entry(addr) else {
             panic!("unmapping {addr}, which is not present");
         };
-        let phys = entry & pte::PTE_FRAME_MASK;
+        let phys = entry & bits::ADDRESS_MASK;
         let index = self.index_of(phys);
         self.frames[index].mapped_at = None;
         self.write_absent_unchecked(addr, leave);
-        let need = if entry & PTE_ACCESSED != 0 {
+        let need = if entry & bits::ACCESSED != 0 {
             FlushNeed::Shootdown
         } else {
             FlushNeed::NotCached

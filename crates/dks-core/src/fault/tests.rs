@@ -1,9 +1,10 @@
 use super::*;
-use crate::counters::CounterSnapshot;
+use crate::counters::Counter;
 use crate::layout::DEFAULT_STACK_REGION_BASE;
+use crate::magazine::Magazine;
 use crate::page_set::PageSet;
 use crate::policy::Policy;
-use crate::pte::{AbsentPte, PTE_PRESENT};
+use crate::pte::{AbsentPte, bits};
 use crate::test_fixture::Fixture;
 
 #[test]
@@ -24,8 +25,14 @@ fn a_fault_on_an_unpopulated_page_is_served_from_the_magazine() {
     assert_eq!(stack.peak_populated_pages(), 2);
     assert_eq!(fx.cpu.magazine.len(), 2);
     assert_eq!(fx.group.charged_pages(), 2);
-    let counters = fx.counters.snapshot();
-    assert_eq!((counters.dks_faults, counters.nr_kernel_stack_kb), (1, 8));
+    let counters = fx.counters.totals();
+    assert_eq!(
+        (
+            counters.get(Counter::Faults),
+            counters.get(Counter::NrKernelStackKb)
+        ),
+        (1, 8)
+    );
     fx.platform
         .check_slot(&fx.layout, stack.slot(), Some(stack.populated()))
         .unwrap();
@@ -49,7 +56,7 @@ fn an_empty_magazine_makes_the_fault_fatal_and_counts_it() {
             reason: FatalReason::MagazineEmpty
         }
     );
-    assert_eq!(fx.counters.snapshot().dks_fatal, 1);
+    assert_eq!(fx.count(Counter::Fatal), 1);
     assert_eq!(stack.populated(), PageSet::top(1));
     fx.platform
         .check_slot(&fx.layout, stack.slot(), Some(stack.populated()))
@@ -76,8 +83,14 @@ fn a_guard_page_fault_is_always_reported_with_its_depth() {
         fx.fault(&mut stack, unused),
         FaultOutcome::GuardHit { slot, .. } if slot == SlotIndex::new(6)
     ));
-    let counters = fx.counters.snapshot();
-    assert_eq!((counters.dks_guard_hits, counters.dks_fatal), (2, 0));
+    let counters = fx.counters.totals();
+    assert_eq!(
+        (
+            counters.get(Counter::GuardHits),
+            counters.get(Counter::Fatal)
+        ),
+        (2, 0)
+    );
     assert_eq!(fx.cpu.magazine.len(), 3);
 }
 
@@ -101,13 +114,10 @@ fn faults_that_are_not_stack_faults_are_left_to_the_kernel() {
             "{addr}"
         );
     }
-    assert_eq!(
-        fx.counters.snapshot(),
-        CounterSnapshot {
-            nr_kernel_stack_kb: 4,
-            ..CounterSnapshot::default()
-        }
-    );
+    for counter in Counter::ALL {
+        let expected = if counter.is_event() { 0 } else { 4 };
+        assert_eq!(fx.count(counter), expected, "{}", counter.name());
+    }
 }
 
 #[test]
@@ -134,28 +144,30 @@ fn an_owner_without_a_live_stack_is_fatal() {
     let stack = fx.create(Policy::Guaranteed, 2);
     fx.refill();
     let addr = fx.page_addr(&stack, 1);
+    let mut nobody = crate::emulated::OneStack {
+        magazine: &mut fx.cpu.magazine,
+        stack: None,
+    };
     let outcome = handle(
         &mut fx.platform,
         &fx.layout,
-        &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
+        &mut nobody,
         addr,
-        |_| None,
     );
     assert!(matches!(
         outcome,
         FaultOutcome::Fatal { reason: FatalReason::NoSuchStack { owner }, .. } if owner == SlotIndex::new(2)
     ));
-    // A lookup that returns the wrong stack is caught too.
+    // A table that hands out the wrong stack is caught too.
     let mut other = fx.create(Policy::Guaranteed, 4);
-    let group = &fx.group;
+    let mut wrong = WrongStack(&mut fx.cpu.magazine, &mut other, &fx.group);
     let outcome = handle(
         &mut fx.platform,
         &fx.layout,
-        &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
+        &mut wrong,
         addr,
-        |_| Some((&mut other, group)),
     );
     assert!(matches!(
         outcome,
@@ -165,7 +177,7 @@ fn an_owner_without_a_live_stack_is_fatal() {
         }
     ));
     assert_eq!(other.populated(), PageSet::top(1));
-    assert_eq!(fx.counters.snapshot().dks_fatal, 2);
+    assert_eq!(fx.count(Counter::Fatal), 2);
 }
 
 #[test]
@@ -218,51 +230,151 @@ fn a_stack_whose_state_disagrees_with_its_entry_is_fatal() {
             ..
         }
     ));
-    fx.platform.write_raw_entry(addr, frame | PTE_PRESENT);
+    fx.platform.write_raw_entry(addr, frame | bits::PRESENT);
+}
+
+/// A table that hands out one stack whatever owner is asked for.
+struct WrongStack<'a>(&'a mut Magazine, &'a mut Stack, &'a GroupCharge);
+
+impl StackTable for WrongStack<'_> {
+    fn account(&self, _: SlotIndex) -> Account {
+        self.1.account()
+    }
+
+    fn with_stack<R>(
+        &mut self,
+        _: SlotIndex,
+        serve: impl FnOnce(&mut Magazine, Option<(&mut Stack, &GroupCharge)>) -> R,
+    ) -> Result<R, Busy> {
+        Ok(serve(self.0, Some((self.1, self.2))))
+    }
+}
+
+/// A table whose magazine or stack is always taken.
+struct BusyTable(Busy);
+
+impl StackTable for BusyTable {
+    fn account(&self, _: SlotIndex) -> Account {
+        Account::Policy(Policy::Fault)
+    }
+
+    fn with_stack<R>(
+        &mut self,
+        _: SlotIndex,
+        _: impl FnOnce(&mut Magazine, Option<(&mut Stack, &GroupCharge)>) -> R,
+    ) -> Result<R, Busy> {
+        Err(self.0)
+    }
 }
 
 #[test]
-fn populate_down_to_maps_the_area_below_the_interrupted_pointer() {
+fn a_busy_magazine_or_stack_is_fatal_never_waited_for() {
+    let mut fx = Fixture::new();
+    let stack = fx.create(Policy::Fault, 2);
+    let addr = fx.page_addr(&stack, 1);
+    for (busy, name) in [
+        (Busy::Magazine, "magazine_busy"),
+        (Busy::Stack, "stack_busy"),
+    ] {
+        let outcome = handle(
+            &mut fx.platform,
+            &fx.layout,
+            fx.counters.tally(),
+            &mut BusyTable(busy),
+            addr,
+        );
+        let FaultOutcome::Fatal { reason, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!((reason, reason.name()), (FatalReason::Busy(busy), name));
+    }
+    assert_eq!(fx.count_of(Policy::Fault, Counter::Fatal), 2);
+    assert_eq!(stack.populated(), PageSet::top(1));
+}
+
+#[test]
+fn populate_span_serves_every_missing_page_of_the_span_from_the_top() {
     let mut fx = Fixture::new();
     let mut stack = fx.create(Policy::Guaranteed, 2);
     fx.refill();
+    // A gap: page 2 touched, page 1 not.
+    let deep = fx.page_addr(&stack, 2);
+    assert!(matches!(
+        fx.fault(&mut stack, deep),
+        FaultOutcome::Served { .. }
+    ));
+    let top = fx.sp(&stack, 0x0f00);
     let lowest = fx.sp(&stack, 0x2100);
-    let mapped = populate_down_to(
+    let mut table = Fixture::table(&mut fx.cpu.magazine, &mut stack, &fx.group);
+    let span = populate_span(
         &mut fx.platform,
         &fx.layout,
-        &mut fx.cpu.magazine,
-        &fx.counters,
-        &mut stack,
-        &fx.group,
+        fx.counters.tally(),
+        &mut table,
         lowest,
+        top,
     );
-    assert_eq!(mapped, Ok(2));
+    assert_eq!(span, Ok(()));
     assert_eq!(stack.populated(), PageSet::top(3));
+    assert_eq!(fx.count(Counter::Faults), 2);
     // Already there: nothing to do.
-    let again = populate_down_to(
+    let mut table = Fixture::table(&mut fx.cpu.magazine, &mut stack, &fx.group);
+    let again = populate_span(
         &mut fx.platform,
         &fx.layout,
-        &mut fx.cpu.magazine,
-        &fx.counters,
-        &mut stack,
-        &fx.group,
+        fx.counters.tally(),
+        &mut table,
         lowest,
+        top,
     );
-    assert_eq!(again, Ok(0));
-    // The magazine has one frame left; the whole stack needs one more page.
-    let _ = fx.cpu.magazine.take().map(|f| fx.platform.free_frame(f));
+    assert_eq!(again, Ok(()));
+    assert_eq!(fx.count(Counter::Faults), 2);
+    // The magazine has one frame left; page 3 needs it, and the guard below comes next.
     let bottom = fx.layout.stack_bottom(stack.slot());
-    let short = populate_down_to(
+    let below = VirtAddr::new(bottom.as_u64() - 8);
+    let mut table = Fixture::table(&mut fx.cpu.magazine, &mut stack, &fx.group);
+    let overflow = populate_span(
         &mut fx.platform,
         &fx.layout,
-        &mut fx.cpu.magazine,
-        &fx.counters,
-        &mut stack,
-        &fx.group,
-        bottom,
+        fx.counters.tally(),
+        &mut table,
+        below,
+        top,
     );
-    assert_eq!(short, Err(FatalReason::MagazineEmpty));
-    assert_eq!(fx.counters.snapshot().dks_fatal, 1);
+    assert_eq!(
+        overflow,
+        Err(FaultOutcome::GuardHit {
+            slot: SlotIndex::new(2),
+            addr: below,
+            depth_in_bytes: 0x4008,
+        })
+    );
+    assert_eq!(stack.populated(), PageSet::top(4));
+    assert_eq!(fx.count(Counter::GuardHits), 1);
+    // A page that cannot be served ends the span with its fatal outcome.
+    let mut short = fx.create(Policy::Fault, 3);
+    let lowest = fx.sp(&short, 0x1800);
+    let mut table = Fixture::table(&mut fx.cpu.magazine, &mut short, &fx.group);
+    let failed = populate_span(
+        &mut fx.platform,
+        &fx.layout,
+        fx.counters.tally(),
+        &mut table,
+        lowest,
+        fx.layout.stack_top(SlotIndex::new(3)),
+    );
+    assert!(
+        matches!(
+            failed,
+            Err(FaultOutcome::Fatal {
+                reason: FatalReason::MagazineEmpty,
+                addr,
+                ..
+            }) if addr == lowest
+        ),
+        "{failed:?}"
+    );
+    assert_eq!(fx.count(Counter::Fatal), 1);
     fx.platform
         .check_slot(&fx.layout, stack.slot(), Some(stack.populated()))
         .unwrap();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::counters::Counter;
 use crate::layout::{SlotIndex, StackPage};
 use crate::policy::Policy;
 use crate::switch::{self, SwitchOut, SwitchOutReason};
@@ -18,7 +19,7 @@ fn sleep(fx: &mut Fixture, stack: &mut Stack, depth: u64) {
         &mut fx.platform,
         &fx.layout,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         stack,
         SwitchOut {
@@ -85,7 +86,7 @@ fn a_sleeping_reclaim_task_gives_back_its_dead_pages_with_one_shootdown() {
         &mut fx.platform,
         &fx.layout,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         &mut stack,
     );
@@ -100,9 +101,12 @@ fn a_sleeping_reclaim_task_gives_back_its_dead_pages_with_one_shootdown() {
     fx.platform
         .check_slot(&fx.layout, stack.slot(), Some(PageSet::top(2)))
         .unwrap();
-    let counters = fx.counters.snapshot();
+    let counters = fx.counters.totals();
     assert_eq!(
-        (counters.dks_reclaimed, counters.nr_kernel_stack_kb),
+        (
+            counters.get(Counter::Reclaimed),
+            counters.get(Counter::NrKernelStackKb)
+        ),
         (2, 8)
     );
     assert_eq!(fx.group.charged_pages(), 2);
@@ -112,7 +116,7 @@ fn a_sleeping_reclaim_task_gives_back_its_dead_pages_with_one_shootdown() {
             &mut fx.platform,
             &fx.layout,
             &mut fx.cpu.magazine,
-            &fx.counters,
+            fx.counters.tally(),
             &fx.group,
             &mut stack
         ),
@@ -143,7 +147,7 @@ fn only_sleeping_tasks_of_reclaiming_policies_give_pages_back() {
                 &mut fx.platform,
                 &fx.layout,
                 &mut fx.cpu.magazine,
-                &fx.counters,
+                fx.counters.tally(),
                 &fx.group,
                 stack,
             )
@@ -155,7 +159,7 @@ fn only_sleeping_tasks_of_reclaiming_policies_give_pages_back() {
             &mut fx.platform,
             &fx.layout,
             &mut fx.cpu.magazine,
-            &fx.counters,
+            fx.counters.tally(),
             &fx.group,
             &mut stack,
             SwitchOut {
@@ -176,25 +180,25 @@ fn untouched_dead_pages_go_back_to_the_magazine_without_a_flush() {
     let mut fx = Fixture::new();
     let mut stack = fx.create(Policy::Reclaim, 0);
     fx.refill();
-    // Fault page 1 in but never write it (as populate_down_to may).
-    let group = &fx.group;
-    let mapped = crate::fault::populate_down_to(
+    // Fault page 1 in but never write it (as populate_span may).
+    let top = fx.layout.stack_top(SlotIndex::new(0));
+    let mut table = crate::emulated::OneStack::new(&mut fx.cpu.magazine, &mut stack, &fx.group);
+    let mapped = crate::fault::populate_span(
         &mut fx.platform,
         &fx.layout,
-        &mut fx.cpu.magazine,
-        &fx.counters,
-        &mut stack,
-        group,
-        VirtAddr::new(fx.layout.stack_top(SlotIndex::new(0)).as_u64() - 0x1800),
+        fx.counters.tally(),
+        &mut table,
+        VirtAddr::new(top.as_u64() - 0x1800),
+        top,
     );
-    assert_eq!(mapped, Ok(1));
+    assert_eq!(mapped, Ok(()));
     assert_eq!(fx.cpu.magazine.len(), 2);
     sleep(&mut fx, &mut stack, 64);
     let reclaimed = reclaim_asleep(
         &mut fx.platform,
         &fx.layout,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         &mut stack,
     );

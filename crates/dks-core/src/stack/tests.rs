@@ -1,6 +1,6 @@
 use super::*;
 use crate::cache;
-use crate::counters::CounterSnapshot;
+use crate::counters::Counter;
 use crate::deferred::DeferredFree;
 use crate::emulated::FailurePattern;
 use crate::test_fixture::Fixture;
@@ -9,7 +9,7 @@ fn fresh(fx: &mut Fixture, policy: Policy, slot: u32) -> Result<Created, CreateE
     create(
         &mut fx.platform,
         &fx.layout,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         Fixture::spec(policy),
         StackSource::Fresh(SlotIndex::new(slot)),
@@ -37,7 +37,7 @@ fn creation_populates_what_the_policy_asks_and_marks_the_rest() {
         assert_eq!(counts.total(), fx.layout.slot_size_in_pages());
         assert_eq!(counts.populated, u64::from(expected.len()));
         assert_eq!(
-            fx.counters.snapshot().nr_kernel_stack_kb,
+            fx.count(Counter::NrKernelStackKb),
             4 * i64::from(expected.len())
         );
         assert_eq!(fx.group.charged_pages(), u64::from(expected.len()));
@@ -78,7 +78,10 @@ fn a_group_limit_fails_creation_and_leaves_nothing_behind() {
     assert_eq!(error.source, StackSource::Fresh(SlotIndex::new(1)));
     assert_eq!(fx.group.charged_pages(), 0);
     assert_eq!(fx.platform.free_frames(), 64);
-    assert_eq!(fx.counters.snapshot(), CounterSnapshot::default());
+    assert_eq!(
+        fx.counters.totals(),
+        crate::emulated::OneCpuCounters::new().totals()
+    );
     fx.platform
         .check_slot(&fx.layout, SlotIndex::new(1), None)
         .unwrap();
@@ -101,7 +104,7 @@ fn an_allocation_failure_midway_gives_every_frame_back() {
     assert_eq!(error.source.slot(), SlotIndex::new(5));
     assert_eq!(fx.platform.free_frames(), 64);
     assert_eq!(fx.group.charged_pages(), 0);
-    assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 0);
+    assert_eq!(fx.count(Counter::NrKernelStackKb), 0);
     fx.platform
         .check_slot(&fx.layout, SlotIndex::new(5), None)
         .unwrap();
@@ -115,9 +118,10 @@ fn lean_stacks_are_cached_and_reused_and_grown_ones_are_freed() {
             &mut fx.platform,
             &fx.layout,
             &mut fx.cpu.cache,
-            &fx.counters,
+            fx.counters.tally(),
             &fx.group,
             exit(stack),
+            0,
         )
     };
     let reuse = |fx: &mut Fixture, policy: Policy| {
@@ -125,7 +129,7 @@ fn lean_stacks_are_cached_and_reused_and_grown_ones_are_freed() {
         create(
             &mut fx.platform,
             &fx.layout,
-            &fx.counters,
+            fx.counters.tally(),
             &fx.group,
             Fixture::spec(policy),
             StackSource::Cached(cached),
@@ -146,7 +150,7 @@ fn lean_stacks_are_cached_and_reused_and_grown_ones_are_freed() {
     fx.platform
         .check_slot(&fx.layout, SlotIndex::new(4), None)
         .unwrap();
-    assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 0);
+    assert_eq!(fx.count(Counter::NrKernelStackKb), 0);
     assert_eq!(fx.group.charged_pages(), 0);
 
     // A lean one is cached, still mapped (the cache owns its frame), and reused with only its
@@ -161,7 +165,7 @@ fn lean_stacks_are_cached_and_reused_and_grown_ones_are_freed() {
     assert_eq!(created.stack.populated(), PageSet::top(1));
     assert_eq!(created.pages_to_zero, PageSet::top(1));
     assert_eq!(fx.group.charged_pages(), 1);
-    assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 4);
+    assert_eq!(fx.count(Counter::NrKernelStackKb), 4);
 
     // A static stack is lean at four pages: cached whole, and every page needs zeroing.
     let whole = fx.create(Policy::Static, 6);
@@ -185,7 +189,7 @@ fn lean_stacks_are_cached_and_reused_and_grown_ones_are_freed() {
     let created = create(
         &mut fx.platform,
         &fx.layout,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         Fixture::spec(Policy::Static),
         StackSource::Cached(cached),
@@ -208,16 +212,17 @@ fn a_failed_creation_on_a_cached_stack_gives_the_cached_stack_back() {
         &mut fx.platform,
         &fx.layout,
         &mut fx.cpu.cache,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         exit(stack),
+        0,
     );
     let cached = fx.cpu.cache.take().unwrap();
     fx.platform.set_failures(FailurePattern::EveryNth(1));
     let error = create(
         &mut fx.platform,
         &fx.layout,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         Fixture::spec(Policy::Static),
         StackSource::Cached(cached),
@@ -250,9 +255,10 @@ fn with_the_cache_full_a_release_frees_everything() {
             &mut fx.platform,
             &fx.layout,
             &mut fx.cpu.cache,
-            &fx.counters,
+            fx.counters.tally(),
             &fx.group,
             exit(stack),
+            0,
         ));
     }
     assert_eq!(
@@ -282,7 +288,7 @@ fn with_the_cache_full_a_release_frees_everything() {
             .unwrap();
     }
     fx.platform.check_tlbs().unwrap();
-    assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 0);
+    assert_eq!(fx.count(Counter::NrKernelStackKb), 0);
     assert_eq!(fx.group.charged_pages(), 0);
     assert_eq!(fx.group.peak_pages(), 4);
 }

@@ -1,4 +1,6 @@
 use super::*;
+use crate::account::Account;
+use crate::counters::Counter;
 use crate::emulated::FailurePattern;
 use crate::page_set::PageSet;
 use crate::policy::Policy;
@@ -9,7 +11,7 @@ fn prepare_next(fx: &mut Fixture, next: &mut Stack) -> Admission {
         &mut fx.platform,
         &fx.layout,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         next,
     )
@@ -26,7 +28,7 @@ fn switch_out_at(
         &mut fx.platform,
         &fx.layout,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &fx.group,
         prev,
         SwitchOut { saved_sp, reason },
@@ -40,7 +42,7 @@ fn policies_without_admission_are_admitted_without_a_refill() {
         let mut next = fx.create(policy, 0);
         assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
         assert!(fx.cpu.magazine.is_empty());
-        assert_eq!(fx.counters.snapshot().dks_refills, 0);
+        assert_eq!(fx.count(Counter::Refills), 0);
     }
 }
 
@@ -51,11 +53,17 @@ fn admission_refills_until_the_need_is_covered() {
         let mut next = fx.create(policy, 0);
         assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
         assert_eq!(fx.cpu.magazine.len(), 3);
-        let counters = fx.counters.snapshot();
-        assert_eq!((counters.dks_refills, counters.dks_refill_fail), (1, 0));
+        let counters = fx.counters.totals();
+        assert_eq!(
+            (
+                counters.get(Counter::Refills),
+                counters.get(Counter::RefillFail)
+            ),
+            (1, 0)
+        );
         // Covered already: no refill.
         assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
-        assert_eq!(fx.counters.snapshot().dks_refills, 1);
+        assert_eq!(fx.count(Counter::Refills), 1);
         assert_eq!(next.populated(), PageSet::top(1), "{policy}");
     }
 }
@@ -69,12 +77,12 @@ fn admission_waits_when_the_atomic_refill_cannot_cover_the_need() {
         prepare_next(&mut fx, &mut next),
         Admission::Wait { need: 3, have: 0 }
     );
-    let counters = fx.counters.snapshot();
+    let counters = fx.counters.totals();
     assert_eq!(
         (
-            counters.dks_admit_wait,
-            counters.dks_refills,
-            counters.dks_refill_fail
+            counters.get(Counter::AdmitWait),
+            counters.get(Counter::Refills),
+            counters.get(Counter::RefillFail)
         ),
         (1, 1, 1)
     );
@@ -102,12 +110,12 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
     assert_eq!(next.populated(), PageSet::top(4));
     assert!(fx.cpu.magazine.is_empty());
     assert_eq!(fx.group.charged_pages(), 4);
-    assert_eq!(fx.counters.snapshot().nr_kernel_stack_kb, 16);
+    assert_eq!(fx.count(Counter::NrKernelStackKb), 16);
     assert_eq!(
         finish(
             &mut fx.platform,
             &mut fx.cpu.magazine,
-            &fx.counters,
+            fx.counters.tally(),
             &mut next
         ),
         None
@@ -116,7 +124,7 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
     for page in 0..2 {
         fx.platform.touch(fx.page_addr(&next, page)).unwrap();
     }
-    assert_eq!(fx.counters.snapshot().dks_faults, 0);
+    assert_eq!(fx.count(Counter::Faults), 0);
     // At switch-out the two untouched dead pages go back, with no flush, to
     // the magazine.
     assert_eq!(
@@ -130,9 +138,12 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
     fx.platform
         .check_slot(&fx.layout, next.slot(), Some(PageSet::top(2)))
         .unwrap();
-    let counters = fx.counters.snapshot();
+    let counters = fx.counters.totals();
     assert_eq!(
-        (counters.dks_reclaimed, counters.nr_kernel_stack_kb),
+        (
+            counters.get(Counter::Reclaimed),
+            counters.get(Counter::NrKernelStackKb)
+        ),
         (2, 8)
     );
     assert_eq!(fx.group.charged_pages(), 2);
@@ -141,7 +152,7 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
     let _ = finish(
         &mut fx.platform,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &mut next,
     );
     assert_eq!(
@@ -159,7 +170,7 @@ fn the_fault_policy_refills_after_the_switch_and_may_fail() {
     let refill = finish(
         &mut fx.platform,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &mut next,
     );
     assert_eq!(refill.map(|r| r.is_complete()), Some(true));
@@ -168,26 +179,37 @@ fn the_fault_policy_refills_after_the_switch_and_may_fail() {
     let refill = finish(
         &mut fx.platform,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &mut next,
     );
     assert_eq!(refill.map(|r| (r.added, r.len)), Some((0, 2)));
-    let counters = fx.counters.snapshot();
-    assert_eq!((counters.dks_refills, counters.dks_refill_fail), (2, 1));
+    let counters = fx.counters.totals();
+    assert_eq!(
+        (
+            counters.get(Counter::Refills),
+            counters.get(Counter::RefillFail)
+        ),
+        (2, 1)
+    );
     // Full magazine: nothing counted.
     fx.platform.set_failures(FailurePattern::Never);
     let _ = refill_full(&mut fx);
     let _ = finish(
         &mut fx.platform,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &mut next,
     );
-    assert_eq!(fx.counters.snapshot().dks_refills, 3);
+    assert_eq!(fx.count(Counter::Refills), 3);
 }
 
 fn refill_full(fx: &mut Fixture) -> Refill {
-    refill(&mut fx.platform, &mut fx.cpu.magazine, &fx.counters)
+    refill(
+        &mut fx.platform,
+        &mut fx.cpu.magazine,
+        fx.counters.tally(),
+        Account::Policy(Policy::Fault),
+    )
 }
 
 #[test]
@@ -203,7 +225,7 @@ fn switching_out_records_the_pointer_and_switching_in_clears_it() {
     let _ = finish(
         &mut fx.platform,
         &mut fx.cpu.magazine,
-        &fx.counters,
+        fx.counters.tally(),
         &mut stack,
     );
     assert_eq!((stack.saved_sp(), stack.is_asleep()), (None, false));

@@ -1,0 +1,152 @@
+//! The invariants of DESIGN §10, checked after every step: every frame in exactly one
+//! place, every slot as its stack says, the counters agreeing with the stacks.
+
+use dks_core::emulated::{FrameCounts, Place, SlotUse};
+use dks_core::{Account, Counter, PageSet, Policy, SlotIndex};
+
+use super::{TaskState, World};
+
+impl World {
+    pub(super) fn slot_use(&self, slot: SlotIndex) -> (SlotUse, Option<PageSet>) {
+        if let Some(task) = self.tasks.get(&slot.as_u32()) {
+            return (SlotUse::Live, Some(task.stack.populated()));
+        }
+        for cpu in &self.cpus {
+            if let Some(exited) = cpu.deferred.iter().find(|exited| exited.slot() == slot) {
+                return (SlotUse::Live, Some(exited.populated()));
+            }
+            if let Some(cached) = cpu.percpu.cache.iter().find(|cached| cached.slot() == slot) {
+                return (SlotUse::Cached, Some(cached.populated()));
+            }
+        }
+        (SlotUse::Unused, None)
+    }
+
+    /// Every frame in exactly one place; returns the counts.
+    pub fn census(&self) -> FrameCounts {
+        let mut census = self
+            .platform
+            .census(&self.layout, |slot| self.slot_use(slot).0)
+            .expect("mapped pages belong to stacks");
+        for cpu in &self.cpus {
+            census
+                .record_magazine(&cpu.percpu.magazine)
+                .expect("magazine frames");
+        }
+        for frame in &self.other {
+            census.record(frame, Place::Other).expect("other frames");
+        }
+        census.finish().expect("every frame in exactly one place")
+    }
+
+    /// Checks the invariants of DESIGN §10.
+    pub fn check(&self) {
+        // Every frame in exactly one place (a frame mapped in two stacks is
+        // a frame in two places).
+        let counts = self.census();
+        let mut live_pages = 0;
+        let mut cached_pages = 0;
+        let mut charged = vec![0u64; self.groups.len()];
+        let mut slots_seen = 0;
+        for slot in (0..self.layout.slot_count()).map(SlotIndex::new) {
+            let (slot_use, populated) = self.slot_use(slot);
+            // Page states add up, and the entries agree with dks's state.
+            let pages = self
+                .platform
+                .check_slot(&self.layout, slot, populated)
+                .unwrap_or_else(|mismatch| panic!("slot {slot:?}: {mismatch:?}"));
+            if let Some(populated) = populated {
+                assert_eq!(pages.total(), self.layout.slot_size_in_pages());
+                assert_eq!(pages.populated, u64::from(populated.len()));
+                assert!(
+                    populated.contains(dks_core::StackPage::TOP),
+                    "top page unpopulated"
+                );
+                slots_seen += 1;
+            }
+            match slot_use {
+                SlotUse::Live => live_pages += u64::from(populated.map_or(0, PageSet::len)),
+                SlotUse::Cached => cached_pages += u64::from(populated.map_or(0, PageSet::len)),
+                SlotUse::Unused => {}
+            }
+        }
+        assert_eq!(counts.stack, live_pages);
+        assert_eq!(counts.cache, cached_pages);
+        assert_eq!(
+            slots_seen + self.free_slots.len(),
+            self.layout.slot_count() as usize
+        );
+
+        for task in self.tasks.values() {
+            charged[task.stack.group().as_usize()] += u64::from(task.stack.populated_pages());
+        }
+        for cpu in &self.cpus {
+            for exited in cpu.deferred.iter() {
+                charged[exited.group().as_usize()] += u64::from(exited.populated().len());
+            }
+            let magazine = &cpu.percpu.magazine;
+            assert!(magazine.len() <= magazine.capacity());
+            for frame in magazine.frames() {
+                assert!(
+                    self.platform.is_clean(frame.phys_addr()),
+                    "dirty frame in a magazine"
+                );
+            }
+            if let Some(slot) = cpu.running {
+                let task = &self.tasks[&slot];
+                assert_eq!(task.state, TaskState::Running);
+                if task.stack.policy() == Policy::Switch {
+                    assert_eq!(task.stack.populated(), self.layout.all_pages());
+                }
+            }
+        }
+        for (group, &pages) in self.groups.iter().zip(&charged) {
+            assert_eq!(group.charged_pages(), pages, "group charge");
+        }
+
+        // No CPU can reach a frame through a stale translation.
+        self.platform
+            .check_tlbs()
+            .expect("TLBs agree with the page table");
+
+        let totals = self.totals();
+        assert_eq!(totals.get(Counter::NrKernelStackKb), 4 * live_pages as i64);
+        // Each account holds exactly the populated pages of its stacks not yet released.
+        for account in Account::ALL {
+            let live: u64 = self
+                .tasks
+                .values()
+                .filter(|task| task.stack.account() == account)
+                .map(|task| u64::from(task.stack.populated_pages()))
+                .sum();
+            let exited: u64 = self
+                .cpus
+                .iter()
+                .flat_map(|cpu| cpu.deferred.iter())
+                .filter(|exited| exited.account() == account)
+                .map(|exited| u64::from(exited.populated().len()))
+                .sum();
+            let pages = live + exited;
+            assert_eq!(
+                totals.account(account).pages_now,
+                pages as i64,
+                "{account:?}"
+            );
+        }
+        let count = |counter| totals.get(counter) as u64;
+        assert_eq!(count(Counter::Fatal), self.seen.fatal_faults);
+        assert_eq!(count(Counter::GuardHits), self.seen.guard_hits);
+        assert_eq!(count(Counter::Faults), self.seen.served_faults);
+        assert_eq!(count(Counter::AdmitWait), self.seen.admit_waits);
+        assert!(count(Counter::RefillFail) <= count(Counter::Refills));
+        let dynamic_only = self.policies.iter().all(|&policy| policy != Policy::Fault);
+        if dynamic_only {
+            assert_eq!(
+                count(Counter::Fatal),
+                0,
+                "a fatal stack fault under {:?}",
+                self.policies
+            );
+        }
+    }
+}

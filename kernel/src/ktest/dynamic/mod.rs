@@ -1,0 +1,187 @@
+//! Tests of the dynamic stack policies in the kernel (issue: dynamic stacks, DESIGN §3-§7).
+//!
+//! Split by what they exercise: [`memory`], the stack memory; [`edges`], traps at the edge
+//! of the populated stack; [`failures`], running out of memory and overflowing.
+
+use alloc::sync::Arc;
+use core::hint::black_box;
+
+use dks_core::Counter;
+
+use super::{KernelTest, TestResult};
+use crate::hw::cpu_ops::IrqGuard;
+use crate::hw::layout::PAGE_BYTES;
+use crate::hw::paging;
+use crate::hw::probes::stack_pointer;
+use crate::mm::frames;
+use crate::sched::{self, SpawnOptions, Thread};
+use crate::stacks::{self, Policy};
+use crate::work;
+
+mod edges;
+mod failures;
+mod memory;
+
+/// The tests of this module.
+pub const TESTS: &[KernelTest] = &[
+    KernelTest {
+        name: "faults_per_depth",
+        run: memory::faults_per_depth,
+    },
+    KernelTest {
+        name: "no_frame_in_two_stacks",
+        run: memory::no_frame_in_two_stacks,
+    },
+    KernelTest {
+        name: "deep_preempted_migrated",
+        run: edges::deep_preempted_migrated,
+    },
+    KernelTest {
+        name: "nonstack_fault_on_unpopulated_edge",
+        run: edges::nonstack_fault_on_unpopulated_edge,
+    },
+    KernelTest {
+        name: "preempted_near_unpopulated_page",
+        run: edges::preempted_near_unpopulated_page,
+    },
+    KernelTest {
+        name: "bounce_over_a_gap",
+        run: edges::bounce_over_a_gap,
+    },
+    KernelTest {
+        name: "irqoff_deep_paths_fault_vs_guaranteed",
+        run: failures::irqoff_deep_paths_fault_vs_guaranteed,
+    },
+    KernelTest {
+        name: "cached_stack_reads_zero",
+        run: memory::cached_stack_reads_zero,
+    },
+    KernelTest {
+        name: "atomic_failures_fault_vs_guaranteed",
+        run: failures::atomic_failures_fault_vs_guaranteed,
+    },
+    KernelTest {
+        name: "guard_hit_stops_the_thread",
+        run: failures::guard_hit_stops_the_thread,
+    },
+    KernelTest {
+        name: "group_limit",
+        run: memory::group_limit,
+    },
+    KernelTest {
+        name: "high_water_mark",
+        run: memory::high_water_mark,
+    },
+];
+
+fn spawn_with(
+    name: &str,
+    policy: Policy,
+    pinned: Option<u32>,
+    body: impl Fn() + Send + Sync + 'static,
+) -> Result<Arc<Thread>, alloc::string::String> {
+    sched::spawn(
+        name,
+        SpawnOptions {
+            policy,
+            pinned,
+            ..SpawnOptions::default()
+        },
+        body,
+    )
+    .map_err(|e| alloc::format!("spawn {name}: {e:?}"))
+}
+
+fn me() -> Arc<Thread> {
+    sched::current().expect("tests run in threads")
+}
+
+/// Recurses through 256-byte frames that touch their locals until the stack is `depth` bytes
+/// deep (measured from `top`), then runs `at_bottom` there; returns a checksum of the frames,
+/// verified on the way back up.
+fn recurse(top: u64, depth: u64, level: u64, at_bottom: &mut dyn FnMut()) -> Result<u64, u64> {
+    let mut frame = [0u64; 32];
+    for (i, word) in frame.iter_mut().enumerate() {
+        *word = level.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64;
+    }
+    black_box(&mut frame);
+    let below = if top - stack_pointer() < depth {
+        recurse(top, depth, level + 1, at_bottom)?
+    } else {
+        at_bottom();
+        0
+    };
+    black_box(&frame);
+    for (i, word) in frame.iter().enumerate() {
+        if *word != level.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64 {
+            return Err(level);
+        }
+    }
+    Ok(below.wrapping_add(frame.iter().sum::<u64>()))
+}
+
+/// Recurses until the stack pointer is `window` bytes above a page boundary whose page below
+/// is not populated yet, at least `min_depth` deep; then runs `at_edge` with that stack
+/// pointer.
+fn recurse_to_edge(
+    top: u64,
+    min_depth: u64,
+    window: &core::ops::Range<u64>,
+    level: u64,
+    at_edge: &mut dyn FnMut(u64),
+) -> u64 {
+    let mut frame = [level; 24];
+    black_box(&mut frame);
+    let sp = stack_pointer();
+    let above_boundary = sp % PAGE_BYTES;
+    let next_page = (sp & !(PAGE_BYTES - 1)) - PAGE_BYTES;
+    let deep_enough = top - sp >= min_depth;
+    if deep_enough && window.contains(&above_boundary) && paging::translate(next_page).is_none() {
+        at_edge(sp);
+    } else {
+        black_box(recurse_to_edge(top, min_depth, window, level + 1, at_edge));
+    }
+    black_box(&frame);
+    frame[0]
+}
+
+/// As [`recurse_to_edge`] with the stack pointer 96 to 352 bytes above the boundary.
+fn recurse_to_unpopulated_edge(
+    top: u64,
+    min_depth: u64,
+    level: u64,
+    at_edge: &mut dyn FnMut(u64),
+) -> u64 {
+    recurse_to_edge(top, min_depth, &(96..352), level, at_edge)
+}
+
+fn fresh_stacks() {
+    work::drain();
+    stacks::drain_caches();
+}
+
+/// The count of `event` for the workload threads of `policy` now.
+fn events(policy: Policy, event: Counter) -> u64 {
+    stacks::policy_totals(policy).events(event)
+}
+
+fn baseline() -> (u64, i64) {
+    fresh_stacks();
+    let stats = stacks::stats();
+    (
+        frames::stats().free + stats.magazine_frames,
+        stats.counters.get(Counter::NrKernelStackKb),
+    )
+}
+
+/// Drains every CPU's magazine (from a pinned static thread on each).
+fn drain_all_magazines() -> TestResult {
+    for cpu in 0..sched::online_cpus() {
+        let thread = spawn_with("drain", Policy::Static, Some(cpu), || {
+            let irq = IrqGuard::new();
+            stacks::drain_magazine_here(&irq);
+        })?;
+        sched::join(&thread);
+    }
+    Ok(())
+}
