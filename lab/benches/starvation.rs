@@ -3,7 +3,7 @@
 //! guest memories from 32 MiB. Every run must end in success or in a clear record: no panic,
 //! no silent hang (a timeout), and `guaranteed` never has a fatal stack fault.
 //!
-//! `cargo bench -p dks-lab --bench starvation` (160 runs, about 20 minutes on a 2-core
+//! `cargo bench -p dks-lab --bench starvation` (160 runs, about 10 minutes on an idle 2-core
 //! machine; not part of the test suite). `-- --quick` runs one memory size only. It prints the
 //! matrix and the counts per outcome, writes them as JSON to `target/starvation.json`, keeps
 //! the consoles of every run that ended badly in `target/starvation-logs/`, and exits non-zero

@@ -77,9 +77,14 @@ fn injected_nmis_change_nothing_a_deterministic_workload_computes() {
         .map(|b| b["nmis_handled"].as_u64().unwrap())
         .sum();
     assert_eq!(injected, NMIS, "{boots:?}");
-    // Each NMI reaches both CPUs; one arriving while another is pending on a CPU merges with
-    // it (the processor latches one), so at least one per injection was handled.
-    assert!(handled >= NMIS, "{handled} NMIs handled: {boots:?}");
+    // Each NMI reaches both CPUs, but one arriving while another is still pending on a CPU
+    // merges with it (the processor latches one): on a loaded host, injections come faster
+    // than a CPU takes them, and fewer than one per injection may be handled (2,810 for 3,000
+    // once). They reached the kernel, and no more than two per injection.
+    assert!(
+        handled > 0 && handled <= 2 * NMIS,
+        "{handled} NMIs handled: {boots:?}"
+    );
 
     let policies = |v: &Value| v["policies"].as_array().expect("policies").clone();
     let (quiet, loud) = (policies(&quiet), policies(&loud));
