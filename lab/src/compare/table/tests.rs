@@ -1,0 +1,32 @@
+use super::super::figures::{compare, tests as data};
+use super::*;
+
+#[test]
+fn one_aligned_row_per_policy_with_the_json_s_figures() {
+    let policies = vec!["static".to_owned(), "fault".to_owned()];
+    let c = compare(&data::setup(), &policies, &data::measurements()).unwrap();
+    let text = render(&c);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("dks compare: scenario s (2 CPU(s), max_stack 16K"));
+    assert!(lines[1].starts_with("policy  end KiB  peak KiB"), "{text}");
+    let static_row: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        static_row,
+        [
+            "static", "0", "64", "n/a", "n/a", "n/a", "n/a", "100.0%", "40", "160.0%", "0", "0",
+            "0", "0", "0", "0", "n/a", "1000", "1.00", "2000", "1.00"
+        ]
+    );
+    let fault_row: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(
+        fault_row,
+        [
+            "fault", "16", "48", "4", "12.00", "12.91", "n/a", "75.0%", "44", "109.1%", "8", "4",
+            "0", "0", "0", "0", "1500", "1100", "1.10", "500", "0.25"
+        ]
+    );
+    // Right-aligned: every row is as wide as the header.
+    assert_eq!(lines[2].len(), lines[1].len());
+    assert_eq!(lines[3].len(), lines[1].len());
+    assert!(lines[4].contains("1000 insns handled on the IST stack, 1500 moved"));
+}
