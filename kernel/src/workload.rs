@@ -775,7 +775,7 @@ struct PolicyChecks {
     sum: AtomicU64,
 }
 
-static CHECKS: [PolicyChecks; Policy::ALL.len()] = [const {
+static CHECKS: [PolicyChecks; Policy::COUNT] = [const {
     PolicyChecks {
         threads_finished: AtomicU64::new(0),
         threads_idle: AtomicU64::new(0),
@@ -784,14 +784,10 @@ static CHECKS: [PolicyChecks; Policy::ALL.len()] = [const {
         corrupted: AtomicU64::new(0),
         sum: AtomicU64::new(0),
     }
-}; Policy::ALL.len()];
+}; Policy::COUNT];
 
 fn checks_of(policy: Policy) -> &'static PolicyChecks {
-    let index = Policy::ALL
-        .iter()
-        .position(|&p| p == policy)
-        .expect("Policy::ALL lists every policy");
-    &CHECKS[index]
+    &CHECKS[policy.index()]
 }
 
 impl PolicyChecks {
