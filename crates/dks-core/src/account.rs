@@ -68,6 +68,9 @@ pub const PEAK_PAGE_BUCKETS: usize = MAX_STACK_PAGES_LIMIT + 1;
 struct AccountStats {
     pages_now: AtomicI64,
     pages_peak: AtomicI64,
+    packed_threads_now: AtomicI64,
+    packed_bytes_now: AtomicI64,
+    packed_bytes_peak: AtomicI64,
     threads_created: AtomicU64,
     threads_released: AtomicU64,
     threads_stopped: AtomicU64,
@@ -84,6 +87,9 @@ impl AccountStats {
         Self {
             pages_now: AtomicI64::new(0),
             pages_peak: AtomicI64::new(0),
+            packed_threads_now: AtomicI64::new(0),
+            packed_bytes_now: AtomicI64::new(0),
+            packed_bytes_peak: AtomicI64::new(0),
             threads_created: AtomicU64::new(0),
             threads_released: AtomicU64::new(0),
             threads_stopped: AtomicU64::new(0),
@@ -122,6 +128,17 @@ impl Ledger {
         let stats = self.of(account);
         let now = stats.pages_now.fetch_add(delta, Ordering::Relaxed) + delta;
         stats.pages_peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Adds `threads` packed stacks holding `bytes` of buffers to `account` (negative when
+    /// restored or released) and keeps the peak of the bytes.
+    pub(crate) fn add_packed(&self, account: Account, threads: i64, bytes: i64) {
+        let stats = self.of(account);
+        stats
+            .packed_threads_now
+            .fetch_add(threads, Ordering::Relaxed);
+        let now = stats.packed_bytes_now.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        stats.packed_bytes_peak.fetch_max(now, Ordering::Relaxed);
     }
 
     /// Notes a thread of `account` created, with the `pages` its stack has populated.
@@ -186,6 +203,9 @@ impl Ledger {
             events,
             pages_now: stats.pages_now.load(Ordering::Relaxed),
             pages_peak: stats.pages_peak.load(Ordering::Relaxed),
+            packed_threads_now: stats.packed_threads_now.load(Ordering::Relaxed),
+            packed_bytes_now: stats.packed_bytes_now.load(Ordering::Relaxed),
+            packed_bytes_peak: stats.packed_bytes_peak.load(Ordering::Relaxed),
             threads_created: load(&stats.threads_created),
             threads_released: load(&stats.threads_released),
             threads_stopped: load(&stats.threads_stopped),
@@ -213,6 +233,12 @@ pub struct AccountSnapshot {
     pub pages_now: i64,
     /// The most `pages_now` ever was.
     pub pages_peak: i64,
+    /// Its stacks packed now (`pack`).
+    pub packed_threads_now: i64,
+    /// Bytes of the buffers of its packed stacks now.
+    pub packed_bytes_now: i64,
+    /// The most `packed_bytes_now` ever was.
+    pub packed_bytes_peak: i64,
     /// Threads created.
     pub threads_created: u64,
     /// Threads whose stacks were released (after they exited).
@@ -235,14 +261,25 @@ pub struct AccountSnapshot {
 
 impl AccountSnapshot {
     /// Returns the value of `counter` for this account (`nr_kernel_stack_kb` from its
-    /// populated pages; event counts saturate at `i64::MAX`).
+    /// populated pages and pack buffers, [`Self::stack_kib_now`]; event counts saturate at
+    /// `i64::MAX`).
     #[must_use]
     pub fn get(&self, counter: Counter) -> i64 {
-        if counter.is_event() {
-            i64::try_from(self.events[counter.index()]).unwrap_or(i64::MAX)
-        } else {
-            self.pages_now.saturating_mul(KIB_PER_PAGE)
+        match counter {
+            Counter::NrKernelStackKb => self.stack_kib_now(),
+            Counter::NrPackedThreads => self.packed_threads_now,
+            Counter::NrPackedBytes => self.packed_bytes_now,
+            event => i64::try_from(self.events[event.index()]).unwrap_or(i64::MAX),
         }
+    }
+
+    /// Returns the stack memory of its live stacks now, in KiB: populated pages, and the
+    /// bytes of pack buffers rounded up to whole KiB.
+    #[must_use]
+    pub const fn stack_kib_now(&self) -> i64 {
+        self.pages_now
+            .saturating_mul(KIB_PER_PAGE)
+            .saturating_add(self.packed_bytes_now.saturating_add(1023) / 1024)
     }
 
     /// Returns the count of `event` as an unsigned number.

@@ -27,6 +27,16 @@
 //! | `dks_reclaimed`      | stack pages given back before their thread exited            |
 //! | `dks_admit_wait`     | switches refused because the magazine did not cover the need  |
 //! | `dks_guard_hits`     | faults on a guard page (stack overflows)                      |
+//! | `dks_packs`          | stacks packed into a buffer (`pack`)                          |
+//! | `dks_restores`       | packed stacks restored into a page                            |
+//! | `dks_restore_wait`   | restores refused because the magazine had no page             |
+//! | `dks_pack_csum_fail` | restores whose bytes did not match the checksum of the pack   |
+//! | `dks_pack_guard_catches` | faults on a packed stack kept in guard mode               |
+//! | `nr_packed_threads`  | stacks packed now                                             |
+//! | `nr_packed_bytes`    | bytes of pack buffers now (also in `nr_kernel_stack_kb`)      |
+//!
+//! `nr_kernel_stack_kb`, `nr_packed_threads` and `nr_packed_bytes` are levels, kept in the
+//! [`Ledger`]; every other counter is an event.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -55,6 +65,20 @@ macro_rules! counter_list {
             AdmitWait dks_admit_wait: u64,
             /// `dks_guard_hits`: faults on a guard page (stack overflows).
             GuardHits dks_guard_hits: u64,
+            /// `dks_packs`: stacks packed into a buffer.
+            Packs dks_packs: u64,
+            /// `dks_restores`: packed stacks restored into a page.
+            Restores dks_restores: u64,
+            /// `dks_restore_wait`: restores refused because the magazine had no page.
+            RestoreWait dks_restore_wait: u64,
+            /// `dks_pack_csum_fail`: restores whose bytes did not match the pack's checksum.
+            PackChecksumFail dks_pack_csum_fail: u64,
+            /// `dks_pack_guard_catches`: faults on a packed stack kept in guard mode.
+            PackGuardCatches dks_pack_guard_catches: u64,
+            /// `nr_packed_threads`: stacks packed now.
+            NrPackedThreads nr_packed_threads: i64,
+            /// `nr_packed_bytes`: bytes of pack buffers now (counted in `nr_kernel_stack_kb`).
+            NrPackedBytes nr_packed_bytes: i64,
         }
     };
 }
@@ -88,11 +112,14 @@ impl Counter {
     /// The number of counters.
     pub const COUNT: usize = Self::ALL.len();
 
-    /// Returns whether the counter counts events (every counter but `nr_kernel_stack_kb`,
-    /// which is the populated memory now).
+    /// Returns whether the counter counts events (every counter but the levels
+    /// `nr_kernel_stack_kb`, `nr_packed_threads` and `nr_packed_bytes`).
     #[must_use]
     pub const fn is_event(self) -> bool {
-        !matches!(self, Self::NrKernelStackKb)
+        !matches!(
+            self,
+            Self::NrKernelStackKb | Self::NrPackedThreads | Self::NrPackedBytes
+        )
     }
 
     /// Returns the counter's position in [`Self::ALL`].
@@ -124,8 +151,7 @@ impl CpuCounters {
     ///
     /// # Panics
     ///
-    /// In debug builds, if `event` is `nr_kernel_stack_kb` (populated pages go to the
-    /// [`Ledger`]).
+    /// In debug builds, if `event` is a level (levels go to the [`Ledger`]).
     pub fn count(&self, account: Account, event: Counter, n: u64) {
         debug_assert!(event.is_event(), "{} is not an event", event.name());
         self.events[account.index()][event.index()].fetch_add(n, Ordering::Relaxed);

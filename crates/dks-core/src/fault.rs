@@ -118,6 +118,12 @@ pub enum FatalReason {
     },
     /// The magazine or the stack was held by someone else (see [`StackTable`]).
     Busy(Busy),
+    /// The stack is packed ([`pack`](crate::pack)): whoever touched it read or wrote a
+    /// sleeping thread's stack, a bug in the toucher. Only a restore maps it back.
+    PackedStack {
+        /// Whether the stack was packed in guard mode (counted as a guard-mode catch).
+        guard: bool,
+    },
 }
 
 impl FatalReason {
@@ -133,6 +139,7 @@ impl FatalReason {
             Self::WrongCpu { .. } => "wrong_cpu",
             Self::Busy(Busy::Magazine) => "magazine_busy",
             Self::Busy(Busy::Stack) => "stack_busy",
+            Self::PackedStack { .. } => "packed_stack",
         }
     }
 }
@@ -267,6 +274,13 @@ fn serve<P: Platform>(
     group: &GroupCharge,
     page: StackPage,
 ) -> Result<(), FatalReason> {
+    if let Some(packed) = stack.packed() {
+        let guard = packed.kept_frame().is_some();
+        if guard {
+            tally.count(stack.account(), Counter::PackGuardCatches, 1);
+        }
+        return Err(FatalReason::PackedStack { guard });
+    }
     if stack.populated().contains(page) {
         return Err(FatalReason::AlreadyPopulated);
     }

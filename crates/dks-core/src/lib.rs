@@ -9,7 +9,8 @@
 //! pages are populated at creation, when the magazine is refilled, whether a
 //! task must be *admitted* before it runs and which pages are given back
 //! early is the thread's [`policy`]. [`reclaim`] decides which pages hold no
-//! live data; [`cache`] and [`deferred`] keep freed stacks for reuse and free
+//! live data; [`pack`] moves a long sleeper's live bytes into a small buffer
+//! and back; [`cache`] and [`deferred`] keep freed stacks for reuse and free
 //! them outside the exiting thread; [`counters`], [`account`] and [`group`]
 //! account for it all, per CPU, per policy and per group.
 //!
@@ -71,6 +72,8 @@ pub mod frame;
 pub mod group;
 pub mod layout;
 pub mod magazine;
+pub mod pack;
+pub mod pack_buffer;
 pub mod page_set;
 pub mod platform;
 pub mod policy;
@@ -92,6 +95,8 @@ pub use frame::{Frame, Urgency};
 pub use group::{ChargeError, GroupCharge, GroupId};
 pub use layout::{LayoutError, Location, MaxStack, SlotIndex, SlotPart, StackLayout, StackPage};
 pub use magazine::{Magazine, Refill};
+pub use pack::{PackMode, Packed, Restore};
+pub use pack_buffer::{Checksum, PackBuffer, SizeClass};
 pub use page_set::PageSet;
 pub use platform::{Flush, FlushBatch, FlushNeed, Platform};
 pub use policy::Policy;

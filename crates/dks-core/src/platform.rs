@@ -6,6 +6,11 @@
 //! CPU runs. The kernel implements it on x86_64 page tables,
 //! the `emulated` module in software.
 //!
+//! The `pack` policy needs a little more: small buffers ([`Platform::alloc_buffer`]) and the
+//! bytes of stacks and buffers (copy and checksum). Those methods have defaults that hand out
+//! no buffer, so a platform that does not implement them never packs a stack
+//! ([`pack`](crate::pack)).
+//!
 //! # TLB flushes
 //!
 //! Changing an entry that a TLB may cache is not finished until that TLB is
@@ -34,6 +39,7 @@
 use crate::addr::VirtAddr;
 use crate::cpu::CpuId;
 use crate::frame::{Frame, Urgency};
+use crate::pack_buffer::{Checksum, PackBuffer, SizeClass};
 use crate::pte::AbsentPte;
 
 /// Whether a changed translation may still be cached in some TLB.
@@ -167,6 +173,50 @@ pub trait Platform {
 
     /// Does the TLB work of `batch` on every CPU that needs it.
     fn flush(&mut self, batch: FlushBatch);
+
+    /// Returns a buffer of `class` for a packed stack, or `None` if none can be had with
+    /// `urgency`. The default hands out none: the platform cannot pack.
+    fn alloc_buffer(&mut self, class: SizeClass, urgency: Urgency) -> Option<PackBuffer> {
+        let _ = (class, urgency);
+        None
+    }
+
+    /// Takes back a buffer that [`Self::alloc_buffer`] handed out.
+    ///
+    /// # Panics
+    ///
+    /// The default panics: a platform that hands out no buffer gets none back.
+    fn free_buffer(&mut self, buffer: PackBuffer) {
+        panic!("{buffer:?} was not handed out by this platform");
+    }
+
+    /// Copies the `len` bytes at `from`, in present stack pages, to the start of `buffer`
+    /// (`len` is at most the buffer's class).
+    ///
+    /// # Panics
+    ///
+    /// The default panics: a platform that hands out no buffer is never asked.
+    fn copy_to_buffer(&mut self, from: VirtAddr, buffer: &mut PackBuffer, len: u64) {
+        panic!("copying {len} bytes at {from} into {buffer:?}, which this platform never made");
+    }
+
+    /// Copies the first `len` bytes of `buffer` to `to`, in present stack pages.
+    ///
+    /// # Panics
+    ///
+    /// The default panics: a platform that hands out no buffer is never asked.
+    fn copy_from_buffer(&mut self, buffer: &PackBuffer, to: VirtAddr, len: u64) {
+        panic!("copying {len} bytes of {buffer:?}, which this platform never made, to {to}");
+    }
+
+    /// Returns the [`Checksum::of`] the `len` bytes at `from`, in present stack pages.
+    ///
+    /// # Panics
+    ///
+    /// The default panics: a platform that hands out no buffer is never asked.
+    fn stack_checksum(&self, from: VirtAddr, len: u64) -> Checksum {
+        panic!("checksum of {len} bytes at {from} on a platform that cannot pack");
+    }
 }
 
 #[cfg(test)]

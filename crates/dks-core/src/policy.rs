@@ -3,19 +3,22 @@
 //! Each thread gets a [`Policy`] at creation; several run side by side. What
 //! each one does at every event of a thread's life:
 //!
-//! | event            | `static`  | `fault`          | `guaranteed`      | `reclaim`                 | `switch`                        |
-//! |------------------|-----------|------------------|-------------------|---------------------------|---------------------------------|
-//! | creation         | all pages | top page         | top page          | top page                  | top page                        |
-//! | before switch-in | -         | -                | admit if magazine ≥ need | admit if magazine ≥ need | admit, then map every page |
-//! | stack fault      | never     | magazine; fatal if empty | magazine, never empty | magazine, never empty | never                   |
-//! | after switch-in  | -         | refill (atomic)  | -                 | -                         | -                               |
-//! | switch-out       | -         | -                | -                 | -                         | unmap dead pages, Accessed clear|
-//! | memory pressure  | -         | -                | -                 | unmap dead pages if asleep| unmap dead pages if asleep      |
-//! | exit             | release   | release          | release           | release                   | release                         |
+//! | event            | `static`  | `fault`          | `guaranteed`      | `reclaim`                 | `switch`                        | `pack`                                  |
+//! |------------------|-----------|------------------|-------------------|---------------------------|---------------------------------|-----------------------------------------|
+//! | creation         | all pages | top page         | top page          | top page                  | top page                        | top page                                |
+//! | before switch-in | -         | -                | admit if magazine ≥ need | admit if magazine ≥ need | admit, then map every page | restore if packed, then admit           |
+//! | stack fault      | never     | magazine; fatal if empty | magazine, never empty | magazine, never empty | never                   | magazine, never empty; fatal if packed  |
+//! | after switch-in  | -         | refill (atomic)  | -                 | -                         | -                               | -                                       |
+//! | switch-out       | -         | -                | -                 | -                         | unmap dead pages, Accessed clear| -                                       |
+//! | memory pressure  | -         | -                | -                 | unmap dead pages if asleep| unmap dead pages if asleep      | unmap dead pages if asleep              |
+//! | long sleep       | -         | -                | -                 | -                         | -                               | pack: live bytes to a buffer, free pages|
+//! | wake-up          | -         | -                | -                 | -                         | -                               | restore (page from the magazine)        |
+//! | exit             | release   | release          | release           | release                   | release                         | release (and its buffer)                |
 //!
 //! `need(T) = max_pages - populated(T)`. "Dead" pages are populated pages
 //! wholly below the saved stack pointer and its red zone
-//! ([`reclaim::dead_pages`](crate::reclaim::dead_pages)).
+//! ([`reclaim::dead_pages`](crate::reclaim::dead_pages)). Packing and
+//! restoring are in [`pack`](crate::pack).
 
 use core::fmt;
 use core::str::FromStr;
@@ -40,16 +43,21 @@ pub enum Policy {
     /// Dave Hansen's proposal: every page mapped while the task runs; at
     /// switch-out, dead pages never accessed are unmapped without a flush.
     Switch,
+    /// As `Reclaim`, and the live bytes of a thread asleep longer than a
+    /// threshold are packed into a small buffer and its pages given back; the
+    /// stack is restored on the wake path, before it can run ([`pack`](crate::pack)).
+    Pack,
 }
 
 impl Policy {
     /// Every policy, in the order reports list them.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Static,
         Self::Fault,
         Self::Guaranteed,
         Self::Reclaim,
         Self::Switch,
+        Self::Pack,
     ];
 
     /// The number of policies: the size of every per-policy table.
@@ -70,6 +78,7 @@ impl Policy {
             Self::Guaranteed => "guaranteed",
             Self::Reclaim => "reclaim",
             Self::Switch => "switch",
+            Self::Pack => "pack",
         }
     }
 
@@ -78,21 +87,26 @@ impl Policy {
     pub const fn initial_pages(self, layout: &StackLayout) -> PageSet {
         match self {
             Self::Static => layout.all_pages(),
-            Self::Fault | Self::Guaranteed | Self::Reclaim | Self::Switch => PageSet::top(1),
+            Self::Fault | Self::Guaranteed | Self::Reclaim | Self::Switch | Self::Pack => {
+                PageSet::top(1)
+            }
         }
     }
 
     /// Returns whether the task's stack grows by faults.
     #[must_use]
     pub const fn grows_by_fault(self) -> bool {
-        matches!(self, Self::Fault | Self::Guaranteed | Self::Reclaim)
+        matches!(self, Self::Fault | Self::Guaranteed | Self::Reclaim | Self::Pack)
     }
 
     /// Returns whether a CPU must admit the task before switching to it
     /// (its magazine covers the task's need).
     #[must_use]
     pub const fn needs_admission(self) -> bool {
-        matches!(self, Self::Guaranteed | Self::Reclaim | Self::Switch)
+        matches!(
+            self,
+            Self::Guaranteed | Self::Reclaim | Self::Switch | Self::Pack
+        )
     }
 
     /// Returns whether every page is mapped before the task runs.
@@ -110,7 +124,13 @@ impl Policy {
     /// Returns whether dead pages are given back while the task sleeps.
     #[must_use]
     pub const fn reclaims_while_asleep(self) -> bool {
-        matches!(self, Self::Reclaim | Self::Switch)
+        matches!(self, Self::Reclaim | Self::Switch | Self::Pack)
+    }
+
+    /// Returns whether the stack of a long sleeper is packed into a buffer.
+    #[must_use]
+    pub const fn packs_while_asleep(self) -> bool {
+        matches!(self, Self::Pack)
     }
 }
 

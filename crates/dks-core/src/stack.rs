@@ -29,10 +29,15 @@
 //! - `populated` is exactly the set of the slot's stack pages whose entry is
 //!   present; every other stack page of the slot is unpopulated with the
 //!   slot as owner; guard pages are empty.
-//! - The top page is always populated: creation populates it and reclaim
-//!   never takes it (it is always live).
-//! - The populated pages are counted under the stack's account (in
-//!   `nr_kernel_stack_kb`) and charged to the group from creation until release.
+//! - The top page is populated, except while the stack is packed
+//!   ([`pack`](crate::pack)): creation populates it, reclaim never takes it
+//!   (it is always live), a pack takes it and a restore gives it back.
+//! - A packed stack has no populated page; it owns its pack buffer (and, in
+//!   guard mode, the unmapped frame of its top page) until a restore or its
+//!   release.
+//! - The populated pages (and a kept guard-mode frame) are counted under the
+//!   stack's account (in `nr_kernel_stack_kb`) and charged to the group from
+//!   creation until release; a pack buffer is counted in bytes.
 
 use crate::account::Account;
 use crate::addr::VirtAddr;
@@ -41,6 +46,7 @@ use crate::counters::Tally;
 use crate::frame::{NO_STACK_FRAMES, Urgency};
 use crate::group::{ChargeError, GroupCharge, GroupId};
 use crate::layout::{SlotIndex, StackLayout, StackPage};
+use crate::pack::Packed;
 use crate::page_set::PageSet;
 use crate::platform::{FlushBatch, Platform};
 use crate::policy::Policy;
@@ -92,6 +98,7 @@ pub struct Stack {
     peak_populated_pages: u8,
     saved_sp: Option<VirtAddr>,
     asleep: bool,
+    packed: Option<Packed>,
 }
 
 impl Stack {
@@ -143,6 +150,30 @@ impl Stack {
     #[must_use]
     pub const fn peak_populated_pages(&self) -> u8 {
         self.peak_populated_pages
+    }
+
+    /// Returns the pages the stack holds: its populated pages, and the kept
+    /// frame of a stack packed in guard mode.
+    #[must_use]
+    pub const fn held_pages(&self) -> u8 {
+        let kept = match &self.packed {
+            Some(packed) if packed.kept_frame().is_some() => 1,
+            _ => 0,
+        };
+        self.populated.len() + kept
+    }
+
+    /// Returns the pack of the stack, if it is packed.
+    #[must_use]
+    pub const fn packed(&self) -> Option<&Packed> {
+        self.packed.as_ref()
+    }
+
+    /// Returns whether the stack is packed: it must be restored before its
+    /// thread runs.
+    #[must_use]
+    pub const fn is_packed(&self) -> bool {
+        self.packed.is_some()
     }
 
     /// Returns `need(T)`: how many pages the stack may still fault in.
@@ -201,8 +232,26 @@ impl Stack {
     }
 
     pub(crate) fn note_switched_in(&mut self) {
+        debug_assert!(self.packed.is_none(), "a packed stack switched in");
         self.saved_sp = None;
         self.asleep = false;
+    }
+
+    /// Notes the stack packed into `packed`: none of its pages is populated.
+    pub(crate) fn note_packed(&mut self, packed: Packed) {
+        debug_assert!(self.packed.is_none(), "packed twice");
+        self.populated = PageSet::EMPTY;
+        self.packed = Some(packed);
+    }
+
+    /// Takes the pack of the stack: after a restore its top page is populated
+    /// again (`restored`), at release nothing is.
+    pub(crate) fn take_packed(&mut self, restored: bool) -> Option<Packed> {
+        let packed = self.packed.take()?;
+        if restored {
+            self.note_populated(StackPage::TOP);
+        }
+        Some(packed)
     }
 }
 
@@ -332,6 +381,7 @@ pub fn create<P: Platform>(
             peak_populated_pages: populated.len(),
             saved_sp: None,
             asleep: false,
+            packed: None,
         },
         pages_to_zero: inherited,
     })
@@ -366,6 +416,18 @@ impl ExitedStack {
     pub const fn populated(&self) -> PageSet {
         self.0.populated
     }
+
+    /// Returns the pack of the stack, if its thread exited packed (stopped while asleep).
+    #[must_use]
+    pub const fn packed(&self) -> Option<&Packed> {
+        self.0.packed()
+    }
+
+    /// Returns the pages the stack holds ([`Stack::held_pages`]).
+    #[must_use]
+    pub const fn held_pages(&self) -> u8 {
+        self.0.held_pages()
+    }
 }
 
 /// Marks the stack of a thread that is exiting. The thread still runs on it,
@@ -398,11 +460,15 @@ pub fn release<P: Platform>(
     exited: ExitedStack,
     high_water_bytes: u64,
 ) -> Released {
-    let ExitedStack(stack) = exited;
+    let ExitedStack(mut stack) = exited;
     let ledger = tally.ledger();
-    ledger.add_pages(stack.account, -i64::from(stack.populated.len()));
+    ledger.add_pages(stack.account, -i64::from(stack.held_pages()));
     ledger.note_released(stack.account, stack.peak_populated_pages, high_water_bytes);
-    group.uncharge(u64::from(stack.populated.len()));
+    group.uncharge(u64::from(stack.held_pages()));
+    if let Some(packed) = stack.take_packed(false) {
+        // The thread is gone: nothing can restore the buffer any more.
+        crate::pack::discard(platform, tally, stack.account, packed);
+    }
     // A stack that grew beyond what its policy populates at creation is not cached: the next
     // thread would inherit its pages and keep them for life (stacks never shrink under `fault`
     // and `guaranteed`), and passed from thread to thread the pages of a few deep threads

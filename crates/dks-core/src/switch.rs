@@ -3,7 +3,8 @@
 //! A switch from `prev` to `next` on one CPU calls, in this order:
 //!
 //! 1. [`prepare`], before the switch, on `prev`'s stack, interrupts off:
-//!    for a policy with admission (`guaranteed`, `reclaim`, `switch`) it
+//!    a packed stack (`pack`) is restored first, with a page from the
+//!    magazine ([`pack::restore`](crate::pack::restore)); then, for a policy with admission (`guaranteed`, `reclaim`, `switch`) it
 //!    refills the magazine with atomic allocations if it does not cover
 //!    `need(next)`, and admits `next` only if it then does. On
 //!    [`Admission::Wait`] the scheduler must pick another task (or idle) and
@@ -34,6 +35,8 @@ use crate::frame::Urgency;
 use crate::group::GroupCharge;
 use crate::layout::{LayoutError, StackLayout};
 use crate::magazine::{Magazine, Refill};
+use crate::pack::{self, Restore};
+use crate::pack_buffer::Checksum;
 use crate::platform::{FlushBatch, Platform};
 use crate::reclaim;
 use crate::stack::Stack;
@@ -50,6 +53,17 @@ pub enum Admission {
         need: u8,
         /// Frames the magazine holds.
         have: u8,
+    },
+    /// Do not switch to it now: its stack is packed and the magazine has no page to restore
+    /// it into (counted as `dks_restore_wait`).
+    WaitRestore,
+    /// Never switch to it: its stack was restored but its bytes do not match the checksum
+    /// taken at pack (counted as `dks_pack_csum_fail`); stop the thread.
+    Corrupt {
+        /// The checksum taken at pack.
+        expected: Checksum,
+        /// The checksum of what was restored.
+        found: Checksum,
     },
 }
 
@@ -83,6 +97,18 @@ pub fn prepare<P: Platform>(
     group: &GroupCharge,
     next: &mut Stack,
 ) -> Admission {
+    if next.is_packed() {
+        if magazine.is_empty() {
+            let _ = refill(platform, magazine, tally, next.account());
+        }
+        match pack::restore(platform, layout, magazine, tally, group, next) {
+            Restore::Restored | Restore::NotPacked => {}
+            Restore::Wait => return Admission::WaitRestore,
+            Restore::ChecksumMismatch { expected, found } => {
+                return Admission::Corrupt { expected, found };
+            }
+        }
+    }
     if !next.policy().needs_admission() {
         return Admission::Admitted;
     }

@@ -22,12 +22,19 @@
 //!
 //! Allocations can fail on purpose ([`FailurePattern`]); `Normal`
 //! allocations also fail when only the atomic reserve is left.
+//!
+//! Frames hold bytes ([`EmulatedPlatform::write_bytes`], [`EmulatedPlatform::read_bytes`];
+//! a frame never written reads as zeros), and the platform hands out pack buffers from a map
+//! (the same failure pattern applies to them), so the `pack` policy's copies and checksums
+//! run on real bytes. [`EmulatedPlatform::live_buffers`] lists the buffers handed out, for the
+//! census of a test.
 
 mod census;
 mod failure;
 mod table;
 
 use alloc::collections::BTreeMap;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -39,6 +46,7 @@ use crate::addr::VirtAddr;
 use crate::cpu::CpuId;
 use crate::frame::{Frame, Urgency};
 use crate::layout::{GUARD_PAGES_PER_SLOT, PAGE_SIZE_IN_BYTES, SlotIndex, SlotPart, StackLayout};
+use crate::pack_buffer::{Checksum, PackBuffer, SizeClass};
 use crate::page_set::PageSet;
 use crate::platform::{Flush, FlushBatch, FlushNeed, Platform};
 use crate::pte::{self, AbsentPte, EntryKind, PageState, STACK_PAGE_FLAGS, bits};
@@ -155,6 +163,11 @@ pub struct EmulatedPlatform {
     tlbs: Vec<BTreeMap<u64, u64>>,
     injector: failure::Injector,
     stats: EmulatedStats,
+    /// The bytes of frames written (by index); a frame not here holds zeros.
+    contents: BTreeMap<usize, Vec<u8>>,
+    /// Pack buffers handed out, by handle.
+    buffers: BTreeMap<u64, (SizeClass, Vec<u8>)>,
+    next_buffer: u64,
 }
 
 impl fmt::Debug for EmulatedPlatform {
@@ -193,6 +206,9 @@ impl EmulatedPlatform {
             tlbs: (0..config.cpus).map(|_| BTreeMap::new()).collect(),
             injector: failure::Injector::new(config.failures, config.seed),
             stats: EmulatedStats::default(),
+            contents: BTreeMap::new(),
+            buffers: BTreeMap::new(),
+            next_buffer: 1,
             config,
         }
     }
@@ -284,6 +300,107 @@ impl EmulatedPlatform {
         let phys = self.frame_at(addr).expect("touched, so present");
         let index = self.index_of(phys);
         self.frames[index].dirty = false;
+        self.contents.remove(&index);
+    }
+
+    /// Writes `bytes` at `addr` on the current CPU, as the thread running there would: each
+    /// page is [touched](Self::touch) first.
+    ///
+    /// # Errors
+    ///
+    /// The page fault of the first page that is not present (nothing is written from it on).
+    pub fn write_bytes(&mut self, addr: VirtAddr, bytes: &[u8]) -> Result<(), PageFault> {
+        let mut at = addr.as_u64();
+        for chunk in page_chunks(addr, bytes.len() as u64) {
+            self.touch(VirtAddr::new(chunk.0))?;
+            let index = self.present_index(VirtAddr::new(chunk.0));
+            let offset = (chunk.0 % PAGE_SIZE_IN_BYTES) as usize;
+            let start = (chunk.0 - addr.as_u64()) as usize;
+            self.frame_bytes_mut(index)[offset..offset + chunk.1 as usize]
+                .copy_from_slice(&bytes[start..start + chunk.1 as usize]);
+            at += chunk.1;
+        }
+        debug_assert_eq!(at, addr.as_u64() + bytes.len() as u64);
+        Ok(())
+    }
+
+    /// Returns the `len` bytes at `addr`, read through the page table (as the kernel reads a
+    /// switched-out stack).
+    ///
+    /// # Panics
+    ///
+    /// If a page of the range is not present.
+    #[must_use]
+    pub fn read_bytes(&self, addr: VirtAddr, len: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len as usize);
+        for (at, n) in page_chunks(addr, len) {
+            let index = self.present_index(VirtAddr::new(at));
+            let offset = (at % PAGE_SIZE_IN_BYTES) as usize;
+            match self.contents.get(&index) {
+                Some(bytes) => out.extend_from_slice(&bytes[offset..offset + n as usize]),
+                None => out.resize(out.len() + n as usize, 0),
+            }
+        }
+        out
+    }
+
+    /// Flips the bits of `mask` in byte `offset` of a pack buffer, bypassing every check:
+    /// for tests that corrupt a packed stack on purpose.
+    ///
+    /// # Panics
+    ///
+    /// If the buffer was not handed out or is shorter.
+    pub fn corrupt_buffer(&mut self, buffer: &PackBuffer, offset: usize, mask: u8) {
+        let (_, bytes) = self
+            .buffers
+            .get_mut(&buffer.handle())
+            .unwrap_or_else(|| panic!("{buffer:?} was not handed out"));
+        bytes[offset] ^= mask;
+    }
+
+    /// Flips the bits of `mask` in byte `offset` of the frame at `phys_addr`, as a write by
+    /// another mapping would: for tests of guard mode.
+    ///
+    /// # Panics
+    ///
+    /// If the frame is not from this pool.
+    pub fn corrupt_frame(&mut self, phys_addr: u64, offset: usize, mask: u8) {
+        let index = self.index_of(phys_addr);
+        self.frames[index].dirty = true;
+        self.frame_bytes_mut(index)[offset] ^= mask;
+    }
+
+    /// Returns the pack buffers handed out and not taken back: handle and class.
+    pub fn live_buffers(&self) -> impl Iterator<Item = (u64, SizeClass)> + '_ {
+        self.buffers
+            .iter()
+            .map(|(&handle, &(class, _))| (handle, class))
+    }
+
+    fn frame_bytes_mut(&mut self, index: usize) -> &mut Vec<u8> {
+        self.contents
+            .entry(index)
+            .or_insert_with(|| vec![0; PAGE_SIZE_IN_BYTES as usize])
+    }
+
+    fn present_index(&self, addr: VirtAddr) -> usize {
+        let entry = self.read_entry(addr);
+        let EntryKind::Present {
+            frame_phys_addr, ..
+        } = pte::decode(entry)
+        else {
+            panic!("{addr} is not present (entry {entry:#x})");
+        };
+        self.index_of(frame_phys_addr)
+    }
+
+    fn buffer_bytes(&self, buffer: &PackBuffer) -> &[u8] {
+        let (class, bytes) = self
+            .buffers
+            .get(&buffer.handle())
+            .unwrap_or_else(|| panic!("{buffer:?} was not handed out"));
+        assert_eq!(*class, buffer.class(), "{buffer:?} changed its class");
+        bytes
     }
 
     /// Returns the physical address of the frame mapped at `addr`, if any.
@@ -455,6 +572,7 @@ impl Platform for EmulatedPlatform {
             mapped_at: None,
             dirty: false,
         };
+        self.contents.remove(&(index as usize));
         Some(Frame::from_phys_addr(
             (FIRST_FRAME_NUMBER + index) * PAGE_SIZE_IN_BYTES,
         ))
@@ -532,6 +650,70 @@ impl Platform for EmulatedPlatform {
             tlb.retain(|&page, _| page < start.as_u64() || page >= end.as_u64());
         }
     }
+
+    fn alloc_buffer(&mut self, class: SizeClass, urgency: Urgency) -> Option<PackBuffer> {
+        self.stats.allocations += 1;
+        if self.injector.fails(urgency) {
+            self.stats.failed_allocations += 1;
+            return None;
+        }
+        let handle = self.next_buffer;
+        self.next_buffer += 1;
+        // Fresh buffers hold a pattern, not zeros: a restore must copy every byte.
+        self.buffers
+            .insert(handle, (class, vec![0xa5; class.bytes() as usize]));
+        Some(PackBuffer::from_handle(handle, class))
+    }
+
+    fn free_buffer(&mut self, buffer: PackBuffer) {
+        let (class, _) = self
+            .buffers
+            .remove(&buffer.handle())
+            .unwrap_or_else(|| panic!("double free of {buffer:?}"));
+        assert_eq!(class, buffer.class(), "{buffer:?} changed its class");
+    }
+
+    fn copy_to_buffer(&mut self, from: VirtAddr, buffer: &mut PackBuffer, len: u64) {
+        assert!(len <= buffer.class().bytes(), "{len} bytes into {buffer:?}");
+        let bytes = self.read_bytes(from, len);
+        let (_, into) = self
+            .buffers
+            .get_mut(&buffer.handle())
+            .unwrap_or_else(|| panic!("{buffer:?} was not handed out"));
+        into[..len as usize].copy_from_slice(&bytes);
+    }
+
+    fn copy_from_buffer(&mut self, buffer: &PackBuffer, to: VirtAddr, len: u64) {
+        let bytes = self.buffer_bytes(buffer)[..len as usize].to_vec();
+        for (at, n) in page_chunks(to, len) {
+            let index = self.present_index(VirtAddr::new(at));
+            self.frames[index].dirty = true;
+            let offset = (at % PAGE_SIZE_IN_BYTES) as usize;
+            let start = (at - to.as_u64()) as usize;
+            self.frame_bytes_mut(index)[offset..offset + n as usize]
+                .copy_from_slice(&bytes[start..start + n as usize]);
+        }
+    }
+
+    fn stack_checksum(&self, from: VirtAddr, len: u64) -> Checksum {
+        Checksum::of(&self.read_bytes(from, len))
+    }
+}
+
+/// Splits `[addr, addr + len)` at page boundaries: (start, length) of each piece.
+fn page_chunks(addr: VirtAddr, len: u64) -> impl Iterator<Item = (u64, u64)> {
+    let end = addr.as_u64() + len;
+    let mut at = addr.as_u64();
+    core::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let page_end = (at / PAGE_SIZE_IN_BYTES + 1) * PAGE_SIZE_IN_BYTES;
+        let n = page_end.min(end) - at;
+        let chunk = (at, n);
+        at += n;
+        Some(chunk)
+    })
 }
 
 impl EmulatedPlatform {

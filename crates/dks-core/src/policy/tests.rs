@@ -33,4 +33,10 @@ fn the_table_of_the_module_doc() {
     );
     assert_eq!(row(Policy::Reclaim), (1, true, true, false, false, true));
     assert_eq!(row(Policy::Switch), (1, false, true, true, false, true));
+    assert_eq!(row(Policy::Pack), (1, true, true, false, false, true));
+    let packs: Vec<Policy> = Policy::ALL
+        .into_iter()
+        .filter(|p| p.packs_while_asleep())
+        .collect();
+    assert_eq!(packs, [Policy::Pack]);
 }
