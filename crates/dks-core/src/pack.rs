@@ -15,8 +15,12 @@
 //!   calls [`pack`] for each `pack` thread that has slept longer than
 //!   [`PackConfig::threshold_ms`]; the buffer is allocated with [`Urgency::Normal`].
 //! - The wake path calls [`restore`] with the waker's CPU magazine (interrupts off: no
-//!   allocation, no sleeping). It may fail for want of a page: the thread is runnable but
-//!   still packed.
+//!   sleeping; atomic allocations only). It must leave in the magazine what the thread
+//!   running on that CPU was admitted with ([`wake_reserve`]): that thread's faults are
+//!   served from it, and the `guaranteed` argument (the magazine covers the running
+//!   thread's need) would not hold if a restore took one of its pages. So it first refills
+//!   with atomic allocations when the magazine holds no more than that reserve, and may
+//!   still fail for want of a page: the thread is then runnable but still packed.
 //! - [`switch::prepare`](crate::switch::prepare) restores a packed stack before it admits it,
 //!   so no thread is ever switched in packed; without a page it answers
 //!   [`Admission::WaitRestore`](crate::switch::Admission::WaitRestore) (counted as
@@ -51,6 +55,7 @@
 use crate::account::Account;
 use crate::addr::VirtAddr;
 use crate::counters::{Counter, Tally};
+use crate::frame::Frame;
 use crate::frame::{NO_STACK_FRAMES, Urgency};
 use crate::group::GroupCharge;
 use crate::layout::{RED_ZONE_IN_BYTES, StackLayout, StackPage};
@@ -59,7 +64,6 @@ use crate::pack_buffer::{Checksum, PackBuffer, SizeClass};
 use crate::platform::{FlushBatch, FlushNeed, Platform};
 use crate::pte::AbsentPte;
 use crate::stack::Stack;
-use crate::frame::Frame;
 
 /// The sleep after which the scanner packs a `pack` thread, by default (milliseconds).
 pub const DEFAULT_PACK_THRESHOLD_MS: u64 = 1000;
@@ -195,7 +199,12 @@ pub enum Restore {
 /// the stack pointer is live too.
 fn lowest_live(layout: &StackLayout, stack: &Stack, saved_sp: VirtAddr) -> VirtAddr {
     let bottom = layout.stack_bottom(stack.slot()).as_u64();
-    VirtAddr::new(saved_sp.as_u64().saturating_sub(RED_ZONE_IN_BYTES).max(bottom))
+    VirtAddr::new(
+        saved_sp
+            .as_u64()
+            .saturating_sub(RED_ZONE_IN_BYTES)
+            .max(bottom),
+    )
 }
 
 /// Packs the stack of a sleeping `pack` thread: see the module docs. `group` is the charge
@@ -279,8 +288,45 @@ pub fn pack<P: Platform>(
     })
 }
 
-/// Restores a packed stack, with a page from `magazine` (this CPU's; interrupts off): see
-/// the module docs. `group` is the charge of its group. Never allocates, never waits.
+/// Returns the frames a restore on the wake path must leave in this CPU's magazine: the
+/// need of the thread `running` there, if its policy was admitted on that need.
+#[must_use]
+pub fn wake_reserve(layout: &StackLayout, running: Option<&Stack>) -> u8 {
+    match running {
+        Some(stack) if stack.policy().needs_admission() => stack.need(layout),
+        _ => 0,
+    }
+}
+
+/// Restores a packed stack on the wake path, with a page from `magazine` (this CPU's;
+/// interrupts off), leaving at least `reserve` frames in it ([`wake_reserve`]): refills it
+/// with atomic allocations first if it holds no more than that. See [`restore`].
+#[allow(clippy::too_many_arguments)] // The mechanism's usual arguments, and the reserve.
+pub fn restore_on_wake<P: Platform>(
+    platform: &mut P,
+    layout: &StackLayout,
+    magazine: &mut Magazine,
+    tally: Tally<'_>,
+    group: &GroupCharge,
+    stack: &mut Stack,
+    reserve: u8,
+) -> Restore {
+    let guard = stack.packed().is_some_and(|p| p.kept_frame().is_some());
+    if stack.is_packed() && !guard && magazine.len() <= reserve {
+        let _ = crate::switch::refill(platform, magazine, tally, stack.account());
+        if magazine.len() <= reserve {
+            tally.count(stack.account(), Counter::RestoreWait, 1);
+            return Restore::Wait;
+        }
+    }
+    restore(platform, layout, magazine, tally, group, stack)
+}
+
+/// Restores a packed stack, with a page from `magazine` (this CPU's; interrupts off) unless
+/// it kept its frame (guard mode): see the module docs. `group` is the charge of its group.
+/// Never allocates, never waits. Called where no admitted thread relies on the magazine
+/// (before the switch-in, [`switch::prepare`](crate::switch::prepare)); the wake path calls
+/// [`restore_on_wake`].
 pub fn restore<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
@@ -367,7 +413,6 @@ pub(crate) fn discard<P: Platform>(
     }
     tally.ledger().add_packed(account, -1, -bytes_of(class));
 }
-
 
 /// The bytes of a class as a ledger delta (at most a page).
 const fn bytes_of(class: SizeClass) -> i64 {

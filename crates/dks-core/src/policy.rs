@@ -96,7 +96,10 @@ impl Policy {
     /// Returns whether the task's stack grows by faults.
     #[must_use]
     pub const fn grows_by_fault(self) -> bool {
-        matches!(self, Self::Fault | Self::Guaranteed | Self::Reclaim | Self::Pack)
+        matches!(
+            self,
+            Self::Fault | Self::Guaranteed | Self::Reclaim | Self::Pack
+        )
     }
 
     /// Returns whether a CPU must admit the task before switching to it

@@ -1,5 +1,5 @@
 //! Property tests: random sequences of create, grow (fault), switch, sleep,
-//! wake, reclaim and exit on several CPUs, under each policy and all of them
+//! wake (onto any CPU: a migration), reclaim, pack, stop and exit on several CPUs, under each policy and all of them
 //! mixed, with random allocation failures and memory pressure. After every
 //! step the invariants of DESIGN §10 are checked ([`World::check`]); after
 //! the last, every thread exits and memory must return to its baseline.
@@ -64,9 +64,13 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), cpu.clone()).prop_map(|(pick, cpu)| Op::Wake { pick, cpu }),
         2 => cpu.clone().prop_map(|cpu| Op::Pressure { cpu }),
         2 => cpu.clone().prop_map(|cpu| Op::Exit { cpu }),
-        1 => cpu.prop_map(|cpu| Op::Overflow { cpu }),
+        1 => cpu.clone().prop_map(|cpu| Op::Overflow { cpu }),
         1 => (1u32..16).prop_map(|frames| Op::Squeeze { frames }),
         1 => (1u32..16).prop_map(|frames| Op::Unsqueeze { frames }),
+        3 => (cpu.clone(), any::<bool>()).prop_map(|(cpu, guard)| Op::Pack { cpu, guard }),
+        1 => any::<usize>().prop_map(|pick| Op::Stop { pick }),
+        2 => (any::<usize>(), cpu).prop_map(|(pick, cpu)| Op::ForeignTouch { pick, cpu }),
+        1 => any::<usize>().prop_map(|pick| Op::Corrupt { pick }),
     ]
 }
 
@@ -124,6 +128,17 @@ proptest! {
         prop_assert_eq!(world.seen.served_faults, 0);
     }
 
+    /// Pack, restore (at wake and before switch-in), wake onto another CPU, stop, with
+    /// foreign touches and corrupted buffers: never switched in packed, bytes restored equal
+    /// bytes packed (checked at every switch-in), every page and buffer accounted.
+    #[test]
+    fn pack_policy_restores_every_byte_and_never_runs_packed(
+        config in config(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run(config, &[Policy::Pack], &ops);
+    }
+
     #[test]
     fn all_policies_side_by_side(config in config(), ops in prop::collection::vec(op(), 1..80)) {
         run(config, &Policy::ALL, &ops);
@@ -136,7 +151,7 @@ proptest! {
     ) {
         let world = run(
             config,
-            &[Policy::Static, Policy::Guaranteed, Policy::Reclaim, Policy::Switch],
+            &[Policy::Static, Policy::Guaranteed, Policy::Reclaim, Policy::Switch, Policy::Pack],
             &ops,
         );
         prop_assert_eq!(world.seen.fatal_faults, 0);
@@ -161,14 +176,21 @@ fn the_generated_runs_reach_every_interesting_event() {
         Counter::AdmitWait,
         Counter::RefillFail,
         Counter::GuardHits,
+        Counter::Packs,
+        Counter::Restores,
+        Counter::RestoreWait,
+        Counter::PackChecksumFail,
+        Counter::PackGuardCatches,
     ];
-    let mut totals = [0i64; 6];
+    let mut totals = [0i64; 11];
+    let mut restored_bytes_checked = 0;
     let mut shootdowns = 0;
     let mut create_failures = 0;
     for policies in [
         &[Policy::Fault][..],
         &[Policy::Reclaim],
         &[Policy::Switch],
+        &[Policy::Pack],
         &Policy::ALL,
     ] {
         for _ in 0..64 {
@@ -187,6 +209,7 @@ fn the_generated_runs_reach_every_interesting_event() {
             }
             shootdowns += world.platform.stats().shootdowns;
             create_failures += world.seen.create_failures;
+            restored_bytes_checked += world.seen.restored_bytes_checked;
             world.tear_down();
         }
     }
@@ -195,4 +218,5 @@ fn the_generated_runs_reach_every_interesting_event() {
     }
     assert!(shootdowns > 0);
     assert!(create_failures > 0);
+    assert!(restored_bytes_checked > 0);
 }

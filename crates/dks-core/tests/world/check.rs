@@ -2,7 +2,7 @@
 //! place, every slot as its stack says, the counters agreeing with the stacks.
 
 use dks_core::emulated::{FrameCounts, Place, SlotUse};
-use dks_core::{Account, Counter, PageSet, Policy, SlotIndex};
+use dks_core::{Account, Counter, PageSet, Policy, SizeClass, SlotIndex};
 
 use super::{TaskState, World};
 
@@ -33,6 +33,23 @@ impl World {
                 .record_magazine(&cpu.percpu.magazine)
                 .expect("magazine frames");
         }
+        // Frames kept, unmapped, by stacks packed in guard mode.
+        let kept = self
+            .tasks
+            .iter()
+            .map(|(&slot, task)| (slot, task.stack.packed()))
+            .chain(self.cpus.iter().flat_map(|cpu| {
+                cpu.deferred
+                    .iter()
+                    .map(|exited| (exited.slot().as_u32(), exited.packed()))
+            }));
+        for (slot, packed) in kept {
+            if let Some(frame) = packed.and_then(|packed| packed.kept_frame()) {
+                census
+                    .record(frame, Place::Stack(SlotIndex::new(slot)))
+                    .expect("kept frames");
+            }
+        }
         for frame in &self.other {
             census.record(frame, Place::Other).expect("other frames");
         }
@@ -58,14 +75,37 @@ impl World {
             if let Some(populated) = populated {
                 assert_eq!(pages.total(), self.layout.slot_size_in_pages());
                 assert_eq!(pages.populated, u64::from(populated.len()));
+                // Only a packed stack (or a cached one that was released packed) lacks it.
+                let packed = self
+                    .tasks
+                    .get(&slot.as_u32())
+                    .is_some_and(|task| task.stack.is_packed())
+                    || self.cpus.iter().any(|cpu| {
+                        cpu.deferred
+                            .iter()
+                            .any(|exited| exited.slot() == slot && exited.packed().is_some())
+                    });
                 assert!(
-                    populated.contains(dks_core::StackPage::TOP),
+                    populated.contains(dks_core::StackPage::TOP)
+                        || packed
+                        || (slot_use == SlotUse::Cached && populated.is_empty()),
                     "top page unpopulated"
                 );
                 slots_seen += 1;
             }
+            let kept = self.tasks.get(&slot.as_u32()).map_or(0, |task| {
+                task.stack.held_pages() - task.stack.populated_pages()
+            }) + self
+                .cpus
+                .iter()
+                .flat_map(|cpu| cpu.deferred.iter())
+                .filter(|exited| exited.slot() == slot)
+                .map(|exited| exited.held_pages() - exited.populated().len())
+                .sum::<u8>();
             match slot_use {
-                SlotUse::Live => live_pages += u64::from(populated.map_or(0, PageSet::len)),
+                SlotUse::Live => {
+                    live_pages += u64::from(populated.map_or(0, PageSet::len)) + u64::from(kept);
+                }
                 SlotUse::Cached => cached_pages += u64::from(populated.map_or(0, PageSet::len)),
                 SlotUse::Unused => {}
             }
@@ -78,11 +118,11 @@ impl World {
         );
 
         for task in self.tasks.values() {
-            charged[task.stack.group().as_usize()] += u64::from(task.stack.populated_pages());
+            charged[task.stack.group().as_usize()] += u64::from(task.stack.held_pages());
         }
         for cpu in &self.cpus {
             for exited in cpu.deferred.iter() {
-                charged[exited.group().as_usize()] += u64::from(exited.populated().len());
+                charged[exited.group().as_usize()] += u64::from(exited.held_pages());
             }
             let magazine = &cpu.percpu.magazine;
             assert!(magazine.len() <= magazine.capacity());
@@ -95,6 +135,7 @@ impl World {
             if let Some(slot) = cpu.running {
                 let task = &self.tasks[&slot];
                 assert_eq!(task.state, TaskState::Running);
+                assert!(!task.stack.is_packed(), "slot {slot} runs packed");
                 if task.stack.policy() == Policy::Switch {
                     assert_eq!(task.stack.populated(), self.layout.all_pages());
                 }
@@ -109,22 +150,66 @@ impl World {
             .check_tlbs()
             .expect("TLBs agree with the page table");
 
+        // Every pack buffer handed out belongs to exactly one stack that is packed, live or
+        // exited: none is freed while its thread may restore, none is lost.
+        let mut owned: Vec<(u64, SizeClass, Account)> = self
+            .tasks
+            .values()
+            .filter_map(|task| task.stack.packed().map(|p| (p, task.stack.account())))
+            .chain(self.cpus.iter().flat_map(|cpu| {
+                cpu.deferred
+                    .iter()
+                    .filter_map(|exited| exited.packed().map(|p| (p, exited.account())))
+            }))
+            .map(|(packed, account)| (packed.buffer().handle(), packed.buffer().class(), account))
+            .collect();
+        owned.sort_by_key(|&(handle, ..)| handle);
+        let handed_out: Vec<(u64, SizeClass)> = self.platform.live_buffers().collect();
+        assert_eq!(
+            owned.iter().map(|&(h, c, _)| (h, c)).collect::<Vec<_>>(),
+            handed_out,
+            "pack buffers and packed stacks"
+        );
+
         let totals = self.totals();
-        assert_eq!(totals.get(Counter::NrKernelStackKb), 4 * live_pages as i64);
+        let buffer_kib: i64 = Account::ALL
+            .iter()
+            .map(|&account| {
+                let bytes: u64 = owned
+                    .iter()
+                    .filter(|&&(_, _, a)| a == account)
+                    .map(|&(_, class, _)| class.bytes())
+                    .sum();
+                let snapshot = totals.account(account);
+                assert_eq!(
+                    snapshot.packed_bytes_now, bytes as i64,
+                    "{account:?} buffers"
+                );
+                assert_eq!(
+                    snapshot.packed_threads_now,
+                    owned.iter().filter(|&&(_, _, a)| a == account).count() as i64
+                );
+                (bytes as i64 + 1023) / 1024
+            })
+            .sum();
+        assert_eq!(
+            totals.get(Counter::NrKernelStackKb),
+            4 * live_pages as i64 + buffer_kib
+        );
         // Each account holds exactly the populated pages of its stacks not yet released.
         for account in Account::ALL {
             let live: u64 = self
                 .tasks
                 .values()
                 .filter(|task| task.stack.account() == account)
-                .map(|task| u64::from(task.stack.populated_pages()))
+                .map(|task| u64::from(task.stack.held_pages()))
                 .sum();
             let exited: u64 = self
                 .cpus
                 .iter()
                 .flat_map(|cpu| cpu.deferred.iter())
                 .filter(|exited| exited.account() == account)
-                .map(|exited| u64::from(exited.populated().len()))
+                .map(|exited| u64::from(exited.held_pages()))
                 .sum();
             let pages = live + exited;
             assert_eq!(
@@ -134,15 +219,23 @@ impl World {
             );
         }
         let count = |counter| totals.get(counter) as u64;
-        assert_eq!(count(Counter::Fatal), self.seen.fatal_faults);
+        assert_eq!(
+            count(Counter::Fatal),
+            self.seen.fatal_faults + self.seen.packed_touches
+        );
         assert_eq!(count(Counter::GuardHits), self.seen.guard_hits);
+        assert_eq!(count(Counter::Packs), self.seen.packs);
+        assert_eq!(count(Counter::Restores), self.seen.restores);
+        assert_eq!(count(Counter::RestoreWait), self.seen.restore_waits);
+        assert_eq!(count(Counter::PackChecksumFail), self.seen.mismatches);
+        assert_eq!(count(Counter::PackGuardCatches), self.seen.guard_catches);
         assert_eq!(count(Counter::Faults), self.seen.served_faults);
         assert_eq!(count(Counter::AdmitWait), self.seen.admit_waits);
         assert!(count(Counter::RefillFail) <= count(Counter::Refills));
         let dynamic_only = self.policies.iter().all(|&policy| policy != Policy::Fault);
         if dynamic_only {
             assert_eq!(
-                count(Counter::Fatal),
+                count(Counter::Fatal) - self.seen.packed_touches,
                 0,
                 "a fatal stack fault under {:?}",
                 self.policies

@@ -64,6 +64,8 @@ impl World {
                 cpu,
                 sp_depth: INITIAL_DEPTH_IN_BYTES,
                 live_frames: Vec::new(),
+                live_bytes: None,
+                corrupted: false,
             },
         );
         Some(slot)
@@ -250,6 +252,11 @@ impl World {
             self.platform.free_frame(frame);
         }
         self.check();
+        assert_eq!(
+            self.platform.live_buffers().count(),
+            0,
+            "a pack buffer leaked"
+        );
         assert_eq!(
             self.platform.free_frames(),
             self.platform.total_frames() as usize

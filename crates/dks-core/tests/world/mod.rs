@@ -11,6 +11,7 @@
 
 mod check;
 mod life;
+mod pack;
 mod sched;
 
 use std::collections::BTreeMap;
@@ -81,6 +82,14 @@ pub enum Op {
     Squeeze { frames: u32 },
     /// Something else gives back `frames` frames.
     Unsqueeze { frames: u32 },
+    /// The pack scanner runs on `cpu`: it packs every sleeping `pack` thread.
+    Pack { cpu: usize, guard: bool },
+    /// A thread that is not running (picked by index) is stopped (killed).
+    Stop { pick: usize },
+    /// Another CPU touches a packed stack (picked by index): a bug the fault path catches.
+    ForeignTouch { pick: usize, cpu: usize },
+    /// A packed stack's buffer (picked by index) is corrupted: its restore must say so.
+    Corrupt { pick: usize },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,8 +106,13 @@ pub struct Task {
     pub cpu: usize,
     pub sp_depth: u64,
     /// The frames of the live pages at the last switch-out: live data must
-    /// still be there at the next switch-in.
+    /// still be there at the next switch-in (unless the stack was packed since).
     pub live_frames: Vec<(VirtAddr, u64)>,
+    /// The live bytes the thread wrote at its last switch-out, and where: they must be
+    /// there, byte for byte, at the next switch-in (packed and restored or not).
+    pub live_bytes: Option<(VirtAddr, Vec<u8>)>,
+    /// Its pack buffer was corrupted on purpose: its restore must report a mismatch.
+    pub corrupted: bool,
 }
 
 #[derive(Debug)]
@@ -118,6 +132,16 @@ pub struct Seen {
     pub admit_waits: u64,
     pub created: u64,
     pub create_failures: u64,
+    pub packs: u64,
+    pub restores: u64,
+    pub restore_waits: u64,
+    pub mismatches: u64,
+    pub packed_touches: u64,
+    pub guard_catches: u64,
+    /// Switch-outs that wrote live bytes (each checked at the next switch-in).
+    pub bytes_written: u64,
+    /// Switch-ins whose live bytes were checked after a restore.
+    pub restored_bytes_checked: u64,
 }
 
 #[derive(Debug)]
@@ -132,6 +156,8 @@ pub struct World {
     pub free_slots: Vec<SlotIndex>,
     pub other: Vec<Frame>,
     pub seen: Seen,
+    /// Changes the bytes each switch-out writes.
+    pub generation: u64,
 }
 
 impl World {
@@ -173,6 +199,7 @@ impl World {
             free_slots: (0..config.slots).rev().map(SlotIndex::new).collect(),
             other: Vec::new(),
             seen: Seen::default(),
+            generation: 0,
         }
     }
 
@@ -206,6 +233,10 @@ impl World {
                     }
                 }
             }
+            Op::Pack { cpu, guard } => self.scan(self.cpu(cpu), guard),
+            Op::Stop { pick } => self.stop(pick),
+            Op::ForeignTouch { pick, cpu } => self.foreign_touch(pick, self.cpu(cpu)),
+            Op::Corrupt { pick } => self.corrupt(pick),
             Op::Unsqueeze { frames } => {
                 for _ in 0..frames {
                     match self.other.pop() {

@@ -3,7 +3,7 @@
 
 use dks_core::layout::RED_ZONE_IN_BYTES;
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
-use dks_core::{CpuId, Policy, SlotIndex, Tally, VirtAddr, cache, reclaim};
+use dks_core::{CpuId, Policy, Restore, SlotIndex, Tally, VirtAddr, cache, reclaim};
 
 use super::{TaskState, World};
 
@@ -31,6 +31,7 @@ impl World {
                 ..
             } = self;
             let task = tasks.get_mut(&next).expect("candidate");
+            let was_packed = task.stack.is_packed();
             let this = &mut cpus[cpu];
             let admission = switch::prepare(
                 platform,
@@ -40,6 +41,11 @@ impl World {
                 &groups[task.stack.group().as_usize()],
                 &mut task.stack,
             );
+            let restored = was_packed && !self.tasks[&next].stack.is_packed();
+            if restored && !matches!(admission, Admission::Corrupt { .. }) {
+                // Restored before the switch-in (admitted or not).
+                self.note_restore(next, Restore::Restored);
+            }
             match admission {
                 Admission::Admitted => {
                     self.switch_to(cpu, next);
@@ -48,6 +54,13 @@ impl World {
                 Admission::Wait { need, have } => {
                     assert!(have < need);
                     self.seen.admit_waits += 1;
+                }
+                Admission::WaitRestore => {
+                    assert!(self.tasks[&next].stack.is_packed());
+                    self.seen.restore_waits += 1;
+                }
+                Admission::Corrupt { expected, found } => {
+                    self.note_restore(next, Restore::ChecksumMismatch { expected, found });
                 }
             }
         }
@@ -64,6 +77,7 @@ impl World {
                 ..
             } = self;
             let task = tasks.get_mut(&next).expect("next");
+            assert!(!task.stack.is_packed(), "slot {next} switched in packed");
             task.state = TaskState::Running;
             let this = &mut cpus[cpu];
             let _ = switch::finish(
@@ -80,6 +94,16 @@ impl World {
                 );
             }
             task.live_frames.clear();
+            if let Some((from, bytes)) = task.live_bytes.take() {
+                assert_eq!(
+                    platform.read_bytes(from, bytes.len() as u64),
+                    bytes,
+                    "live bytes of slot {next} changed while it was switched out"
+                );
+                if task.stack.policy() == Policy::Pack {
+                    self.seen.restored_bytes_checked += 1;
+                }
+            }
             if task.stack.policy() == Policy::Switch {
                 assert_eq!(task.stack.populated(), self.layout.all_pages());
             }
@@ -102,6 +126,17 @@ impl World {
         let task = tasks.get_mut(&slot).expect("switched-out task");
         let top = layout.stack_top(SlotIndex::new(slot)).as_u64();
         let saved_sp = VirtAddr::new(top - task.sp_depth);
+        // The thread's last writes: its live stack, red zone included, gets new bytes.
+        self.generation += 1;
+        let from = VirtAddr::new(top - task.sp_depth - RED_ZONE_IN_BYTES);
+        let bytes: Vec<u8> = (0..task.sp_depth + RED_ZONE_IN_BYTES)
+            .map(|i| (i.wrapping_mul(31) ^ self.generation ^ u64::from(slot)) as u8)
+            .collect();
+        platform
+            .write_bytes(from, &bytes)
+            .expect("live pages are present");
+        task.live_bytes = Some((from, bytes));
+        self.seen.bytes_written += 1;
         let this = &mut cpus[cpu];
         let result = switch::switch_out(
             platform,
@@ -150,13 +185,13 @@ impl World {
         if asleep.is_empty() {
             return;
         }
-        let task = self
-            .tasks
-            .get_mut(&asleep[pick % asleep.len()])
-            .expect("asleep");
+        let slot = asleep[pick % asleep.len()];
+        let task = self.tasks.get_mut(&slot).expect("asleep");
         task.state = TaskState::Runnable;
+        // Woken onto `cpu`: a migration when it slept elsewhere.
         task.cpu = cpu;
         task.stack.wake();
+        self.restore_on_wake(slot, cpu);
     }
 
     /// The stack-reclaim thread on `cpu`: releases exited stacks, gives back
