@@ -188,6 +188,12 @@ fn a_restore_on_the_wake_path_leaves_the_running_threads_reserve() {
     assert_eq!(fx.cpu.magazine.len(), held);
     assert_eq!(wake(&mut fx, &mut stack, held - 1), Restore::Restored);
     assert_eq!(fx.cpu.magazine.len(), held - 1);
+    // The reserve is the need of an admitted running thread, nothing for the others.
+    let guaranteed = fx.create(Policy::Guaranteed, 3);
+    assert_eq!(wake_reserve(&fx.layout, Some(&guaranteed)), 3);
+    let fault = fx.create(Policy::Fault, 4);
+    assert_eq!(wake_reserve(&fx.layout, Some(&fault)), 0);
+    assert_eq!(wake_reserve(&fx.layout, None), 0);
 }
 
 #[test]
