@@ -210,7 +210,6 @@ fn lowest_live(layout: &StackLayout, stack: &Stack, saved_sp: VirtAddr) -> VirtA
 /// Packs the stack of a sleeping `pack` thread: see the module docs. `group` is the charge
 /// of its group; clean dead pages refill `magazine` first. Runs where it may sleep (the
 /// buffer is allocated with [`Urgency::Normal`]).
-#[allow(clippy::too_many_arguments)] // The mechanism's usual arguments, and the mode.
 pub fn pack<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
@@ -301,7 +300,6 @@ pub fn wake_reserve(layout: &StackLayout, running: Option<&Stack>) -> u8 {
 /// Restores a packed stack on the wake path, with a page from `magazine` (this CPU's;
 /// interrupts off), leaving at least `reserve` frames in it ([`wake_reserve`]): refills it
 /// with atomic allocations first if it holds no more than that. See [`restore`].
-#[allow(clippy::too_many_arguments)] // The mechanism's usual arguments, and the reserve.
 pub fn restore_on_wake<P: Platform>(
     platform: &mut P,
     layout: &StackLayout,
