@@ -361,11 +361,10 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
             depth,
             reason,
         } => {
-            let policy = task.as_ref().map_or("", |t| t.stack.policy().name());
             report::emit(&Record::StackFault(StackFault {
                 cpu: cpu_ops::id_hint(),
                 task: Cow::Borrowed(name),
-                policy: Cow::Borrowed(policy),
+                policy: task.as_ref().map(|t| t.stack.policy()),
                 address,
                 depth_bytes: depth,
                 reason: Cow::Borrowed(reason),

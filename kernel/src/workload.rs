@@ -213,24 +213,22 @@ pub fn parse(bytes: &[u8]) -> Result<Plan, String> {
     Ok(plan)
 }
 
-/// Which policies this kernel implements (a plan naming another one is refused).
-pub fn implemented(policy: &str) -> Option<Policy> {
-    crate::stacks::IMPLEMENTED
-        .into_iter()
-        .find(|p| p.name() == policy)
+/// Whether this kernel implements `policy` (a plan naming another one is refused).
+pub fn implemented(policy: Policy) -> bool {
+    crate::stacks::IMPLEMENTED.contains(&policy)
 }
 
 /// Checks that every policy the plan names is implemented.
 pub fn check_policies(plan: &Plan) -> Result<(), String> {
     for (i, group) in plan.groups.iter().enumerate() {
-        if implemented(&group.policy).is_none() {
+        if !implemented(group.policy) {
             let names: Vec<&str> = crate::stacks::IMPLEMENTED
                 .iter()
                 .map(|p| p.name())
                 .collect();
             return Err(alloc::format!(
                 "groups[{i}].policy: {:?} is not implemented by this kernel (it runs {})",
-                group.policy,
+                group.policy.name(),
                 names.join(", ")
             ));
         }
@@ -260,7 +258,7 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
     for policy in crate::stacks::IMPLEMENTED {
         groups.push(GroupPlan {
             name: alloc::format!("sleepers-{}", policy.name()),
-            policy: policy.name().into(),
+            policy,
             threads: 24,
             lifetime: Lifetime::Long,
             calls: 3,
@@ -289,7 +287,7 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
         });
         groups.push(GroupPlan {
             name: alloc::format!("short-{}", policy.name()),
-            policy: policy.name().into(),
+            policy,
             threads: 8,
             lifetime: Lifetime::Short,
             calls: 4,
@@ -349,7 +347,7 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
         .map(|(i, g)| {
             Arc::new(Group {
                 plan: g.clone(),
-                policy: implemented(&g.policy).expect("check_policies ran"),
+                policy: g.policy,
                 lock: i % SECTION_LOCKS,
                 peers: WaitQueue::new(),
                 peer_token: AtomicU64::new(0),
@@ -542,7 +540,7 @@ fn report_refusals(run: &Run) -> u64 {
         refused_in_all += refused + not_attempted;
         report::emit(&Record::SpawnFailure(SpawnFailure {
             group: Cow::Borrowed(&group.plan.name),
-            policy: Cow::Borrowed(group.policy.name()),
+            policy: group.policy,
             created: group.created.load(Ordering::Relaxed),
             no_slot,
             out_of_memory,
@@ -810,7 +808,7 @@ fn emit_checks(run: &Run) -> u64 {
         let c = checks_of(policy);
         let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
         let stat = WorkloadStat {
-            policy: Cow::Borrowed(policy.name()),
+            policy,
             threads_finished: take(&c.threads_finished),
             threads_idle: take(&c.threads_idle),
             paths: take(&c.paths),
@@ -853,7 +851,7 @@ fn sample(run: &Run, t_ms: u64) {
             .max(0) as u64;
         report::emit(&Record::Sample(Sample {
             t_ms,
-            policy: Cow::Borrowed(policy.name()),
+            policy,
             stack_kib: stack_pages * PAGE_BYTES / 1024,
             live_kib: live_pages * PAGE_BYTES / 1024,
             threads,

@@ -79,8 +79,9 @@ pub struct Plan {
 pub struct GroupPlan {
     /// For records.
     pub name: String,
-    /// The stack policy of its threads (`static`, `fault`, `guaranteed`, `reclaim`, `switch`).
-    pub policy: String,
+    /// The stack policy of its threads, by name (`static`, `fault`, `guaranteed`, `reclaim`,
+    /// `switch`); any other name is a parse error.
+    pub policy: Policy,
     /// Threads alive at once.
     pub threads: u32,
     /// Long-lived (run until the end) or short-lived (exit after `calls`).
@@ -160,8 +161,8 @@ impl core::fmt::Display for PlanError {
     }
 }
 
-/// The policies a plan may name, in report order.
-pub use dks_core::policy::POLICY_NAMES;
+/// The policies a plan may name (by name, in JSON), in report order: `Policy::ALL`.
+pub use dks_core::Policy;
 
 fn error(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
     PlanError {
@@ -231,12 +232,6 @@ impl Plan {
         let mut threads: u32 = 0;
         for (i, group) in self.groups.iter().enumerate() {
             let at = |f: &str| alloc::format!("groups[{i}].{f}");
-            if !POLICY_NAMES.contains(&group.policy.as_str()) {
-                return Err(error(
-                    at("policy"),
-                    alloc::format!("unknown policy {:?}", group.policy),
-                ));
-            }
             if group.threads == 0 {
                 return Err(error(at("threads"), "must be at least 1"));
             }
