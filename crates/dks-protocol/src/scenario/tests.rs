@@ -82,3 +82,13 @@ fn a_good_plan_passes_and_every_bad_field_is_named() {
         assert_eq!(e.field, field, "{e}");
     }
 }
+
+#[test]
+fn slots_follow_the_plan_with_a_margin_only_for_churn() {
+    // Long-lived threads need their own slots and the kernel's; replaced threads need room for
+    // stacks that wait to be reused.
+    assert_eq!(slots_for(1_000, false), 1_000 + KERNEL_SLOTS);
+    assert_eq!(slots_for(1_000, true), 1_000 + KERNEL_SLOTS + CHURN_SLOTS);
+    assert_eq!(slots_for(MAX_PLAN_THREADS, true), MAX_SLOTS);
+    assert_eq!(slots_for(u32::MAX, false), MAX_SLOTS);
+}
