@@ -199,7 +199,7 @@ fn twenty_thousand_threads_all_run_and_give_their_memory_back() {
     assert!(
         outcome
             .records()
-            .any(|r| matches!(r, Record::Boot(b) if b.cmdline.contains("slots=24096"))),
+            .any(|r| matches!(r, Record::Boot(b) if b.cmdline.contains("slots=20256"))),
         "the lab sized the stack region for the plan\n{tail}"
     );
     let work: Vec<&WorkloadStat<'static>> = outcome
