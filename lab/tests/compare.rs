@@ -89,7 +89,7 @@ fn the_table_has_a_row_per_policy_and_the_json_matches_it() {
         appends(&qemu),
         [
             "bench=costs tsc=instructions max_stack=16K",
-            "workload=initrd max_stack=16K slots=8192"
+            "workload=initrd max_stack=16K slots=268"
         ]
     );
     let costs_args = args_of_call(&qemu, 1);
@@ -173,7 +173,7 @@ fn chosen_policies_and_scenario_settings_reach_the_kernel() {
         appends(&qemu),
         [
             "bench=costs tsc=instructions max_stack=32K",
-            "workload=initrd max_stack=32K slots=8192 inject=atomic-window:5:10 reserve=32"
+            "workload=initrd max_stack=32K slots=264 inject=atomic-window:5:10 reserve=32"
         ]
     );
     let rows = table_rows(&String::from_utf8_lossy(&output.stdout));

@@ -351,7 +351,7 @@ fn put_previous(irq: &IrqGuard, cpu_id: u32, previous: Arc<Thread>) {
         Duty::Reap => {
             crate::work::reap(irq, previous.clone());
             previous.mark_exited();
-            previous.joiners.wake_all();
+            super::joiners(&previous).wake_all();
         }
         Duty::Run => unreachable!("SwitchedOut never asks to run"),
     }

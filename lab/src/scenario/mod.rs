@@ -244,10 +244,11 @@ impl Scenario {
     /// stack slots for its threads ([`slots_for`]); the heap grows as the kernel needs it.
     pub fn kernel_args(&self, plan: &Plan) -> Vec<String> {
         let threads: u32 = plan.groups.iter().map(|g| g.threads).sum();
+        let churn = plan.groups.iter().any(|g| g.respawn);
         let mut args = vec![
             "workload=initrd".to_owned(),
             format!("max_stack={}K", self.max_stack_bytes / 1024),
-            format!("slots={}", slots_for(threads)),
+            format!("slots={}", slots_for(threads, churn)),
         ];
         if let Some(inject) = &self.inject {
             args.push(format!("inject={inject}"));

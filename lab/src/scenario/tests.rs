@@ -75,7 +75,7 @@ fn a_full_file_parses_with_every_field() {
         [
             "workload=initrd",
             "max_stack=32K",
-            "slots=8192",
+            "slots=4357",
             "inject=percent:10:7",
             "reserve=64"
         ]
@@ -115,7 +115,7 @@ depth = { fixed = 100 }
     let boots = s.boots(&policies(&["fault"])).unwrap();
     assert_eq!(
         s.kernel_args(&boots[0].plan),
-        ["workload=initrd", "max_stack=16K", "slots=8192"]
+        ["workload=initrd", "max_stack=16K", "slots=257"]
     );
 }
 

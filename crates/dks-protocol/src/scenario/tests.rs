@@ -94,3 +94,13 @@ fn a_plan_naming_an_unknown_policy_does_not_parse() {
     assert!(serde_json_core::from_str::<Plan>(&bad).is_err());
     assert!(serde_json_core::from_str::<Plan>(&json).is_ok());
 }
+
+#[test]
+fn slots_follow_the_plan_with_a_margin_only_for_churn() {
+    // Long-lived threads need their own slots and the kernel's; replaced threads need room for
+    // stacks that wait to be reused.
+    assert_eq!(slots_for(1_000, false), 1_000 + KERNEL_SLOTS);
+    assert_eq!(slots_for(1_000, true), 1_000 + KERNEL_SLOTS + CHURN_SLOTS);
+    assert_eq!(slots_for(MAX_PLAN_THREADS, true), MAX_SLOTS);
+    assert_eq!(slots_for(u32::MAX, false), MAX_SLOTS);
+}
