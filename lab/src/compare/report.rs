@@ -31,6 +31,7 @@ fn colour(policy: Policy) -> RGBColor {
         Policy::Guaranteed => RGBColor(31, 119, 180),
         Policy::Reclaim => RGBColor(44, 160, 44),
         Policy::Switch => RGBColor(255, 127, 14),
+        Policy::Pack => RGBColor(148, 103, 189),
     }
 }
 
