@@ -191,30 +191,26 @@ impl Ledger {
             .fetch_max(ticks, Ordering::Relaxed);
     }
 
-    /// Returns the figures of `account`, with its `events` (summed over CPUs).
-    pub(crate) fn snapshot(
-        &self,
-        account: Account,
-        events: [u64; Counter::COUNT],
-    ) -> AccountSnapshot {
+    /// Writes the figures of `account` into `snapshot`, leaving its events as they are (the
+    /// caller sums them over CPUs).
+    pub(crate) fn snapshot_into(&self, account: Account, snapshot: &mut AccountSnapshot) {
         let stats = self.of(account);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        AccountSnapshot {
-            events,
-            pages_now: stats.pages_now.load(Ordering::Relaxed),
-            pages_peak: stats.pages_peak.load(Ordering::Relaxed),
-            packed_threads_now: stats.packed_threads_now.load(Ordering::Relaxed),
-            packed_bytes_now: stats.packed_bytes_now.load(Ordering::Relaxed),
-            packed_bytes_peak: stats.packed_bytes_peak.load(Ordering::Relaxed),
-            threads_created: load(&stats.threads_created),
-            threads_released: load(&stats.threads_released),
-            threads_stopped: load(&stats.threads_stopped),
-            kernel_stops: load(&stats.kernel_stops),
-            high_water_total_bytes: load(&stats.high_water_total_bytes),
-            high_water_max_bytes: load(&stats.high_water_max_bytes),
-            admit_wait_ticks_total: load(&stats.admit_wait_ticks_total),
-            admit_wait_ticks_max: load(&stats.admit_wait_ticks_max),
-            peak_pages: stats.peak_pages.each_ref().map(load),
+        snapshot.pages_now = stats.pages_now.load(Ordering::Relaxed);
+        snapshot.pages_peak = stats.pages_peak.load(Ordering::Relaxed);
+        snapshot.packed_threads_now = stats.packed_threads_now.load(Ordering::Relaxed);
+        snapshot.packed_bytes_now = stats.packed_bytes_now.load(Ordering::Relaxed);
+        snapshot.packed_bytes_peak = stats.packed_bytes_peak.load(Ordering::Relaxed);
+        snapshot.threads_created = load(&stats.threads_created);
+        snapshot.threads_released = load(&stats.threads_released);
+        snapshot.threads_stopped = load(&stats.threads_stopped);
+        snapshot.kernel_stops = load(&stats.kernel_stops);
+        snapshot.high_water_total_bytes = load(&stats.high_water_total_bytes);
+        snapshot.high_water_max_bytes = load(&stats.high_water_max_bytes);
+        snapshot.admit_wait_ticks_total = load(&stats.admit_wait_ticks_total);
+        snapshot.admit_wait_ticks_max = load(&stats.admit_wait_ticks_max);
+        for (into, from) in snapshot.peak_pages.iter_mut().zip(&stats.peak_pages) {
+            *into = load(from);
         }
     }
 }
@@ -260,6 +256,29 @@ pub struct AccountSnapshot {
 }
 
 impl AccountSnapshot {
+    /// Figures that are all zero.
+    pub(crate) const ZERO: Self = Self {
+        events: [0; Counter::COUNT],
+        pages_now: 0,
+        pages_peak: 0,
+        packed_threads_now: 0,
+        packed_bytes_now: 0,
+        packed_bytes_peak: 0,
+        threads_created: 0,
+        threads_released: 0,
+        threads_stopped: 0,
+        kernel_stops: 0,
+        high_water_total_bytes: 0,
+        high_water_max_bytes: 0,
+        admit_wait_ticks_total: 0,
+        admit_wait_ticks_max: 0,
+        peak_pages: [0; PEAK_PAGE_BUCKETS],
+    };
+
+    /// Adds `n` to the count of `event`.
+    pub(crate) fn add_events(&mut self, event: Counter, n: u64) {
+        self.events[event.index()] += n;
+    }
     /// Returns the value of `counter` for this account (`nr_kernel_stack_kb` from its
     /// populated pages and pack buffers, [`Self::stack_kib_now`]; event counts saturate at
     /// `i64::MAX`).

@@ -219,17 +219,22 @@ impl Totals {
 }
 
 /// Returns the counters of `cpus` and `ledger`, summed.
+///
+/// The figures are written in place into the returned value: a [`Totals`] is a few KiB, and
+/// the kernel reads it on threads whose stacks are not large (no temporary copy per account).
 pub fn sum<'a>(cpus: impl IntoIterator<Item = &'a CpuCounters> + Clone, ledger: &Ledger) -> Totals {
-    let accounts = Account::ALL.map(|account| {
-        let mut events = [0u64; Counter::COUNT];
+    let mut totals = Totals {
+        accounts: [AccountSnapshot::ZERO; Account::COUNT],
+    };
+    for (account, snapshot) in Account::ALL.into_iter().zip(totals.accounts.iter_mut()) {
+        ledger.snapshot_into(account, snapshot);
         for cpu in cpus.clone() {
             for counter in Counter::ALL.into_iter().filter(|c| c.is_event()) {
-                events[counter.index()] += cpu.load(account, counter);
+                snapshot.add_events(counter, cpu.load(account, counter));
             }
         }
-        ledger.snapshot(account, events)
-    });
-    Totals { accounts }
+    }
+    totals
 }
 
 #[cfg(test)]
