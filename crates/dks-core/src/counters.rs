@@ -31,6 +31,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::account::{Account, AccountSnapshot, Ledger};
+use crate::group::GroupCharge;
 
 /// Calls the macro `$then` with the list of counters, in the order records print them: for
 /// each, its doc comment, its [`Counter`] variant, its Linux-style name and the type records
@@ -160,6 +161,17 @@ impl<'a> Tally<'a> {
     /// Counts `n` more `event`s of `account`.
     pub fn count(&self, account: Account, event: Counter, n: u64) {
         self.cpu.count(account, event, n);
+    }
+
+    /// Accounts for one stack page faulted in for `account`, charged to `group`: the fault
+    /// event on this CPU, the page in the ledger (with its peak), the page forced onto the
+    /// group's charge. The stack-fault path's one accounting update: everything a served
+    /// fault changes in the books happens here, in this order.
+    #[inline]
+    pub fn stack_page_faulted_in(&self, account: Account, group: &GroupCharge) {
+        self.cpu.count(account, Counter::Faults, 1);
+        self.ledger.add_pages(account, 1);
+        group.force_charge(1);
     }
 
     /// Returns the ledger, for what is kept per account rather than per CPU.
