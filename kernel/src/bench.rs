@@ -30,46 +30,42 @@ use crate::sched::{self, SpawnOptions};
 use crate::stacks::{self, DYNAMIC, IMPLEMENTED, Policy};
 use crate::{lazy, report, work};
 
-/// A running summary of one cost.
+/// The samples of one cost, summarized when emitted (count, total, minimum, median, maximum and
+/// a log2 histogram): the spread says whether a mean stands for every operation.
 #[derive(Debug)]
 struct Summary {
-    samples: u64,
-    total: u64,
-    min: u64,
-    max: u64,
-    histogram: [u64; 24],
+    values: Vec<u64>,
 }
 
 impl Summary {
     fn new() -> Self {
-        Summary {
-            samples: 0,
-            total: 0,
-            min: u64::MAX,
-            max: 0,
-            histogram: [0; 24],
-        }
+        Summary { values: Vec::new() }
     }
 
     fn add(&mut self, value: u64) {
-        self.samples += 1;
-        self.total += value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        let bucket = (63 - value.max(1).leading_zeros()) as usize;
-        self.histogram[bucket.min(23)] += 1;
+        self.values.push(value);
     }
 
-    fn emit(&self, what: &str, policy: &str, instructions: bool) {
+    fn emit(&mut self, what: &str, policy: &str, instructions: bool) {
+        self.values.sort_unstable();
+        let mut histogram = [0u64; 24];
+        for &value in &self.values {
+            let bucket = (63 - value.max(1).leading_zeros()) as usize;
+            histogram[bucket.min(23)] += 1;
+        }
+        let values = &self.values;
+        // The lower middle one of an even count: a value that was measured.
+        let median = values.get(values.len().saturating_sub(1) / 2);
         report::emit(&Record::Cost(Cost {
             what: Cow::Borrowed(what),
             policy: Cow::Borrowed(policy),
-            samples: self.samples,
-            total: self.total,
-            min: if self.samples == 0 { 0 } else { self.min },
-            max: self.max,
+            samples: values.len() as u64,
+            total: values.iter().sum(),
+            min: values.first().copied().unwrap_or(0),
+            median: median.copied().unwrap_or(0),
+            max: values.last().copied().unwrap_or(0),
             instructions,
-            log2_histogram: self.histogram,
+            log2_histogram: histogram,
         }));
     }
 }

@@ -384,6 +384,8 @@ pub struct Cost<'a> {
     pub total: u64,
     /// The cheapest operation.
     pub min: u64,
+    /// The median operation (the lower middle one of an even count).
+    pub median: u64,
     /// The dearest operation.
     pub max: u64,
     /// Whether the TSC counted instructions (`-icount`) rather than time.

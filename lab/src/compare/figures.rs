@@ -210,6 +210,8 @@ pub struct Comparison {
     pub incomplete: Vec<IncompletePolicy>,
     /// The cost of a page fault that is not a stack fault, both ways the kernel handles one.
     pub fault_paths: FaultPaths,
+    /// Every operation the cost boot measured, with its spread, in the order it reported them.
+    pub costs: Vec<CostSpread>,
     /// Faults injected into the workload boots; `null` when none were asked for.
     pub injection: Option<InjectionFigures>,
 }
@@ -407,6 +409,41 @@ pub struct WorkFigures {
     pub checksum: u64,
 }
 
+/// One operation of the cost boot: how many were measured and what they cost (guest
+/// instructions), as a mean and as a spread.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CostSpread {
+    /// The operation (`stack_fault`, `bounce_fault`, `direct_fault`, `switch`, `create`).
+    pub what: String,
+    /// The policy it was measured under (empty when it does not apply).
+    pub policy: String,
+    /// Operations measured.
+    pub samples: u64,
+    /// `total / samples`.
+    pub mean: f64,
+    /// The cheapest operation.
+    pub min: u64,
+    /// The median operation (the lower middle one of an even count).
+    pub median: u64,
+    /// The dearest operation.
+    pub max: u64,
+}
+
+impl CostSpread {
+    /// The spread of `cost`; `None` when it measured nothing.
+    pub fn of(cost: &Cost<'_>) -> Option<Self> {
+        (cost.samples > 0).then(|| CostSpread {
+            what: cost.what.to_string(),
+            policy: cost.policy.to_string(),
+            samples: cost.samples,
+            mean: cost.total as f64 / cost.samples as f64,
+            min: cost.min,
+            median: cost.median,
+            max: cost.max,
+        })
+    }
+}
+
 /// The two ways of handling a page fault that is not a stack fault.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FaultPaths {
@@ -542,6 +579,11 @@ pub fn compare(
             insns_direct: measurements.per_op(what::DIRECT_FAULT, ""),
             insns_bounce: measurements.per_op(what::BOUNCE_FAULT, ""),
         },
+        costs: measurements
+            .costs
+            .iter()
+            .filter_map(CostSpread::of)
+            .collect(),
         injection: injection_figures(setup, measurements),
     })
 }

@@ -2,7 +2,7 @@
 //! does not exist. The cells come from the same [`Comparison`] as the JSON ([`cells`]), so the
 //! two cannot disagree; the HTML report shows the same cells.
 
-use super::figures::{Comparison, PolicyFigures};
+use super::figures::{Comparison, CostSpread, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
 pub const HEADERS: [&str; 21] = [
@@ -137,6 +137,38 @@ pub fn incomplete_words(incomplete: &super::figures::IncompletePolicy) -> String
     )
 }
 
+/// Returns the cost boot's operations with their spread, one aligned row each under a title
+/// line (nothing when there are none).
+pub fn spreads(costs: &[CostSpread]) -> String {
+    if costs.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![
+        ["operation", "policy", "n", "mean", "min", "median", "max"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    rows.extend(costs.iter().map(|c| {
+        vec![
+            c.what.clone(),
+            if c.policy.is_empty() {
+                "-".to_owned()
+            } else {
+                c.policy.clone()
+            },
+            c.samples.to_string(),
+            insns(Some(c.mean)),
+            c.min.to_string(),
+            c.median.to_string(),
+            c.max.to_string(),
+        ]
+    }));
+    format!(
+        "costs (guest instructions per operation, cost boot):\n{}",
+        aligned(&rows)
+    )
+}
+
 /// Returns the table: a title line, the header, one row per policy, the non-stack fault costs
 /// and the legend.
 pub fn render(comparison: &Comparison) -> String {
@@ -164,6 +196,7 @@ pub fn render(comparison: &Comparison) -> String {
         insns(paths.insns_direct),
         insns(paths.insns_bounce)
     ));
+    text.push_str(&spreads(&comparison.costs));
     if let Some(injection) = &comparison.injection {
         for boot in &injection.boots {
             let mut parts = Vec::new();

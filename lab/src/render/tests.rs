@@ -93,6 +93,7 @@ fn workload_and_cost_records_render_on_one_line() {
                 samples: 4,
                 total: 4100,
                 min: 1000,
+                median: 1050,
                 max: 1100,
                 instructions: true,
                 log2_histogram,

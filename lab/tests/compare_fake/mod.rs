@@ -81,6 +81,7 @@ pub fn cost(what: &str, policy: &str, samples: u64, total: u64) -> String {
         samples,
         total,
         min: total / samples,
+        median: total / samples,
         max: total / samples,
         instructions: true,
         log2_histogram,

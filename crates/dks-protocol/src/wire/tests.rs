@@ -180,6 +180,7 @@ fn samples() -> std::vec::Vec<Record<'static>> {
             samples: 1000,
             total: u64::MAX / 2,
             min: 1,
+            median: 7,
             max: u64::MAX,
             instructions: true,
             log2_histogram: [u64::MAX; 24],

@@ -11,6 +11,7 @@ pub(crate) fn cost(what: &str, policy: &str, samples: u64, total: u64) -> Cost<'
         samples,
         total,
         min: total / samples.max(1),
+        median: total / samples.max(1),
         max: total / samples.max(1),
         instructions: true,
         log2_histogram,
