@@ -35,6 +35,7 @@ use crate::group::GroupCharge;
 use crate::layout::{LayoutError, StackLayout};
 use crate::magazine::{Magazine, Refill};
 use crate::platform::{FlushBatch, Platform};
+use crate::policy::Policy;
 use crate::reclaim;
 use crate::stack::Stack;
 
@@ -184,6 +185,38 @@ pub fn refill<P: Platform>(
         tally.count(account, Counter::RefillFail, 1);
     }
     refill
+}
+
+/// Returns whether a switch to a stack of `policy` needs the mechanism at all, given what a
+/// scheduler can read without a lock: how many pages the stack may still fault in (`need`)
+/// and how many frames this CPU's magazine holds (`magazine_len` of `magazine_capacity`).
+///
+/// `false` means that [`prepare`] would admit the stack without touching the magazine, the
+/// group or a counter, and [`finish`] would change nothing but the stack's switch record, which
+/// only policies that reclaim while asleep read: the scheduler may skip both, so that `static`
+/// switches as a kernel without dynamic stacks does, and `fault` and `guaranteed` add two
+/// comparisons while their magazine is full or covers the need.
+#[must_use]
+pub const fn switch_in_needs_mechanism(
+    policy: Policy,
+    need: u8,
+    magazine_len: u8,
+    magazine_capacity: u8,
+) -> bool {
+    (policy.needs_admission() && magazine_len < need)
+        || policy.maps_all_while_running()
+        || (policy.refills_after_switch() && magazine_len < magazine_capacity)
+        || policy.reclaims_while_asleep()
+}
+
+/// Returns whether a switch away from a stack of `policy` needs the mechanism: only a policy
+/// that maps every page while running gives pages back at the switch, and only one that
+/// reclaims while asleep reads the saved stack pointer [`switch_out`] records. For every other
+/// policy the scheduler may skip [`switch_out`] (its own check that the saved stack pointer
+/// lies in the thread's stack stays).
+#[must_use]
+pub const fn switch_out_needs_mechanism(policy: Policy) -> bool {
+    policy.maps_all_while_running() || policy.reclaims_while_asleep()
 }
 
 #[cfg(test)]

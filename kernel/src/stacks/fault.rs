@@ -95,7 +95,7 @@ impl StackTable for Slots<'_> {
         });
         let result = serve(&mut magazine, live);
         if let Some(stack) = stack.as_ref() {
-            cell.mirror(stack);
+            cell.mirror_pages(stack);
         }
         super::switch::note_magazine(self.cpu, magazine.len());
         Ok(result)

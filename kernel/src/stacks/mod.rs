@@ -62,17 +62,39 @@ struct Slot {
     faults: AtomicU32,
     /// The account of the current stack, mirrored (its index in `Account::ALL`).
     account: AtomicU8,
+    /// The policy of the live stack, mirrored (its index in `Policy::ALL`), or [`NO_STACK`]:
+    /// the scheduler decides from it whether a switch needs the mechanism at all
+    /// (`switch::admit`).
+    policy: AtomicU8,
 }
+
+/// [`Slot::policy`] of a slot without a live stack.
+const NO_STACK: u8 = u8::MAX;
 
 impl Slot {
     /// Copies what readers on other CPUs (and the fault path's accounting) may read without
     /// the lock from `stack`, the slot's live stack.
     fn mirror(&self, stack: &Stack) {
+        self.mirror_pages(stack);
+        self.account
+            .store(stack.account().index() as u8, Ordering::Relaxed);
+        self.policy
+            .store(stack.policy().index() as u8, Ordering::Relaxed);
+    }
+
+    /// Copies what a stack fault changes (the populated pages and the fault count): a stack's
+    /// account and policy never change while it lives.
+    fn mirror_pages(&self, stack: &Stack) {
         self.populated
             .store(stack.populated_pages(), Ordering::Relaxed);
         self.faults.store(stack.faults(), Ordering::Relaxed);
-        self.account
-            .store(stack.account().index() as u8, Ordering::Relaxed);
+    }
+
+    /// The policy of the slot's live stack, from the mirror; `None` without one.
+    fn policy(&self) -> Option<Policy> {
+        Policy::ALL
+            .get(usize::from(self.policy.load(Ordering::Relaxed)))
+            .copied()
     }
 }
 
@@ -134,6 +156,7 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             stack: IrqMutex::new(None),
             populated: AtomicU8::new(0),
             faults: AtomicU32::new(0),
+            policy: AtomicU8::new(NO_STACK),
             account: AtomicU8::new(0),
         })
         .collect();
@@ -317,6 +340,7 @@ pub fn release(stack: &ThreadStack) {
     };
     let mark = high_water(stack.slot);
     cell.populated.store(0, Ordering::Relaxed);
+    cell.policy.store(NO_STACK, Ordering::Relaxed);
     let group = live.group();
     let policy = live.policy();
     let exited = stack::exit(live);

@@ -7,7 +7,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
-use dks_core::{SlotIndex, VirtAddr};
+use dks_core::{Magazine, SlotIndex, VirtAddr};
 
 use super::platform::X86Platform;
 use super::{GROUPS, region, tally};
@@ -60,11 +60,26 @@ pub fn admission_shortfall(slot: SlotIndex, cpu: u32) -> (u8, u8) {
 /// need (`guaranteed`), refills after admitting (`fault`, as the RFC does at the switch);
 /// dks-core counts refills, their failures and refused admissions under the thread's account.
 /// A slot without a live stack is refused for good.
+///
+/// First, from the slot's mirrors and this CPU's magazine length alone, without a lock:
+/// whether the switch needs the mechanism at all (`dks_core::switch::switch_in_needs_mechanism`:
+/// never for `static`, for `fault` only when its magazine is not full, for `guaranteed` only
+/// when the magazine does not cover the need). The mirrors are exact here: the thread is off
+/// every CPU, so its stack's pages do not change, and only this CPU changes its magazine.
 pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
-    let mut magazine = region.magazines[cpu].lock();
     let cell = &region.slots[slot.as_usize()];
+    let Some(policy) = cell.policy() else {
+        return Admit::Released;
+    };
+    let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
+    let capacity = Magazine::capacity_for(&region.layout);
+    let magazine_len = MAGAZINE_LEN[cpu].load(Ordering::Relaxed);
+    if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
+        return Admit::Admitted;
+    }
+    let mut magazine = region.magazines[cpu].lock();
     let mut live = cell.stack.lock();
     let Some(stack) = live.as_mut() else {
         return Admit::Released;
@@ -96,9 +111,15 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
 
 /// Records that the thread of `slot` left this CPU with stack pointer `saved_sp`, asleep or
 /// still runnable (and lets the policy give pages back). A stack pointer outside the thread's
-/// stack is a kernel bug: it panics.
+/// stack is a kernel bug: it panics. Nothing at all for a policy that neither gives pages back
+/// at the switch nor reads the record (`dks_core::switch::switch_out_needs_mechanism`): the
+/// scheduler checks the stack pointer itself.
 pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asleep: bool) {
     let region = region();
+    let policy = region.slots[slot.as_usize()].policy();
+    if policy.is_some_and(|policy| !switch::switch_out_needs_mechanism(policy)) {
+        return;
+    }
     let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
     let cell = &region.slots[slot.as_usize()];
