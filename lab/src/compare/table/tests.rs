@@ -30,3 +30,54 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
     assert_eq!(lines[3].len(), lines[1].len());
     assert!(lines[4].contains("1000 insns handled on the IST stack, 1500 moved"));
 }
+
+#[test]
+fn every_cost_is_shown_with_its_spread() {
+    let mut measurements = data::measurements();
+    // One operation whose operations differ: 10 of them, 100 to 190 instructions.
+    let mut spread = data::cost("switch", "guaranteed", 10, 1450);
+    (spread.min, spread.median, spread.max) = (100, 140, 190);
+    measurements.costs.push(spread);
+    let policies = vec!["static".to_owned(), "fault".to_owned()];
+    let c = compare(&data::setup(), &policies, &measurements).unwrap();
+    assert_eq!(c.costs.len(), measurements.costs.len());
+    let text = render(&c);
+    let title = text
+        .lines()
+        .position(|l| l.starts_with("costs (guest instructions per operation"))
+        .expect("the costs table");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(title + 1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["operation", "policy", "n", "mean", "min", "median", "max"]
+    );
+    assert!(
+        rows.contains(&vec![
+            "switch",
+            "guaranteed",
+            "10",
+            "145",
+            "100",
+            "140",
+            "190"
+        ]),
+        "{text}"
+    );
+    // An operation without a policy shows "-".
+    assert!(
+        rows.iter()
+            .any(|r| r.first() == Some(&"bounce_fault") && r[1] == "-"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&c).unwrap();
+    let last = json["costs"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last,
+        serde_json::json!({"what": "switch", "policy": "guaranteed", "samples": 10,
+            "mean": 145.0, "min": 100, "median": 140, "max": 190})
+    );
+}
