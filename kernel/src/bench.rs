@@ -47,7 +47,7 @@ impl Summary {
         self.values.push(value);
     }
 
-    fn emit(&mut self, what: &str, policy: &str, instructions: bool) {
+    fn emit(&mut self, what: &str, policy: Option<Policy>, instructions: bool) {
         self.values.sort_unstable();
         let mut histogram = [0u64; 24];
         for &value in &self.values {
@@ -59,7 +59,7 @@ impl Summary {
         let median = values.get(values.len().saturating_sub(1) / 2);
         report::emit(&Record::Cost(Cost {
             what: Cow::Borrowed(what),
-            policy: Cow::Borrowed(policy),
+            policy,
             samples: values.len() as u64,
             total: values.iter().sum(),
             min: values.first().copied().unwrap_or(0),
@@ -79,15 +79,15 @@ fn fresh_stacks() {
 /// Runs every measurement and prints a `cost` record for each.
 pub fn run(instructions: bool) {
     for policy in DYNAMIC {
-        stack_faults(policy).emit("stack_fault", policy.name(), instructions);
+        stack_faults(policy).emit("stack_fault", Some(policy), instructions);
     }
-    lazy_faults(lazy::BOUNCED.start).emit("bounce_fault", "", instructions);
-    lazy_faults(lazy::DIRECT.start).emit("direct_fault", "", instructions);
+    lazy_faults(lazy::BOUNCED.start).emit("bounce_fault", None, instructions);
+    lazy_faults(lazy::DIRECT.start).emit("direct_fault", None, instructions);
     for policy in IMPLEMENTED {
-        switches(policy).emit("switch", policy.name(), instructions);
+        switches(policy).emit("switch", Some(policy), instructions);
     }
     for policy in IMPLEMENTED {
-        creations(policy).emit("create", policy.name(), instructions);
+        creations(policy).emit("create", Some(policy), instructions);
     }
 }
 
