@@ -118,7 +118,13 @@ fn run() -> anyhow::Result<bool> {
                 "the cost boot counted time, not instructions (-icount missing?)"
             );
             if let Some(figure) = Figure::of(cost) {
-                figures.insert((cost.what.to_string(), cost.policy.to_string()), figure);
+                figures.insert(
+                    (
+                        cost.what.to_string(),
+                        cost.policy.map_or(String::new(), |p| p.name().to_owned()),
+                    ),
+                    figure,
+                );
             }
         }
     }
