@@ -38,7 +38,7 @@ fn every_cost_is_shown_with_its_spread() {
     let mut spread = data::cost("switch", "guaranteed", 10, 1450);
     (spread.min, spread.median, spread.max) = (100, 140, 190);
     measurements.costs.push(spread);
-    let policies = vec!["static".to_owned(), "fault".to_owned()];
+    let policies = vec![Policy::Static, Policy::Fault];
     let c = compare(&data::setup(), &policies, &measurements).unwrap();
     assert_eq!(c.costs.len(), measurements.costs.len());
     let text = render(&c);
