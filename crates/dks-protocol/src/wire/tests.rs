@@ -281,6 +281,7 @@ fn policies_travel_as_their_names_and_none_as_empty() {
             samples: 1,
             total: 1,
             min: 1,
+            median: 1,
             max: 1,
             instructions: true,
             log2_histogram: [0; 24],
