@@ -92,7 +92,12 @@ static GROUPS: [GroupCharge; MAX_GROUPS] = [const { GroupCharge::new(None) }; MA
 
 /// The policies this kernel implements: the one place that says so (the others exist in
 /// `dks-core`, tested on the host). Benchmarks, workloads and tests take them from here.
-pub const IMPLEMENTED: [Policy; 3] = [Policy::Static, Policy::Fault, Policy::Guaranteed];
+pub const IMPLEMENTED: [Policy; 4] = [
+    Policy::Static,
+    Policy::Fault,
+    Policy::Guaranteed,
+    Policy::Switch,
+];
 
 /// Of [`IMPLEMENTED`], the policies that populate on demand.
 pub const DYNAMIC: [Policy; 2] = {
