@@ -134,6 +134,12 @@ impl Thread {
         &self.name
     }
 
+    /// The stack pointer saved when the thread last left its CPU (meaningful while it is off
+    /// every CPU).
+    pub fn saved_rsp(&self) -> u64 {
+        self.saved_rsp.load(Ordering::Acquire)
+    }
+
     /// The current scheduling state.
     pub fn state(&self) -> State {
         self.state.load()

@@ -144,6 +144,10 @@ pub fn workload(policy: &str, pages: u64) -> String {
         killed: 0,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_accessed_clear: 0,
+        flushes_avoided: 0,
+        switch_faults: 0,
+        running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
     }));
