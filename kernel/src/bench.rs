@@ -238,7 +238,7 @@ fn switch_halves(policy: Policy) -> (Summary, Summary) {
     }
     let (mut switch_in, mut switch_out) = (Summary::new(), Summary::new());
     let slot = sleeper.stack.slot();
-    let saved_sp = sleeper.saved_rsp();
+    let saved_sp = sleeper.saved_stack_pointer();
     {
         // This CPU's scheduler cannot run meanwhile, nor can the sleeper: its state stays
         // Blocked until the gate opens, so its stack is ours to switch in and out.

@@ -134,12 +134,6 @@ impl Thread {
         &self.name
     }
 
-    /// The stack pointer saved when the thread last left its CPU (meaningful while it is off
-    /// every CPU).
-    pub fn saved_rsp(&self) -> u64 {
-        self.saved_rsp.load(Ordering::Acquire)
-    }
-
     /// The current scheduling state.
     pub fn state(&self) -> State {
         self.state.load()
@@ -182,6 +176,12 @@ impl Thread {
     /// Bit `n` set: the thread has run on CPU `n`.
     pub fn cpus_ran_on(&self) -> u32 {
         self.cpus_ran_on.load(Ordering::Relaxed)
+    }
+
+    /// The stack pointer saved at its last switch-out (meaningful while it is off-CPU; tests
+    /// of the `reclaim` trims compare it with the pages left).
+    pub fn saved_stack_pointer(&self) -> u64 {
+        self.saved_rsp.load(Ordering::Acquire)
     }
 
     /// How many times the thread was switched in.

@@ -31,7 +31,10 @@ pub fn running_extra_peak_pages() -> u64 {
     RUNNING_EXTRA_PEAK.load(Ordering::Relaxed)
 }
 
-/// Notes that CPU `cpu` now runs a thread whose admission mapped `mapped` pages.
+/// Notes that CPU `cpu` now runs a thread whose admission mapped `mapped` pages. Out of line
+/// and cold: only `switch` admissions come here, the other policies' switches stay as short.
+#[cold]
+#[inline(never)]
 fn note_running_extra(cpu: usize, mapped: u8) {
     RUNNING_EXTRA[cpu].store(mapped, Ordering::Relaxed);
     let now = RUNNING_EXTRA
@@ -137,7 +140,7 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
     let group = &GROUPS[stack.group().as_usize()];
     if stack.policy().maps_all_while_running() {
         // The pages it touched stay its own, switched out; the others go back below.
-        RUNNING_EXTRA[cpu].store(0, Ordering::Relaxed);
+        note_running_extra(cpu, 0);
     }
     let reason = if asleep {
         SwitchOutReason::Asleep
