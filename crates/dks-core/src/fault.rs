@@ -280,6 +280,11 @@ fn serve<P: Platform>(
     platform.flush(flushes);
     stack.note_faulted_in(page);
     tally.stack_page_faulted_in(stack.account(), group);
+    if stack.policy().maps_all_while_running() {
+        // Its every page was mapped when it was admitted: a fault means a page went missing
+        // while it ran. Served, so the thread lives on, and counted as the bug it is.
+        tally.count(stack.account(), Counter::SwitchFaults, 1);
+    }
     Ok(())
 }
 

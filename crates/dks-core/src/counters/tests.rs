@@ -46,7 +46,10 @@ fn the_list_names_every_counter_once_in_record_order() {
             "dks_fatal",
             "dks_reclaimed",
             "dks_admit_wait",
-            "dks_guard_hits"
+            "dks_guard_hits",
+            "dks_reclaimed_accessed_clear",
+            "dks_flushes_avoided",
+            "dks_switch_faults"
         ]
     );
     for (i, counter) in Counter::ALL.into_iter().enumerate() {
