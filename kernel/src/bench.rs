@@ -9,11 +9,19 @@
 //!   IST stack, magazine, map, return) minus the same store once the page is there;
 //! - `bounce_fault` / `direct_fault`: a load from an unmapped lazy-region page served on the
 //!   interrupted stack after a bounce, or directly on the IST stack (both allocate a zeroed
-//!   frame and map it), minus the same load once mapped;
+//!   frame and map it), minus the same load once mapped; the first page of each half is
+//!   faulted in before measuring, so that no measured fault creates page tables;
 //! - `switch`: a yield between two threads of the policy on one CPU (thread to scheduler loop
 //!   to thread, admission included), half of a round trip;
 //! - `create`: `sched::spawn` of a thread of the policy, stack creation included (caches
-//!   drained first, so stacks are fresh; interrupts off, so no preemption is counted).
+//!   drained first, so stacks are fresh; interrupts off, so no preemption is counted);
+//! - `switch_in` / `switch_out`: the stack policy's own part of a switch, the two calls the
+//!   scheduler loop makes for a thread (`stacks::admit` before switching to it,
+//!   `stacks::switched_out` after it left), on a thread asleep 1 KiB deep, back to back as
+//!   the scheduler would make them: under `switch` the switch-in maps every page the stack
+//!   does not hold from the magazine and the switch-out reads the Accessed bits of the dead
+//!   pages and unmaps the clear ones back into it (Hansen's costs); under `fault` the
+//!   switch-in is the RFC's refill check. Both are also inside `switch` above.
 
 use alloc::borrow::Cow;
 use alloc::sync::Arc;
@@ -26,50 +34,47 @@ use crate::hw::cpu_ops::{self, IrqGuard};
 use crate::hw::layout::PAGE_BYTES;
 use crate::hw::probes;
 use crate::hw::sync::IrqMutex;
+use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions};
 use crate::stacks::{self, DYNAMIC, IMPLEMENTED, Policy};
 use crate::{lazy, report, work};
 
-/// A running summary of one cost.
+/// The samples of one cost, summarized when emitted (count, total, minimum, median, maximum and
+/// a log2 histogram): the spread says whether a mean stands for every operation.
 #[derive(Debug)]
 struct Summary {
-    samples: u64,
-    total: u64,
-    min: u64,
-    max: u64,
-    histogram: [u64; 24],
+    values: Vec<u64>,
 }
 
 impl Summary {
     fn new() -> Self {
-        Summary {
-            samples: 0,
-            total: 0,
-            min: u64::MAX,
-            max: 0,
-            histogram: [0; 24],
-        }
+        Summary { values: Vec::new() }
     }
 
     fn add(&mut self, value: u64) {
-        self.samples += 1;
-        self.total += value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        let bucket = (63 - value.max(1).leading_zeros()) as usize;
-        self.histogram[bucket.min(23)] += 1;
+        self.values.push(value);
     }
 
-    fn emit(&self, what: &str, policy: Option<Policy>, instructions: bool) {
+    fn emit(&mut self, what: &str, policy: Option<Policy>, instructions: bool) {
+        self.values.sort_unstable();
+        let mut histogram = [0u64; 24];
+        for &value in &self.values {
+            let bucket = (63 - value.max(1).leading_zeros()) as usize;
+            histogram[bucket.min(23)] += 1;
+        }
+        let values = &self.values;
+        // The lower middle one of an even count: a value that was measured.
+        let median = values.get(values.len().saturating_sub(1) / 2);
         report::emit(&Record::Cost(Cost {
             what: Cow::Borrowed(what),
             policy,
-            samples: self.samples,
-            total: self.total,
-            min: if self.samples == 0 { 0 } else { self.min },
-            max: self.max,
+            samples: values.len() as u64,
+            total: values.iter().sum(),
+            min: values.first().copied().unwrap_or(0),
+            median: median.copied().unwrap_or(0),
+            max: values.last().copied().unwrap_or(0),
             instructions,
-            log2_histogram: self.histogram,
+            log2_histogram: histogram,
         }));
     }
 }
@@ -91,6 +96,11 @@ pub fn run(instructions: bool) {
     }
     for policy in IMPLEMENTED {
         creations(policy).emit("create", Some(policy), instructions);
+    }
+    for policy in IMPLEMENTED {
+        let (mut switch_in, mut switch_out) = switch_halves(policy);
+        switch_in.emit("switch_in", Some(policy), instructions);
+        switch_out.emit("switch_out", Some(policy), instructions);
     }
 }
 
@@ -137,14 +147,18 @@ fn lazy_faults(base: u64) -> Summary {
     const PAGES: u64 = 256;
     let mut summary = Summary::new();
     let irq = IrqGuard::new();
-    for page in 0..PAGES {
+    // Page 0 unmeasured: its fault also creates the page tables of the measured pages (about
+    // 4,200 instructions per table zeroed), a cost of the region's first touch, not of either
+    // way of handling a fault.
+    probes::timed_lazy_read(base + 8);
+    for page in 1..=PAGES {
         let address = base + page * PAGE_BYTES + 8;
         let with_fault = probes::timed_lazy_read(address);
         let without = probes::timed_lazy_read(address);
         summary.add(with_fault.saturating_sub(without));
     }
     drop(irq);
-    lazy::reset(base..base + PAGES * PAGE_BYTES);
+    lazy::reset(base..base + (PAGES + 1) * PAGE_BYTES);
     summary
 }
 
@@ -195,6 +209,63 @@ fn switches(policy: Policy) -> Summary {
     sched::join(&measurer);
     sched::join(&partner);
     core::mem::replace(&mut *summary.lock(), Summary::new())
+}
+
+fn switch_halves(policy: Policy) -> (Summary, Summary) {
+    const ROUNDS: usize = 1000;
+    fresh_stacks();
+    let asleep = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(WaitQueue::new());
+    let options = SpawnOptions {
+        policy,
+        pinned: Some(0),
+        ..SpawnOptions::default()
+    };
+    let sleeper = {
+        let (asleep, release, gate) = (asleep.clone(), release.clone(), gate.clone());
+        sched::spawn("cost-halves", options, move || {
+            // Sleep 1 KiB deep: the top page is live, the three below are dead.
+            let mut frame = [0u8; 1024];
+            core::hint::black_box(&mut frame);
+            asleep.store(true, Ordering::Release);
+            gate.wait_until(|| release.load(Ordering::Acquire));
+            core::hint::black_box(&mut frame);
+        })
+        .expect("memory for a measuring thread")
+    };
+    while !(asleep.load(Ordering::Acquire) && sleeper.state() == sched::State::Blocked) {
+        sched::sleep_ms(1);
+    }
+    let (mut switch_in, mut switch_out) = (Summary::new(), Summary::new());
+    let slot = sleeper.stack.slot();
+    let saved_sp = sleeper.saved_stack_pointer();
+    {
+        // This CPU's scheduler cannot run meanwhile, nor can the sleeper: its state stays
+        // Blocked until the gate opens, so its stack is ours to switch in and out.
+        let irq = IrqGuard::new();
+        for round in 0..ROUNDS + 10 {
+            let start = cpu_ops::rdtsc();
+            let admitted = stacks::admit(&irq, slot);
+            let middle = cpu_ops::rdtsc();
+            stacks::switched_out(&irq, slot, saved_sp, true);
+            let end = cpu_ops::rdtsc();
+            assert_eq!(
+                admitted,
+                stacks::Admit::Admitted,
+                "{policy} switch-in refused"
+            );
+            // The first rounds warm up (the first refill allocates).
+            if round >= 10 {
+                switch_in.add(middle - start);
+                switch_out.add(end - middle);
+            }
+        }
+    }
+    release.store(true, Ordering::Release);
+    gate.wake_all();
+    sched::join(&sleeper);
+    (switch_in, switch_out)
 }
 
 fn creations(policy: Policy) -> Summary {

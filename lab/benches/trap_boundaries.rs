@@ -107,6 +107,7 @@ const WORKLOAD_REGIONS: &[&str] = &[
 const BOUNCE_REGIONS: &[&str] = &[
     "trap_pf_bounce",
     "trap_pf_copy",
+    "trap_pf_copy_fpu",
     "trap_run_bounced",
     "trap_run_bounced_call",
 ];

@@ -2,7 +2,8 @@
 //!
 //! The kernel builds for the host target with its own flags, which live in
 //! `kernel/.cargo/config.toml`; cargo finds that file from its working directory, so the build
-//! runs `cargo build --release -p dks-kernel` *in* `kernel/`. Cargo decides whether anything is
+//! runs `cargo build --profile kernel -p dks-kernel` *in* `kernel/` (the workspace's `kernel`
+//! profile: release with fat LTO and one codegen unit, docs/dynamic-stacks.md). Cargo decides whether anything is
 //! out of date (a no-op build takes a fraction of a second) and serializes concurrent builds
 //! with its own lock. The ELF's path comes from cargo's JSON messages, so a `CARGO_TARGET_DIR`
 //! is honoured. Cargo's output is kept and shown only when the build fails.
@@ -16,6 +17,10 @@ use anyhow::Context;
 /// The kernel's package and binary name.
 pub const KERNEL_PACKAGE: &str = "dks-kernel";
 
+/// The cargo profile the kernel is built with (the workspace `Cargo.toml`: release, fat LTO,
+/// one codegen unit).
+pub const KERNEL_PROFILE: &str = "kernel";
+
 /// Returns the repository's root (the folder above `lab/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,13 +29,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the kernel of the repository at `repo` (release profile) and returns its ELF.
+/// Builds the kernel of the repository at `repo` (`kernel` profile) and returns its ELF.
 pub fn build(repo: &Path) -> anyhow::Result<PathBuf> {
     let dir = repo.join("kernel");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
-        .args(["build", "--release", "-p", KERNEL_PACKAGE])
+        .args(["build", "--profile", KERNEL_PROFILE, "-p", KERNEL_PACKAGE])
         .arg("--message-format=json-render-diagnostics")
         .current_dir(&dir)
         // These would replace the kernel's rustflags from its config.toml and break the link.
@@ -38,7 +43,7 @@ pub fn build(repo: &Path) -> anyhow::Result<PathBuf> {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .stdin(Stdio::null());
     let what = format!(
-        "cargo build --release -p {KERNEL_PACKAGE} (in {})",
+        "cargo build --profile {KERNEL_PROFILE} -p {KERNEL_PACKAGE} (in {})",
         dir.display()
     );
     let output = command

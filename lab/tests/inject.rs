@@ -171,7 +171,7 @@ esac"#;
     fs::create_dir(&tmp).unwrap();
     fs::write(
         qemu.dir.join("costs.txt"),
-        r#"@dks/1 {"cost":{"what":"create","policy":"static","samples":1,"total":1000,"min":1000,"max":1000,"instructions":true,"log2_histogram":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}}
+        r#"@dks/1 {"cost":{"what":"create","policy":"static","samples":1,"total":1000,"min":1000,"median":1000,"max":1000,"instructions":true,"log2_histogram":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}}
 @dks/1 {"exit":{"code":"success","reason":"fake"}}
 "#,
     )

@@ -170,6 +170,7 @@ fn an_interrupted_compare_stops_qemu_removes_its_plan_and_writes_nothing() {
         samples: 1,
         total: 1000,
         min: 1000,
+        median: 1000,
         max: 1000,
         instructions: true,
         log2_histogram: [0; 24],

@@ -27,6 +27,9 @@
 //! | `dks_reclaimed`      | stack pages given back before their thread exited            |
 //! | `dks_admit_wait`     | switches refused because the magazine did not cover the need  |
 //! | `dks_guard_hits`     | faults on a guard page (stack overflows)                      |
+//! | `dks_reclaimed_accessed_clear` | of those, pages given back at switch-out with the Accessed bit clear (`switch`) |
+//! | `dks_flushes_avoided` | switch-outs that gave pages back with no TLB shootdown (`switch`) |
+//! | `dks_switch_faults`  | stack faults of `switch` threads (a bug: they map every page while running) |
 //! | `dks_packs`          | stacks packed into a buffer (`pack`)                          |
 //! | `dks_restores`       | packed stacks restored into a page                            |
 //! | `dks_restore_wait`   | restores refused because the magazine had no page             |
@@ -41,6 +44,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::account::{Account, AccountSnapshot, Ledger};
+use crate::group::GroupCharge;
 
 /// Calls the macro `$then` with the list of counters, in the order records print them: for
 /// each, its doc comment, its [`Counter`] variant, its Linux-style name and the type records
@@ -65,6 +69,15 @@ macro_rules! counter_list {
             AdmitWait dks_admit_wait: u64,
             /// `dks_guard_hits`: faults on a guard page (stack overflows).
             GuardHits dks_guard_hits: u64,
+            /// `dks_reclaimed_accessed_clear`: of `dks_reclaimed`, pages given back at switch-out
+            /// because their Accessed bit was clear (`switch`): never cached, so no flush.
+            ReclaimedAccessedClear dks_reclaimed_accessed_clear: u64,
+            /// `dks_flushes_avoided`: TLB shootdowns not needed: switch-outs that gave pages
+            /// back without one because every page's Accessed bit was clear.
+            FlushesAvoided dks_flushes_avoided: u64,
+            /// `dks_switch_faults`: stack faults of threads whose policy maps every page while
+            /// they run (`switch`): each one is a bug (served, and counted here too).
+            SwitchFaults dks_switch_faults: u64,
             /// `dks_packs`: stacks packed into a buffer.
             Packs dks_packs: u64,
             /// `dks_restores`: packed stacks restored into a page.
@@ -186,6 +199,17 @@ impl<'a> Tally<'a> {
     /// Counts `n` more `event`s of `account`.
     pub fn count(&self, account: Account, event: Counter, n: u64) {
         self.cpu.count(account, event, n);
+    }
+
+    /// Accounts for one stack page faulted in for `account`, charged to `group`: the fault
+    /// event on this CPU, the page in the ledger (with its peak), the page forced onto the
+    /// group's charge. The stack-fault path's one accounting update: everything a served
+    /// fault changes in the books happens here, in this order.
+    #[inline]
+    pub fn stack_page_faulted_in(&self, account: Account, group: &GroupCharge) {
+        self.cpu.count(account, Counter::Faults, 1);
+        self.ledger.add_pages(account, 1);
+        group.force_charge(1);
     }
 
     /// Returns the ledger, for what is kept per account rather than per CPU.

@@ -173,19 +173,22 @@ pub fn handle<P: Platform, T: StackTable>(
         return FaultOutcome::NotAStackPage;
     };
     let slot = location.slot;
-    let depth_in_bytes = layout.depth_in_bytes(slot, addr);
     let page = match location.part {
         SlotPart::Guard => {
             tally.count(table.account(slot), Counter::GuardHits, 1);
             return FaultOutcome::GuardHit {
                 slot,
                 addr,
-                depth_in_bytes,
+                depth_in_bytes: layout.depth_in_bytes(slot, addr),
             };
         }
         SlotPart::Stack(page) => page,
     };
-    let entry = platform.read_entry(addr.page_base());
+    // The page holding `addr` is `page` of `slot`: its address is `addr`'s page base, not a
+    // second computation from the slot.
+    let page_base = addr.page_base();
+    debug_assert_eq!(page_base, layout.page_addr(slot, page));
+    let entry = platform.read_entry(page_base);
     let result = match pte::decode(entry) {
         EntryKind::Present { .. } | EntryKind::Empty => return FaultOutcome::NotAStackPage,
         EntryKind::Foreign => Err(FatalReason::ForeignEntry { entry }),
@@ -203,7 +206,7 @@ pub fn handle<P: Platform, T: StackTable>(
                 }
                 match live {
                     Some((stack, group)) if stack.slot() == owner => {
-                        serve(platform, layout, magazine, tally, stack, group, page)
+                        serve(platform, magazine, tally, stack, group, page, page_base)
                     }
                     _ => Err(FatalReason::NoSuchStack { owner }),
                 }
@@ -217,7 +220,7 @@ pub fn handle<P: Platform, T: StackTable>(
             FaultOutcome::Fatal {
                 slot,
                 addr,
-                depth_in_bytes,
+                depth_in_bytes: layout.depth_in_bytes(slot, addr),
                 reason,
             }
         }
@@ -264,15 +267,16 @@ pub fn populate_span<P: Platform, T: StackTable>(
     }
 }
 
-/// Maps `page` of `stack` with a frame from the magazine, and accounts for it.
+/// Maps `page` of `stack` (at `page_base`) with a frame from the magazine, and accounts for it
+/// ([`Tally::stack_page_faulted_in`], the fault path's one accounting update).
 fn serve<P: Platform>(
     platform: &mut P,
-    layout: &StackLayout,
     magazine: &mut Magazine,
     tally: Tally<'_>,
     stack: &mut Stack,
     group: &GroupCharge,
     page: StackPage,
+    page_base: VirtAddr,
 ) -> Result<(), FatalReason> {
     if let Some(packed) = stack.packed() {
         let guard = packed.kept_frame().is_some();
@@ -286,12 +290,15 @@ fn serve<P: Platform>(
     }
     let frame = magazine.take().ok_or(FatalReason::MagazineEmpty)?;
     let mut flushes = FlushBatch::new();
-    flushes.add(platform.map_stack_page(layout.page_addr(stack.slot(), page), frame));
+    flushes.add(platform.map_stack_page(page_base, frame));
     platform.flush(flushes);
     stack.note_faulted_in(page);
-    tally.count(stack.account(), Counter::Faults, 1);
-    tally.ledger().add_pages(stack.account(), 1);
-    group.force_charge(1);
+    tally.stack_page_faulted_in(stack.account(), group);
+    if stack.policy().maps_all_while_running() {
+        // Its every page was mapped when it was admitted: a fault means a page went missing
+        // while it ran. Served, so the thread lives on, and counted as the bug it is.
+        tally.count(stack.account(), Counter::SwitchFaults, 1);
+    }
     Ok(())
 }
 

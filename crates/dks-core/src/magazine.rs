@@ -63,8 +63,15 @@ impl Magazine {
             cpu,
             frames: [const { None }; MAGAZINE_CAPACITY_LIMIT],
             len: 0,
-            capacity: layout.stack_pages() - 1,
+            capacity: Self::capacity_for(layout),
         }
+    }
+
+    /// Returns the capacity of a magazine for stacks of `layout`: one stack's pages but the
+    /// top one, which creation populates.
+    #[must_use]
+    pub const fn capacity_for(layout: &StackLayout) -> u8 {
+        layout.stack_pages() - 1
     }
 
     /// Returns the CPU the magazine belongs to.

@@ -94,6 +94,9 @@ pub struct Stack {
     group: GroupId,
     account: Account,
     populated: PageSet,
+    /// `populated.len()`, kept so that the fault and switch paths read a count instead of
+    /// counting bits (x86_64 without `popcnt` spends 16 instructions per count).
+    populated_pages: u8,
     faults: u32,
     peak_populated_pages: u8,
     saved_sp: Option<VirtAddr>,
@@ -141,7 +144,7 @@ impl Stack {
     /// Returns the number of populated pages.
     #[must_use]
     pub const fn populated_pages(&self) -> u8 {
-        self.populated.len()
+        self.populated_pages
     }
 
     /// Returns the most pages the stack ever had populated at once (its
@@ -179,7 +182,7 @@ impl Stack {
     /// Returns `need(T)`: how many pages the stack may still fault in.
     #[must_use]
     pub const fn need(&self, layout: &StackLayout) -> u8 {
-        layout.stack_pages() - self.populated.len()
+        layout.stack_pages() - self.populated_pages
     }
 
     /// Returns the stack pointer saved at the last switch-out, if the thread
@@ -217,13 +220,21 @@ impl Stack {
     }
 
     pub(crate) fn note_populated(&mut self, page: StackPage) {
-        self.populated.insert(page);
-        self.peak_populated_pages = self.peak_populated_pages.max(self.populated.len());
+        if !self.populated.contains(page) {
+            self.populated.insert(page);
+            self.populated_pages += 1;
+        }
+        debug_assert_eq!(self.populated_pages, self.populated.len());
+        self.peak_populated_pages = self.peak_populated_pages.max(self.populated_pages);
     }
 
     pub(crate) fn note_unpopulated(&mut self, page: StackPage) {
         debug_assert!(page != StackPage::TOP, "the top page is always populated");
-        self.populated.remove(page);
+        if self.populated.contains(page) {
+            self.populated.remove(page);
+            self.populated_pages -= 1;
+        }
+        debug_assert_eq!(self.populated_pages, self.populated.len());
     }
 
     pub(crate) fn note_switched_out(&mut self, saved_sp: VirtAddr, asleep: bool) {
@@ -241,6 +252,7 @@ impl Stack {
     pub(crate) fn note_packed(&mut self, packed: Packed) {
         debug_assert!(self.packed.is_none(), "packed twice");
         self.populated = PageSet::EMPTY;
+        self.populated_pages = 0;
         self.packed = Some(packed);
     }
 
@@ -377,6 +389,7 @@ pub fn create<P: Platform>(
             group: spec.group,
             account: spec.account,
             populated,
+            populated_pages: populated.len(),
             faults: 0,
             peak_populated_pages: populated.len(),
             saved_sp: None,

@@ -38,6 +38,7 @@ use crate::magazine::{Magazine, Refill};
 use crate::pack::{self, Restore};
 use crate::pack_buffer::Checksum;
 use crate::platform::{FlushBatch, Platform};
+use crate::policy::Policy;
 use crate::reclaim;
 use crate::stack::Stack;
 
@@ -183,7 +184,7 @@ pub fn switch_out<P: Platform>(
     if plan.unmap_without_flush.is_empty() {
         return Ok(0);
     }
-    Ok(reclaim::give_back(
+    let given_back = reclaim::give_back(
         platform,
         layout,
         magazine,
@@ -191,7 +192,16 @@ pub fn switch_out<P: Platform>(
         group,
         prev,
         plan.unmap_without_flush,
-    ))
+    );
+    // Every page went back without a flush: the shootdown that unmapping pages a TLB may
+    // hold would take (one batch) was not needed.
+    tally.count(
+        prev.account(),
+        Counter::ReclaimedAccessedClear,
+        u64::from(given_back),
+    );
+    tally.count(prev.account(), Counter::FlushesAvoided, 1);
+    Ok(given_back)
 }
 
 /// Refills the magazine with atomic allocations if it is not full, counting
@@ -210,6 +220,38 @@ pub fn refill<P: Platform>(
         tally.count(account, Counter::RefillFail, 1);
     }
     refill
+}
+
+/// Returns whether a switch to a stack of `policy` needs the mechanism at all, given what a
+/// scheduler can read without a lock: how many pages the stack may still fault in (`need`)
+/// and how many frames this CPU's magazine holds (`magazine_len` of `magazine_capacity`).
+///
+/// `false` means that [`prepare`] would admit the stack without touching the magazine, the
+/// group or a counter, and [`finish`] would change nothing but the stack's switch record, which
+/// only policies that reclaim while asleep read: the scheduler may skip both, so that `static`
+/// switches as a kernel without dynamic stacks does, and `fault` and `guaranteed` add two
+/// comparisons while their magazine is full or covers the need.
+#[must_use]
+pub const fn switch_in_needs_mechanism(
+    policy: Policy,
+    need: u8,
+    magazine_len: u8,
+    magazine_capacity: u8,
+) -> bool {
+    (policy.needs_admission() && magazine_len < need)
+        || policy.maps_all_while_running()
+        || (policy.refills_after_switch() && magazine_len < magazine_capacity)
+        || policy.reclaims_while_asleep()
+}
+
+/// Returns whether a switch away from a stack of `policy` needs the mechanism: only a policy
+/// that maps every page while running gives pages back at the switch, and only one that
+/// reclaims while asleep reads the saved stack pointer [`switch_out`] records. For every other
+/// policy the scheduler may skip [`switch_out`] (its own check that the saved stack pointer
+/// lies in the thread's stack stays).
+#[must_use]
+pub const fn switch_out_needs_mechanism(policy: Policy) -> bool {
+    policy.maps_all_while_running() || policy.reclaims_while_asleep()
 }
 
 #[cfg(test)]

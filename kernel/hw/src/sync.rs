@@ -81,6 +81,18 @@ impl<T> IrqMutex<T> {
     }
 }
 
+impl<T> IrqMutex<T> {
+    /// Takes the lock if it is free, for a caller whose interrupts are off already (`irq`
+    /// proves it, and the lock cannot outlive it): what [`try_lock`](Self::try_lock) does
+    /// without saving, disabling and restoring the interrupt flag a second time. The trap
+    /// paths use it, where every instruction is counted (`docs/fault-path.md`).
+    #[inline]
+    pub fn try_lock_irqs_off<'a>(&'a self, irq: &'a IrqGuard) -> Option<spin::MutexGuard<'a, T>> {
+        let _ = irq;
+        self.inner.try_lock()
+    }
+}
+
 impl<T: Default> Default for IrqMutex<T> {
     fn default() -> Self {
         IrqMutex::new(T::default())

@@ -66,10 +66,12 @@ impl From<FaultOutcome> for FaultResult {
     }
 }
 
-/// The slots of the stack region as the fault path of CPU `cpu` sees them.
+/// The slots of the stack region as the fault path of CPU `cpu` sees them, with interrupts
+/// off (`irq`).
 struct Slots<'a> {
     region: &'a Region,
     cpu: usize,
+    irq: &'a cpu_ops::IrqGuard,
 }
 
 impl StackTable for Slots<'_> {
@@ -83,17 +85,17 @@ impl StackTable for Slots<'_> {
         serve: impl FnOnce(&mut Magazine, Option<(&mut Stack, &GroupCharge)>) -> R,
     ) -> Result<R, Busy> {
         let mut magazine = self.region.magazines[self.cpu]
-            .try_lock()
+            .try_lock_irqs_off(self.irq)
             .ok_or(Busy::Magazine)?;
         let cell = &self.region.slots[owner.as_usize()];
-        let mut stack = cell.stack.try_lock().ok_or(Busy::Stack)?;
+        let mut stack = cell.stack.try_lock_irqs_off(self.irq).ok_or(Busy::Stack)?;
         let live = stack.as_mut().map(|stack| {
             let group = &GROUPS[stack.group().as_usize()];
             (stack, group)
         });
         let result = serve(&mut magazine, live);
         if let Some(stack) = stack.as_ref() {
-            cell.mirror(stack);
+            cell.mirror_pages(stack);
         }
         super::switch::note_magazine(self.cpu, magazine.len());
         Ok(result)
@@ -121,7 +123,11 @@ fn on_this_cpu<R>(
         &mut X86Platform::live(),
         &region.layout,
         tally(cpu),
-        &mut Slots { region, cpu },
+        &mut Slots {
+            region,
+            cpu,
+            irq: &irq,
+        },
     ))
 }
 

@@ -38,7 +38,8 @@ use spin::Once;
 pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
 pub use self::switch::{
-    Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here, switched_out,
+    Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here,
+    running_extra_peak_pages, switched_out,
 };
 use crate::hw::cpu_ops::{self, MAX_CPUS};
 use crate::hw::layout::PAGE_BYTES;
@@ -62,17 +63,39 @@ struct Slot {
     faults: AtomicU32,
     /// The account of the current stack, mirrored (its index in `Account::ALL`).
     account: AtomicU8,
+    /// The policy of the live stack, mirrored (its index in `Policy::ALL`), or [`NO_STACK`]:
+    /// the scheduler decides from it whether a switch needs the mechanism at all
+    /// (`switch::admit`).
+    policy: AtomicU8,
 }
+
+/// [`Slot::policy`] of a slot without a live stack.
+const NO_STACK: u8 = u8::MAX;
 
 impl Slot {
     /// Copies what readers on other CPUs (and the fault path's accounting) may read without
     /// the lock from `stack`, the slot's live stack.
     fn mirror(&self, stack: &Stack) {
+        self.mirror_pages(stack);
+        self.account
+            .store(stack.account().index() as u8, Ordering::Relaxed);
+        self.policy
+            .store(stack.policy().index() as u8, Ordering::Relaxed);
+    }
+
+    /// Copies what a stack fault changes (the populated pages and the fault count): a stack's
+    /// account and policy never change while it lives.
+    fn mirror_pages(&self, stack: &Stack) {
         self.populated
             .store(stack.populated_pages(), Ordering::Relaxed);
         self.faults.store(stack.faults(), Ordering::Relaxed);
-        self.account
-            .store(stack.account().index() as u8, Ordering::Relaxed);
+    }
+
+    /// The policy of the slot's live stack, from the mirror; `None` without one.
+    fn policy(&self) -> Option<Policy> {
+        Policy::ALL
+            .get(usize::from(self.policy.load(Ordering::Relaxed)))
+            .copied()
     }
 }
 
@@ -92,7 +115,12 @@ static GROUPS: [GroupCharge; MAX_GROUPS] = [const { GroupCharge::new(None) }; MA
 
 /// The policies this kernel implements: the one place that says so (the others exist in
 /// `dks-core`, tested on the host). Benchmarks, workloads and tests take them from here.
-pub const IMPLEMENTED: [Policy; 3] = [Policy::Static, Policy::Fault, Policy::Guaranteed];
+pub const IMPLEMENTED: [Policy; 4] = [
+    Policy::Static,
+    Policy::Fault,
+    Policy::Guaranteed,
+    Policy::Switch,
+];
 
 /// Of [`IMPLEMENTED`], the policies that populate on demand.
 pub const DYNAMIC: [Policy; 2] = {
@@ -134,6 +162,7 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             stack: IrqMutex::new(None),
             populated: AtomicU8::new(0),
             faults: AtomicU32::new(0),
+            policy: AtomicU8::new(NO_STACK),
             account: AtomicU8::new(0),
         })
         .collect();
@@ -173,9 +202,13 @@ impl ThreadStack {
         layout().stack_bottom(self.slot).as_u64()
     }
 
-    /// Whether `address` lies in the stack.
+    /// Whether `address` lies in the stack. One look at the layout and one comparison: the
+    /// scheduler asks at every switch, for the thread leaving and the one coming in.
+    #[inline]
     pub fn contains(&self, address: u64) -> bool {
-        (self.bottom()..self.top()).contains(&address)
+        let layout = layout();
+        let bottom = layout.stack_bottom(self.slot).as_u64();
+        address.wrapping_sub(bottom) < layout.max_stack().bytes()
     }
 
     /// The slot, also the owner id written into its unpopulated entries.
@@ -311,6 +344,7 @@ pub fn release(stack: &ThreadStack) {
     };
     let mark = high_water(stack.slot);
     cell.populated.store(0, Ordering::Relaxed);
+    cell.policy.store(NO_STACK, Ordering::Relaxed);
     let group = live.group();
     let policy = live.policy();
     let exited = stack::exit(live);

@@ -4,10 +4,10 @@
 //! that are off every CPU: the only context that may hold the CPU's magazine lock for longer
 //! than a fault (see the module docs of `stacks`).
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
-use dks_core::{SlotIndex, VirtAddr};
+use dks_core::{Magazine, SlotIndex, VirtAddr};
 
 use super::platform::X86Platform;
 use super::{GROUPS, region, tally};
@@ -16,6 +16,33 @@ use crate::hw::cpu_ops::{self, MAX_CPUS};
 /// Frames in each CPU's magazine, mirrored for readers on other CPUs (who must never take
 /// another CPU's magazine lock: its fault handler would find it busy).
 static MAGAZINE_LEN: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// Pages the admission of the thread running on each CPU mapped beyond what its stack held
+/// switched out (only `switch` maps any): what running threads hold beyond sleeping ones.
+static RUNNING_EXTRA: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// The most [`RUNNING_EXTRA`] ever summed to over all CPUs, in pages.
+static RUNNING_EXTRA_PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// The most pages running threads ever held at once beyond what the same threads held
+/// switched out (the pages `switch`'s admissions mapped for the threads running at that
+/// moment; at most `max_pages - 1` per CPU). Hansen's doubt about memory, measured.
+pub fn running_extra_peak_pages() -> u64 {
+    RUNNING_EXTRA_PEAK.load(Ordering::Relaxed)
+}
+
+/// Notes that CPU `cpu` now runs a thread whose admission mapped `mapped` pages. Out of line
+/// and cold: only `switch` admissions come here, the other policies' switches stay as short.
+#[cold]
+#[inline(never)]
+fn note_running_extra(cpu: usize, mapped: u8) {
+    RUNNING_EXTRA[cpu].store(mapped, Ordering::Relaxed);
+    let now = RUNNING_EXTRA
+        .iter()
+        .map(|pages| u64::from(pages.load(Ordering::Relaxed)))
+        .sum();
+    RUNNING_EXTRA_PEAK.fetch_max(now, Ordering::Relaxed);
+}
 
 /// Updates this CPU's mirror of its magazine length.
 pub(super) fn note_magazine(cpu: usize, len: u8) {
@@ -60,11 +87,26 @@ pub fn admission_shortfall(slot: SlotIndex, cpu: u32) -> (u8, u8) {
 /// need (`guaranteed`), refills after admitting (`fault`, as the RFC does at the switch);
 /// dks-core counts refills, their failures and refused admissions under the thread's account.
 /// A slot without a live stack is refused for good.
+///
+/// First, from the slot's mirrors and this CPU's magazine length alone, without a lock:
+/// whether the switch needs the mechanism at all (`dks_core::switch::switch_in_needs_mechanism`:
+/// never for `static`, for `fault` only when its magazine is not full, for `guaranteed` only
+/// when the magazine does not cover the need). The mirrors are exact here: the thread is off
+/// every CPU, so its stack's pages do not change, and only this CPU changes its magazine.
 pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
-    let mut magazine = region.magazines[cpu].lock();
     let cell = &region.slots[slot.as_usize()];
+    let Some(policy) = cell.policy() else {
+        return Admit::Released;
+    };
+    let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
+    let capacity = Magazine::capacity_for(&region.layout);
+    let magazine_len = MAGAZINE_LEN[cpu].load(Ordering::Relaxed);
+    if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
+        return Admit::Admitted;
+    }
+    let mut magazine = region.magazines[cpu].lock();
     let mut live = cell.stack.lock();
     let Some(stack) = live.as_mut() else {
         return Admit::Released;
@@ -74,6 +116,7 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     }
     let group = &GROUPS[stack.group().as_usize()];
     let mut platform = X86Platform::live();
+    let held = stack.populated_pages();
     let admitted = switch::prepare(
         &mut platform,
         &region.layout,
@@ -84,6 +127,9 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     ) == Admission::Admitted;
     if admitted {
         let _ = switch::finish(&mut platform, &mut magazine, tally(cpu), stack);
+        if stack.policy().maps_all_while_running() {
+            note_running_extra(cpu, stack.populated_pages() - held);
+        }
     }
     cell.mirror(stack);
     note_magazine(cpu, magazine.len());
@@ -96,9 +142,15 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
 
 /// Records that the thread of `slot` left this CPU with stack pointer `saved_sp`, asleep or
 /// still runnable (and lets the policy give pages back). A stack pointer outside the thread's
-/// stack is a kernel bug: it panics.
+/// stack is a kernel bug: it panics. Nothing at all for a policy that neither gives pages back
+/// at the switch nor reads the record (`dks_core::switch::switch_out_needs_mechanism`): the
+/// scheduler checks the stack pointer itself.
 pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asleep: bool) {
     let region = region();
+    let policy = region.slots[slot.as_usize()].policy();
+    if policy.is_some_and(|policy| !switch::switch_out_needs_mechanism(policy)) {
+        return;
+    }
     let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
     let cell = &region.slots[slot.as_usize()];
@@ -107,6 +159,10 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
         return;
     };
     let group = &GROUPS[stack.group().as_usize()];
+    if stack.policy().maps_all_while_running() {
+        // The pages it touched stay its own, switched out; the others go back below.
+        note_running_extra(cpu, 0);
+    }
     let reason = if asleep {
         SwitchOutReason::Asleep
     } else {

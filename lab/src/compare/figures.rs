@@ -37,6 +37,12 @@ pub mod what {
     pub const SWITCH: &str = "switch";
     /// A thread creation (per policy); one exists for every policy the kernel implements.
     pub const CREATE: &str = "create";
+    /// The stack policy's part of switching to a thread (admission, and under `switch` the
+    /// mapping of every page), per policy.
+    pub const SWITCH_IN: &str = "switch_in";
+    /// The stack policy's part of switching a thread out (under `switch` the Accessed-bit scan
+    /// and the unmapping of clear dead pages), per policy.
+    pub const SWITCH_OUT: &str = "switch_out";
 }
 
 /// Everything the boots of one comparison reported, in the order it came.
@@ -209,6 +215,8 @@ pub struct Comparison {
     pub incomplete: Vec<IncompletePolicy>,
     /// The cost of a page fault that is not a stack fault, both ways the kernel handles one.
     pub fault_paths: FaultPaths,
+    /// Every operation the cost boot measured, with its spread, in the order it reported them.
+    pub costs: Vec<CostSpread>,
     /// Faults injected into the workload boots; `null` when none were asked for.
     pub injection: Option<InjectionFigures>,
 }
@@ -315,6 +323,15 @@ pub struct PolicyFigures {
     pub kernel_stops: u64,
     /// Pages given back before their thread exited.
     pub reclaimed: u64,
+    /// Of those, pages given back at switch-out because their Accessed bit was clear (`switch`).
+    pub reclaimed_accessed_clear: u64,
+    /// TLB shootdowns not needed: switch-outs that gave pages back with no flush (`switch`).
+    pub flushes_avoided: u64,
+    /// Stack faults of `switch` threads: each is a bug (they map every page while running).
+    pub switch_faults: u64,
+    /// The most stack memory running threads held at once beyond what they held switched out
+    /// (the pages `switch`'s admissions mapped), KiB; `None` from a kernel that does not say.
+    pub running_extra_kib_peak: Option<u64>,
     /// Times a thread was refused by admission.
     pub admission_waits: u64,
     /// Total time threads waited for admission, microseconds.
@@ -330,6 +347,10 @@ pub struct PolicyFigures {
     pub insns_per_fault: Option<f64>,
     /// Guest instructions per context switch.
     pub insns_per_switch: Option<f64>,
+    /// Guest instructions of the policy's part of a switch-in (admission, mapping).
+    pub insns_per_switch_in: Option<f64>,
+    /// Guest instructions of the policy's part of a switch-out (Accessed-bit scan, unmapping).
+    pub insns_per_switch_out: Option<f64>,
     /// Guest instructions per thread creation.
     pub insns_per_create: Option<f64>,
     /// `insns_per_switch` / `static`'s.
@@ -404,6 +425,41 @@ pub struct WorkFigures {
     /// Wrapping sum of the checked words: equal across runs of a plan whose threads run a
     /// fixed number of paths (short-lived, not replaced, all finished).
     pub checksum: u64,
+}
+
+/// One operation of the cost boot: how many were measured and what they cost (guest
+/// instructions), as a mean and as a spread.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CostSpread {
+    /// The operation (`stack_fault`, `bounce_fault`, `direct_fault`, `switch`, `create`).
+    pub what: String,
+    /// The policy it was measured under (empty when it does not apply).
+    pub policy: String,
+    /// Operations measured.
+    pub samples: u64,
+    /// `total / samples`.
+    pub mean: f64,
+    /// The cheapest operation.
+    pub min: u64,
+    /// The median operation (the lower middle one of an even count).
+    pub median: u64,
+    /// The dearest operation.
+    pub max: u64,
+}
+
+impl CostSpread {
+    /// The spread of `cost`; `None` when it measured nothing.
+    pub fn of(cost: &Cost<'_>) -> Option<Self> {
+        (cost.samples > 0).then(|| CostSpread {
+            what: cost.what.to_string(),
+            policy: cost.policy.map_or("", Policy::name).to_owned(),
+            samples: cost.samples,
+            mean: cost.total as f64 / cost.samples as f64,
+            min: cost.min,
+            median: cost.median,
+            max: cost.max,
+        })
+    }
 }
 
 /// The two ways of handling a page fault that is not a stack fault.
@@ -498,6 +554,10 @@ pub fn compare(
             killed: stat.killed,
             kernel_stops: stat.kernel_stops,
             reclaimed: stat.reclaimed,
+            reclaimed_accessed_clear: stat.reclaimed_accessed_clear,
+            flushes_avoided: stat.flushes_avoided,
+            switch_faults: stat.switch_faults,
+            running_extra_kib_peak: stat.running_extra_kib_peak,
             admission_waits: stat.admit_waits,
             admit_wait_us_total: stat.admit_wait_us_total,
             admit_wait_us_max: stat.admit_wait_us_max,
@@ -505,6 +565,8 @@ pub fn compare(
             high_water_max_bytes: stat.high_water_max_bytes,
             insns_per_fault: measurements.per_op(what::STACK_FAULT, Some(policy)),
             insns_per_switch,
+            insns_per_switch_in: measurements.per_op(what::SWITCH_IN, Some(policy)),
+            insns_per_switch_out: measurements.per_op(what::SWITCH_OUT, Some(policy)),
             insns_per_create,
             insns_per_switch_vs_static: ratio(insns_per_switch, static_switch),
             insns_per_create_vs_static: ratio(insns_per_create, static_create),
@@ -541,6 +603,11 @@ pub fn compare(
             insns_direct: measurements.per_op(what::DIRECT_FAULT, None),
             insns_bounce: measurements.per_op(what::BOUNCE_FAULT, None),
         },
+        costs: measurements
+            .costs
+            .iter()
+            .filter_map(CostSpread::of)
+            .collect(),
         injection: injection_figures(setup, measurements),
     })
 }

@@ -4,10 +4,10 @@
 
 use dks_core::Policy;
 
-use super::figures::{Comparison, PolicyFigures};
+use super::figures::{Comparison, CostSpread, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
-pub const HEADERS: [&str; 21] = [
+pub const HEADERS: [&str; 26] = [
     "policy",
     "end KiB",
     "peak KiB",
@@ -24,9 +24,14 @@ pub const HEADERS: [&str; 21] = [
     "fatal",
     "kernel stops",
     "admit waits",
+    "A-clear back",
+    "flushes avoided",
+    "run extra KiB",
     "insns/fault",
     "insns/switch",
     "switch/static",
+    "insns/sw-in",
+    "insns/sw-out",
     "insns/create",
     "create/static",
 ];
@@ -42,7 +47,12 @@ faults, refills, refill fails, fatal: stack faults served, magazine refills, ref
 short, stack faults that could not be served; kernel stops: of those, faults with interrupts
 off, each of which would have stopped a real kernel (the testbed stops only the thread);
 admit waits: switches refused by admission;
-insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU).";
+A-clear back: pages given back at switch-out because their Accessed bit was clear (switch);
+flushes avoided: switch-outs that gave pages back with no TLB shootdown (switch);
+run extra: the most stack memory running threads held at once beyond what they held switched
+out (switch maps every page while a thread runs; at most max_stack less a page per CPU);
+insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU); sw-in, sw-out:
+the policy's own part of switching a thread in (admission, mapping) and out (Accessed scan).";
 
 /// Writes a ratio as a percentage, or `n/a`.
 pub fn percent(ratio: Option<f64>) -> String {
@@ -94,9 +104,14 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         p.fatal_faults.to_string(),
         p.kernel_stops.to_string(),
         p.admission_waits.to_string(),
+        p.reclaimed_accessed_clear.to_string(),
+        p.flushes_avoided.to_string(),
+        count(p.running_extra_kib_peak),
         insns(p.insns_per_fault),
         insns(p.insns_per_switch),
         times(p.insns_per_switch_vs_static),
+        insns(p.insns_per_switch_in),
+        insns(p.insns_per_switch_out),
         insns(p.insns_per_create),
         times(p.insns_per_create_vs_static),
     ]
@@ -145,6 +160,38 @@ pub fn incomplete_words(incomplete: &super::figures::IncompletePolicy) -> String
     )
 }
 
+/// Returns the cost boot's operations with their spread, one aligned row each under a title
+/// line (nothing when there are none).
+pub fn spreads(costs: &[CostSpread]) -> String {
+    if costs.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![
+        ["operation", "policy", "n", "mean", "min", "median", "max"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    rows.extend(costs.iter().map(|c| {
+        vec![
+            c.what.clone(),
+            if c.policy.is_empty() {
+                "-".to_owned()
+            } else {
+                c.policy.clone()
+            },
+            c.samples.to_string(),
+            insns(Some(c.mean)),
+            c.min.to_string(),
+            c.median.to_string(),
+            c.max.to_string(),
+        ]
+    }));
+    format!(
+        "costs (guest instructions per operation, cost boot):\n{}",
+        aligned(&rows)
+    )
+}
+
 /// Returns the table: a title line, the header, one row per policy, the non-stack fault costs
 /// and the legend.
 pub fn render(comparison: &Comparison) -> String {
@@ -166,12 +213,20 @@ pub fn render(comparison: &Comparison) -> String {
             incomplete_words(incomplete)
         ));
     }
+    for p in comparison.policies.iter().filter(|p| p.switch_faults > 0) {
+        text.push_str(&format!(
+            "BUG: {} stack fault(s) of {} threads, which map every page while they run \
+             (dks_switch_faults)\n",
+            p.switch_faults, p.policy
+        ));
+    }
     let paths = &comparison.fault_paths;
     text.push_str(&format!(
         "non-stack page fault: {} insns handled on the IST stack, {} moved to the interrupted stack\n",
         insns(paths.insns_direct),
         insns(paths.insns_bounce)
     ));
+    text.push_str(&spreads(&comparison.costs));
     if let Some(injection) = &comparison.injection {
         for boot in &injection.boots {
             let mut parts = Vec::new();

@@ -93,6 +93,7 @@ fn workload_and_cost_records_render_on_one_line() {
                 samples: 4,
                 total: 4100,
                 min: 1000,
+                median: 1050,
                 max: 1100,
                 instructions: true,
                 log2_histogram,
@@ -138,6 +139,10 @@ fn workload_and_cost_records_render_on_one_line() {
         killed: 1,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_accessed_clear: 0,
+        flushes_avoided: 0,
+        switch_faults: 0,
+        running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
     }));

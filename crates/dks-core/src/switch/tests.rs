@@ -2,6 +2,7 @@ use super::*;
 use crate::account::Account;
 use crate::counters::Counter;
 use crate::emulated::FailurePattern;
+use crate::fault::FaultOutcome;
 use crate::page_set::PageSet;
 use crate::policy::Policy;
 use crate::test_fixture::Fixture;
@@ -146,6 +147,14 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
         ),
         (2, 8)
     );
+    assert_eq!(
+        (
+            counters.get(Counter::ReclaimedAccessedClear),
+            counters.get(Counter::FlushesAvoided)
+        ),
+        (2, 1),
+        "pages returned for a clear Accessed bit, and the one shootdown that was not needed"
+    );
     assert_eq!(fx.group.charged_pages(), 2);
     // Touched dead pages stay (unmapping them would need a shootdown).
     assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
@@ -161,6 +170,52 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
     );
     assert_eq!(next.populated(), PageSet::top(2));
     assert!(next.is_asleep());
+    let counters = fx.counters.totals();
+    assert_eq!(counters.get(Counter::ReclaimedAccessedClear), 4);
+    assert_eq!(counters.get(Counter::FlushesAvoided), 2);
+    assert_eq!(counters.get(Counter::SwitchFaults), 0);
+}
+
+#[test]
+fn a_switch_out_that_gives_nothing_back_avoids_no_flush() {
+    let mut fx = Fixture::new();
+    let mut next = fx.create(Policy::Switch, 0);
+    assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+    // Every page touched: nothing is dead and clear, nothing goes back.
+    for page in 0..4 {
+        fx.platform.touch(fx.page_addr(&next, page)).unwrap();
+    }
+    assert_eq!(
+        switch_out_at(&mut fx, &mut next, 0x100, SwitchOutReason::Preempted),
+        Ok(0)
+    );
+    let counters = fx.counters.totals();
+    assert_eq!(counters.get(Counter::ReclaimedAccessedClear), 0);
+    assert_eq!(counters.get(Counter::FlushesAvoided), 0);
+}
+
+#[test]
+fn a_stack_fault_of_a_switch_thread_is_served_and_counted_as_a_bug() {
+    let mut fx = Fixture::new();
+    let mut next = fx.create(Policy::Switch, 0);
+    assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+    fx.platform.touch(fx.page_addr(&next, 0)).unwrap();
+    assert_eq!(
+        switch_out_at(&mut fx, &mut next, 0x100, SwitchOutReason::Preempted),
+        Ok(3)
+    );
+    // Touching a page it gave back without being admitted again (the kernel never lets it
+    // run so) is a stack fault: served from the magazine, and counted as a bug.
+    let addr = fx.page_addr(&next, 2);
+    assert!(fx.platform.touch(addr).is_err(), "the page went back");
+    let outcome = fx.fault(&mut next, addr);
+    assert!(
+        matches!(outcome, FaultOutcome::Served { .. }),
+        "{outcome:?}"
+    );
+    let counters = fx.counters.totals();
+    assert_eq!(counters.get(Counter::Faults), 1);
+    assert_eq!(counters.get(Counter::SwitchFaults), 1);
 }
 
 #[test]
@@ -240,4 +295,77 @@ fn a_pointer_outside_the_stack_is_refused_and_changes_nothing() {
     assert!(matches!(error, Err(LayoutError::SpOutsideStack { .. })));
     assert_eq!(stack.saved_sp(), None);
     assert_eq!(stack.populated(), PageSet::top(4));
+}
+
+/// Whatever a switch may change, as numbers: the magazine, every counter, the group's charge,
+/// the stack's pages.
+fn books(fx: &Fixture, stack: &Stack) -> (u8, crate::counters::Totals, u64, PageSet) {
+    (
+        fx.cpu.magazine.len(),
+        fx.counters.totals(),
+        fx.group.charged_pages(),
+        stack.populated(),
+    )
+}
+
+#[test]
+fn a_switch_the_predicates_skip_changes_nothing() {
+    // For every policy, every need and every magazine fill: when the scheduler may skip the
+    // mechanism, running it anyway admits and changes nothing it counts or holds.
+    let mut skipped = [0usize; 2];
+    for policy in Policy::ALL {
+        let stack_pages = Fixture::new().layout.stack_pages();
+        for depth_pages in 1..=stack_pages {
+            for fill in 0..=Fixture::new().cpu.magazine.capacity() {
+                let mut fx = Fixture::new();
+                let mut stack = fx.create(policy, 0);
+                if policy.grows_by_fault() {
+                    fx.refill();
+                    fx.touch_to_depth(&mut stack, u64::from(depth_pages) * 4096 - 64);
+                }
+                fx.refill();
+                while fx.cpu.magazine.len() > fill {
+                    let frame = fx.cpu.magazine.take().unwrap();
+                    fx.platform.free_frame(frame);
+                }
+                let (len, capacity) = (fx.cpu.magazine.len(), fx.cpu.magazine.capacity());
+                let need = stack.need(&fx.layout);
+                if !switch_in_needs_mechanism(policy, need, len, capacity) {
+                    skipped[0] += 1;
+                    let before = books(&fx, &stack);
+                    assert_eq!(prepare_next(&mut fx, &mut stack), Admission::Admitted);
+                    let refill = finish(
+                        &mut fx.platform,
+                        &mut fx.cpu.magazine,
+                        fx.counters.tally(),
+                        &mut stack,
+                    );
+                    assert!(refill.is_none_or(|r| r.added == 0 && r.is_complete()));
+                    assert_eq!(
+                        books(&fx, &stack),
+                        before,
+                        "{policy:?} need {need} fill {len}"
+                    );
+                }
+                if !switch_out_needs_mechanism(policy) {
+                    skipped[1] += 1;
+                    let before = books(&fx, &stack);
+                    let given_back =
+                        switch_out_at(&mut fx, &mut stack, 64, SwitchOutReason::Asleep);
+                    assert_eq!(given_back, Ok(0));
+                    assert_eq!(books(&fx, &stack), before, "{policy:?} switch-out");
+                }
+            }
+        }
+    }
+    // static always, fault with a full magazine, guaranteed whenever its need is covered;
+    // switch and reclaim never.
+    assert!(skipped[0] > 0 && skipped[1] > 0, "{skipped:?}");
+    for policy in [Policy::Reclaim, Policy::Switch] {
+        assert!(switch_in_needs_mechanism(policy, 0, 15, 15));
+        assert!(switch_out_needs_mechanism(policy));
+    }
+    assert!(!switch_in_needs_mechanism(Policy::Static, 3, 0, 15));
+    assert!(switch_in_needs_mechanism(Policy::Fault, 0, 14, 15));
+    assert!(switch_in_needs_mechanism(Policy::Guaranteed, 3, 2, 15));
 }

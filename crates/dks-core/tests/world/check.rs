@@ -118,6 +118,13 @@ impl World {
         );
 
         for task in self.tasks.values() {
+            // The stack's kept count is its set's size (the fault path reads the count).
+            assert_eq!(
+                task.stack.populated_pages(),
+                task.stack.populated().len(),
+                "populated count of slot {:?}",
+                task.stack.slot()
+            );
             charged[task.stack.group().as_usize()] += u64::from(task.stack.held_pages());
         }
         for cpu in &self.cpus {

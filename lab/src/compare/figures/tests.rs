@@ -11,6 +11,7 @@ pub(crate) fn cost(what: &str, policy: &str, samples: u64, total: u64) -> Cost<'
         samples,
         total,
         min: total / samples.max(1),
+        median: total / samples.max(1),
         max: total / samples.max(1),
         instructions: true,
         log2_histogram,
@@ -35,6 +36,10 @@ pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat
         killed: 0,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_accessed_clear: 0,
+        flushes_avoided: 0,
+        switch_faults: 0,
+        running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
     }

@@ -14,7 +14,8 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
         static_row,
         [
             "static", "0", "64", "n/a", "n/a", "n/a", "n/a", "100.0%", "40", "160.0%", "0", "0",
-            "0", "0", "0", "0", "n/a", "1000", "1.00", "2000", "1.00"
+            "0", "0", "0", "0", "0", "0", "n/a", "n/a", "1000", "1.00", "n/a", "n/a", "2000",
+            "1.00"
         ]
     );
     let fault_row: Vec<&str> = lines[3].split_whitespace().collect();
@@ -22,11 +23,63 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
         fault_row,
         [
             "fault", "16", "48", "4", "12.00", "12.91", "n/a", "75.0%", "44", "109.1%", "8", "4",
-            "0", "0", "0", "0", "1500", "1100", "1.10", "500", "0.25"
+            "0", "0", "0", "0", "0", "0", "n/a", "1500", "1100", "1.10", "n/a", "n/a", "500",
+            "0.25"
         ]
     );
     // Right-aligned: every row is as wide as the header.
     assert_eq!(lines[2].len(), lines[1].len());
     assert_eq!(lines[3].len(), lines[1].len());
     assert!(lines[4].contains("1000 insns handled on the IST stack, 1500 moved"));
+}
+
+#[test]
+fn every_cost_is_shown_with_its_spread() {
+    let mut measurements = data::measurements();
+    // One operation whose operations differ: 10 of them, 100 to 190 instructions.
+    let mut spread = data::cost("switch", "guaranteed", 10, 1450);
+    (spread.min, spread.median, spread.max) = (100, 140, 190);
+    measurements.costs.push(spread);
+    let policies = vec![Policy::Static, Policy::Fault];
+    let c = compare(&data::setup(), &policies, &measurements).unwrap();
+    assert_eq!(c.costs.len(), measurements.costs.len());
+    let text = render(&c);
+    let title = text
+        .lines()
+        .position(|l| l.starts_with("costs (guest instructions per operation"))
+        .expect("the costs table");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(title + 1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["operation", "policy", "n", "mean", "min", "median", "max"]
+    );
+    assert!(
+        rows.contains(&vec![
+            "switch",
+            "guaranteed",
+            "10",
+            "145",
+            "100",
+            "140",
+            "190"
+        ]),
+        "{text}"
+    );
+    // An operation without a policy shows "-".
+    assert!(
+        rows.iter()
+            .any(|r| r.first() == Some(&"bounce_fault") && r[1] == "-"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&c).unwrap();
+    let last = json["costs"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last,
+        serde_json::json!({"what": "switch", "policy": "guaranteed", "samples": 10,
+            "mean": 145.0, "min": 100, "median": 140, "max": 190})
+    );
 }
