@@ -21,6 +21,13 @@ fn every_event_is_counted_per_cpu_and_account_and_summed_on_read() {
     ledger.add_pages(fault, 3);
     ledger.add_pages(Account::System, -1);
     let totals = sum(&cpus, &ledger);
+    for account in Account::ALL {
+        assert_eq!(
+            sum_account(&cpus, &ledger, account),
+            *totals.account(account),
+            "{account:?}"
+        );
+    }
     assert_eq!(totals.get(Counter::Faults), 7);
     assert_eq!(totals.account(fault).get(Counter::Faults), 3);
     assert_eq!(totals.account(Account::System).get(Counter::Faults), 4);
