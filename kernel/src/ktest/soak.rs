@@ -112,7 +112,7 @@ fn lifetime(gate: &Gate, depth: u64, act: Act) {
 /// Counts of one round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Counts {
-    per_policy: [u64; 3],
+    per_policy: [u64; stacks::IMPLEMENTED.len()],
     blocked: u64,
     slept: u64,
     stopped: u64,
@@ -178,8 +178,8 @@ struct Footprint {
     frames: u64,
     slots_in_use: u32,
     /// Populated pages and live threads, per policy.
-    pages: [i64; 3],
-    threads: [i64; 3],
+    pages: [i64; stacks::IMPLEMENTED.len()],
+    threads: [i64; stacks::IMPLEMENTED.len()],
     heap_bytes: usize,
 }
 
