@@ -89,7 +89,7 @@ fn run() {
         trim::remind_flush();
         let round = trim::trim_sleeping(
             TrimCause::LongSleep,
-            trim::LONG_SLEEP_MS,
+            trim::long_sleep_ms(),
             trim::LONG_SLEEP_PAGES_PER_ROUND,
         );
         if round.left > 0 {

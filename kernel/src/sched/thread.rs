@@ -178,6 +178,12 @@ impl Thread {
         self.cpus_ran_on.load(Ordering::Relaxed)
     }
 
+    /// The stack pointer saved at its last switch-out (meaningful while it is off-CPU; tests
+    /// of the `reclaim` trims compare it with the pages left).
+    pub fn saved_stack_pointer(&self) -> u64 {
+        self.saved_rsp.load(Ordering::Acquire)
+    }
+
     /// How many times the thread was switched in.
     pub fn switches(&self) -> u64 {
         self.switches.load(Ordering::Relaxed)

@@ -65,6 +65,20 @@ pub const LONG_SLEEP_ROUND_MS: u64 = 10;
 /// TLB flush of every CPU per round.
 pub const LONG_SLEEP_PAGES_PER_ROUND: u32 = 256;
 
+/// The age (ms) from which long-sleep rounds trim, [`LONG_SLEEP_MS`] unless a test changed it
+/// (`u64::MAX`: no long-sleep trims, so that a test sees only the trims it makes).
+static LONG_SLEEP_AGE_MS: AtomicU64 = AtomicU64::new(LONG_SLEEP_MS);
+
+/// The age from which long-sleep rounds trim now.
+pub fn long_sleep_ms() -> u64 {
+    LONG_SLEEP_AGE_MS.load(Ordering::Relaxed)
+}
+
+/// Sets the age from which long-sleep rounds trim (`u64::MAX`: never); returns the old one.
+pub fn set_long_sleep_ms(ms: u64) -> u64 {
+    LONG_SLEEP_AGE_MS.swap(ms, Ordering::Relaxed)
+}
+
 /// The slot's flush mark while its trimmed pages wait for the round's flush to be requested.
 pub const TRIM_PENDING: u64 = u64::MAX;
 

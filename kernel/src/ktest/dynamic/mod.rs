@@ -21,6 +21,7 @@ use crate::work;
 mod edges;
 mod failures;
 mod memory;
+mod reclaim;
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
@@ -71,6 +72,26 @@ pub const TESTS: &[KernelTest] = &[
     KernelTest {
         name: "high_water_mark",
         run: memory::high_water_mark,
+    },
+    KernelTest {
+        name: "reclaim_trims_exactly_below_saved_sp",
+        run: reclaim::reclaim_trims_exactly_below_saved_sp,
+    },
+    KernelTest {
+        name: "reclaim_wake_races_trim",
+        run: reclaim::reclaim_wake_races_trim,
+    },
+    KernelTest {
+        name: "reclaim_under_injected_failures",
+        run: reclaim::reclaim_under_injected_failures,
+    },
+    KernelTest {
+        name: "reclaim_trims_long_sleepers",
+        run: reclaim::reclaim_trims_long_sleepers,
+    },
+    KernelTest {
+        name: "reclaim_trims_under_pressure",
+        run: reclaim::reclaim_trims_under_pressure,
     },
 ];
 
