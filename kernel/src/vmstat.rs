@@ -78,6 +78,8 @@ pub fn emit_counters(reason: &str) {
             killed: c.threads_stopped,
             kernel_stops: c.kernel_stops,
             reclaimed: c.events(Counter::Reclaimed),
+            reclaimed_dead: c.events(Counter::ReclaimedDeadPressure)
+                + c.events(Counter::ReclaimedDeadAsleep),
             high_water_mean_bytes: c.high_water_total_bytes / c.threads_released.max(1),
             high_water_max_bytes: c.high_water_max_bytes,
         }));

@@ -360,6 +360,10 @@ pub struct PolicyStat<'a> {
     pub kernel_stops: u64,
     /// Pages given back before exit.
     pub reclaimed: u64,
+    /// Of those, pages dead below a sleeping thread's saved stack pointer, trimmed (under
+    /// memory pressure or after a long sleep; `reclaim`). 0 when absent.
+    #[serde(default)]
+    pub reclaimed_dead: u64,
     /// Mean high-water mark of its exited threads: the deepest byte each one wrote, found as
     /// Linux's `stack_not_used()` finds it (first non-zero word from the far end; unpopulated
     /// pages count as unused), bytes.

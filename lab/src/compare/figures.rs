@@ -37,6 +37,8 @@ pub mod what {
     pub const SWITCH: &str = "switch";
     /// A thread creation (per policy); one exists for every policy the kernel implements.
     pub const CREATE: &str = "create";
+    /// The trim of one sleeping thread's dead pages (`reclaim`).
+    pub const TRIM: &str = "trim";
 }
 
 /// Everything the boots of one comparison reported, in the order it came.
@@ -316,6 +318,8 @@ pub struct PolicyFigures {
     pub kernel_stops: u64,
     /// Pages given back before their thread exited.
     pub reclaimed: u64,
+    /// Of those, pages dead below a sleeping thread's saved stack pointer (trimmed).
+    pub reclaimed_dead: u64,
     /// Times a thread was refused by admission.
     pub admission_waits: u64,
     /// Total time threads waited for admission, microseconds.
@@ -333,6 +337,8 @@ pub struct PolicyFigures {
     pub insns_per_switch: Option<f64>,
     /// Guest instructions per thread creation.
     pub insns_per_create: Option<f64>,
+    /// Guest instructions per trim of one sleeping thread (`reclaim`).
+    pub insns_per_trim: Option<f64>,
     /// `insns_per_switch` / `static`'s.
     pub insns_per_switch_vs_static: Option<f64>,
     /// `insns_per_create` / `static`'s.
@@ -499,6 +505,7 @@ pub fn compare(
             killed: stat.killed,
             kernel_stops: stat.kernel_stops,
             reclaimed: stat.reclaimed,
+            reclaimed_dead: stat.reclaimed_dead,
             admission_waits: stat.admit_waits,
             admit_wait_us_total: stat.admit_wait_us_total,
             admit_wait_us_max: stat.admit_wait_us_max,
@@ -507,6 +514,7 @@ pub fn compare(
             insns_per_fault: measurements.per_op(what::STACK_FAULT, policy),
             insns_per_switch,
             insns_per_create,
+            insns_per_trim: measurements.per_op(what::TRIM, policy),
             insns_per_switch_vs_static: ratio(insns_per_switch, static_switch),
             insns_per_create_vs_static: ratio(insns_per_create, static_create),
             work: measurements

@@ -5,7 +5,7 @@
 use super::figures::{Comparison, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
-pub const HEADERS: [&str; 21] = [
+pub const HEADERS: [&str; 23] = [
     "policy",
     "end KiB",
     "peak KiB",
@@ -22,11 +22,13 @@ pub const HEADERS: [&str; 21] = [
     "fatal",
     "kernel stops",
     "admit waits",
+    "dead reclaimed",
     "insns/fault",
     "insns/switch",
     "switch/static",
     "insns/create",
     "create/static",
+    "insns/trim",
 ];
 
 /// What the columns mean, printed under the table.
@@ -39,8 +41,10 @@ live: the live-data bound, the most that the policy's live stacks touched at one
 faults, refills, refill fails, fatal: stack faults served, magazine refills, refills that fell
 short, stack faults that could not be served; kernel stops: of those, faults with interrupts
 off, each of which would have stopped a real kernel (the testbed stops only the thread);
-admit waits: switches refused by admission;
-insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU).";
+admit waits: switches refused by admission; dead reclaimed: pages dead below a sleeping
+thread's saved stack pointer given back before it woke (reclaim; docs/reclaim.md);
+insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU); a trim:
+giving back the dead pages of one sleeping thread, its TLB flush requested.";
 
 /// Writes a ratio as a percentage, or `n/a`.
 pub fn percent(ratio: Option<f64>) -> String {
@@ -86,11 +90,13 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         p.fatal_faults.to_string(),
         p.kernel_stops.to_string(),
         p.admission_waits.to_string(),
+        p.reclaimed_dead.to_string(),
         insns(p.insns_per_fault),
         insns(p.insns_per_switch),
         times(p.insns_per_switch_vs_static),
         insns(p.insns_per_create),
         times(p.insns_per_create_vs_static),
+        insns(p.insns_per_trim),
     ]
 }
 

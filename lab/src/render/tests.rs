@@ -138,6 +138,7 @@ fn workload_and_cost_records_render_on_one_line() {
         killed: 1,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_dead: 0,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
     }));

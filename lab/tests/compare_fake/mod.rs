@@ -144,6 +144,7 @@ pub fn workload(policy: &str, pages: u64) -> String {
         killed: 0,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_dead: 0,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
     }));

@@ -93,6 +93,10 @@ pub const TESTS: &[KernelTest] = &[
         name: "reclaim_trims_under_pressure",
         run: reclaim::reclaim_trims_under_pressure,
     },
+    KernelTest {
+        name: "reclaim_waits_for_the_flush",
+        run: reclaim::reclaim_waits_for_the_flush,
+    },
 ];
 
 fn spawn_with(

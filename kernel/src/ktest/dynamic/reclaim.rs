@@ -449,3 +449,89 @@ fn under_pressure() -> TestResult {
     );
     Ok(())
 }
+
+/// A trimmed thread does not run before every CPU flushed its TLB for the trim: with CPU 1
+/// busy with interrupts off (so it cannot take the flush IPI), a trimmed thread woken on
+/// CPU 0 stays `Ready`; it runs, intact, once CPU 1 flushed.
+pub(super) fn reclaim_waits_for_the_flush() -> TestResult {
+    if sched::online_cpus() < 2 {
+        return Ok(());
+    }
+    fresh_stacks();
+    let age = trim::set_long_sleep_ms(u64::MAX);
+    // On CPU 0 with the thread under test: a wake-up must not queue this thread behind the
+    // spinner of CPU 1.
+    sched::pin_me(Some(0));
+    sched::yield_now();
+    let result = waits_for_the_flush();
+    sched::pin_me(None);
+    trim::set_long_sleep_ms(age);
+    result
+}
+
+fn waits_for_the_flush() -> TestResult {
+    let deep = u64::from(stacks::layout().stack_pages()) * PAGE_BYTES - 1024;
+    let (spinning, release) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let spinner = {
+        let (spinning, release) = (spinning.clone(), release.clone());
+        spawn_with("irqoff-spinner", Policy::Static, Some(1), move || {
+            let _irq = cpu_ops::IrqGuard::new();
+            spinning.store(true, Ordering::Release);
+            // At most ~2 s of guest time, whatever happens to the test.
+            let start = cpu_ops::rdtsc();
+            let limit = crate::hw::apic::tsc_per_us() * 2_000_000;
+            while !release.load(Ordering::Acquire) && cpu_ops::rdtsc() - start < limit {
+                cpu_ops::relax();
+            }
+        })?
+    };
+    let gate = Arc::new(WaitQueue::new());
+    let open = Arc::new(AtomicBool::new(false));
+    let broken = Arc::new(AtomicBool::new(false));
+    let sleeper = {
+        let (gate, open, broken) = (gate.clone(), open.clone(), broken.clone());
+        spawn_with("flush-waiter", Policy::Reclaim, Some(0), move || {
+            let top = me().stack.top();
+            let ok = recurse(top, deep, 0, &mut || {}).is_ok()
+                && recurse(top, 1200, 0, &mut || {
+                    gate.wait_until(|| open.load(Ordering::Acquire));
+                })
+                .is_ok()
+                && recurse(top, deep, 0, &mut || {}).is_ok();
+            broken.store(!ok, Ordering::Release);
+        })?
+    };
+    all_blocked(core::slice::from_ref(&sleeper))?;
+    while !spinning.load(Ordering::Acquire) {
+        sched::sleep_ms(1);
+    }
+    let round = trim::trim_sleeping(TrimCause::Pressure, 0, u32::MAX);
+    let switches = sleeper.switches();
+    open.store(true, Ordering::Release);
+    gate.wake_all();
+    sched::sleep_ms(30);
+    let ran_before_flush = sleeper.switches() != switches;
+    let flushed = round.flush.is_some_and(tlb::flushed_everywhere);
+    release.store(true, Ordering::Release);
+    sched::join(&spinner);
+    sched::join(&sleeper);
+    check!(round.pages > 0, "nothing was trimmed");
+    check!(round.flush.is_some(), "the trim requested no flush");
+    check!(
+        !flushed,
+        "CPU 1 flushed with interrupts off (the test cannot tell)"
+    );
+    check!(
+        !ran_before_flush,
+        "the trimmed thread ran before CPU 1 flushed its TLB"
+    );
+    check!(
+        !broken.load(Ordering::Acquire),
+        "the thread's frames changed"
+    );
+    check!(!sleeper.was_killed(), "the trimmed thread was killed");
+    Ok(())
+}

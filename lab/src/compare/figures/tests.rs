@@ -35,6 +35,7 @@ pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat
         killed: 0,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_dead: 0,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
     }
