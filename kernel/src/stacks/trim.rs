@@ -149,33 +149,8 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
             continue;
         }
         let mut platform = X86Platform::releasing();
-        let trimmed = {
-            let mut live = cell.stack.lock();
-            let Some(stack) = live.as_mut() else {
-                continue;
-            };
-            if cause == TrimCause::LongSleep && stack.policy() != Policy::Reclaim {
-                cell.asleep_since.store(0, Ordering::Relaxed);
-                continue;
-            }
-            let trimmed = reclaim::trim_asleep(
-                &mut platform,
-                &region.layout,
-                &mut clean,
-                tally(cpu as usize),
-                &GROUPS[stack.group().as_usize()],
-                stack,
-                cause,
-            );
-            // Nothing more to take until it sleeps again (or it woke meanwhile).
-            cell.asleep_since.store(0, Ordering::Relaxed);
-            if trimmed > 0 {
-                cell.mirror(stack);
-                if platform.deferred() {
-                    cell.flush_epoch.store(TRIM_PENDING, Ordering::Relaxed);
-                }
-            }
-            trimmed
+        let Some(trimmed) = trim_slot(cell, cause, cpu as usize, &mut clean, &mut platform) else {
+            continue;
         };
         if trimmed > 0 {
             round.stacks += 1;
@@ -200,6 +175,73 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
         round.flush = Some(epoch);
     }
     round
+}
+
+/// Trims the stack of `cell` if it is asleep (for `cause`; see [`trim_sleeping`]); returns the
+/// pages given back, or `None` when the slot holds no stack. Counts on CPU `cpu`.
+fn trim_slot(
+    cell: &super::Slot,
+    cause: TrimCause,
+    cpu: usize,
+    clean: &mut Magazine,
+    platform: &mut X86Platform,
+) -> Option<u8> {
+    let region = region();
+    let mut live = cell.stack.lock();
+    let stack = live.as_mut()?;
+    if cause == TrimCause::LongSleep && stack.policy() != Policy::Reclaim {
+        cell.asleep_since.store(0, Ordering::Relaxed);
+        return Some(0);
+    }
+    let trimmed = reclaim::trim_asleep(
+        platform,
+        &region.layout,
+        clean,
+        tally(cpu),
+        &GROUPS[stack.group().as_usize()],
+        stack,
+        cause,
+    );
+    // Nothing more to take until it sleeps again (or it woke meanwhile).
+    cell.asleep_since.store(0, Ordering::Relaxed);
+    if trimmed > 0 {
+        cell.mirror(stack);
+        if platform.deferred() {
+            cell.flush_epoch.store(TRIM_PENDING, Ordering::Relaxed);
+        }
+    }
+    Some(trimmed)
+}
+
+/// Trims the stack in `slot` alone if it sleeps (cause "pressure") and requests the TLB flush
+/// its thread then waits for: what one trim costs, for `bench=costs`. Returns the pages given
+/// back.
+pub fn trim_one(slot: dks_core::SlotIndex) -> u8 {
+    let region = region();
+    let cell = &region.slots[slot.as_usize()];
+    let cpu = cpu_ops::current_id(&cpu_ops::IrqGuard::new());
+    let mut clean = Magazine::new(CpuId::new(cpu), &region.layout);
+    let mut platform = X86Platform::releasing();
+    let trimmed = trim_slot(
+        cell,
+        TrimCause::Pressure,
+        cpu as usize,
+        &mut clean,
+        &mut platform,
+    )
+    .unwrap_or(0);
+    clean.drain(&mut X86Platform::live());
+    if platform.deferred() {
+        let epoch = quarantine::start_flush_epoch();
+        let _ = cell.flush_epoch.compare_exchange(
+            TRIM_PENDING,
+            epoch,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        LAST_FLUSH.store(epoch, Ordering::Relaxed);
+    }
+    trimmed
 }
 
 /// Notes, in `switched_out` under the slot's lock, whether the stack just switched out is a
