@@ -107,7 +107,7 @@ pub fn run(instructions: bool) {
 fn trims(policy: Policy) -> Summary {
     const ROUNDS: usize = 48;
     // Only the trims measured here.
-    let age = stacks::trim::set_long_sleep_ms(u64::MAX);
+    let background = stacks::trim::set_background(false);
     let mut summary = Summary::new();
     for _ in 0..ROUNDS {
         fresh_stacks();
@@ -143,7 +143,7 @@ fn trims(policy: Policy) -> Summary {
         asleep.wake_all();
         sched::join(&sleeper);
     }
-    stacks::trim::set_long_sleep_ms(age);
+    stacks::trim::set_background(background);
     summary
 }
 

@@ -78,7 +78,9 @@ fn run() {
         });
         if REQUESTS.load(Ordering::Acquire) != SERVED.load(Ordering::Acquire) {
             SERVED.store(REQUESTS.load(Ordering::Acquire), Ordering::Release);
-            trim::trim_sleeping(TrimCause::Pressure, 0, u32::MAX);
+            if trim::background() {
+                trim::trim_sleeping(TrimCause::Pressure, 0, u32::MAX);
+            }
             // Purges the quarantine too, trimmed frames included.
             stacks::drain_caches();
             ROUNDS.fetch_add(1, Ordering::Relaxed);
@@ -87,6 +89,9 @@ fn run() {
         }
         ROUND_DUE.store(false, Ordering::Release);
         trim::remind_flush();
+        if !trim::background() {
+            continue;
+        }
         let round = trim::trim_sleeping(
             TrimCause::LongSleep,
             trim::long_sleep_ms(),

@@ -69,6 +69,20 @@ pub const LONG_SLEEP_PAGES_PER_ROUND: u32 = 256;
 /// (`u64::MAX`: no long-sleep trims, so that a test sees only the trims it makes).
 static LONG_SLEEP_AGE_MS: AtomicU64 = AtomicU64::new(LONG_SLEEP_MS);
 
+/// Whether the reclaim thread trims at all (tests that must see only their own trims turn it
+/// off for a while).
+static BACKGROUND: AtomicBool = AtomicBool::new(true);
+
+/// Whether the reclaim thread trims now.
+pub fn background() -> bool {
+    BACKGROUND.load(Ordering::Relaxed)
+}
+
+/// Lets the reclaim thread trim (`true`) or not; returns the old setting.
+pub fn set_background(enabled: bool) -> bool {
+    BACKGROUND.swap(enabled, Ordering::Relaxed)
+}
+
 /// The age from which long-sleep rounds trim now.
 pub fn long_sleep_ms() -> u64 {
     LONG_SLEEP_AGE_MS.load(Ordering::Relaxed)

@@ -69,10 +69,10 @@ const ROUNDS: u64 = 3;
 
 pub(super) fn reclaim_trims_exactly_below_saved_sp() -> TestResult {
     fresh_stacks();
-    // Only the trims this test makes: the reclaim thread's long-sleep rounds wait.
-    let age = trim::set_long_sleep_ms(u64::MAX);
+    // Only the trims this test makes: the reclaim thread's wait.
+    let background = trim::set_background(false);
     let result = trims_exactly();
-    trim::set_long_sleep_ms(age);
+    trim::set_background(background);
     result
 }
 
@@ -458,14 +458,14 @@ pub(super) fn reclaim_waits_for_the_flush() -> TestResult {
         return Ok(());
     }
     fresh_stacks();
-    let age = trim::set_long_sleep_ms(u64::MAX);
+    let background = trim::set_background(false);
     // On CPU 0 with the thread under test: a wake-up must not queue this thread behind the
     // spinner of CPU 1.
     sched::pin_me(Some(0));
     sched::yield_now();
     let result = waits_for_the_flush();
     sched::pin_me(None);
-    trim::set_long_sleep_ms(age);
+    trim::set_background(background);
     result
 }
 
