@@ -107,7 +107,8 @@ pub fn run(instructions: bool) {
 fn trims(policy: Policy) -> Summary {
     const ROUNDS: usize = 48;
     // Only the trims measured here.
-    let background = stacks::trim::set_background(false);
+    let pressure = stacks::trim::set_pressure_trims(false);
+    let age = stacks::trim::set_long_sleep_ms(u64::MAX);
     let mut summary = Summary::new();
     for _ in 0..ROUNDS {
         fresh_stacks();
@@ -143,7 +144,8 @@ fn trims(policy: Policy) -> Summary {
         asleep.wake_all();
         sched::join(&sleeper);
     }
-    stacks::trim::set_background(background);
+    stacks::trim::set_pressure_trims(pressure);
+    stacks::trim::set_long_sleep_ms(age);
     summary
 }
 

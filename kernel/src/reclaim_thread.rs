@@ -78,7 +78,7 @@ fn run() {
         });
         if REQUESTS.load(Ordering::Acquire) != SERVED.load(Ordering::Acquire) {
             SERVED.store(REQUESTS.load(Ordering::Acquire), Ordering::Release);
-            if trim::background() {
+            if trim::pressure_trims() {
                 trim::trim_sleeping(TrimCause::Pressure, 0, u32::MAX);
             }
             // Purges the quarantine too, trimmed frames included.
@@ -89,9 +89,6 @@ fn run() {
         }
         ROUND_DUE.store(false, Ordering::Release);
         trim::remind_flush();
-        if !trim::background() {
-            continue;
-        }
         let round = trim::trim_sleeping(
             TrimCause::LongSleep,
             trim::long_sleep_ms(),

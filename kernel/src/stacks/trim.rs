@@ -69,18 +69,18 @@ pub const LONG_SLEEP_PAGES_PER_ROUND: u32 = 256;
 /// (`u64::MAX`: no long-sleep trims, so that a test sees only the trims it makes).
 static LONG_SLEEP_AGE_MS: AtomicU64 = AtomicU64::new(LONG_SLEEP_MS);
 
-/// Whether the reclaim thread trims at all (tests that must see only their own trims turn it
-/// off for a while).
-static BACKGROUND: AtomicBool = AtomicBool::new(true);
+/// Whether the reclaim thread trims under pressure (tests that must see only the trims they
+/// make or wait for turn it off for a while).
+static PRESSURE_TRIMS: AtomicBool = AtomicBool::new(true);
 
-/// Whether the reclaim thread trims now.
-pub fn background() -> bool {
-    BACKGROUND.load(Ordering::Relaxed)
+/// Whether the reclaim thread trims under pressure now.
+pub fn pressure_trims() -> bool {
+    PRESSURE_TRIMS.load(Ordering::Relaxed)
 }
 
-/// Lets the reclaim thread trim (`true`) or not; returns the old setting.
-pub fn set_background(enabled: bool) -> bool {
-    BACKGROUND.swap(enabled, Ordering::Relaxed)
+/// Lets the reclaim thread trim under pressure (`true`) or not; returns the old setting.
+pub fn set_pressure_trims(enabled: bool) -> bool {
+    PRESSURE_TRIMS.swap(enabled, Ordering::Relaxed)
 }
 
 /// The age from which long-sleep rounds trim now.

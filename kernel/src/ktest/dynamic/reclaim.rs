@@ -64,16 +64,32 @@ fn all_blocked(threads: &[Arc<Thread>]) -> TestResult {
     ))
 }
 
+/// Runs `test` with the reclaim thread trimming under pressure or not, and after long sleeps
+/// or not, then restores both settings.
+fn with_reclaim_thread_trims(
+    pressure: bool,
+    long_sleep: bool,
+    test: impl FnOnce() -> TestResult,
+) -> TestResult {
+    let old_pressure = trim::set_pressure_trims(pressure);
+    let old_age = trim::set_long_sleep_ms(if long_sleep {
+        trim::LONG_SLEEP_MS
+    } else {
+        u64::MAX
+    });
+    let result = test();
+    trim::set_pressure_trims(old_pressure);
+    trim::set_long_sleep_ms(old_age);
+    result
+}
+
 /// Rounds of sleep, trim and wake in [`reclaim_trims_exactly_below_saved_sp`].
 const ROUNDS: u64 = 3;
 
 pub(super) fn reclaim_trims_exactly_below_saved_sp() -> TestResult {
     fresh_stacks();
     // Only the trims this test makes: the reclaim thread's wait.
-    let background = trim::set_background(false);
-    let result = trims_exactly();
-    trim::set_background(background);
-    result
+    with_reclaim_thread_trims(false, false, trims_exactly)
 }
 
 fn trims_exactly() -> TestResult {
@@ -343,6 +359,11 @@ pub(super) fn reclaim_under_injected_failures() -> TestResult {
 /// A `reclaim` thread that went deep and sleeps shallow for long: the reclaim thread's own
 /// rounds trim it (cause "long sleep") while it sleeps, and it comes back intact.
 pub(super) fn reclaim_trims_long_sleepers() -> TestResult {
+    // Pressure from elsewhere (refused admissions) would trim it first, under another cause.
+    with_reclaim_thread_trims(false, true, long_sleepers)
+}
+
+fn long_sleepers() -> TestResult {
     fresh_stacks();
     let deep = u64::from(stacks::layout().stack_pages()) * PAGE_BYTES - 1024;
     let asleep = events(Policy::Reclaim, Counter::ReclaimedDeadAsleep);
@@ -388,10 +409,8 @@ pub(super) fn reclaim_trims_long_sleepers() -> TestResult {
 /// dead pages (cause "pressure") before anything else.
 pub(super) fn reclaim_trims_under_pressure() -> TestResult {
     fresh_stacks();
-    let age = trim::set_long_sleep_ms(u64::MAX);
-    let result = under_pressure();
+    let result = with_reclaim_thread_trims(true, false, under_pressure);
     frames::set_injection(Injection::None);
-    trim::set_long_sleep_ms(age);
     result
 }
 
@@ -458,14 +477,12 @@ pub(super) fn reclaim_waits_for_the_flush() -> TestResult {
         return Ok(());
     }
     fresh_stacks();
-    let background = trim::set_background(false);
     // On CPU 0 with the thread under test: a wake-up must not queue this thread behind the
     // spinner of CPU 1.
     sched::pin_me(Some(0));
     sched::yield_now();
-    let result = waits_for_the_flush();
+    let result = with_reclaim_thread_trims(false, false, waits_for_the_flush);
     sched::pin_me(None);
-    trim::set_background(background);
     result
 }
 
