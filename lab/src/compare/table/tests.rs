@@ -14,7 +14,7 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
         static_row,
         [
             "static", "0", "64", "n/a", "n/a", "n/a", "n/a", "100.0%", "40", "160.0%", "0", "0",
-            "0", "0", "0", "0", "n/a", "1000", "1.00", "2000", "1.00"
+            "0", "0", "0", "0", "0", "n/a", "1000", "1.00", "2000", "1.00", "n/a"
         ]
     );
     let fault_row: Vec<&str> = lines[3].split_whitespace().collect();
@@ -22,11 +22,24 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
         fault_row,
         [
             "fault", "16", "48", "4", "12.00", "12.91", "n/a", "75.0%", "44", "109.1%", "8", "4",
-            "0", "0", "0", "0", "1500", "1100", "1.10", "500", "0.25"
+            "0", "0", "0", "0", "0", "1500", "1100", "1.10", "500", "0.25", "n/a"
         ]
     );
     // Right-aligned: every row is as wide as the header.
     assert_eq!(lines[2].len(), lines[1].len());
     assert_eq!(lines[3].len(), lines[1].len());
     assert!(lines[4].contains("1000 insns handled on the IST stack, 1500 moved"));
+}
+
+#[test]
+fn reclaim_columns_show_the_dead_pages_and_the_trim_cost() {
+    let policies = vec!["static".to_owned(), "fault".to_owned()];
+    let mut c = compare(&data::setup(), &policies, &data::measurements()).unwrap();
+    c.policies[1].reclaimed_dead = 279;
+    c.policies[1].insns_per_trim = Some(1671.4);
+    let row = cells(&c.policies[1]);
+    let column = |header: &str| HEADERS.iter().position(|h| *h == header).unwrap();
+    assert_eq!(row[column("dead reclaimed")], "279");
+    assert_eq!(row[column("insns/trim")], "1671");
+    assert_eq!(cells(&c.policies[0])[column("insns/trim")], "n/a");
 }
