@@ -240,11 +240,13 @@ pub fn expected_cells(p: &Value) -> Vec<String> {
         count(&p["fatal_faults"]),
         count(&p["kernel_stops"]),
         count(&p["admission_waits"]),
+        count(&p["reclaimed_dead"]),
         insns(&p["insns_per_fault"]),
         insns(&p["insns_per_switch"]),
         times(&p["insns_per_switch_vs_static"]),
         insns(&p["insns_per_create"]),
         times(&p["insns_per_create_vs_static"]),
+        insns(&p["insns_per_trim"]),
     ]
 }
 
