@@ -64,10 +64,10 @@ impl Summary {
         self.histogram[bucket.min(23)] += 1;
     }
 
-    fn emit(&self, what: &str, policy: &str, instructions: bool) {
+    fn emit(&self, what: &str, policy: Option<Policy>, instructions: bool) {
         report::emit(&Record::Cost(Cost {
             what: Cow::Borrowed(what),
-            policy: Cow::Borrowed(policy),
+            policy,
             samples: self.samples,
             total: self.total,
             min: if self.samples == 0 { 0 } else { self.min },
@@ -86,15 +86,15 @@ fn fresh_stacks() {
 /// Runs every measurement and prints a `cost` record for each.
 pub fn run(instructions: bool) {
     for policy in DYNAMIC {
-        stack_faults(policy).emit("stack_fault", policy.name(), instructions);
+        stack_faults(policy).emit("stack_fault", Some(policy), instructions);
     }
-    lazy_faults(lazy::BOUNCED.start).emit("bounce_fault", "", instructions);
-    lazy_faults(lazy::DIRECT.start).emit("direct_fault", "", instructions);
+    lazy_faults(lazy::BOUNCED.start).emit("bounce_fault", None, instructions);
+    lazy_faults(lazy::DIRECT.start).emit("direct_fault", None, instructions);
     for policy in IMPLEMENTED {
-        switches(policy).emit("switch", policy.name(), instructions);
+        switches(policy).emit("switch", Some(policy), instructions);
     }
     for policy in IMPLEMENTED {
-        creations(policy).emit("create", policy.name(), instructions);
+        creations(policy).emit("create", Some(policy), instructions);
     }
     for policy in IMPLEMENTED
         .into_iter()

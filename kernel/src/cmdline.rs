@@ -151,7 +151,7 @@ const KEYS: &[(&str, &str)] = &[
          nmi-page-fault, machine-check-page-fault, kernel-thread-overflow",
     ),
     ("max_stack", "16K, 32K or 64K"),
-    ("slots", "stack slots, 64 to 1004096"),
+    ("slots", "stack slots, 64 to 1004352"),
     (
         "group_limit",
         "the workload group's stack limit in pages, 1 to 4294967295",
@@ -175,7 +175,7 @@ const KEYS: &[(&str, &str)] = &[
 ];
 
 const _: () = assert!(
-    dks_protocol::scenario::MAX_SLOTS == 1_004_096,
+    dks_protocol::scenario::MAX_SLOTS == 1_004_352,
     "the accepted text of `slots` names the largest"
 );
 

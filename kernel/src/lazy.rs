@@ -29,6 +29,7 @@ pub static DIRECT_FAULTS: AtomicU64 = AtomicU64::new(0);
 
 const RFLAGS_IF: u64 = 1 << 9;
 
+#[inline]
 fn map_zeroed(address: u64, urgency: Urgency) -> Result<(), MapError> {
     let page = address & !(PAGE_BYTES - 1);
     let frame = frames::alloc_zeroed(urgency).ok_or(MapError::OutOfMemory)?;

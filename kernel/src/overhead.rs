@@ -15,7 +15,6 @@
 //! [`Snapshot`]s taken before a workload creates its threads and after they all exited give
 //! the `MemoryBalance` record: whether every frame, slot and stack page came back.
 
-use alloc::borrow::Cow;
 use core::sync::atomic::{AtomicI64, Ordering};
 
 use dks_core::{Account, Counter};
@@ -100,7 +99,7 @@ pub fn emit_thread_overhead(start: &Snapshot, policies: impl Iterator<Item = Pol
         let totals = stacks::policy_totals(policy);
         let areas = fpu_areas(Account::Policy(policy));
         report::emit(&Record::ThreadOverhead(ThreadOverhead {
-            policy: Cow::Borrowed(policy.name()),
+            policy,
             threads,
             stack_bytes: totals.pages_now.max(0) as u64 * PAGE_BYTES,
             heap_bytes: heap_per_thread * threads,

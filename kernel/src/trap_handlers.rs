@@ -299,13 +299,12 @@ fn page_fault(frame: &mut TrapFrame) -> Disposition {
         FaultResult::NotStack => {}
         failure => return stack_failure(frame, cr2, failure),
     }
-    if let Some((guard_start, _)) = kstacks::guard_containing(cr2) {
-        let stack_top = guard_start + crate::hw::layout::KERNEL_STACK_SLOT_BYTES;
+    if let Some(stack) = kstacks::guard_containing(cr2) {
         report::emit(&Record::GuardHit(GuardHit {
             cpu: cpu_ops::id_hint(),
             task: Cow::Borrowed("kernel-stack"),
             address: cr2,
-            depth_bytes: stack_top - cr2,
+            depth_bytes: stack.top() - cr2,
             rip: frame.rip,
         }));
         if catch::redirect(frame, cr2) {
@@ -361,11 +360,10 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
             depth,
             reason,
         } => {
-            let policy = task.as_ref().map_or("", |t| t.stack.policy().name());
             report::emit(&Record::StackFault(StackFault {
                 cpu: cpu_ops::id_hint(),
                 task: Cow::Borrowed(name),
-                policy: Cow::Borrowed(policy),
+                policy: task.as_ref().map(|t| t.stack.policy()),
                 address,
                 depth_bytes: depth,
                 reason: Cow::Borrowed(reason),

@@ -62,7 +62,7 @@ pub fn emit_counters(reason: &str) {
         }
         let pages = |v: i64| v.max(0) as u64 * KIB_PER_PAGE;
         report::emit(&Record::PolicyStat(PolicyStat {
-            policy: Cow::Borrowed(policy.name()),
+            policy,
             threads_created: c.threads_created,
             threads_live: c.threads_live(),
             stack_kib_now: pages(c.pages_now),
@@ -112,7 +112,7 @@ pub fn emit_thread_pages() {
         for (pages, &threads) in c.peak_pages.iter().enumerate() {
             if threads > 0 {
                 report::emit(&Record::ThreadPages(ThreadPages {
-                    policy: Cow::Borrowed(policy.name()),
+                    policy,
                     pages: pages as u32,
                     threads,
                 }));

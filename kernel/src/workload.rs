@@ -21,12 +21,14 @@
 //! the `kernel_stops` of `policy_stat`).
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hint::black_box;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use dks_core::SlotIndex;
 use dks_protocol::record::{Record, Sample, SpawnFailure, WorkloadStat};
 use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
 
@@ -83,13 +85,54 @@ impl Rng {
     }
 }
 
-/// What the sampler needs to know of one workload thread.
-#[derive(Debug)]
-struct Member {
-    policy: Policy,
-    /// Bytes below the stack top its live stack reaches now (where it is, or sleeps).
-    live_depth: AtomicU64,
-    alive: AtomicBool,
+/// What the sampler needs to know of the workload thread in each stack slot, one word per slot
+/// (a million threads keep no record of their own for it): 0 while no workload thread lives
+/// there, else its policy's index + 1 in the high byte and, below, the bytes under the stack
+/// top that its live stack reaches now (where it is, or sleeps).
+struct Members {
+    slots: Box<[AtomicU32]>,
+}
+
+/// The bits of a [`Members`] word that hold the depth.
+const DEPTH_BITS: u32 = 24;
+
+impl Members {
+    fn new(slots: u32) -> Members {
+        Members {
+            slots: (0..slots).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// Notes that the thread of `policy` in `slot` lives and its live stack reaches `depth`
+    /// bytes below the top now.
+    fn note_depth(&self, slot: SlotIndex, policy: Policy, depth: u64) {
+        // Depths never exceed the largest stack (the plan's check), far below 2^24 bytes.
+        let depth = u32::try_from(depth).map_or(0, |d| d.min((1 << DEPTH_BITS) - 1));
+        let word = ((policy.index() as u32 + 1) << DEPTH_BITS) | depth;
+        self.slots[slot.as_usize()].store(word, Ordering::Relaxed);
+    }
+
+    /// Notes that no workload thread lives in `slot` any more.
+    fn leave(&self, slot: SlotIndex) {
+        self.slots[slot.as_usize()].store(0, Ordering::Release);
+    }
+
+    /// Per policy (by `Policy::index()`): its live threads and the pages their live stacks
+    /// reach.
+    fn census(&self) -> [(u64, u64); Policy::COUNT] {
+        let layout = stacks::layout();
+        let mut per_policy = [(0u64, 0u64); Policy::COUNT];
+        for word in self.slots.iter().map(|w| w.load(Ordering::Acquire)) {
+            let Some(index) = (word >> DEPTH_BITS).checked_sub(1) else {
+                continue;
+            };
+            let depth = u64::from(word & ((1 << DEPTH_BITS) - 1));
+            let entry = &mut per_policy[index as usize];
+            entry.0 += 1;
+            entry.1 += u64::from(layout.pages_to_depth(depth).len());
+        }
+        per_policy
+    }
 }
 
 /// The spin locks that interrupts-off paths hold (group `i` takes lock `i % SECTION_LOCKS`).
@@ -163,14 +206,21 @@ pub fn abandon_irqoff_section(irq: &IrqGuard) {
     }
 }
 
-/// Held by a workload thread's body: the member is alive as long as the body is, whether the
-/// thread finishes or is stopped.
-#[derive(Debug)]
-struct Alive(Arc<Member>);
+/// Held by a workload thread's body: its slot's member word is cleared when the body is
+/// dropped, whether the thread finished or was stopped (a stopped thread's frames are
+/// abandoned, so this cannot live in `behave`'s frame).
+struct Alive {
+    run: Arc<Run>,
+    /// The thread's slot, once `behave` knows it (`u32::MAX` before).
+    slot: AtomicU32,
+}
 
 impl Drop for Alive {
     fn drop(&mut self) {
-        self.0.alive.store(false, Ordering::Release);
+        let slot = self.slot.load(Ordering::Relaxed);
+        if slot != u32::MAX {
+            self.run.members.leave(SlotIndex::new(slot));
+        }
     }
 }
 
@@ -178,6 +228,8 @@ impl Drop for Alive {
 #[derive(Debug)]
 struct Group {
     plan: GroupPlan,
+    /// The plan's name, which every thread of the group shares as its own.
+    name: Arc<str>,
     policy: Policy,
     /// Its lock in [`SECTION_LOCK`].
     lock: usize,
@@ -199,7 +251,7 @@ struct Group {
 struct Run {
     plan: Plan,
     groups: Vec<Arc<Group>>,
-    members: IrqMutex<Vec<Arc<Member>>>,
+    members: Members,
     threads: IrqMutex<Vec<Arc<Thread>>>,
     stop: AtomicBool,
     next_seed: AtomicU64,
@@ -213,24 +265,22 @@ pub fn parse(bytes: &[u8]) -> Result<Plan, String> {
     Ok(plan)
 }
 
-/// Which policies this kernel implements (a plan naming another one is refused).
-pub fn implemented(policy: &str) -> Option<Policy> {
-    crate::stacks::IMPLEMENTED
-        .into_iter()
-        .find(|p| p.name() == policy)
+/// Whether this kernel implements `policy` (a plan naming another one is refused).
+pub fn implemented(policy: Policy) -> bool {
+    crate::stacks::IMPLEMENTED.contains(&policy)
 }
 
 /// Checks that every policy the plan names is implemented.
 pub fn check_policies(plan: &Plan) -> Result<(), String> {
     for (i, group) in plan.groups.iter().enumerate() {
-        if implemented(&group.policy).is_none() {
+        if !implemented(group.policy) {
             let names: Vec<&str> = crate::stacks::IMPLEMENTED
                 .iter()
                 .map(|p| p.name())
                 .collect();
             return Err(alloc::format!(
                 "groups[{i}].policy: {:?} is not implemented by this kernel (it runs {})",
-                group.policy,
+                group.policy.name(),
                 names.join(", ")
             ));
         }
@@ -260,7 +310,7 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
     for policy in crate::stacks::IMPLEMENTED {
         groups.push(GroupPlan {
             name: alloc::format!("sleepers-{}", policy.name()),
-            policy: policy.name().into(),
+            policy,
             threads: 24,
             lifetime: Lifetime::Long,
             calls: 3,
@@ -289,7 +339,7 @@ pub fn mixed(max_stack_bytes: u32) -> Plan {
         });
         groups.push(GroupPlan {
             name: alloc::format!("short-{}", policy.name()),
-            policy: policy.name().into(),
+            policy,
             threads: 8,
             lifetime: Lifetime::Short,
             calls: 4,
@@ -349,7 +399,8 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
         .map(|(i, g)| {
             Arc::new(Group {
                 plan: g.clone(),
-                policy: implemented(&g.policy).expect("check_policies ran"),
+                name: Arc::from(g.name.as_str()),
+                policy: g.policy,
                 lock: i % SECTION_LOCKS,
                 peers: WaitQueue::new(),
                 peer_token: AtomicU64::new(0),
@@ -364,12 +415,11 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
     // would ask the heap for ever larger blocks while it fills up. Without the room they
     // grow as before (and creations are refused when the heap cannot).
     let at_once: usize = plan.groups.iter().map(|g| g.threads as usize).sum();
-    let (mut members, mut threads) = (Vec::new(), Vec::new());
-    let _ = members.try_reserve_exact(at_once);
+    let mut threads = Vec::new();
     let _ = threads.try_reserve_exact(at_once);
     let run = Arc::new(Run {
         groups,
-        members: IrqMutex::new(members),
+        members: Members::new(stacks::layout().slot_count()),
         threads: IrqMutex::new(threads),
         stop: AtomicBool::new(false),
         next_seed: AtomicU64::new(plan.seed),
@@ -434,9 +484,6 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
         // least every `HOUSEKEEPING_MS` whatever the sampling period: with a long period the
         // records of exited threads would otherwise pile up on the heap between samples.
         run.threads.lock().retain(|t| !t.has_exited());
-        run.members
-            .lock()
-            .retain(|m| m.alive.load(Ordering::Acquire));
         let until = next_sample.min(end).saturating_sub(now);
         sched::sleep_ms(until.clamp(1, HOUSEKEEPING_MS));
     }
@@ -542,7 +589,7 @@ fn report_refusals(run: &Run) -> u64 {
         refused_in_all += refused + not_attempted;
         report::emit(&Record::SpawnFailure(SpawnFailure {
             group: Cow::Borrowed(&group.plan.name),
-            policy: Cow::Borrowed(group.policy.name()),
+            policy: group.policy,
             created: group.created.load(Ordering::Relaxed),
             no_slot,
             out_of_memory,
@@ -564,19 +611,13 @@ fn run_policies(run: &Run) -> impl Iterator<Item = Policy> + Clone + '_ {
 
 /// Creates one thread of `group`; a refusal is counted in the group and returned.
 fn start_member(run: &Arc<Run>, group: &Arc<Group>) -> Result<(), StackError> {
-    // The member and the run's two entries for it come from the heap too (see `mm::heap`).
-    let member_bytes = core::mem::size_of::<Member>() + 2 * core::mem::size_of::<Arc<Member>>();
-    if !crate::mm::heap::ensure_free(member_bytes as u64 + 64) {
+    // The run's entry for the thread comes from the heap too (see `mm::heap`).
+    if !crate::mm::heap::ensure_free(core::mem::size_of::<Arc<Thread>>() as u64 + 64) {
         group.refused[1].fetch_add(1, Ordering::Relaxed);
         group.out_of_heap.fetch_add(1, Ordering::Relaxed);
         return Err(StackError::OutOfMemory);
     }
     let heap_refusals = crate::mm::heap::refusals();
-    let member = Arc::new(Member {
-        policy: group.policy,
-        live_depth: AtomicU64::new(0),
-        alive: AtomicBool::new(true),
-    });
     let seed = run.next_seed.fetch_add(0x1000_0001, Ordering::Relaxed);
     let options = SpawnOptions {
         policy: group.policy,
@@ -585,14 +626,16 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) -> Result<(), StackError> {
     // The body's captures are owned by the thread's entry and dropped when the thread ends,
     // also when it is stopped: the member stops counting as alive then, not earlier or never.
     let body = {
-        let (run, group) = (run.clone(), group.clone());
-        let life = Alive(member.clone());
-        move || behave(&run, &group, &life.0, seed)
+        let group = group.clone();
+        let alive = Alive {
+            run: run.clone(),
+            slot: AtomicU32::new(u32::MAX),
+        };
+        move || behave(&group, &alive, seed)
     };
-    match sched::spawn(group.plan.name.as_str(), options, body) {
+    match sched::spawn(group.name.clone(), options, body) {
         Ok(thread) => {
             group.created.fetch_add(1, Ordering::Relaxed);
-            run.members.lock().push(member);
             run.threads.lock().push(thread);
             Ok(())
         }
@@ -613,16 +656,19 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) -> Result<(), StackError> {
 }
 
 /// A workload thread's life.
-fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
+fn behave(group: &Arc<Group>, alive: &Alive, seed: u64) {
+    let run = &alive.run;
     let mut rng = Rng::new(seed);
     // Nothing owned stays in this frame: a stopped thread's frames are abandoned.
     let (top, slot) = {
         let me = sched::current().expect("a workload thread");
         (me.stack.top(), me.stack.slot())
     };
+    alive.slot.store(slot.as_u32(), Ordering::Relaxed);
     let bottom = stacks::layout().stack_bottom(slot).as_u64();
     let base = top - stack_pointer();
-    member.live_depth.store(base, Ordering::Relaxed);
+    let member = |depth| run.members.note_depth(slot, group.policy, depth);
+    member(base);
     let checks = checks_of(group.policy);
     // Each path's pattern: from the thread's seed and the path's number, not from `rng`, so
     // that the random sequence of every plan stays what it was.
@@ -645,21 +691,21 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
             if irqoff {
                 let section = IrqOffSection::enter(group.lock, slot);
                 let check = path(top, bottom, depth, salt(), &mut || {
-                    member.live_depth.store(depth, Ordering::Relaxed);
+                    member(depth);
                 });
                 drop(section);
                 checks.add(check);
                 IRQOFF_PATHS.fetch_add(1, Ordering::Relaxed);
             } else {
                 let check = path(top, bottom, depth, salt(), &mut || {
-                    member.live_depth.store(depth, Ordering::Relaxed);
+                    member(depth);
                     if block {
                         wait(run, group, nap);
                     }
                 });
                 checks.add(check);
             }
-            member.live_depth.store(base, Ordering::Relaxed);
+            member(base);
             group.peer_token.fetch_add(1, Ordering::AcqRel);
             group.peers.wake_one();
         }
@@ -669,17 +715,17 @@ fn behave(run: &Arc<Run>, group: &Arc<Group>, member: &Member, seed: u64) {
         let depth = rng.draw(&group.plan.sleep_depth).max(base);
         let nap = rng.around(group.plan.sleep_ms);
         let check = path(top, bottom, depth, salt(), &mut || {
-            member.live_depth.store(depth, Ordering::Relaxed);
+            member(depth);
             sched::sleep_ms(nap);
         });
         checks.add(check);
-        member.live_depth.store(base, Ordering::Relaxed);
+        member(base);
     }
     checks.threads_finished.fetch_add(1, Ordering::Relaxed);
     if paths == 0 {
         checks.threads_idle.fetch_add(1, Ordering::Relaxed);
     }
-    member.alive.store(false, Ordering::Release);
+    run.members.leave(slot);
     if group.plan.lifetime == Lifetime::Short
         && group.plan.respawn
         && !run.stop.load(Ordering::Acquire)
@@ -810,7 +856,7 @@ fn emit_checks(run: &Run) -> u64 {
         let c = checks_of(policy);
         let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
         let stat = WorkloadStat {
-            policy: Cow::Borrowed(policy.name()),
+            policy,
             threads_finished: take(&c.threads_finished),
             threads_idle: take(&c.threads_idle),
             paths: take(&c.paths),
@@ -830,30 +876,20 @@ static IRQOFF_PATHS: AtomicUsize = AtomicUsize::new(0);
 fn sample(run: &Run, t_ms: u64) {
     // Machine-check records wait in per-CPU queues until normal context prints them.
     mce::drain();
-    let members: Vec<Arc<Member>> = {
-        let mut members = run.members.lock();
-        members.retain(|m| m.alive.load(Ordering::Acquire));
-        members.clone()
-    };
+    let census = run.members.census();
     let totals = stacks::totals();
     for policy in Policy::ALL {
         if !run.groups.iter().any(|g| g.policy == policy) {
             continue;
         }
-        let mut live_pages = 0u64;
-        let mut threads = 0u64;
-        for member in members.iter().filter(|m| m.policy == policy) {
-            threads += 1;
-            let depth = member.live_depth.load(Ordering::Relaxed);
-            live_pages += u64::from(stacks::layout().pages_to_depth(depth).len());
-        }
+        let (threads, live_pages) = census[policy.index()];
         let stack_pages = totals
             .account(dks_core::Account::Policy(policy))
             .pages_now
             .max(0) as u64;
         report::emit(&Record::Sample(Sample {
             t_ms,
-            policy: Cow::Borrowed(policy.name()),
+            policy,
             stack_kib: stack_pages * PAGE_BYTES / 1024,
             live_kib: live_pages * PAGE_BYTES / 1024,
             threads,

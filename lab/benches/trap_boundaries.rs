@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use dks_core::Policy;
 use dks_lab::boot::{self, BootOutcome};
 use dks_lab::config::{BootConfig, MemorySize};
 use dks_lab::{kernel, qemu, scenario};
@@ -526,7 +527,7 @@ fn trap_stat(outcome: &BootOutcome) -> Option<TrapStat> {
 fn workload_plan(scratch: &Path, seconds: u32) -> (Vec<String>, PathBuf, MemorySize) {
     let mut scenario = scenario::load("adversarial-irqoff").expect("the built-in scenario");
     scenario.duration_ms = seconds * 1000;
-    let each: Vec<String> = ["static", "fault", "guaranteed"].map(String::from).to_vec();
+    let each = [Policy::Static, Policy::Fault, Policy::Guaranteed];
     let boots = scenario.boots(&each).expect("the plan");
     assert_eq!(boots.len(), 1, "one boot");
     let path = scratch.join("plan.json");

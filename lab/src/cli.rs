@@ -12,7 +12,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dks_protocol::scenario::POLICY_NAMES;
+use dks_core::Policy;
+use dks_core::policy::POLICY_NAMES;
 
 use crate::compare::{self, Progress};
 use crate::config::{Accel, BootConfig, MemorySize};
@@ -81,7 +82,7 @@ enum Command {
 
 /// A comma-separated list of policies, each named once.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicyList(pub Vec<String>);
+pub struct PolicyList(pub Vec<Policy>);
 
 impl FromStr for PolicyList {
     type Err = String;
@@ -91,15 +92,15 @@ impl FromStr for PolicyList {
             "accepted: a comma-separated list of {}",
             POLICY_NAMES.join(", ")
         );
-        let mut policies: Vec<String> = Vec::new();
+        let mut policies: Vec<Policy> = Vec::new();
         for name in text.split(',') {
-            if !scenario::is_policy(name) {
+            let Ok(policy) = name.parse() else {
                 return Err(format!("unknown policy {name:?}; {accepted}"));
-            }
-            if policies.iter().any(|p| p == name) {
+            };
+            if policies.contains(&policy) {
                 return Err(format!("policy {name:?} is named twice; {accepted}"));
             }
-            policies.push(name.to_owned());
+            policies.push(policy);
         }
         Ok(PolicyList(policies))
     }

@@ -13,9 +13,8 @@ use std::borrow::Cow;
 use std::io::BufRead;
 
 use dks_protocol::record::{
-    AdmissionStall, Boot, ConfigError, Cost, Exit, GuardHit, Log, MachineCheck, Panic, PolicyStat,
-    Record, Sample, SpawnFailure, StackFault, TestBegin, TestEnd, ThreadOverhead, ThreadPages,
-    Vmstat, WorkloadStat,
+    AdmissionStall, Boot, ConfigError, Cost, Exit, GuardHit, Log, MachineCheck, Panic, Record,
+    SpawnFailure, StackFault, TestBegin, TestEnd, Vmstat,
 };
 use dks_protocol::wire;
 
@@ -107,24 +106,16 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
         }),
         Record::Exception(e) => Record::Exception(e),
         Record::TrapStat(t) => Record::TrapStat(t),
-        Record::WorkloadStat(w) => Record::WorkloadStat(WorkloadStat {
-            policy: own(w.policy),
-            ..w
-        }),
+        Record::WorkloadStat(w) => Record::WorkloadStat(w),
         Record::AdmissionStall(a) => Record::AdmissionStall(AdmissionStall {
             task: own(a.task),
-            policy: own(a.policy),
             when: own(a.when),
             ..a
         }),
-        Record::ThreadOverhead(o) => Record::ThreadOverhead(ThreadOverhead {
-            policy: own(o.policy),
-            ..o
-        }),
+        Record::ThreadOverhead(o) => Record::ThreadOverhead(o),
         Record::MemoryBalance(b) => Record::MemoryBalance(b),
         Record::SpawnFailure(f) => Record::SpawnFailure(SpawnFailure {
             group: own(f.group),
-            policy: own(f.policy),
             ..f
         }),
         Record::MachineCheck(m) => Record::MachineCheck(MachineCheck {
@@ -148,7 +139,6 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
         Record::Log(l) => Record::Log(Log { text: own(l.text) }),
         Record::StackFault(f) => Record::StackFault(StackFault {
             task: own(f.task),
-            policy: own(f.policy),
             reason: own(f.reason),
             ..f
         }),
@@ -156,23 +146,13 @@ pub fn owned(record: Record<'_>) -> Record<'static> {
             reason: own(v.reason),
             ..v
         }),
-        Record::PolicyStat(p) => Record::PolicyStat(PolicyStat {
-            policy: own(p.policy),
-            ..p
-        }),
+        Record::PolicyStat(p) => Record::PolicyStat(p),
         Record::Cost(c) => Record::Cost(Cost {
             what: own(c.what),
-            policy: own(c.policy),
             ..c
         }),
-        Record::Sample(s) => Record::Sample(Sample {
-            policy: own(s.policy),
-            ..s
-        }),
-        Record::ThreadPages(t) => Record::ThreadPages(ThreadPages {
-            policy: own(t.policy),
-            ..t
-        }),
+        Record::Sample(s) => Record::Sample(s),
+        Record::ThreadPages(t) => Record::ThreadPages(t),
         Record::Exit(e) => Record::Exit(Exit {
             code: e.code,
             reason: own(e.reason),

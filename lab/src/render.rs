@@ -7,6 +7,7 @@
 
 use std::io::Write;
 
+use dks_core::Policy;
 use dks_protocol::record::{Outcome, Record};
 
 use crate::console::ConsoleLine;
@@ -119,7 +120,7 @@ pub fn record(record: &Record<'_>) -> String {
         Record::WorkloadStat(w) => format!(
             "[workload {}] {} thread(s) finished ({} without a path), {} path(s); {} frame(s) \
              checked, {} corrupted; checksum {:#018x}",
-            one_line(&w.policy),
+            w.policy,
             w.threads_finished,
             w.threads_idle,
             w.paths,
@@ -132,7 +133,7 @@ pub fn record(record: &Record<'_>) -> String {
              still need {} stack page(s), the CPU's magazine holds {}",
             a.cpu,
             one_line(&a.task),
-            one_line(&a.policy),
+            a.policy,
             if a.when == "at_end" {
                 "was never admitted; the run ended after waiting"
             } else {
@@ -169,7 +170,7 @@ pub fn record(record: &Record<'_>) -> String {
                  not be: {} for want of memory{heap}, {} with every stack slot in use, {} over \
                  the group's limit{untried}",
                 one_line(&f.group),
-                one_line(&f.policy),
+                f.policy,
                 f.created,
                 f.out_of_memory + f.no_slot + f.group_limit,
                 f.out_of_memory,
@@ -180,7 +181,7 @@ pub fn record(record: &Record<'_>) -> String {
         Record::ThreadOverhead(o) => format!(
             "[overhead {}] {} thread(s): stack {} B, heap {} B, FPU areas {} ({} B), slot \
              metadata {} B, stack page tables {} B",
-            one_line(&o.policy),
+            o.policy,
             o.threads,
             o.stack_bytes,
             o.heap_bytes,
@@ -221,7 +222,7 @@ pub fn record(record: &Record<'_>) -> String {
             "[stack fault] cpu{} task {} (policy {}) could not be served: {} at address={:#x} depth={} bytes",
             f.cpu,
             one_line(&f.task),
-            one_line(&f.policy),
+            f.policy.map_or("", Policy::name),
             one_line(&f.reason),
             f.address,
             f.depth_bytes
@@ -252,7 +253,7 @@ pub fn record(record: &Record<'_>) -> String {
              fatal={} refills={} refill_failures={} guard_hits={} admit_waits={} \
              (total {} us, max {} us) killed={} kernel_stops={} reclaimed={}; high-water mark \
              mean {} max {} bytes",
-            one_line(&p.policy),
+            p.policy,
             p.threads_created,
             p.threads_live,
             p.stack_kib_now,
@@ -282,11 +283,7 @@ pub fn record(record: &Record<'_>) -> String {
             } else {
                 format!("{:.0}", c.total as f64 / c.samples as f64)
             };
-            let policy = if c.policy.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", one_line(&c.policy))
-            };
+            let policy = c.policy.map_or_else(String::new, |p| format!(" ({p})"));
             format!(
                 "[cost] {}{policy}: {per_op} {unit} per operation over {} (min {}, max {})",
                 one_line(&c.what),
@@ -297,17 +294,11 @@ pub fn record(record: &Record<'_>) -> String {
         }
         Record::Sample(s) => format!(
             "[sample] t={} ms {}: stack {} KiB, live {} KiB, {} thread(s)",
-            s.t_ms,
-            one_line(&s.policy),
-            s.stack_kib,
-            s.live_kib,
-            s.threads
+            s.t_ms, s.policy, s.stack_kib, s.live_kib, s.threads
         ),
         Record::ThreadPages(t) => format!(
             "[thread pages] {}: {} thread(s) peaked at {} page(s)",
-            one_line(&t.policy),
-            t.threads,
-            t.pages
+            t.policy, t.threads, t.pages
         ),
         Record::Exit(e) => format!("[exit] {}: {}", e.code.name(), one_line(&e.reason)),
     }

@@ -89,7 +89,7 @@ fn the_table_has_a_row_per_policy_and_the_json_matches_it() {
         appends(&qemu),
         [
             "bench=costs tsc=instructions max_stack=16K",
-            "workload=initrd max_stack=16K slots=8192"
+            "workload=initrd max_stack=16K slots=268"
         ]
     );
     let costs_args = args_of_call(&qemu, 1);
@@ -111,7 +111,7 @@ fn the_table_has_a_row_per_policy_and_the_json_matches_it() {
     let groups: Vec<(&str, &str, u32)> = plan
         .groups
         .iter()
-        .map(|g| (g.name.as_str(), g.policy.as_str(), g.threads))
+        .map(|g| (g.name.as_str(), g.policy.name(), g.threads))
         .collect();
     assert_eq!(
         groups,
@@ -133,10 +133,10 @@ fn default_policies_are_the_ones_the_kernel_measured() {
     let rows = table_rows(&String::from_utf8_lossy(&output.stdout));
     let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(names, ["static", "fault"]);
-    let policies: Vec<String> = plans(&qemu)[0]
+    let policies: Vec<&str> = plans(&qemu)[0]
         .groups
         .iter()
-        .map(|g| g.policy.clone())
+        .map(|g| g.policy.name())
         .collect();
     assert_eq!(policies, ["static", "fault"]);
     // --cpus overrides the scenario's; one CPU means single-threaded TCG.
@@ -173,7 +173,7 @@ fn chosen_policies_and_scenario_settings_reach_the_kernel() {
         appends(&qemu),
         [
             "bench=costs tsc=instructions max_stack=32K",
-            "workload=initrd max_stack=32K slots=8192 inject=atomic-window:5:10 reserve=32"
+            "workload=initrd max_stack=32K slots=264 inject=atomic-window:5:10 reserve=32"
         ]
     );
     let rows = table_rows(&String::from_utf8_lossy(&output.stdout));
@@ -195,7 +195,10 @@ fn threads_that_do_not_fit_one_boot_get_one_boot_per_policy() {
     let plans = plans(&qemu);
     assert_eq!(plans.len(), 3);
     for (plan, policy) in plans.iter().zip(["static", "fault", "guaranteed"]) {
-        assert!(plan.groups.iter().all(|g| g.policy == policy), "{plan:?}");
+        assert!(
+            plan.groups.iter().all(|g| g.policy.name() == policy),
+            "{plan:?}"
+        );
         assert_eq!(plan.groups.iter().map(|g| g.threads).sum::<u32>(), 3000);
     }
     let json: Value = serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();

@@ -166,7 +166,7 @@ fn an_interrupted_compare_stops_qemu_removes_its_plan_and_writes_nothing() {
     let tmp = scratch_tmp(&qemu);
     let mut costs = line(&Record::Cost(Cost {
         what: "create".into(),
-        policy: "static".into(),
+        policy: Some(dks_core::Policy::Static),
         samples: 1,
         total: 1000,
         min: 1000,

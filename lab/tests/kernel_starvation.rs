@@ -241,7 +241,9 @@ fn admission_that_never_comes_is_reported_not_silent() {
     let longest_wait_us = outcome
         .records()
         .filter_map(|r| match r {
-            Record::PolicyStat(p) if p.policy == "guaranteed" => Some(p.admit_wait_us_max),
+            Record::PolicyStat(p) if p.policy == dks_core::Policy::Guaranteed => {
+                Some(p.admit_wait_us_max)
+            }
             _ => None,
         })
         .max()

@@ -256,13 +256,18 @@ pub struct StackLayout {
 
 impl StackLayout {
     /// Returns the layout of `slot_count` slots of `max_stack_bytes` stacks
-    /// starting at `base`, or why that geometry is invalid.
-    pub fn try_new(
+    /// starting at `base`, or why that geometry is invalid. A `const fn`, so
+    /// that a fixed region (the kernel's own stacks) is a constant checked at
+    /// compile time.
+    pub const fn try_new(
         base: VirtAddr,
         max_stack_bytes: u64,
         slot_count: u32,
     ) -> Result<Self, LayoutError> {
-        let max_stack = MaxStack::try_from_bytes(max_stack_bytes)?;
+        let max_stack = match MaxStack::try_from_bytes(max_stack_bytes) {
+            Ok(max_stack) => max_stack,
+            Err(error) => return Err(error),
+        };
         if !base.is_page_aligned() {
             return Err(LayoutError::MisalignedBase { base });
         }
@@ -270,12 +275,15 @@ impl StackLayout {
             return Err(LayoutError::NoSlots);
         }
         let slot_size_in_bytes =
-            (GUARD_PAGES_PER_SLOT + u64::from(max_stack.pages())) * PAGE_SIZE_IN_BYTES;
+            (GUARD_PAGES_PER_SLOT + max_stack.pages() as u64) * PAGE_SIZE_IN_BYTES;
         let not_canonical = LayoutError::NotCanonical { base, slot_count };
-        let last_byte = u64::from(slot_count)
-            .checked_mul(slot_size_in_bytes)
-            .and_then(|size| base.as_u64().checked_add(size - 1))
-            .ok_or(not_canonical)?;
+        let last_byte = match (slot_count as u64).checked_mul(slot_size_in_bytes) {
+            Some(size) => match base.as_u64().checked_add(size - 1) {
+                Some(last_byte) => last_byte,
+                None => return Err(not_canonical),
+            },
+            None => return Err(not_canonical),
+        };
         let same_half = base.as_u64() >> 47 == last_byte >> 47;
         if !is_canonical(base.as_u64()) || !is_canonical(last_byte) || !same_half {
             return Err(not_canonical);

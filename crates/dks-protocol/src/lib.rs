@@ -21,6 +21,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod exit;
+mod policy_or_none;
 pub mod record;
 pub mod scenario;
 pub mod wire;

@@ -10,7 +10,7 @@
 
 use alloc::borrow::Cow;
 
-use dks_core::Counter;
+use dks_core::{Counter, Policy};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::ExitCode;
@@ -52,17 +52,14 @@ pub enum Record<'a> {
     #[serde(borrow)]
     Vmstat(Vmstat<'a>),
     /// One policy's share of the stack memory and events, printed with every `Vmstat`.
-    #[serde(borrow)]
-    PolicyStat(PolicyStat<'a>),
+    PolicyStat(PolicyStat),
     /// A measured cost, in guest instructions (under `-icount shift=0`).
     #[serde(borrow)]
     Cost(Cost<'a>),
     /// One point of the stack-memory-over-time series of a workload.
-    #[serde(borrow)]
-    Sample(Sample<'a>),
+    Sample(Sample),
     /// How many threads of a policy ended with a given number of stack pages populated.
-    #[serde(borrow)]
-    ThreadPages(ThreadPages<'a>),
+    ThreadPages(ThreadPages),
     /// Non-maskable interrupts and machine checks handled so far, printed with every
     /// [`Record::Vmstat`].
     TrapStat(TrapStat),
@@ -76,11 +73,9 @@ pub enum Record<'a> {
     #[serde(borrow)]
     AdmissionStall(AdmissionStall<'a>),
     /// What one policy's workload threads did and whether their stacks kept their data.
-    #[serde(borrow)]
-    WorkloadStat(WorkloadStat<'a>),
+    WorkloadStat(WorkloadStat),
     /// What one policy's threads cost beyond their stack pages, at the end of a workload.
-    #[serde(borrow)]
-    ThreadOverhead(ThreadOverhead<'a>),
+    ThreadOverhead(ThreadOverhead),
     /// Memory before a workload's threads were created and after they all exited.
     MemoryBalance(MemoryBalance),
     /// The last record of a boot: the kernel is about to exit QEMU.
@@ -261,8 +256,8 @@ pub struct StackFault<'a> {
     #[serde(borrow)]
     pub task: Cow<'a, str>,
     /// The thread's stack policy.
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    #[serde(with = "crate::policy_or_none")]
+    pub policy: Option<Policy>,
     /// The faulting address.
     pub address: u64,
     /// Bytes from the stack top to the faulting address.
@@ -323,10 +318,9 @@ dks_core::counter_list!(vmstat_record);
 
 /// One policy's stack memory and events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyStat<'a> {
+pub struct PolicyStat {
     /// The policy (`static`, `fault`, `guaranteed`, `reclaim`, `switch`).
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    pub policy: Policy,
     /// Threads created with it.
     pub threads_created: u64,
     /// Threads alive now.
@@ -380,8 +374,8 @@ pub struct Cost<'a> {
     #[serde(borrow)]
     pub what: Cow<'a, str>,
     /// The policy it was measured under (empty when it does not apply).
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    #[serde(with = "crate::policy_or_none")]
+    pub policy: Option<Policy>,
     /// Operations measured.
     pub samples: u64,
     /// Sum over all operations.
@@ -399,12 +393,11 @@ pub struct Cost<'a> {
 
 /// Stack memory of one policy at one moment of a workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sample<'a> {
+pub struct Sample {
     /// Milliseconds since the workload started.
     pub t_ms: u64,
     /// The policy.
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    pub policy: Policy,
     /// Populated stack memory of its threads, KiB.
     pub stack_kib: u64,
     /// The live-data bound of its threads: the pages their live stacks touch now, KiB.
@@ -415,10 +408,9 @@ pub struct Sample<'a> {
 
 /// A bucket of the "pages held per thread" distribution.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ThreadPages<'a> {
+pub struct ThreadPages {
     /// The policy.
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    pub policy: Policy,
     /// Populated pages at the thread's peak.
     pub pages: u32,
     /// Threads that peaked at that many pages.
@@ -473,8 +465,7 @@ pub struct SpawnFailure<'a> {
     #[serde(borrow)]
     pub group: Cow<'a, str>,
     /// Its stack policy.
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    pub policy: Policy,
     /// Threads of the group that were created (first ones and replacements).
     pub created: u64,
     /// Creations refused because every stack slot was in use.
@@ -502,10 +493,9 @@ pub struct SpawnFailure<'a> {
 /// duration (with the `end` counters): the kernel structures every thread needs, so that the
 /// memory a policy saves is measured against what a thread costs in all. Sizes in bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ThreadOverhead<'a> {
+pub struct ThreadOverhead {
     /// The policy.
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    pub policy: Policy,
     /// Its threads alive then.
     pub threads: u64,
     /// Their populated stack pages, bytes.
@@ -536,8 +526,7 @@ pub struct AdmissionStall<'a> {
     #[serde(borrow)]
     pub task: Cow<'a, str>,
     /// Its stack policy.
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    pub policy: Policy,
     /// Pages its stack may still need (its maximum less what it has populated).
     pub need_pages: u32,
     /// Pages in that CPU's magazine when it was refused.
@@ -555,10 +544,9 @@ pub struct AdmissionStall<'a> {
 /// whatever happened below it (stack faults, preemptions, migrations, bounces, NMIs, machine
 /// checks). Printed at the end of a workload, per policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkloadStat<'a> {
+pub struct WorkloadStat {
     /// The policy.
-    #[serde(borrow)]
-    pub policy: Cow<'a, str>,
+    pub policy: Policy,
     /// Threads whose body ran to its end (not stopped).
     pub threads_finished: u64,
     /// Of those, threads that completed no path at all (they first ran after the run was

@@ -29,24 +29,33 @@ pub const PLAN_VERSION: u32 = 1;
 /// on what the testbed is asked to do, not a kernel default.
 pub const MAX_PLAN_THREADS: u32 = 1_000_000;
 
-/// Stack slots the kernel needs beside a plan's threads: its own threads (per-CPU workers and
-/// reapers, stack reclaim, the machine-check logger, the main thread) and the stacks that wait
-/// in per-CPU caches, the reapers' queues and the TLB quarantine for a while after their
-/// threads exit (short-lived threads that are replaced as they exit need a margin).
-pub const KERNEL_SLOTS: u32 = 4096;
+/// Stack slots the kernel needs beside a plan's threads for its own threads (per-CPU workers
+/// and reapers, stack reclaim, the machine-check logger, the main thread) and the stacks the
+/// cost and test code makes: always needed.
+pub const KERNEL_SLOTS: u32 = 256;
 
-/// The kernel's default `slots=`, and the fewest the host asks for.
+/// Stack slots a plan that replaces threads as they exit (`respawn`) needs beside its threads:
+/// the stacks of exited threads wait in per-CPU caches, the reapers' queues and the TLB
+/// quarantine for a while, so short-lived threads replaced as they exit need a margin.
+pub const CHURN_SLOTS: u32 = 4096;
+
+/// The kernel's default `slots=` (a boot without a plan: tests, the cost boot).
 pub const DEFAULT_SLOTS: u32 = 8192;
 
 /// The most stack slots the kernel accepts (`slots=`).
-pub const MAX_SLOTS: u32 = MAX_PLAN_THREADS + KERNEL_SLOTS;
+pub const MAX_SLOTS: u32 = MAX_PLAN_THREADS + KERNEL_SLOTS + CHURN_SLOTS;
 
-/// The `slots=` a boot running `threads` plan threads at once needs (at least the kernel's
-/// default, [`DEFAULT_SLOTS`]).
-pub fn slots_for(threads: u32) -> u32 {
-    threads
-        .saturating_add(KERNEL_SLOTS)
-        .clamp(DEFAULT_SLOTS, MAX_SLOTS)
+/// The `slots=` a boot running `threads` plan threads at once needs; `churn`: some of them are
+/// replaced as they exit. Only what the plan can use: slot metadata and the stack region's
+/// page tables are made at boot for every slot, so slots never used would be charged to the
+/// threads that run (`ThreadOverhead`).
+pub fn slots_for(threads: u32, churn: bool) -> u32 {
+    let margin = if churn {
+        KERNEL_SLOTS + CHURN_SLOTS
+    } else {
+        KERNEL_SLOTS
+    };
+    threads.saturating_add(margin).min(MAX_SLOTS)
 }
 
 /// The largest stack a plan may ask for, bytes.
@@ -79,8 +88,9 @@ pub struct Plan {
 pub struct GroupPlan {
     /// For records.
     pub name: String,
-    /// The stack policy of its threads (`static`, `fault`, `guaranteed`, `reclaim`, `switch`).
-    pub policy: String,
+    /// The stack policy of its threads, by name (`static`, `fault`, `guaranteed`, `reclaim`,
+    /// `switch`); any other name is a parse error.
+    pub policy: Policy,
     /// Threads alive at once.
     pub threads: u32,
     /// Long-lived (run until the end) or short-lived (exit after `calls`).
@@ -160,8 +170,8 @@ impl core::fmt::Display for PlanError {
     }
 }
 
-/// The policies a plan may name, in report order.
-pub use dks_core::policy::POLICY_NAMES;
+/// The policies a plan may name (by name, in JSON), in report order: `Policy::ALL`.
+pub use dks_core::Policy;
 
 fn error(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
     PlanError {
@@ -231,12 +241,6 @@ impl Plan {
         let mut threads: u32 = 0;
         for (i, group) in self.groups.iter().enumerate() {
             let at = |f: &str| alloc::format!("groups[{i}].{f}");
-            if !POLICY_NAMES.contains(&group.policy.as_str()) {
-                return Err(error(
-                    at("policy"),
-                    alloc::format!("unknown policy {:?}", group.policy),
-                ));
-            }
             if group.threads == 0 {
                 return Err(error(at("threads"), "must be at least 1"));
             }

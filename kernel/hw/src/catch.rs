@@ -210,14 +210,21 @@ pub fn invalid_opcode() -> ! {
 }
 
 /// If a catcher is armed on this CPU, rewrites `frame` to resume at its landing pad and returns
-/// true. Called by the trap dispatcher on the IST stack.
+/// true. Called by the trap dispatcher on the IST stack, on every page fault that is not a
+/// stack fault: the test of the catcher is inlined there, the rest is out of line.
+#[inline]
 pub fn redirect(frame: &mut TrapFrame, cr2: u64) -> bool {
     // Trap context: interrupts are off already; the guard only proves it.
     let irq = IrqGuard::new();
     let catcher = &CATCHERS[cpu_ops::current_id(&irq) as usize];
-    if !catcher.armed.swap(false, Ordering::AcqRel) {
-        return false;
-    }
+    catcher.armed.swap(false, Ordering::AcqRel) && land(catcher, frame, cr2)
+}
+
+/// Rewrites `frame` to resume at the landing pad of `catcher`, which was armed (and has just
+/// been disarmed) on this CPU.
+#[cold]
+#[inline(never)]
+fn land(catcher: &Catcher, frame: &mut TrapFrame, cr2: u64) -> bool {
     // SAFETY: the catcher was armed by `catch_fault` on this CPU, which is suspended in the
     // faulting code; nothing else touches its cells.
     let (buffer, caught) = unsafe { (&*catcher.buffer.get(), &mut *catcher.caught.get()) };

@@ -6,11 +6,14 @@
 //! | lazy region | `LAZY_REGION_BASE` | mapped on demand by non-stack page faults (stands in for user memory) |
 //! | direct map | `DIRECT_MAP_BASE` | all RAM, 2 MiB pages, RW, NX |
 //! | stack region | `STACK_REGION_BASE` | thread stacks in fixed slots (DESIGN §3), owned by `dks-core`'s layout |
-//! | kernel stacks | `KERNEL_STACKS_BASE` | IST and idle stacks, always populated, each below a guard page |
+//! | kernel stacks | `KERNEL_STACKS_BASE` | IST and idle stacks, always populated, each below a guard page; laid out by `dks-core`'s layout too ([`KERNEL_STACKS`]) |
 //! | MMIO | `MMIO_BASE` | device registers (local APIC), uncached |
 //!
 //! Each region has its own top-level (PML4) entry, created at boot, so every CPU sees every
 //! later mapping through the one shared PML4.
+
+use dks_core::addr::VirtAddr;
+use dks_core::layout::StackLayout;
 
 /// Bytes in a page.
 pub const PAGE_BYTES: u64 = dks_core::layout::PAGE_SIZE_IN_BYTES;
@@ -41,12 +44,22 @@ pub const KERNEL_STACKS_BASE: u64 = 0xffff_ca00_0000_0000;
 /// Device registers.
 pub const MMIO_BASE: u64 = 0xffff_ff00_0000_0000;
 
+/// The most kernel stacks (IST, scheduler loops, tests) a boot hands out: `MAX_CPUS` CPUs with
+/// their IST stacks and scheduler stack use far fewer.
+pub const KERNEL_STACK_SLOTS: u32 = 4096;
+/// The kernel-stacks region, laid out by `dks-core`'s [`StackLayout`] as the thread stacks are:
+/// slots of one guard page (`GUARD_PAGES_PER_SLOT`) below a 32 KiB stack. Every kernel-stack
+/// address (`kstacks`) and the figures below come from it.
+pub const KERNEL_STACKS: StackLayout = match StackLayout::try_new(
+    VirtAddr::new(KERNEL_STACKS_BASE),
+    32 * 1024,
+    KERNEL_STACK_SLOTS,
+) {
+    Ok(layout) => layout,
+    Err(_) => panic!("the kernel-stacks region is not a valid stack layout"),
+};
 /// Bytes of one kernel stack (IST or idle) in the kernel-stacks region.
-pub const KERNEL_STACK_BYTES: u64 = 32 * 1024;
-/// Guard pages below each kernel stack.
-pub const KERNEL_STACK_GUARD_PAGES: u64 = 1;
-/// Distance between two kernel stacks.
-pub const KERNEL_STACK_SLOT_BYTES: u64 = KERNEL_STACK_BYTES + KERNEL_STACK_GUARD_PAGES * PAGE_BYTES;
+pub const KERNEL_STACK_BYTES: u64 = KERNEL_STACKS.max_stack().bytes();
 
 /// Returns the PML4 index of a virtual address.
 #[inline]
@@ -59,6 +72,10 @@ const _: () = assert!(pml4_index(STACK_REGION_BASE) != pml4_index(KERNEL_STACKS_
 const _: () = assert!(pml4_index(LAZY_REGION_BASE) != pml4_index(KERNEL_IMAGE_BASE));
 const _: () = assert!(LAZY_REGION_BYTES <= PML4_ENTRY_BYTES);
 const _: () = assert!(KERNEL_STACK_BYTES.is_multiple_of(PAGE_BYTES));
+const _: () = assert!(
+    KERNEL_STACKS.region_end().as_u64() - KERNEL_STACKS_BASE <= PML4_ENTRY_BYTES,
+    "the kernel stacks fit their PML4 entry"
+);
 
 /// Returns whether `address` lies in the thread-stack region or the kernel-stacks region.
 #[inline]

@@ -149,9 +149,18 @@ pub(crate) fn existing_leaf(virt: u64) -> Option<&'static AtomicU64> {
 /// Returns the leaf entry for `virt`, creating the tables above it (zeroed, normal urgency).
 #[inline]
 pub(crate) fn ensure_leaf(virt: u64) -> Result<&'static AtomicU64, MapError> {
-    if let Some(e) = existing_leaf(virt) {
-        return Ok(e);
+    match existing_leaf(virt) {
+        Some(e) => Ok(e),
+        None => create_leaf(virt),
     }
+}
+
+/// The rest of [`ensure_leaf`] when a table is missing: creates the tables above `virt`'s leaf
+/// under the tables lock. Out of line, so that the common case (the tables exist) is small
+/// enough to inline into its callers across the crate boundary (`map_lazy_page`).
+#[cold]
+#[inline(never)]
+fn create_leaf(virt: u64) -> Result<&'static AtomicU64, MapError> {
     let _lock = TABLES.lock();
     let mut table = pml4_phys();
     let idx = indices(virt);

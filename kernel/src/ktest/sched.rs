@@ -858,7 +858,7 @@ fn workload_with_stops_returns_the_heap() -> TestResult {
         max_stack_bytes: u32::from(stacks::layout().stack_pages()) * PAGE_BYTES as u32,
         groups: alloc::vec![GroupPlan {
             name: GROUP.into(),
-            policy: Policy::Static.name().into(),
+            policy: Policy::Static,
             threads: THREADS,
             lifetime: Lifetime::Short,
             calls: 2,

@@ -53,10 +53,12 @@ fn margin(used: u64) -> u64 {
     (used / 8).max(MIN_MARGIN_BYTES)
 }
 
-/// Returns (bytes in use, bytes free) of the heap.
+/// Returns (bytes in use, bytes free) of the heap; with a limit below the heap's first block,
+/// only what the limit leaves counts as free.
 fn usage() -> (u64, u64) {
     let (used, claimed) = hw::heap::usage();
-    (used as u64, claimed.saturating_sub(used) as u64)
+    let claimed = (claimed as u64).min(LIMIT_BYTES.load(Ordering::Relaxed));
+    (used as u64, claimed.saturating_sub(used as u64))
 }
 
 /// Whether `bytes` can be allocated now while the margin stays free (for code that must not

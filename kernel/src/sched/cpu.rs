@@ -351,7 +351,7 @@ fn put_previous(irq: &IrqGuard, cpu_id: u32, previous: Arc<Thread>) {
         Duty::Reap => {
             crate::work::reap(irq, previous.clone());
             previous.mark_exited();
-            previous.joiners.wake_all();
+            super::joiners(&previous).wake_all();
         }
         Duty::Run => unreachable!("SwitchedOut never asks to run"),
     }
@@ -447,7 +447,7 @@ pub fn report_admission_stall(cpu_id: u32, thread: &Thread, waited_ms: u64, when
         dks_protocol::record::AdmissionStall {
             cpu: cpu_id,
             task: alloc::borrow::Cow::Borrowed(thread.name()),
-            policy: alloc::borrow::Cow::Borrowed(thread.stack.policy().name()),
+            policy: thread.stack.policy(),
             need_pages: u32::from(need_pages),
             magazine_pages: u32::from(magazine_pages),
             waited_ms,

@@ -75,13 +75,13 @@ mod timer;
 pub mod wait;
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use dks_sched::{Duty, Event};
 
 pub use self::thread::{State, Thread};
+use self::wait::WaitQueue;
 use crate::hw::cpu_ops::IrqGuard;
 use crate::hw::{context, cpu_ops as hwcpu, stop};
 use crate::stacks::{self, Policy, StackError};
@@ -122,7 +122,7 @@ const SPAWN_HEAP_SLACK_BYTES: u64 = 256;
 /// Creates a thread that runs `body` and makes it ready. Refused with `OutOfMemory` when
 /// neither its stack nor its heap structures fit (never a failed allocation).
 pub fn spawn(
-    name: impl Into<String>,
+    name: impl Into<Arc<str>>,
     options: SpawnOptions,
     body: impl Fn() + Send + Sync + 'static,
 ) -> Result<Arc<Thread>, StackError> {
@@ -310,9 +310,20 @@ fn after_wake(thread: Arc<Thread>, transition: dks_sched::Transition) {
     }
 }
 
+/// Where `join` waits: one queue per bucket of thread ids rather than one per thread, which
+/// would cost every thread 40 bytes for the few that are ever joined. A wake-up meant for
+/// another thread of the bucket only makes a joiner check `has_exited` again.
+static JOINERS: [WaitQueue; JOIN_BUCKETS] = [const { WaitQueue::new() }; JOIN_BUCKETS];
+const JOIN_BUCKETS: usize = 64;
+
+/// The queue where joiners of `thread` wait.
+fn joiners(thread: &Thread) -> &'static WaitQueue {
+    &JOINERS[(thread.id() % JOIN_BUCKETS as u64) as usize]
+}
+
 /// Waits until `thread` has exited.
 pub fn join(thread: &Thread) {
-    thread.joiners.wait_until(|| thread.has_exited());
+    joiners(thread).wait_until(|| thread.has_exited());
 }
 
 /// Sleeps for at least `ms` milliseconds.

@@ -14,7 +14,6 @@
 //!   it runs, and to the scheduler while it is switched out.
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -23,7 +22,6 @@ use dks_sched::StateCell;
 pub use dks_sched::ThreadState as State;
 use spin::Once;
 
-use super::wait::WaitQueue;
 use crate::hw::sync::IrqMutex;
 use crate::hw::trap_entry::FpuArea;
 use crate::stacks::ThreadStack;
@@ -43,7 +41,8 @@ pub type Entry = Box<dyn Fn() + Send + Sync + 'static>;
 /// A kernel thread.
 pub struct Thread {
     id: ThreadId,
-    name: String,
+    /// Shared by every thread of a workload group: a thread's name costs no allocation.
+    name: Arc<str>,
     /// The scheduling state (see the module docs).
     pub(super) state: StateCell,
     /// The stack pointer of the saved context while the thread is off-CPU.
@@ -66,8 +65,6 @@ pub struct Thread {
     pub(super) admit_stall_reported: AtomicBool,
     /// The CPU that last refused the thread admission.
     pub(super) admit_refused_by: AtomicU32,
-    /// Threads waiting in `join`.
-    pub(super) joiners: WaitQueue,
     /// The CPU the thread must run on (`NOT_PINNED`: any).
     pinned: AtomicU32,
     /// Goes to the front of run queues (see `SpawnOptions::urgent`).
@@ -84,7 +81,7 @@ pub struct Thread {
 impl Thread {
     pub(super) fn new(
         id: ThreadId,
-        name: String,
+        name: Arc<str>,
         entry: Entry,
         stack: ThreadStack,
         saved_rsp: u64,
@@ -106,7 +103,6 @@ impl Thread {
             admit_wait_since: AtomicU64::new(0),
             admit_stall_reported: AtomicBool::new(false),
             admit_refused_by: AtomicU32::new(0),
-            joiners: WaitQueue::new(),
             pinned: AtomicU32::new(pinned.unwrap_or(NOT_PINNED)),
             urgent,
             fpu: Once::new(),

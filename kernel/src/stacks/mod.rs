@@ -168,29 +168,28 @@ pub fn layout() -> &'static StackLayout {
     &region().layout
 }
 
-/// A thread's stack, as its thread sees it.
+/// A thread's stack, as its thread sees it: its slot and policy (8 bytes in every thread; the
+/// addresses follow from the slot).
 #[derive(Debug)]
 pub struct ThreadStack {
     slot: SlotIndex,
-    top: u64,
-    bottom: u64,
     policy: Policy,
 }
 
 impl ThreadStack {
     /// The initial stack pointer (just above the highest byte).
     pub fn top(&self) -> u64 {
-        self.top
+        layout().stack_top(self.slot).as_u64()
     }
 
     /// The lowest byte of the stack (its guard page is below).
     pub fn bottom(&self) -> u64 {
-        self.bottom
+        layout().stack_bottom(self.slot).as_u64()
     }
 
     /// Whether `address` lies in the stack.
     pub fn contains(&self, address: u64) -> bool {
-        (self.bottom..self.top).contains(&address)
+        (self.bottom()..self.top()).contains(&address)
     }
 
     /// The slot, also the owner id written into its unpopulated entries.
@@ -289,12 +288,7 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
             let cell = &region.slots[slot.as_usize()];
             cell.mirror(&created.stack);
             *cell.stack.lock() = Some(created.stack);
-            Ok(ThreadStack {
-                slot,
-                top: region.layout.stack_top(slot).as_u64(),
-                bottom: region.layout.stack_bottom(slot).as_u64(),
-                policy,
-            })
+            Ok(ThreadStack { slot, policy })
         }
         Err(error) => {
             match error.source {

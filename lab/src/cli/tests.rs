@@ -20,7 +20,7 @@ fn compare_defaults_to_the_census_and_every_implemented_policy() {
     };
     assert_eq!(
         args.policies,
-        Some(PolicyList(vec!["guaranteed".into(), "static".into()]))
+        Some(PolicyList(vec![Policy::Guaranteed, Policy::Static]))
     );
     assert_eq!(args.cpus, Some(1));
 }

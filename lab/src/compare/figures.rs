@@ -16,11 +16,11 @@
 //! - injected faults (`--inject-nmi`, `--inject-mce`): per workload boot, what the lab injected
 //!   and what the kernel says it handled ([`InjectionFigures`]).
 
+use dks_core::Policy;
 use dks_protocol::record::{
     Cost, PolicyStat, Record, Sample, SpawnFailure, StackFault, ThreadOverhead, ThreadPages,
     WorkloadStat,
 };
-use dks_protocol::scenario::POLICY_NAMES;
 use serde::Serialize;
 
 use crate::inject;
@@ -47,19 +47,19 @@ pub struct Measurements {
     /// The cost boot's measurements.
     pub costs: Vec<Cost<'static>>,
     /// Stack memory over time, per policy.
-    pub samples: Vec<Sample<'static>>,
+    pub samples: Vec<Sample>,
     /// One per policy per workload boot.
-    pub stats: Vec<PolicyStat<'static>>,
+    pub stats: Vec<PolicyStat>,
     /// Pages held per thread, per policy.
-    pub thread_pages: Vec<ThreadPages<'static>>,
+    pub thread_pages: Vec<ThreadPages>,
     /// Stack faults that could not be served.
     pub stack_faults: Vec<StackFault<'static>>,
     /// What each policy's workload threads did, and the check of their stacks' data.
-    pub workload_stats: Vec<WorkloadStat<'static>>,
+    pub workload_stats: Vec<WorkloadStat>,
     /// What was injected into each workload boot (its policies, the report), in boot order.
-    pub injections: Vec<(Vec<String>, inject::Report)>,
+    pub injections: Vec<(Vec<Policy>, inject::Report)>,
     /// What each policy's threads cost beyond their stacks.
-    pub overheads: Vec<ThreadOverhead<'static>>,
+    pub overheads: Vec<ThreadOverhead>,
     /// Policies whose boot ran out of memory before it had created every thread (only for a
     /// scenario with `out_of_memory = "report"`).
     pub incomplete: Vec<IncompletePolicy>,
@@ -69,7 +69,7 @@ pub struct Measurements {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IncompletePolicy {
     /// The policy.
-    pub policy: String,
+    pub policy: Policy,
     /// Threads created before memory ran out (all its groups).
     pub threads_created: u64,
     /// Threads its plan runs at once (all its groups).
@@ -83,7 +83,7 @@ impl IncompletePolicy {
     /// `failures`, if memory (and nothing else) refused its threads: `None` when a thread was
     /// refused for another reason (no slot, the group's limit), which no scenario accepts.
     pub fn out_of_memory(
-        policy: &str,
+        policy: Policy,
         failures: &[&SpawnFailure<'_>],
         planned: u64,
     ) -> Option<IncompletePolicy> {
@@ -92,7 +92,7 @@ impl IncompletePolicy {
             return None;
         }
         Some(IncompletePolicy {
-            policy: policy.to_owned(),
+            policy,
             threads_created: failures.iter().map(|f| f.created).sum(),
             threads_planned: planned,
             cause: "out_of_memory".to_owned(),
@@ -116,9 +116,9 @@ impl Measurements {
     pub fn add_workload_boot<'a>(
         &mut self,
         records: impl IntoIterator<Item = &'a Record<'static>>,
-        policies: &[String],
+        policies: &[Policy],
     ) {
-        let ran = |policy: &str| policies.iter().any(|p| p == policy);
+        let ran = |policy: &Policy| policies.contains(policy);
         for record in records {
             match record {
                 Record::Sample(sample) if ran(&sample.policy) => self.samples.push(sample.clone()),
@@ -126,7 +126,7 @@ impl Measurements {
                 Record::ThreadPages(pages) if ran(&pages.policy) => {
                     self.thread_pages.push(pages.clone())
                 }
-                Record::StackFault(fault) if ran(&fault.policy) => {
+                Record::StackFault(fault) if fault.policy.is_some_and(|p| ran(&p)) => {
                     self.stack_faults.push(fault.clone())
                 }
                 Record::WorkloadStat(stat) if ran(&stat.policy) => {
@@ -141,16 +141,15 @@ impl Measurements {
     }
 
     /// Returns the policies the kernel implements: those with a `create` cost, in report order.
-    pub fn implemented_policies(&self) -> Vec<String> {
-        POLICY_NAMES
-            .iter()
-            .filter(|p| self.cost(what::CREATE, p).is_some())
-            .map(|p| (*p).to_owned())
+    pub fn implemented_policies(&self) -> Vec<Policy> {
+        Policy::ALL
+            .into_iter()
+            .filter(|&p| self.cost(what::CREATE, Some(p)).is_some())
             .collect()
     }
 
-    /// Returns the cost record of `what` under `policy` (empty when none applies).
-    pub fn cost(&self, what: &str, policy: &str) -> Option<&Cost<'static>> {
+    /// Returns the cost record of `what` under `policy` (`None` when none applies).
+    pub fn cost(&self, what: &str, policy: Option<Policy>) -> Option<&Cost<'static>> {
         self.costs
             .iter()
             .find(|c| c.what == what && c.policy == policy)
@@ -158,14 +157,14 @@ impl Measurements {
 
     /// Returns the cost per operation of `what` under `policy`: `total / samples`; `None` when
     /// it was not measured.
-    pub fn per_op(&self, what: &str, policy: &str) -> Option<f64> {
+    pub fn per_op(&self, what: &str, policy: Option<Policy>) -> Option<f64> {
         self.cost(what, policy)
             .filter(|c| c.samples > 0)
             .map(|c| c.total as f64 / c.samples as f64)
     }
 
     /// Returns the samples of `policy`, in time order.
-    pub fn samples_of(&self, policy: &str) -> Vec<&Sample<'static>> {
+    pub fn samples_of(&self, policy: Policy) -> Vec<&Sample> {
         let mut samples: Vec<_> = self.samples.iter().filter(|s| s.policy == policy).collect();
         samples.sort_by_key(|s| s.t_ms);
         samples
@@ -232,7 +231,7 @@ pub struct InjectionFigures {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BootInjection {
     /// The policies of the boot.
-    pub policies: Vec<String>,
+    pub policies: Vec<Policy>,
     /// CPUs the kernel reported (each injected NMI reaches every one).
     pub cpus: Option<u32>,
     /// NMIs QEMU accepted.
@@ -286,7 +285,7 @@ fn injection_figures(setup: &Setup, measurements: &Measurements) -> Option<Injec
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PolicyFigures {
     /// The policy.
-    pub policy: String,
+    pub policy: Policy,
     /// Threads created with it.
     pub threads_created: u64,
     /// Its populated stack memory when the run ended, KiB.
@@ -376,7 +375,7 @@ pub struct OverheadFigures {
 }
 
 impl OverheadFigures {
-    fn of(o: &ThreadOverhead<'_>) -> OverheadFigures {
+    fn of(o: &ThreadOverhead) -> OverheadFigures {
         OverheadFigures {
             stack_bytes: o.stack_bytes,
             heap_bytes: o.heap_bytes,
@@ -438,7 +437,7 @@ fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
 /// (`tsc=instructions`), whose `Cost` records then carry `instructions: true`.
 pub fn compare(
     setup: &Setup,
-    policies: &[String],
+    policies: &[Policy],
     measurements: &Measurements,
 ) -> Result<Comparison, String> {
     let incomplete: Vec<IncompletePolicy> = measurements
@@ -447,8 +446,8 @@ pub fn compare(
         .filter(|i| policies.contains(&i.policy))
         .cloned()
         .collect();
-    let ran = |policy: &str| !incomplete.iter().any(|i| i.policy == policy);
-    let stat_of = |policy: &str| -> Result<&PolicyStat<'static>, String> {
+    let ran = |policy: Policy| !incomplete.iter().any(|i| i.policy == policy);
+    let stat_of = |policy: Policy| -> Result<&PolicyStat, String> {
         let mut stats = measurements.stats.iter().filter(|s| s.policy == policy);
         match (stats.next(), stats.next()) {
             (Some(stat), None) => Ok(stat),
@@ -456,25 +455,25 @@ pub fn compare(
             (Some(_), Some(_)) => Err(format!("several PolicyStat records for policy {policy}")),
         }
     };
-    let static_stat = match policies.iter().any(|p| p == "static") && ran("static") {
-        true => Some(stat_of("static")?),
+    let static_stat = match policies.contains(&Policy::Static) && ran(Policy::Static) {
+        true => Some(stat_of(Policy::Static)?),
         false => None,
     };
-    let of_static = |value: u64, static_value: fn(&PolicyStat<'static>) -> u64| {
+    let of_static = |value: u64, static_value: fn(&PolicyStat) -> u64| {
         ratio(
             Some(value as f64),
             static_stat.map(|s| static_value(s) as f64),
         )
     };
-    let static_switch = measurements.per_op(what::SWITCH, "static");
-    let static_create = measurements.per_op(what::CREATE, "static");
+    let static_switch = measurements.per_op(what::SWITCH, Some(Policy::Static));
+    let static_create = measurements.per_op(what::CREATE, Some(Policy::Static));
     let mut figures = Vec::new();
-    for policy in policies.iter().filter(|p| ran(p)) {
+    for &policy in policies.iter().filter(|&&p| ran(p)) {
         let stat = stat_of(policy)?;
         let overhead = measurements
             .overheads
             .iter()
-            .find(|o| o.policy == *policy)
+            .find(|o| o.policy == policy)
             .filter(|o| o.threads > 0);
         let per_thread_kib =
             |bytes: u64| overhead.map(|o| bytes as f64 / o.threads as f64 / 1024.0);
@@ -483,10 +482,10 @@ pub fn compare(
             .iter()
             .map(|s| s.live_kib)
             .max();
-        let insns_per_switch = measurements.per_op(what::SWITCH, policy);
-        let insns_per_create = measurements.per_op(what::CREATE, policy);
+        let insns_per_switch = measurements.per_op(what::SWITCH, Some(policy));
+        let insns_per_create = measurements.per_op(what::CREATE, Some(policy));
         figures.push(PolicyFigures {
-            policy: policy.clone(),
+            policy,
             threads_created: stat.threads_created,
             stack_kib_end: stat.stack_kib_now,
             stack_kib_peak: stat.stack_kib_peak,
@@ -511,7 +510,7 @@ pub fn compare(
             admit_wait_us_max: stat.admit_wait_us_max,
             high_water_mean_bytes: stat.high_water_mean_bytes,
             high_water_max_bytes: stat.high_water_max_bytes,
-            insns_per_fault: measurements.per_op(what::STACK_FAULT, policy),
+            insns_per_fault: measurements.per_op(what::STACK_FAULT, Some(policy)),
             insns_per_switch,
             insns_per_create,
             insns_per_trim: measurements.per_op(what::TRIM, policy),
@@ -520,7 +519,7 @@ pub fn compare(
             work: measurements
                 .workload_stats
                 .iter()
-                .find(|w| w.policy == *policy)
+                .find(|w| w.policy == policy)
                 .map(|w| WorkFigures {
                     threads_finished: w.threads_finished,
                     threads_idle: w.threads_idle,
@@ -547,8 +546,8 @@ pub fn compare(
         policies: figures,
         incomplete,
         fault_paths: FaultPaths {
-            insns_direct: measurements.per_op(what::DIRECT_FAULT, ""),
-            insns_bounce: measurements.per_op(what::BOUNCE_FAULT, ""),
+            insns_direct: measurements.per_op(what::DIRECT_FAULT, None),
+            insns_bounce: measurements.per_op(what::BOUNCE_FAULT, None),
         },
         injection: injection_figures(setup, measurements),
     })

@@ -33,8 +33,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use dks_core::Policy;
 use dks_protocol::record::Record;
-use dks_protocol::scenario::POLICY_NAMES;
 
 use crate::boot::{self, BootOutcome};
 use crate::config::BootConfig;
@@ -62,7 +62,7 @@ pub struct Request {
     /// The scenario.
     pub scenario: Scenario,
     /// The policies of its `"each"` groups; `None` for every policy the kernel implements.
-    pub policies: Option<Vec<String>>,
+    pub policies: Option<Vec<Policy>>,
     /// CPUs of the workload boots; `None` for the scenario's.
     pub cpus: Option<u8>,
     /// The kernel ELF.
@@ -256,7 +256,7 @@ pub fn run<W: Write>(
     progress.step(&format!(
         "[costs] done in {:.1} s; this kernel implements: {}",
         outcome.elapsed.as_secs_f64(),
-        implemented.join(", ")
+        table::joined(&implemented)
     ));
 
     // 2. The policies and the boots.
@@ -269,7 +269,7 @@ pub fn run<W: Write>(
             return Err(Failure::Usage(format!(
                 "--policies: {policy} is not implemented by this kernel; accepted: {} \
                  (the policies its cost boot measured)",
-                implemented.join(", ")
+                table::joined(&implemented)
             )));
         }
     }
@@ -279,7 +279,7 @@ pub fn run<W: Write>(
                 "{}: a group runs under policy {policy}, which this kernel does not implement \
                  (it implements: {})",
                 scenario.origin,
-                implemented.join(", ")
+                table::joined(&implemented)
             )));
         }
     }
@@ -304,7 +304,11 @@ pub fn run<W: Write>(
                 "[workload {} {}/{n}: {}]",
                 scenario.name,
                 index + 1,
-                boot.policies.join(",")
+                boot.policies
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
         };
         let plan_file = write_plan(boot)?;
@@ -319,14 +323,14 @@ pub fn run<W: Write>(
         };
         progress.step(&format!(
             "{label} booting: {} ({threads} threads at once, {cpus} CPU(s), {}, {:.1} s of guest time)",
-            boot.policies.join(", "),
+            table::joined(&boot.policies),
             scenario.memory,
             f64::from(scenario.duration_ms) / 1000.0
         ));
         let what = format!("workload boot {} of {}", index + 1, boots.len());
         let outcome = boot_logged(&config, &what, log, |line| {
             if let Some(Record::Sample(sample)) = line.record()
-                && Some(sample.policy.as_ref()) == boot.policies.first().map(String::as_str)
+                && Some(&sample.policy) == boot.policies.first()
             {
                 progress.tick(&label, sample.t_ms, scenario.duration_ms);
             }
@@ -351,7 +355,7 @@ pub fn run<W: Write>(
             return Err(Failure::Boot {
                 what: format!(
                     "{what} (policies {}; {})",
-                    boot.policies.join(", "),
+                    table::joined(&boot.policies),
                     config.cmdline()
                 ),
                 outcome: Box::new(outcome),
@@ -371,10 +375,9 @@ pub fn run<W: Write>(
     }
 
     // 4. The figures.
-    let policies: Vec<String> = POLICY_NAMES
-        .iter()
-        .filter(|p| boots.iter().any(|b| b.policies.iter().any(|q| q == *p)))
-        .map(|p| (*p).to_owned())
+    let policies: Vec<Policy> = Policy::ALL
+        .into_iter()
+        .filter(|p| boots.iter().any(|b| b.policies.contains(p)))
         .collect();
     let setup = Setup {
         scenario: scenario.name.clone(),
@@ -431,7 +434,7 @@ fn out_of_memory(
         })
         .collect();
     let planned = boot.plan.groups.iter().map(|g| u64::from(g.threads)).sum();
-    let mut incomplete = figures::IncompletePolicy::out_of_memory(policy, &failures, planned)?;
+    let mut incomplete = figures::IncompletePolicy::out_of_memory(*policy, &failures, planned)?;
     // Groups that created every thread have no record: count them as created.
     let failed: u64 = failures.iter().map(|f| f.planned).sum();
     incomplete.threads_created += planned.saturating_sub(failed);

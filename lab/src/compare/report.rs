@@ -10,6 +10,7 @@
 
 use std::fmt::Write as _;
 
+use dks_core::Policy;
 use plotters::prelude::*;
 
 use super::figures::{Comparison, Measurements, what};
@@ -23,14 +24,13 @@ const LABEL_FONT: (&str, u32) = ("sans-serif", 14);
 const AXIS_FONT: (&str, u32) = ("sans-serif", 15);
 
 /// Returns the colour of `policy`, the same in every plot.
-fn colour(policy: &str) -> RGBColor {
+fn colour(policy: Policy) -> RGBColor {
     match policy {
-        "static" => RGBColor(110, 110, 110),
-        "fault" => RGBColor(214, 39, 40),
-        "guaranteed" => RGBColor(31, 119, 180),
-        "reclaim" => RGBColor(44, 160, 44),
-        "switch" => RGBColor(255, 127, 14),
-        _ => RGBColor(148, 103, 189),
+        Policy::Static => RGBColor(110, 110, 110),
+        Policy::Fault => RGBColor(214, 39, 40),
+        Policy::Guaranteed => RGBColor(31, 119, 180),
+        Policy::Reclaim => RGBColor(44, 160, 44),
+        Policy::Switch => RGBColor(255, 127, 14),
     }
 }
 
@@ -53,11 +53,7 @@ fn escape(text: &str) -> String {
 
 /// Returns the whole page.
 pub fn html(comparison: &Comparison, measurements: &Measurements) -> String {
-    let policies: Vec<&str> = comparison
-        .policies
-        .iter()
-        .map(|p| p.policy.as_str())
-        .collect();
+    let policies: Vec<Policy> = comparison.policies.iter().map(|p| p.policy).collect();
     let mut page = String::new();
     let _ = write!(
         page,
@@ -159,7 +155,7 @@ fn svg(
     Some(text)
 }
 
-fn memory_over_time(policies: &[&str], m: &Measurements) -> Option<String> {
+fn memory_over_time(policies: &[Policy], m: &Measurements) -> Option<String> {
     if m.samples.is_empty() {
         return None;
     }
@@ -185,7 +181,7 @@ fn memory_over_time(policies: &[&str], m: &Measurements) -> Option<String> {
             .axis_desc_style(AXIS_FONT)
             .draw()
             .ok()?;
-        for policy in policies {
+        for &policy in policies {
             let samples = m.samples_of(policy);
             let c = colour(policy);
             chart
@@ -228,7 +224,7 @@ fn memory_over_time(policies: &[&str], m: &Measurements) -> Option<String> {
 /// `xs`; `label` names an x value. The x axis counts hundredths of a slot, so the labels
 /// (every 100) fall on the slots' centres.
 fn grouped_bars(
-    groups: &[(&str, Vec<u64>)],
+    groups: &[(Policy, Vec<u64>)],
     xs: &[u32],
     x_desc: &str,
     y_desc: &str,
@@ -267,7 +263,7 @@ fn grouped_bars(
             .draw()
             .ok()?;
         for (g, (policy, values)) in groups.iter().enumerate() {
-            let c = colour(policy);
+            let c = colour(*policy);
             let left = |i: usize| i as i32 * 100 - 40 + g as i32 * width;
             chart
                 .draw_series(
@@ -297,14 +293,14 @@ fn grouped_bars(
     })
 }
 
-fn pages_per_thread(policies: &[&str], m: &Measurements, max_pages: u32) -> Option<String> {
+fn pages_per_thread(policies: &[Policy], m: &Measurements, max_pages: u32) -> Option<String> {
     if m.thread_pages.is_empty() {
         return None;
     }
     let top = m.thread_pages.iter().map(|t| t.pages).max()?.max(max_pages);
     let bottom = m.thread_pages.iter().map(|t| t.pages).min()?.min(1);
     let xs: Vec<u32> = (bottom..=top).collect();
-    let groups: Vec<(&str, Vec<u64>)> = policies
+    let groups: Vec<(Policy, Vec<u64>)> = policies
         .iter()
         .map(|policy| {
             let counts = xs
@@ -329,11 +325,11 @@ fn pages_per_thread(policies: &[&str], m: &Measurements, max_pages: u32) -> Opti
     )
 }
 
-fn fault_costs(policies: &[&str], m: &Measurements) -> Option<String> {
-    let histograms: Vec<(&str, [u64; 24])> = policies
+fn fault_costs(policies: &[Policy], m: &Measurements) -> Option<String> {
+    let histograms: Vec<(Policy, [u64; 24])> = policies
         .iter()
         .filter_map(|p| {
-            m.cost(what::STACK_FAULT, p)
+            m.cost(what::STACK_FAULT, Some(*p))
                 .filter(|c| c.samples > 0)
                 .map(|c| (*p, c.log2_histogram))
         })
@@ -342,7 +338,7 @@ fn fault_costs(policies: &[&str], m: &Measurements) -> Option<String> {
     let first = (0..24).find(|i| used(*i))?;
     let last = (0..24).rev().find(|i| used(*i))?;
     let xs: Vec<u32> = (first as u32..=last as u32).collect();
-    let groups: Vec<(&str, Vec<u64>)> = histograms
+    let groups: Vec<(Policy, Vec<u64>)> = histograms
         .iter()
         .map(|(policy, h)| (*policy, xs.iter().map(|i| h[*i as usize]).collect()))
         .collect();

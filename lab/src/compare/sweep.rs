@@ -3,6 +3,7 @@
 //! RFC's second promise: stacks may grow past 16 KiB at no memory cost for the threads that do
 //! not need it, while `static` pays the full size for every thread.
 
+use dks_core::Policy;
 use serde::Serialize;
 
 use super::figures::Comparison;
@@ -26,7 +27,7 @@ pub struct Sweep {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PolicyMemory {
     /// The policy.
-    pub policy: String,
+    pub policy: Policy,
     /// The most its populated stack memory ever was, KiB.
     pub stack_kib_peak: Vec<Option<u64>>,
     /// Its populated stack memory when the run ended, KiB.
@@ -39,11 +40,11 @@ pub struct PolicyMemory {
 
 /// Gathers `comparisons` (one per size, in the order asked for) into a sweep.
 pub fn sweep(comparisons: Vec<Comparison>) -> Sweep {
-    let mut policies: Vec<String> = Vec::new();
+    let mut policies: Vec<Policy> = Vec::new();
     for c in &comparisons {
         for p in &c.policies {
             if !policies.contains(&p.policy) {
-                policies.push(p.policy.clone());
+                policies.push(p.policy);
             }
         }
     }
@@ -103,7 +104,7 @@ pub fn render(sweep: &Sweep) -> String {
     }
     let mut rows = vec![header];
     for m in &sweep.memory {
-        let mut row = vec![m.policy.clone()];
+        let mut row = vec![m.policy.to_string()];
         for i in 0..sweep.max_stack_kib.len() {
             row.push(m.stack_kib_peak[i].map_or_else(|| "n/a".to_owned(), |k| k.to_string()));
             row.push(percent(m.stack_peak_vs_static[i]));

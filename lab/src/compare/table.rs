@@ -2,6 +2,8 @@
 //! does not exist. The cells come from the same [`Comparison`] as the JSON ([`cells`]), so the
 //! two cannot disagree; the HTML report shows the same cells.
 
+use dks_core::Policy;
+
 use super::figures::{Comparison, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
@@ -66,6 +68,12 @@ pub fn kib(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"))
 }
 
+/// Writes the names of `policies`, comma-separated.
+pub fn joined(policies: &[Policy]) -> String {
+    let names: Vec<&str> = policies.iter().map(|p| p.name()).collect();
+    names.join(", ")
+}
+
 /// Writes a count that may be missing.
 pub fn count(value: Option<u64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| v.to_string())
@@ -74,7 +82,7 @@ pub fn count(value: Option<u64>) -> String {
 /// Returns the cells of one policy's row, in [`HEADERS`] order.
 pub fn cells(p: &PolicyFigures) -> Vec<String> {
     vec![
-        p.policy.clone(),
+        p.policy.to_string(),
         p.stack_kib_end.to_string(),
         p.stack_kib_peak.to_string(),
         count(p.threads_at_end),
@@ -189,7 +197,7 @@ pub fn render(comparison: &Comparison) -> String {
             }
             text.push_str(&format!(
                 "injected into the boot of {}: {}\n",
-                boot.policies.join(", "),
+                joined(&boot.policies),
                 parts.join("; ")
             ));
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
-use dks_protocol::scenario::POLICY_NAMES;
+use dks_core::Policy;
 
 use super::take::{self, Provenance, Request};
 use super::{Census, kernel, merge, output, replay, summary, tsv};
@@ -222,9 +222,8 @@ fn finish(census: &Census, outputs: &output::Outputs) -> Result<(), Failure> {
         let text = scenario_text.as_deref().unwrap_or_default();
         let scenario = scenario::parse(text, Origin::File(toml_path.clone()))
             .map_err(|e| format!("the scenario written for the census is refused: {e}"))?;
-        let every: Vec<String> = POLICY_NAMES.iter().map(|p| (*p).to_owned()).collect();
         scenario
-            .boots(&every)
+            .boots(&Policy::ALL)
             .map(|_| ())
             .map_err(|e| format!("the scenario written for the census is refused: {e}"))
     };

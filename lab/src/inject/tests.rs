@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use dks_protocol::record::{Boot, MachineCheck};
 use serde_json::Value;
 
+use super::spec::{MCG_MCIP, MCG_RIPV, MCI_PCC, MCI_S, MCI_UC, MCI_VAL};
 use super::*;
 
 #[test]

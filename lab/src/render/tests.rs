@@ -79,7 +79,7 @@ fn workload_and_cost_records_render_on_one_line() {
             Record::StackFault(StackFault {
                 cpu: 1,
                 task: "w7".into(),
-                policy: "fault".into(),
+                policy: Some(Policy::Fault),
                 address: 0x1000,
                 depth_bytes: 8200,
                 reason: "magazine_empty".into(),
@@ -89,7 +89,7 @@ fn workload_and_cost_records_render_on_one_line() {
         (
             Record::Cost(Cost {
                 what: "stack_fault".into(),
-                policy: "guaranteed".into(),
+                policy: Some(Policy::Guaranteed),
                 samples: 4,
                 total: 4100,
                 min: 1000,
@@ -102,7 +102,7 @@ fn workload_and_cost_records_render_on_one_line() {
         (
             Record::Sample(Sample {
                 t_ms: 100,
-                policy: "static".into(),
+                policy: Policy::Static,
                 stack_kib: 64,
                 live_kib: 20,
                 threads: 4,
@@ -111,7 +111,7 @@ fn workload_and_cost_records_render_on_one_line() {
         ),
         (
             Record::ThreadPages(ThreadPages {
-                policy: "fault".into(),
+                policy: Policy::Fault,
                 pages: 3,
                 threads: 4,
             }),
@@ -122,7 +122,7 @@ fn workload_and_cost_records_render_on_one_line() {
         assert_eq!(super::record(&record), expected);
     }
     let stat = super::record(&Record::PolicyStat(PolicyStat {
-        policy: "fault".into(),
+        policy: Policy::Fault,
         threads_created: 5,
         threads_live: 0,
         stack_kib_now: 0,

@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use dks_core::MaxStack;
+use dks_core::{MaxStack, Policy};
 use dks_protocol::scenario::{
-    GroupPlan, Histogram, Lifetime, MAX_PLAN_THREADS, MAX_STACK_BYTES, POLICY_NAMES, Wake,
+    GroupPlan, Histogram, Lifetime, MAX_PLAN_THREADS, MAX_STACK_BYTES, Wake,
 };
 use serde::Deserialize;
 
@@ -220,10 +220,10 @@ fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
         }
         groups.push(check_group(group, &key, max_stack_bytes, base)?);
     }
-    for policy in POLICY_NAMES {
+    for policy in Policy::ALL {
         let threads: u64 = groups
             .iter()
-            .filter(|g: &&Group| match &g.policy {
+            .filter(|g: &&Group| match g.policy {
                 PolicyChoice::Each => true,
                 PolicyChoice::One(p) => p == policy,
             })
@@ -296,15 +296,15 @@ fn check_group(
     check_name(&at("name"), &raw.name)?;
     let policy = match raw.policy.as_str() {
         "each" => PolicyChoice::Each,
-        name if POLICY_NAMES.contains(&name) => PolicyChoice::One(name.to_owned()),
+        name if let Ok(policy) = name.parse() => PolicyChoice::One(policy),
         other => {
             return Err(problem(
                 at("policy"),
                 format!(
                     "unknown policy {other:?}; accepted: \"each\", {}",
-                    POLICY_NAMES
+                    Policy::ALL
                         .iter()
-                        .map(|p| format!("{p:?}"))
+                        .map(|p| format!("{:?}", p.name()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -357,7 +357,8 @@ fn check_group(
     }
     let template = |threads, depth: Histogram, sleep_depth: Histogram, name: String| GroupPlan {
         name,
-        policy: String::new(),
+        // A placeholder: `Scenario::boots` gives each copy of the group its policy.
+        policy: Policy::Static,
         threads,
         lifetime,
         calls,

@@ -19,7 +19,8 @@ mod file;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use dks_protocol::scenario::{GroupPlan, PLAN_VERSION, POLICY_NAMES, Plan, slots_for};
+use dks_core::Policy;
+use dks_protocol::scenario::{GroupPlan, PLAN_VERSION, Plan, slots_for};
 
 use crate::config::MemorySize;
 
@@ -65,12 +66,12 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// Which policy a group's threads get.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PolicyChoice {
     /// Every policy of the comparison in turn: one copy of the group per policy.
     Each,
     /// This policy only.
-    One(String),
+    One(Policy),
 }
 
 /// One `[[group]]` of a scenario, checked. A replayed population is several plan groups
@@ -81,7 +82,7 @@ pub struct Group {
     pub name: String,
     /// Its policy.
     pub policy: PolicyChoice,
-    /// Its plan groups, with an empty `policy` that [`Scenario::boots`] fills in.
+    /// Its plan groups; their `policy` is a placeholder that [`Scenario::boots`] replaces.
     pub plans: Vec<GroupPlan>,
 }
 
@@ -145,7 +146,7 @@ pub const SIDE_BY_SIDE_THREADS: u64 = 6000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootPlan {
     /// The policies present in the plan, in report order.
-    pub policies: Vec<String>,
+    pub policies: Vec<Policy>,
     /// The plan the kernel gets.
     pub plan: Plan,
 }
@@ -194,22 +195,12 @@ pub fn parse(text: &str, origin: Origin) -> Result<Scenario, ScenarioError> {
     file::parse(text, origin)
 }
 
-/// Returns whether `name` is a policy a scenario or `--policies` may name.
-pub fn is_policy(name: &str) -> bool {
-    POLICY_NAMES.contains(&name)
-}
-
 impl Scenario {
     /// Returns the policies named by groups that are not `"each"`, in report order.
-    pub fn fixed_policies(&self) -> Vec<String> {
-        POLICY_NAMES
-            .iter()
-            .filter(|p| {
-                self.groups
-                    .iter()
-                    .any(|g| g.policy == PolicyChoice::One((**p).to_owned()))
-            })
-            .map(|p| (*p).to_owned())
+    pub fn fixed_policies(&self) -> Vec<Policy> {
+        Policy::ALL
+            .into_iter()
+            .filter(|&p| self.groups.iter().any(|g| g.policy == PolicyChoice::One(p)))
             .collect()
     }
 
@@ -219,12 +210,11 @@ impl Scenario {
     }
 
     /// Returns the boots that run this scenario with its `"each"` groups under `each` (in any
-    /// order; reports follow [`POLICY_NAMES`]): one boot when every thread fits in one plan,
+    /// order; reports follow [`Policy::ALL`]): one boot when every thread fits in one plan,
     /// otherwise one boot per policy. Every plan passes [`Plan::check`].
-    pub fn boots(&self, each: &[String]) -> Result<Vec<BootPlan>, ScenarioError> {
-        let policies: Vec<String> = POLICY_NAMES
-            .iter()
-            .map(|p| (*p).to_owned())
+    pub fn boots(&self, each: &[Policy]) -> Result<Vec<BootPlan>, ScenarioError> {
+        let policies: Vec<Policy> = Policy::ALL
+            .into_iter()
             .filter(|p| (self.has_each() && each.contains(p)) || self.fixed_policies().contains(p))
             .collect();
         if policies.is_empty() {
@@ -232,10 +222,10 @@ impl Scenario {
         }
         let total: u64 = policies
             .iter()
-            .map(|p| u64::from(self.threads_under(p, each)))
+            .map(|&p| u64::from(self.threads_under(p, each)))
             .sum();
         let side_by_side = total <= SIDE_BY_SIDE_THREADS && self.out_of_memory == OutOfMemory::Fail;
-        let sets: Vec<Vec<String>> = if side_by_side {
+        let sets: Vec<Vec<Policy>> = if side_by_side {
             vec![policies]
         } else {
             policies.into_iter().map(|p| vec![p]).collect()
@@ -254,10 +244,11 @@ impl Scenario {
     /// stack slots for its threads ([`slots_for`]); the heap grows as the kernel needs it.
     pub fn kernel_args(&self, plan: &Plan) -> Vec<String> {
         let threads: u32 = plan.groups.iter().map(|g| g.threads).sum();
+        let churn = plan.groups.iter().any(|g| g.respawn);
         let mut args = vec![
             "workload=initrd".to_owned(),
             format!("max_stack={}K", self.max_stack_bytes / 1024),
-            format!("slots={}", slots_for(threads)),
+            format!("slots={}", slots_for(threads, churn)),
         ];
         if let Some(inject) = &self.inject {
             args.push(format!("inject={inject}"));
@@ -269,11 +260,11 @@ impl Scenario {
     }
 
     /// Threads alive at once under `policy` when `"each"` groups run under `each`.
-    fn threads_under(&self, policy: &str, each: &[String]) -> u32 {
+    fn threads_under(&self, policy: Policy, each: &[Policy]) -> u32 {
         self.groups
             .iter()
-            .filter(|g| match &g.policy {
-                PolicyChoice::Each => each.iter().any(|p| p == policy),
+            .filter(|g| match g.policy {
+                PolicyChoice::Each => each.contains(&policy),
                 PolicyChoice::One(p) => p == policy,
             })
             .map(Group::threads)
@@ -281,17 +272,17 @@ impl Scenario {
     }
 
     /// The plan of one boot running `policies` (each of which is in `each` or fixed).
-    fn plan(&self, policies: &[String], each: &[String]) -> Plan {
+    fn plan(&self, policies: &[Policy], each: &[Policy]) -> Plan {
         let mut groups = Vec::new();
-        for policy in policies {
+        for &policy in policies {
             for group in &self.groups {
-                let runs = match &group.policy {
-                    PolicyChoice::Each => each.contains(policy),
+                let runs = match group.policy {
+                    PolicyChoice::Each => each.contains(&policy),
                     PolicyChoice::One(p) => p == policy,
                 };
                 if runs {
                     groups.extend(group.plans.iter().map(|plan| GroupPlan {
-                        policy: policy.clone(),
+                        policy,
                         ..plan.clone()
                     }));
                 }

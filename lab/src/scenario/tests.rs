@@ -41,8 +41,8 @@ fn origin() -> Origin {
     Origin::File("x/t.toml".into())
 }
 
-fn policies(names: &[&str]) -> Vec<String> {
-    names.iter().map(|p| (*p).to_owned()).collect()
+fn policies(names: &[&str]) -> Vec<Policy> {
+    names.iter().map(|p| p.parse().unwrap()).collect()
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn a_full_file_parses_with_every_field() {
     assert_eq!((a.block_percent, a.sleep_ms, a.wake), (10, 5, Wake::Peer));
     assert_eq!(a.irqoff_percent, 20);
     let b = &s.groups[1].plans[0];
-    assert_eq!(s.groups[1].policy, PolicyChoice::One("static".into()));
+    assert_eq!(s.groups[1].policy, PolicyChoice::One(Policy::Static));
     assert_eq!((b.lifetime, b.respawn, b.calls), (Lifetime::Short, true, 1));
     assert_eq!(b.depth, census::exits_histogram());
     let boots = s.boots(&policies(&["fault"])).unwrap();
@@ -75,7 +75,7 @@ fn a_full_file_parses_with_every_field() {
         [
             "workload=initrd",
             "max_stack=32K",
-            "slots=8192",
+            "slots=4357",
             "inject=percent:10:7",
             "reserve=64"
         ]
@@ -115,7 +115,7 @@ depth = { fixed = 100 }
     let boots = s.boots(&policies(&["fault"])).unwrap();
     assert_eq!(
         s.kernel_args(&boots[0].plan),
-        ["workload=initrd", "max_stack=16K", "slots=8192"]
+        ["workload=initrd", "max_stack=16K", "slots=257"]
     );
 }
 
@@ -127,12 +127,12 @@ fn each_expands_into_one_group_per_policy_in_one_boot() {
         .unwrap();
     assert_eq!(boots.len(), 1);
     let boot = &boots[0];
-    assert_eq!(boot.policies, ["static", "fault", "guaranteed"]);
+    assert_eq!(boot.policies, policies(&["static", "fault", "guaranteed"]));
     let groups: Vec<(&str, &str)> = boot
         .plan
         .groups
         .iter()
-        .map(|g| (g.name.as_str(), g.policy.as_str()))
+        .map(|g| (g.name.as_str(), g.policy.name()))
         .collect();
     assert_eq!(
         groups,
@@ -152,8 +152,8 @@ fn each_expands_into_one_group_per_policy_in_one_boot() {
 fn a_fixed_policy_group_runs_even_when_each_does_not_name_it() {
     let s = parse(GOOD, origin()).unwrap();
     let boots = s.boots(&policies(&["fault"])).unwrap();
-    assert_eq!(boots[0].policies, ["static", "fault"]);
-    assert_eq!(s.fixed_policies(), ["static"]);
+    assert_eq!(boots[0].policies, policies(&["static", "fault"]));
+    assert_eq!(s.fixed_policies(), [Policy::Static]);
 }
 
 #[test]
@@ -164,7 +164,10 @@ fn threads_beyond_one_plan_split_into_one_boot_per_policy() {
         .boots(&policies(&["static", "fault", "guaranteed"]))
         .unwrap();
     assert_eq!(boots.len(), 3);
-    for (boot, policy) in boots.iter().zip(["static", "fault", "guaranteed"]) {
+    for (boot, policy) in boots
+        .iter()
+        .zip([Policy::Static, Policy::Fault, Policy::Guaranteed])
+    {
         assert_eq!(boot.policies, [policy]);
         assert!(boot.plan.groups.iter().all(|g| g.policy == policy));
         let threads: u32 = boot.plan.groups.iter().map(|g| g.threads).sum();
@@ -182,7 +185,7 @@ fn threads_beyond_one_plan_split_into_one_boot_per_policy() {
 
 #[test]
 fn every_builtin_parses_and_its_plans_pass_the_kernel_s_checks() {
-    let all: Vec<String> = POLICY_NAMES.iter().map(|p| (*p).to_owned()).collect();
+    let all = Policy::ALL;
     for name in builtin::NAMES {
         let s = load(name).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.name, name);
@@ -615,7 +618,7 @@ fn census_files_are_read_relative_to_the_scenario_file() {
         .map(|b| (b.up_to_bytes, b.weight))
         .collect();
     assert_eq!(weights, [(768, 0), (832, 3), (960, 0), (1024, 1)]);
-    let all: Vec<String> = POLICY_NAMES.iter().map(|p| (*p).to_owned()).collect();
+    let all = Policy::ALL;
     for boot in s.boots(&all).unwrap() {
         boot.plan.check().unwrap();
     }

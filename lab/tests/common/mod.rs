@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // reason: each test file uses its own subset of these helpers
 
+pub mod census;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -77,7 +77,7 @@ pub fn cost(what: &str, policy: &str, samples: u64, total: u64) -> String {
     log2_histogram[(total / samples).ilog2() as usize] = samples;
     line(&Record::Cost(Cost {
         what: what.into(),
-        policy: policy.into(),
+        policy: (!policy.is_empty()).then(|| policy.parse().expect("a policy")),
         samples,
         total,
         min: total / samples,
@@ -117,14 +117,14 @@ pub fn workload(policy: &str, pages: u64) -> String {
     for t in 1..=10 {
         out += &line(&Record::Sample(Sample {
             t_ms: t * 100,
-            policy: policy.into(),
+            policy: policy.parse().expect("a policy"),
             stack_kib: 4 * pages * 4,
             live_kib: 4 * 4 + t,
             threads: 4,
         }));
     }
     out += &line(&Record::PolicyStat(PolicyStat {
-        policy: policy.into(),
+        policy: policy.parse().expect("a policy"),
         threads_created: 4,
         threads_live: 0,
         stack_kib_now: 0,
@@ -149,7 +149,7 @@ pub fn workload(policy: &str, pages: u64) -> String {
         high_water_max_bytes: 0,
     }));
     out += &line(&Record::ThreadPages(ThreadPages {
-        policy: policy.into(),
+        policy: policy.parse().expect("a policy"),
         pages: pages as u32,
         threads: 4,
     }));

@@ -24,7 +24,7 @@ fn plan() -> Plan {
         max_stack_bytes: 16 * 1024,
         groups: alloc::vec![GroupPlan {
             name: "g".into(),
-            policy: "fault".into(),
+            policy: Policy::Fault,
             threads: 10,
             lifetime: Lifetime::Long,
             calls: 3,
@@ -49,7 +49,6 @@ fn a_good_plan_passes_and_every_bad_field_is_named() {
         (|p| p.duration_ms = 0, "duration_ms"),
         (|p| p.sample_ms = 5000, "sample_ms"),
         (|p| p.groups.clear(), "groups"),
-        (|p| p.groups[0].policy = "lazy".into(), "groups[0].policy"),
         (|p| p.groups[0].threads = 0, "groups[0].threads"),
         (|p| p.groups[0].threads = MAX_PLAN_THREADS + 1, "groups"),
         (|p| p.groups[0].calls = 0, "groups[0].calls"),
@@ -81,4 +80,27 @@ fn a_good_plan_passes_and_every_bad_field_is_named() {
         let e = p.check().expect_err(field);
         assert_eq!(e.field, field, "{e}");
     }
+}
+
+#[test]
+fn a_plan_naming_an_unknown_policy_does_not_parse() {
+    let json = serde_json::to_string(&plan()).unwrap();
+    assert!(json.contains("\"policy\":\"fault\""), "{json}");
+    assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan());
+    let bad = json.replace("\"policy\":\"fault\"", "\"policy\":\"lazy\"");
+    let error = std::format!("{}", serde_json::from_str::<Plan>(&bad).unwrap_err());
+    assert!(error.contains("unknown variant `lazy`"), "{error}");
+    // The kernel's parser refuses it the same way.
+    assert!(serde_json_core::from_str::<Plan>(&bad).is_err());
+    assert!(serde_json_core::from_str::<Plan>(&json).is_ok());
+}
+
+#[test]
+fn slots_follow_the_plan_with_a_margin_only_for_churn() {
+    // Long-lived threads need their own slots and the kernel's; replaced threads need room for
+    // stacks that wait to be reused.
+    assert_eq!(slots_for(1_000, false), 1_000 + KERNEL_SLOTS);
+    assert_eq!(slots_for(1_000, true), 1_000 + KERNEL_SLOTS + CHURN_SLOTS);
+    assert_eq!(slots_for(MAX_PLAN_THREADS, true), MAX_SLOTS);
+    assert_eq!(slots_for(u32::MAX, false), MAX_SLOTS);
 }

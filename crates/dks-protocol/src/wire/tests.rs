@@ -1,5 +1,7 @@
 use alloc::borrow::Cow;
 
+use dks_core::Policy;
+
 use super::*;
 use crate::exit::ExitCode;
 use crate::record::*;
@@ -71,7 +73,7 @@ fn samples() -> std::vec::Vec<Record<'static>> {
         }),
         Record::SpawnFailure(SpawnFailure {
             group: Cow::Borrowed("deep-fault"),
-            policy: Cow::Borrowed("fault"),
+            policy: Policy::Fault,
             created: 389,
             no_slot: 0,
             out_of_memory: 11,
@@ -81,7 +83,7 @@ fn samples() -> std::vec::Vec<Record<'static>> {
             out_of_heap: 3,
         }),
         Record::ThreadOverhead(ThreadOverhead {
-            policy: Cow::Borrowed("guaranteed"),
+            policy: Policy::Guaranteed,
             threads: 1_000_000,
             stack_bytes: 4_500_000_000,
             heap_bytes: 400_000_000,
@@ -104,14 +106,14 @@ fn samples() -> std::vec::Vec<Record<'static>> {
         Record::AdmissionStall(AdmissionStall {
             cpu: 1,
             task: Cow::Borrowed("deep-guaranteed"),
-            policy: Cow::Borrowed("guaranteed"),
+            policy: Policy::Guaranteed,
             need_pages: 3,
             magazine_pages: 0,
             waited_ms: 1_500,
             when: Cow::Borrowed("waiting"),
         }),
         Record::WorkloadStat(WorkloadStat {
-            policy: Cow::Borrowed("switch"),
+            policy: Policy::Switch,
             threads_finished: 24,
             threads_idle: 0,
             paths: 48,
@@ -131,7 +133,7 @@ fn samples() -> std::vec::Vec<Record<'static>> {
         Record::StackFault(StackFault {
             cpu: 1,
             task: Cow::Borrowed("deep-7"),
-            policy: Cow::Borrowed("fault"),
+            policy: Some(Policy::Fault),
             address: 0xffff_c900_0000_9ff8,
             depth_bytes: 8200,
             reason: Cow::Borrowed("magazine_empty"),
@@ -157,7 +159,7 @@ fn samples() -> std::vec::Vec<Record<'static>> {
             slots_in_use: 40,
         }),
         Record::PolicyStat(PolicyStat {
-            policy: Cow::Borrowed("guaranteed"),
+            policy: Policy::Guaranteed,
             threads_created: 100,
             threads_live: 3,
             stack_kib_now: 12,
@@ -179,7 +181,7 @@ fn samples() -> std::vec::Vec<Record<'static>> {
         }),
         Record::Cost(Cost {
             what: Cow::Borrowed("stack_fault"),
-            policy: Cow::Borrowed("fault"),
+            policy: Some(Policy::Fault),
             samples: 1000,
             total: u64::MAX / 2,
             min: 1,
@@ -189,13 +191,13 @@ fn samples() -> std::vec::Vec<Record<'static>> {
         }),
         Record::Sample(Sample {
             t_ms: 10,
-            policy: Cow::Borrowed("static"),
+            policy: Policy::Static,
             stack_kib: 1600,
             live_kib: 420,
             threads: 100,
         }),
         Record::ThreadPages(ThreadPages {
-            policy: Cow::Borrowed("switch"),
+            policy: Policy::Switch,
             pages: 2,
             threads: 77,
         }),
@@ -268,5 +270,47 @@ fn free_text_is_not_a_record_and_bad_records_are_errors() {
     match parse_line("@dks/9 {}") {
         Some(Err(ParseError::Version(v))) => assert_eq!(v, "9"),
         other => panic!("expected a version error, got {other:?}"),
+    }
+}
+
+#[test]
+fn policies_travel_as_their_names_and_none_as_empty() {
+    let mut buf = [0u8; MAX_LINE_BYTES];
+    let cost = |policy| {
+        Record::Cost(Cost {
+            what: Cow::Borrowed("direct_fault"),
+            policy,
+            samples: 1,
+            total: 1,
+            min: 1,
+            max: 1,
+            instructions: true,
+            log2_histogram: [0; 24],
+        })
+    };
+    let line = encode(&cost(None), &mut buf).unwrap();
+    assert!(line.contains("\"policy\":\"\""), "{line}");
+    let line = encode(&cost(Some(Policy::Guaranteed)), &mut buf).unwrap();
+    assert!(line.contains("\"policy\":\"guaranteed\""), "{line}");
+}
+
+#[cfg(feature = "host")]
+#[test]
+fn a_record_naming_an_unknown_policy_is_an_error() {
+    let good = "@dks/1 {\"thread_pages\":{\"policy\":\"fault\",\"pages\":2,\"threads\":7}}";
+    assert!(matches!(parse_line(good), Some(Ok(Record::ThreadPages(_)))));
+    for bad in [
+        "@dks/1 {\"thread_pages\":{\"policy\":\"lazy\",\"pages\":2,\"threads\":7}}",
+        "@dks/1 {\"thread_pages\":{\"policy\":\"\",\"pages\":2,\"threads\":7}}",
+        "@dks/1 {\"cost\":{\"what\":\"x\",\"policy\":\"lazy\",\"samples\":1,\"total\":1,\
+         \"min\":1,\"max\":1,\"instructions\":true,\"log2_histogram\":\
+         [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}}",
+    ] {
+        match parse_line(bad) {
+            Some(Err(ParseError::Json(e))) => {
+                assert!(std::format!("{e}").contains("unknown variant"), "{e}");
+            }
+            other => panic!("expected a parse error for {bad}, got {other:?}"),
+        }
     }
 }

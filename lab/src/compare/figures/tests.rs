@@ -7,7 +7,7 @@ pub(crate) fn cost(what: &str, policy: &str, samples: u64, total: u64) -> Cost<'
     }
     Cost {
         what: what.to_owned().into(),
-        policy: policy.to_owned().into(),
+        policy: (!policy.is_empty()).then(|| policy.parse().unwrap()),
         samples,
         total,
         min: total / samples.max(1),
@@ -17,9 +17,9 @@ pub(crate) fn cost(what: &str, policy: &str, samples: u64, total: u64) -> Cost<'
     }
 }
 
-pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat<'static> {
+pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat {
     PolicyStat {
-        policy: policy.to_owned().into(),
+        policy: policy.parse().unwrap(),
         threads_created: 4,
         threads_live: 0,
         stack_kib_now: now,
@@ -41,10 +41,10 @@ pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat
     }
 }
 
-pub(crate) fn sample(t_ms: u64, policy: &str, stack_kib: u64, live_kib: u64) -> Sample<'static> {
+pub(crate) fn sample(t_ms: u64, policy: &str, stack_kib: u64, live_kib: u64) -> Sample {
     Sample {
         t_ms,
-        policy: policy.to_owned().into(),
+        policy: policy.parse().unwrap(),
         stack_kib,
         live_kib,
         threads: 4,
@@ -86,7 +86,7 @@ pub(crate) fn measurements() -> Measurements {
         workload_stats: vec![],
         injections: vec![],
         overheads: vec![ThreadOverhead {
-            policy: "fault".into(),
+            policy: Policy::Fault,
             threads: 4,
             stack_bytes: 4 * 12_288,
             heap_bytes: 4 * 700,
@@ -129,16 +129,16 @@ fn per_thread_totals_add_every_overhead_to_the_stack() {
 fn a_policy_that_ran_out_of_memory_has_no_figures_and_no_ratio_is_made_of_it() {
     let mut m = measurements();
     m.incomplete.push(IncompletePolicy {
-        policy: "static".into(),
+        policy: Policy::Static,
         threads_created: 450_000,
         threads_planned: 1_000_000,
         cause: "out_of_memory".into(),
     });
     // Its boot's statistics never count.
-    m.stats.retain(|s| s.policy != "static");
+    m.stats.retain(|s| s.policy != Policy::Static);
     let c = compare(&setup(), &policies(&["static", "fault"]), &m).unwrap();
     assert_eq!(c.policies.len(), 1);
-    assert_eq!(c.policies[0].policy, "fault");
+    assert_eq!(c.policies[0].policy, Policy::Fault);
     assert_eq!(c.policies[0].stack_peak_vs_static, None);
     assert_eq!(c.incomplete.len(), 1);
     assert_eq!(
@@ -156,7 +156,7 @@ fn a_policy_that_ran_out_of_memory_has_no_figures_and_no_ratio_is_made_of_it() {
 fn only_out_of_memory_makes_a_policy_incomplete() {
     let failure = |no_slot, out_of_memory, group_limit| SpawnFailure {
         group: "g".into(),
-        policy: "static".into(),
+        policy: Policy::Static,
         created: 10,
         no_slot,
         out_of_memory,
@@ -167,20 +167,23 @@ fn only_out_of_memory_makes_a_policy_incomplete() {
     };
     let oom = failure(0, 1, 0);
     assert_eq!(
-        IncompletePolicy::out_of_memory("static", &[&oom], 20).map(|i| i.threads_created),
+        IncompletePolicy::out_of_memory(Policy::Static, &[&oom], 20).map(|i| i.threads_created),
         Some(10)
     );
     for other in [failure(1, 1, 0), failure(0, 0, 1)] {
         assert_eq!(
-            IncompletePolicy::out_of_memory("static", &[&other], 20),
+            IncompletePolicy::out_of_memory(Policy::Static, &[&other], 20),
             None
         );
     }
-    assert_eq!(IncompletePolicy::out_of_memory("static", &[], 20), None);
+    assert_eq!(
+        IncompletePolicy::out_of_memory(Policy::Static, &[], 20),
+        None
+    );
 }
 
-fn policies(names: &[&str]) -> Vec<String> {
-    names.iter().map(|p| (*p).to_owned()).collect()
+fn policies(names: &[&str]) -> Vec<Policy> {
+    names.iter().map(|p| p.parse().unwrap()).collect()
 }
 
 #[test]
@@ -188,7 +191,7 @@ fn figures_come_from_the_records_and_ratios_from_static() {
     let c = compare(&setup(), &policies(&["static", "fault"]), &measurements()).unwrap();
     assert_eq!(c.policies.len(), 2);
     let (s, f) = (&c.policies[0], &c.policies[1]);
-    assert_eq!((s.policy.as_str(), f.policy.as_str()), ("static", "fault"));
+    assert_eq!((s.policy.name(), f.policy.name()), ("static", "fault"));
     assert_eq!((s.stack_kib_peak, f.stack_kib_peak), (64, 48));
     assert_eq!((s.stack_kib_end, f.stack_kib_end), (0, 16));
     assert_eq!(s.stack_peak_vs_static, Some(1.0));
@@ -246,7 +249,7 @@ fn a_workload_boot_contributes_only_the_policies_it_ran() {
         Record::Sample(sample(100, "fault", 40, 20)),
     ];
     let mut m = Measurements::default();
-    m.add_workload_boot(&records, &["fault".to_owned()]);
+    m.add_workload_boot(&records, &[Policy::Fault]);
     assert_eq!(m.stats, [stat("fault", 0, 48, 8)]);
     assert_eq!(m.samples, [sample(100, "fault", 40, 20)]);
 }
@@ -254,7 +257,7 @@ fn a_workload_boot_contributes_only_the_policies_it_ran() {
 #[test]
 fn work_figures_come_from_the_policys_workload_stat() {
     let work = |policy: &str, paths: u64| WorkloadStat {
-        policy: policy.to_owned().into(),
+        policy: policy.parse().unwrap(),
         threads_finished: 4,
         threads_idle: 0,
         paths,
@@ -268,7 +271,7 @@ fn work_figures_come_from_the_policys_workload_stat() {
             Record::WorkloadStat(work("static", 10)),
             Record::WorkloadStat(work("fault", 20)),
         ],
-        &["fault".to_owned()],
+        &[Policy::Fault],
     );
     let c = compare(&setup(), &policies(&["static", "fault"]), &m).unwrap();
     assert_eq!(c.policies[0].work, None, "static's boot was not this one");
@@ -287,10 +290,13 @@ fn work_figures_come_from_the_policys_workload_stat() {
 
 #[test]
 fn implemented_policies_are_those_with_a_create_cost() {
-    assert_eq!(measurements().implemented_policies(), ["static", "fault"]);
+    assert_eq!(
+        measurements().implemented_policies(),
+        [Policy::Static, Policy::Fault]
+    );
     assert_eq!(
         measurements()
-            .samples_of("static")
+            .samples_of(Policy::Static)
             .iter()
             .map(|s| s.t_ms)
             .collect::<Vec<_>>(),

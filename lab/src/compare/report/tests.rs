@@ -8,12 +8,12 @@ fn the_page_is_self_contained_with_three_svg_plots() {
     let mut m = data::measurements();
     for (policy, pages, threads) in [("static", 4, 4), ("fault", 3, 4)] {
         m.thread_pages.push(ThreadPages {
-            policy: policy.into(),
+            policy: policy.parse().unwrap(),
             pages,
             threads,
         });
     }
-    let policies = vec!["static".to_owned(), "fault".to_owned()];
+    let policies = vec![Policy::Static, Policy::Fault];
     let mut c = compare(&data::setup(), &policies, &m).unwrap();
     c.description = "<script>alert(1)</script>".into();
     let page = html(&c, &m);

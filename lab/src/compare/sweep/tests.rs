@@ -3,7 +3,7 @@ use super::*;
 
 /// The test comparison at `kib`, with static's and fault's peaks set.
 fn at(kib: u32, static_peak: u64, fault_peak: u64) -> Comparison {
-    let policies = vec!["static".to_owned(), "fault".to_owned()];
+    let policies = vec![Policy::Static, Policy::Fault];
     let mut c = compare(&data::setup(), &policies, &data::measurements()).unwrap();
     c.max_stack_kib = kib;
     c.policies[0].stack_kib_peak = static_peak;
@@ -18,7 +18,7 @@ fn each_policy_s_memory_at_every_size_in_one_row() {
     assert_eq!(s.max_stack_kib, [16, 64]);
     assert_eq!(s.memory.len(), 2);
     let fault = &s.memory[1];
-    assert_eq!(fault.policy, "fault");
+    assert_eq!(fault.policy, Policy::Fault);
     assert_eq!(fault.stack_kib_peak, [Some(48), Some(50)]);
     assert_eq!(fault.stack_peak_vs_first[1], Some(50.0 / 48.0));
     assert_eq!(s.memory[0].stack_peak_vs_first[1], Some(4.0));

@@ -3,7 +3,7 @@ use super::*;
 
 #[test]
 fn one_aligned_row_per_policy_with_the_json_s_figures() {
-    let policies = vec!["static".to_owned(), "fault".to_owned()];
+    let policies = vec![Policy::Static, Policy::Fault];
     let c = compare(&data::setup(), &policies, &data::measurements()).unwrap();
     let text = render(&c);
     let lines: Vec<&str> = text.lines().collect();
