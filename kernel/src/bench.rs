@@ -100,7 +100,7 @@ pub fn run(instructions: bool) {
         .into_iter()
         .filter(|p| p.reclaims_while_asleep())
     {
-        trims(policy).emit("trim", policy.name(), instructions);
+        trims(policy).emit("trim", Some(policy), instructions);
     }
 }
 

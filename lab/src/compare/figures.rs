@@ -513,7 +513,7 @@ pub fn compare(
             insns_per_fault: measurements.per_op(what::STACK_FAULT, Some(policy)),
             insns_per_switch,
             insns_per_create,
-            insns_per_trim: measurements.per_op(what::TRIM, policy),
+            insns_per_trim: measurements.per_op(what::TRIM, Some(policy)),
             insns_per_switch_vs_static: ratio(insns_per_switch, static_switch),
             insns_per_create_vs_static: ratio(insns_per_create, static_create),
             work: measurements

@@ -33,7 +33,7 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
 
 #[test]
 fn reclaim_columns_show_the_dead_pages_and_the_trim_cost() {
-    let policies = vec!["static".to_owned(), "fault".to_owned()];
+    let policies = vec![Policy::Static, Policy::Fault];
     let mut c = compare(&data::setup(), &policies, &data::measurements()).unwrap();
     c.policies[1].reclaimed_dead = 279;
     c.policies[1].insns_per_trim = Some(1671.4);
