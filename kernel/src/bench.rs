@@ -18,6 +18,13 @@
 //!   sleeping thread whose whole stack is populated and whose saved stack pointer lies in its
 //!   top page: every page but the top one unmapped, counted and queued for the quarantine,
 //!   and the flush of every TLB requested (on the cost boot's one CPU, its own flush).
+//! - `switch_in` / `switch_out`: the stack policy's own part of a switch, the two calls the
+//!   scheduler loop makes for a thread (`stacks::admit` before switching to it,
+//!   `stacks::switched_out` after it left), on a thread asleep 1 KiB deep, back to back as
+//!   the scheduler would make them: under `switch` the switch-in maps every page the stack
+//!   does not hold from the magazine and the switch-out reads the Accessed bits of the dead
+//!   pages and unmaps the clear ones back into it (Hansen's costs); under `fault` the
+//!   switch-in is the RFC's refill check. Both are also inside `switch` above.
 
 use alloc::borrow::Cow;
 use alloc::sync::Arc;
@@ -30,6 +37,7 @@ use crate::hw::cpu_ops::{self, IrqGuard};
 use crate::hw::layout::PAGE_BYTES;
 use crate::hw::probes;
 use crate::hw::sync::IrqMutex;
+use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions};
 use crate::stacks::{self, DYNAMIC, IMPLEMENTED, Policy};
 use crate::{lazy, report, work};
@@ -95,6 +103,11 @@ pub fn run(instructions: bool) {
     }
     for policy in IMPLEMENTED {
         creations(policy).emit("create", Some(policy), instructions);
+    }
+    for policy in IMPLEMENTED {
+        let (switch_in, switch_out) = switch_halves(policy);
+        switch_in.emit("switch_in", Some(policy), instructions);
+        switch_out.emit("switch_out", Some(policy), instructions);
     }
     for policy in IMPLEMENTED
         .into_iter()
@@ -250,6 +263,63 @@ fn switches(policy: Policy) -> Summary {
     sched::join(&measurer);
     sched::join(&partner);
     core::mem::replace(&mut *summary.lock(), Summary::new())
+}
+
+fn switch_halves(policy: Policy) -> (Summary, Summary) {
+    const ROUNDS: usize = 1000;
+    fresh_stacks();
+    let asleep = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(WaitQueue::new());
+    let options = SpawnOptions {
+        policy,
+        pinned: Some(0),
+        ..SpawnOptions::default()
+    };
+    let sleeper = {
+        let (asleep, release, gate) = (asleep.clone(), release.clone(), gate.clone());
+        sched::spawn("cost-halves", options, move || {
+            // Sleep 1 KiB deep: the top page is live, the three below are dead.
+            let mut frame = [0u8; 1024];
+            core::hint::black_box(&mut frame);
+            asleep.store(true, Ordering::Release);
+            gate.wait_until(|| release.load(Ordering::Acquire));
+            core::hint::black_box(&mut frame);
+        })
+        .expect("memory for a measuring thread")
+    };
+    while !(asleep.load(Ordering::Acquire) && sleeper.state() == sched::State::Blocked) {
+        sched::sleep_ms(1);
+    }
+    let (mut switch_in, mut switch_out) = (Summary::new(), Summary::new());
+    let slot = sleeper.stack.slot();
+    let saved_sp = sleeper.saved_stack_pointer();
+    {
+        // This CPU's scheduler cannot run meanwhile, nor can the sleeper: its state stays
+        // Blocked until the gate opens, so its stack is ours to switch in and out.
+        let irq = IrqGuard::new();
+        for round in 0..ROUNDS + 10 {
+            let start = cpu_ops::rdtsc();
+            let admitted = stacks::admit(&irq, slot);
+            let middle = cpu_ops::rdtsc();
+            stacks::switched_out(&irq, slot, saved_sp, true);
+            let end = cpu_ops::rdtsc();
+            assert_eq!(
+                admitted,
+                stacks::Admit::Admitted,
+                "{policy} switch-in refused"
+            );
+            // The first rounds warm up (the first refill allocates).
+            if round >= 10 {
+                switch_in.add(middle - start);
+                switch_out.add(end - middle);
+            }
+        }
+    }
+    release.store(true, Ordering::Release);
+    gate.wake_all();
+    sched::join(&sleeper);
+    (switch_in, switch_out)
 }
 
 fn creations(policy: Policy) -> Summary {

@@ -80,6 +80,12 @@ pub fn emit_counters(reason: &str) {
             reclaimed: c.events(Counter::Reclaimed),
             reclaimed_dead: c.events(Counter::ReclaimedDeadPressure)
                 + c.events(Counter::ReclaimedDeadAsleep),
+            reclaimed_accessed_clear: c.events(Counter::ReclaimedAccessedClear),
+            flushes_avoided: c.events(Counter::FlushesAvoided),
+            switch_faults: c.events(Counter::SwitchFaults),
+            running_extra_kib_peak: policy
+                .maps_all_while_running()
+                .then(|| stacks::running_extra_peak_pages() * KIB_PER_PAGE),
             high_water_mean_bytes: c.high_water_total_bytes / c.threads_released.max(1),
             high_water_max_bytes: c.high_water_max_bytes,
         }));

@@ -229,7 +229,8 @@ pub fn record(record: &Record<'_>) -> String {
         ),
         Record::Vmstat(v) => format!(
             "[vmstat {}] nr_kernel_stack_kb={} dks_faults={} dks_refills={} dks_refill_fail={} \
-             dks_fatal={} dks_reclaimed={} dks_admit_wait={} dks_guard_hits={} frames_free={}/{} \
+             dks_fatal={} dks_reclaimed={} dks_admit_wait={} dks_guard_hits={} \
+             dks_reclaimed_accessed_clear={} dks_flushes_avoided={} dks_switch_faults={} frames_free={}/{} \
              magazine_frames={} cached_stacks={} cached_pages={} quarantined_frames={} slots_in_use={}",
             one_line(&v.reason),
             v.nr_kernel_stack_kb,
@@ -240,6 +241,9 @@ pub fn record(record: &Record<'_>) -> String {
             v.dks_reclaimed,
             v.dks_admit_wait,
             v.dks_guard_hits,
+            v.dks_reclaimed_accessed_clear,
+            v.dks_flushes_avoided,
+            v.dks_switch_faults,
             v.frames_free,
             v.frames_total,
             v.magazine_frames,
@@ -251,7 +255,8 @@ pub fn record(record: &Record<'_>) -> String {
         Record::PolicyStat(p) => format!(
             "[policy {}] threads {} created, {} live; stack {} KiB now, {} KiB peak; faults={} \
              fatal={} refills={} refill_failures={} guard_hits={} admit_waits={} \
-             (total {} us, max {} us) killed={} kernel_stops={} reclaimed={}; high-water mark \
+             (total {} us, max {} us) killed={} kernel_stops={} reclaimed={} \
+             (accessed_clear={} flushes_avoided={}) switch_faults={}; high-water mark \
              mean {} max {} bytes",
             p.policy,
             p.threads_created,
@@ -269,6 +274,9 @@ pub fn record(record: &Record<'_>) -> String {
             p.killed,
             p.kernel_stops,
             p.reclaimed,
+            p.reclaimed_accessed_clear,
+            p.flushes_avoided,
+            p.switch_faults,
             p.high_water_mean_bytes,
             p.high_water_max_bytes
         ),

@@ -7,7 +7,10 @@
 //!   exactly 9,000 bytes deep, so every figure that does not depend on timing is known:
 //!   `static` holds 4 threads × 16 KiB; a dynamic thread populates ceil(9000 / 4096) = 3 pages
 //!   after 3 - 1 = 2 stack faults, so `fault` and `guaranteed` hold 4 × 12 KiB after 8 faults,
-//!   75 % of `static`, with no refill failure and no fatal fault (nothing is injected).
+//!   75 % of `static`, with no refill failure and no fatal fault (nothing is injected);
+//!   `switch` takes no stack fault at all, holds the same 3 pages per sleeping thread (the
+//!   fourth, never touched, goes back at every switch-out with its Accessed bit clear), and
+//!   its running threads hold at most 3 pages more per CPU.
 //! - `the_default_comparison_runs_end_to_end`: `dks compare` as the README shows it (the
 //!   `linux-census` scenario, every policy the kernel implements), with the figures every
 //!   policy must show, e.g. no fatal fault under `guaranteed`.
@@ -69,7 +72,7 @@ fn a_small_scenario_gives_exact_figures() {
         .arg(&kernel)
         .arg("--scenario")
         .arg(&scenario)
-        .args(["--policies", "static,fault,guaranteed"])
+        .args(["--policies", "static,fault,guaranteed,switch"])
         .arg("--json")
         .arg(&json_path)
         .arg("--log")
@@ -86,7 +89,11 @@ fn a_small_scenario_gives_exact_figures() {
         .iter()
         .map(|p| p["policy"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["static", "fault", "guaranteed"], "{context}");
+    assert_eq!(
+        names,
+        ["static", "fault", "guaranteed", "switch"],
+        "{context}"
+    );
 
     let s = policy(&json, "static");
     assert_eq!(s["threads_created"], 4, "static threads\n{context}");
@@ -112,7 +119,46 @@ fn a_small_scenario_gives_exact_figures() {
         assert_eq!(p["refill_failures"], 0, "{name}\n{context}");
         assert!(p["insns_per_fault"].as_f64().unwrap() > 0.0, "{context}");
     }
-    for (name, end) in [("static", 64), ("fault", 48), ("guaranteed", 48)] {
+    let w = policy(&json, "switch");
+    assert_eq!(w["threads_created"], 4, "switch threads\n{context}");
+    assert_eq!(w["faults"], 0, "switch never faults\n{context}");
+    assert_eq!(w["switch_faults"], 0, "{context}");
+    assert_eq!(w["fatal_faults"], 0, "{context}");
+    assert_eq!(w["insns_per_fault"], Value::Null, "{context}");
+    // Every switch-out of a thread asleep 2048 bytes deep gives back its untouched fourth
+    // page (and, before its first path, the second and third), with no flush.
+    let returned = w["reclaimed_accessed_clear"].as_u64().unwrap();
+    assert!(returned >= 4, "switch returned {returned} pages\n{context}");
+    assert_eq!(w["reclaimed"].as_u64().unwrap(), returned, "{context}");
+    assert!(w["flushes_avoided"].as_u64().unwrap() >= 4, "{context}");
+    // Running threads hold at most 3 pages each beyond what they hold asleep, one per CPU.
+    let extra = w["running_extra_kib_peak"].as_u64().unwrap();
+    assert!(
+        (4..=2 * 12).contains(&extra),
+        "running extra {extra}\n{context}"
+    );
+    let peak = w["stack_kib_peak"].as_u64().unwrap();
+    assert!(
+        (48..=48 + 2 * 12).contains(&peak),
+        "switch peak {peak}\n{context}"
+    );
+    for name in ["static", "fault", "guaranteed", "switch"] {
+        let p = policy(&json, name);
+        assert!(
+            p["insns_per_switch_in"].as_f64().unwrap() > 0.0,
+            "{name}\n{context}"
+        );
+        assert!(
+            p["insns_per_switch_out"].as_f64().unwrap() > 0.0,
+            "{name}\n{context}"
+        );
+    }
+    for (name, end) in [
+        ("static", 64),
+        ("fault", 48),
+        ("guaranteed", 48),
+        ("switch", 48),
+    ] {
         let p = policy(&json, name);
         // At the end of the run the four long-lived threads still hold their pages.
         assert_eq!(p["stack_kib_end"], end, "{name}\n{context}");
@@ -140,6 +186,8 @@ fn a_small_scenario_gives_exact_figures() {
         (("static".to_owned(), 4), 4),
         (("fault".to_owned(), 3), 4),
         (("guaranteed".to_owned(), 3), 4),
+        // A `switch` thread holds all four pages while it runs.
+        (("switch".to_owned(), 4), 4),
     ]
     .into_iter()
     .collect();
@@ -147,7 +195,7 @@ fn a_small_scenario_gives_exact_figures() {
 
     // The table shows the same rows.
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for name in ["static", "fault", "guaranteed"] {
+    for name in ["static", "fault", "guaranteed", "switch"] {
         assert!(
             stdout.lines().any(|l| l.starts_with(&format!("{name} "))),
             "{name} row\n{context}"
@@ -184,6 +232,16 @@ fn the_default_comparison_runs_end_to_end() {
             assert_eq!(p["fatal_faults"], 0, "{p}");
         }
     }
+    let switch = policies
+        .iter()
+        .find(|p| p["policy"] == "switch")
+        .unwrap_or_else(|| panic!("switch is compared by default\n{json:#}"));
+    assert_eq!(switch["faults"], 0, "{switch}");
+    assert_eq!(switch["switch_faults"], 0, "{switch}");
+    assert!(
+        switch["reclaimed_accessed_clear"].as_u64().unwrap() > 0,
+        "{switch}"
+    );
     let page = fs::read_to_string(report.join("index.html")).unwrap();
     assert_eq!(page.matches("<svg").count(), 3);
 }

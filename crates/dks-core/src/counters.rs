@@ -29,6 +29,9 @@
 //! | `dks_reclaimed_dead_asleep`   | of `dks_reclaimed`: the same, trimmed because the thread had slept long |
 //! | `dks_admit_wait`     | switches refused because the magazine did not cover the need  |
 //! | `dks_guard_hits`     | faults on a guard page (stack overflows)                      |
+//! | `dks_reclaimed_accessed_clear` | of those, pages given back at switch-out with the Accessed bit clear (`switch`) |
+//! | `dks_flushes_avoided` | switch-outs that gave pages back with no TLB shootdown (`switch`) |
+//! | `dks_switch_faults`  | stack faults of `switch` threads (a bug: they map every page while running) |
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -63,6 +66,15 @@ macro_rules! counter_list {
             AdmitWait dks_admit_wait: u64,
             /// `dks_guard_hits`: faults on a guard page (stack overflows).
             GuardHits dks_guard_hits: u64,
+            /// `dks_reclaimed_accessed_clear`: of `dks_reclaimed`, pages given back at switch-out
+            /// because their Accessed bit was clear (`switch`): never cached, so no flush.
+            ReclaimedAccessedClear dks_reclaimed_accessed_clear: u64,
+            /// `dks_flushes_avoided`: TLB shootdowns not needed: switch-outs that gave pages
+            /// back without one because every page's Accessed bit was clear.
+            FlushesAvoided dks_flushes_avoided: u64,
+            /// `dks_switch_faults`: stack faults of threads whose policy maps every page while
+            /// they run (`switch`): each one is a bug (served, and counted here too).
+            SwitchFaults dks_switch_faults: u64,
         }
     };
 }

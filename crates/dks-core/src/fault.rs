@@ -276,6 +276,11 @@ fn serve<P: Platform>(
     platform.flush(flushes);
     stack.note_faulted_in(page);
     tally.count(stack.account(), Counter::Faults, 1);
+    if stack.policy().maps_all_while_running() {
+        // Its every page was mapped when it was admitted: a fault means a page went missing
+        // while it ran. Served, so the thread lives on, and counted as the bug it is.
+        tally.count(stack.account(), Counter::SwitchFaults, 1);
+    }
     tally.ledger().add_pages(stack.account(), 1);
     group.force_charge(1);
     Ok(())

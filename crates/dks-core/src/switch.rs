@@ -157,7 +157,7 @@ pub fn switch_out<P: Platform>(
     if plan.unmap_without_flush.is_empty() {
         return Ok(0);
     }
-    Ok(reclaim::give_back(
+    let given_back = reclaim::give_back(
         platform,
         layout,
         magazine,
@@ -165,7 +165,16 @@ pub fn switch_out<P: Platform>(
         group,
         prev,
         plan.unmap_without_flush,
-    ))
+    );
+    // Every page went back without a flush: the shootdown that unmapping pages a TLB may
+    // hold would take (one batch) was not needed.
+    tally.count(
+        prev.account(),
+        Counter::ReclaimedAccessedClear,
+        u64::from(given_back),
+    );
+    tally.count(prev.account(), Counter::FlushesAvoided, 1);
+    Ok(given_back)
 }
 
 /// Refills the magazine with atomic allocations if it is not full, counting

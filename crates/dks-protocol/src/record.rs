@@ -358,6 +358,23 @@ pub struct PolicyStat {
     /// memory pressure or after a long sleep; `reclaim`). 0 when absent.
     #[serde(default)]
     pub reclaimed_dead: u64,
+    /// Of those, pages given back at switch-out because their Accessed bit was clear
+    /// (`switch`): never cached by any TLB, so no flush. 0 when absent.
+    #[serde(default)]
+    pub reclaimed_accessed_clear: u64,
+    /// TLB shootdowns not needed: switch-outs that gave pages back with no flush. 0 when
+    /// absent.
+    #[serde(default)]
+    pub flushes_avoided: u64,
+    /// Stack faults of threads whose policy maps every page while they run (`switch`): each
+    /// is a bug. 0 when absent.
+    #[serde(default)]
+    pub switch_faults: u64,
+    /// The most stack memory running threads held at once beyond what they held switched out
+    /// (pages `switch`'s admissions mapped for the running threads), KiB; given for `switch`,
+    /// absent for the others (nothing is mapped at their switch-in).
+    #[serde(default)]
+    pub running_extra_kib_peak: Option<u64>,
     /// Mean high-water mark of its exited threads: the deepest byte each one wrote, found as
     /// Linux's `stack_not_used()` finds it (first non-zero word from the far end; unpopulated
     /// pages count as unused), bytes.

@@ -39,7 +39,8 @@ use spin::Once;
 pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
 pub use self::switch::{
-    Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here, switched_out,
+    Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here,
+    running_extra_peak_pages, switched_out,
 };
 use crate::hw::cpu_ops::{self, MAX_CPUS};
 use crate::hw::layout::PAGE_BYTES;
@@ -99,11 +100,12 @@ static GROUPS: [GroupCharge; MAX_GROUPS] = [const { GroupCharge::new(None) }; MA
 
 /// The policies this kernel implements: the one place that says so (the others exist in
 /// `dks-core`, tested on the host). Benchmarks, workloads and tests take them from here.
-pub const IMPLEMENTED: [Policy; 4] = [
+pub const IMPLEMENTED: [Policy; 5] = [
     Policy::Static,
     Policy::Fault,
     Policy::Guaranteed,
     Policy::Reclaim,
+    Policy::Switch,
 ];
 
 /// Of [`IMPLEMENTED`], the policies that populate on demand.

@@ -4,7 +4,7 @@
 //! that are off every CPU: the only context that may hold the CPU's magazine lock for longer
 //! than a fault (see the module docs of `stacks`).
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
 use dks_core::{SlotIndex, VirtAddr};
@@ -16,6 +16,33 @@ use crate::hw::cpu_ops::{self, MAX_CPUS};
 /// Frames in each CPU's magazine, mirrored for readers on other CPUs (who must never take
 /// another CPU's magazine lock: its fault handler would find it busy).
 static MAGAZINE_LEN: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// Pages the admission of the thread running on each CPU mapped beyond what its stack held
+/// switched out (only `switch` maps any): what running threads hold beyond sleeping ones.
+static RUNNING_EXTRA: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// The most [`RUNNING_EXTRA`] ever summed to over all CPUs, in pages.
+static RUNNING_EXTRA_PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// The most pages running threads ever held at once beyond what the same threads held
+/// switched out (the pages `switch`'s admissions mapped for the threads running at that
+/// moment; at most `max_pages - 1` per CPU). Hansen's doubt about memory, measured.
+pub fn running_extra_peak_pages() -> u64 {
+    RUNNING_EXTRA_PEAK.load(Ordering::Relaxed)
+}
+
+/// Notes that CPU `cpu` now runs a thread whose admission mapped `mapped` pages. Out of line
+/// and cold: only `switch` admissions come here, the other policies' switches stay as short.
+#[cold]
+#[inline(never)]
+fn note_running_extra(cpu: usize, mapped: u8) {
+    RUNNING_EXTRA[cpu].store(mapped, Ordering::Relaxed);
+    let now = RUNNING_EXTRA
+        .iter()
+        .map(|pages| u64::from(pages.load(Ordering::Relaxed)))
+        .sum();
+    RUNNING_EXTRA_PEAK.fetch_max(now, Ordering::Relaxed);
+}
 
 /// Updates this CPU's mirror of its magazine length.
 pub(super) fn note_magazine(cpu: usize, len: u8) {
@@ -82,6 +109,7 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     }
     let group = &GROUPS[stack.group().as_usize()];
     let mut platform = X86Platform::live();
+    let held = stack.populated_pages();
     let admitted = switch::prepare(
         &mut platform,
         &region.layout,
@@ -92,6 +120,9 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     ) == Admission::Admitted;
     if admitted {
         let _ = switch::finish(&mut platform, &mut magazine, tally(cpu), stack);
+        if stack.policy().maps_all_while_running() {
+            note_running_extra(cpu, stack.populated_pages() - held);
+        }
     }
     cell.mirror(stack);
     note_magazine(cpu, magazine.len());
@@ -115,6 +146,10 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
         return;
     };
     let group = &GROUPS[stack.group().as_usize()];
+    if stack.policy().maps_all_while_running() {
+        // The pages it touched stay its own, switched out; the others go back below.
+        note_running_extra(cpu, 0);
+    }
     let reason = if asleep {
         SwitchOutReason::Asleep
     } else {

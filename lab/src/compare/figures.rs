@@ -39,6 +39,12 @@ pub mod what {
     pub const CREATE: &str = "create";
     /// The trim of one sleeping thread's dead pages (`reclaim`).
     pub const TRIM: &str = "trim";
+    /// The stack policy's part of switching to a thread (admission, and under `switch` the
+    /// mapping of every page), per policy.
+    pub const SWITCH_IN: &str = "switch_in";
+    /// The stack policy's part of switching a thread out (under `switch` the Accessed-bit scan
+    /// and the unmapping of clear dead pages), per policy.
+    pub const SWITCH_OUT: &str = "switch_out";
 }
 
 /// Everything the boots of one comparison reported, in the order it came.
@@ -319,6 +325,15 @@ pub struct PolicyFigures {
     pub reclaimed: u64,
     /// Of those, pages dead below a sleeping thread's saved stack pointer (trimmed).
     pub reclaimed_dead: u64,
+    /// Of those, pages given back at switch-out because their Accessed bit was clear (`switch`).
+    pub reclaimed_accessed_clear: u64,
+    /// TLB shootdowns not needed: switch-outs that gave pages back with no flush (`switch`).
+    pub flushes_avoided: u64,
+    /// Stack faults of `switch` threads: each is a bug (they map every page while running).
+    pub switch_faults: u64,
+    /// The most stack memory running threads held at once beyond what they held switched out
+    /// (the pages `switch`'s admissions mapped), KiB; `None` from a kernel that does not say.
+    pub running_extra_kib_peak: Option<u64>,
     /// Times a thread was refused by admission.
     pub admission_waits: u64,
     /// Total time threads waited for admission, microseconds.
@@ -334,6 +349,10 @@ pub struct PolicyFigures {
     pub insns_per_fault: Option<f64>,
     /// Guest instructions per context switch.
     pub insns_per_switch: Option<f64>,
+    /// Guest instructions of the policy's part of a switch-in (admission, mapping).
+    pub insns_per_switch_in: Option<f64>,
+    /// Guest instructions of the policy's part of a switch-out (Accessed-bit scan, unmapping).
+    pub insns_per_switch_out: Option<f64>,
     /// Guest instructions per thread creation.
     pub insns_per_create: Option<f64>,
     /// Guest instructions per trim of one sleeping thread (`reclaim`).
@@ -505,6 +524,10 @@ pub fn compare(
             kernel_stops: stat.kernel_stops,
             reclaimed: stat.reclaimed,
             reclaimed_dead: stat.reclaimed_dead,
+            reclaimed_accessed_clear: stat.reclaimed_accessed_clear,
+            flushes_avoided: stat.flushes_avoided,
+            switch_faults: stat.switch_faults,
+            running_extra_kib_peak: stat.running_extra_kib_peak,
             admission_waits: stat.admit_waits,
             admit_wait_us_total: stat.admit_wait_us_total,
             admit_wait_us_max: stat.admit_wait_us_max,
@@ -512,6 +535,8 @@ pub fn compare(
             high_water_max_bytes: stat.high_water_max_bytes,
             insns_per_fault: measurements.per_op(what::STACK_FAULT, Some(policy)),
             insns_per_switch,
+            insns_per_switch_in: measurements.per_op(what::SWITCH_IN, Some(policy)),
+            insns_per_switch_out: measurements.per_op(what::SWITCH_OUT, Some(policy)),
             insns_per_create,
             insns_per_trim: measurements.per_op(what::TRIM, Some(policy)),
             insns_per_switch_vs_static: ratio(insns_per_switch, static_switch),

@@ -7,7 +7,7 @@ use dks_core::Policy;
 use super::figures::{Comparison, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
-pub const HEADERS: [&str; 23] = [
+pub const HEADERS: [&str; 28] = [
     "policy",
     "end KiB",
     "peak KiB",
@@ -25,9 +25,14 @@ pub const HEADERS: [&str; 23] = [
     "kernel stops",
     "admit waits",
     "dead reclaimed",
+    "A-clear back",
+    "flushes avoided",
+    "run extra KiB",
     "insns/fault",
     "insns/switch",
     "switch/static",
+    "insns/sw-in",
+    "insns/sw-out",
     "insns/create",
     "create/static",
     "insns/trim",
@@ -45,8 +50,13 @@ short, stack faults that could not be served; kernel stops: of those, faults wit
 off, each of which would have stopped a real kernel (the testbed stops only the thread);
 admit waits: switches refused by admission; dead reclaimed: pages dead below a sleeping
 thread's saved stack pointer given back before it woke (reclaim; docs/reclaim.md);
-insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU); a trim:
-giving back the dead pages of one sleeping thread, its TLB flush requested.";
+A-clear back: pages given back at switch-out because their Accessed bit was clear (switch);
+flushes avoided: switch-outs that gave pages back with no TLB shootdown (switch);
+run extra: the most stack memory running threads held at once beyond what they held switched
+out (switch maps every page while a thread runs; at most max_stack less a page per CPU);
+insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU); sw-in, sw-out:
+the policy's own part of switching a thread in (admission, mapping) and out (Accessed scan);
+trim: giving back the dead pages of one sleeping thread, its TLB flush requested (reclaim).";
 
 /// Writes a ratio as a percentage, or `n/a`.
 pub fn percent(ratio: Option<f64>) -> String {
@@ -99,9 +109,14 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         p.kernel_stops.to_string(),
         p.admission_waits.to_string(),
         p.reclaimed_dead.to_string(),
+        p.reclaimed_accessed_clear.to_string(),
+        p.flushes_avoided.to_string(),
+        count(p.running_extra_kib_peak),
         insns(p.insns_per_fault),
         insns(p.insns_per_switch),
         times(p.insns_per_switch_vs_static),
+        insns(p.insns_per_switch_in),
+        insns(p.insns_per_switch_out),
         insns(p.insns_per_create),
         times(p.insns_per_create_vs_static),
         insns(p.insns_per_trim),
@@ -170,6 +185,13 @@ pub fn render(comparison: &Comparison) -> String {
             "{}: could not run the scenario: {}\n",
             incomplete.policy,
             incomplete_words(incomplete)
+        ));
+    }
+    for p in comparison.policies.iter().filter(|p| p.switch_faults > 0) {
+        text.push_str(&format!(
+            "BUG: {} stack fault(s) of {} threads, which map every page while they run \
+             (dks_switch_faults)\n",
+            p.switch_faults, p.policy
         ));
     }
     let paths = &comparison.fault_paths;

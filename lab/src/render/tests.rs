@@ -139,6 +139,10 @@ fn workload_and_cost_records_render_on_one_line() {
         kernel_stops: 0,
         reclaimed: 0,
         reclaimed_dead: 0,
+        reclaimed_accessed_clear: 0,
+        flushes_avoided: 0,
+        switch_faults: 0,
+        running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
     }));

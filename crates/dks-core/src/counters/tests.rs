@@ -48,7 +48,10 @@ fn the_list_names_every_counter_once_in_record_order() {
             "dks_reclaimed_dead_pressure",
             "dks_reclaimed_dead_asleep",
             "dks_admit_wait",
-            "dks_guard_hits"
+            "dks_guard_hits",
+            "dks_reclaimed_accessed_clear",
+            "dks_flushes_avoided",
+            "dks_switch_faults"
         ]
     );
     for (i, counter) in Counter::ALL.into_iter().enumerate() {

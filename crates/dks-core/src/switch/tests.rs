@@ -2,6 +2,7 @@ use super::*;
 use crate::account::Account;
 use crate::counters::Counter;
 use crate::emulated::FailurePattern;
+use crate::fault::FaultOutcome;
 use crate::page_set::PageSet;
 use crate::policy::Policy;
 use crate::test_fixture::Fixture;
@@ -146,6 +147,14 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
         ),
         (2, 8)
     );
+    assert_eq!(
+        (
+            counters.get(Counter::ReclaimedAccessedClear),
+            counters.get(Counter::FlushesAvoided)
+        ),
+        (2, 1),
+        "pages returned for a clear Accessed bit, and the one shootdown that was not needed"
+    );
     assert_eq!(fx.group.charged_pages(), 2);
     // Touched dead pages stay (unmapping them would need a shootdown).
     assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
@@ -161,6 +170,52 @@ fn switch_maps_every_page_before_the_task_runs_and_never_faults() {
     );
     assert_eq!(next.populated(), PageSet::top(2));
     assert!(next.is_asleep());
+    let counters = fx.counters.totals();
+    assert_eq!(counters.get(Counter::ReclaimedAccessedClear), 4);
+    assert_eq!(counters.get(Counter::FlushesAvoided), 2);
+    assert_eq!(counters.get(Counter::SwitchFaults), 0);
+}
+
+#[test]
+fn a_switch_out_that_gives_nothing_back_avoids_no_flush() {
+    let mut fx = Fixture::new();
+    let mut next = fx.create(Policy::Switch, 0);
+    assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+    // Every page touched: nothing is dead and clear, nothing goes back.
+    for page in 0..4 {
+        fx.platform.touch(fx.page_addr(&next, page)).unwrap();
+    }
+    assert_eq!(
+        switch_out_at(&mut fx, &mut next, 0x100, SwitchOutReason::Preempted),
+        Ok(0)
+    );
+    let counters = fx.counters.totals();
+    assert_eq!(counters.get(Counter::ReclaimedAccessedClear), 0);
+    assert_eq!(counters.get(Counter::FlushesAvoided), 0);
+}
+
+#[test]
+fn a_stack_fault_of_a_switch_thread_is_served_and_counted_as_a_bug() {
+    let mut fx = Fixture::new();
+    let mut next = fx.create(Policy::Switch, 0);
+    assert_eq!(prepare_next(&mut fx, &mut next), Admission::Admitted);
+    fx.platform.touch(fx.page_addr(&next, 0)).unwrap();
+    assert_eq!(
+        switch_out_at(&mut fx, &mut next, 0x100, SwitchOutReason::Preempted),
+        Ok(3)
+    );
+    // Touching a page it gave back without being admitted again (the kernel never lets it
+    // run so) is a stack fault: served from the magazine, and counted as a bug.
+    let addr = fx.page_addr(&next, 2);
+    assert!(fx.platform.touch(addr).is_err(), "the page went back");
+    let outcome = fx.fault(&mut next, addr);
+    assert!(
+        matches!(outcome, FaultOutcome::Served { .. }),
+        "{outcome:?}"
+    );
+    let counters = fx.counters.totals();
+    assert_eq!(counters.get(Counter::Faults), 1);
+    assert_eq!(counters.get(Counter::SwitchFaults), 1);
 }
 
 #[test]

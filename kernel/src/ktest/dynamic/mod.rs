@@ -1,7 +1,8 @@
 //! Tests of the dynamic stack policies in the kernel (issue: dynamic stacks, DESIGN §3-§7).
 //!
 //! Split by what they exercise: [`memory`], the stack memory; [`edges`], traps at the edge
-//! of the populated stack; [`failures`], running out of memory and overflowing.
+//! of the populated stack; [`failures`], running out of memory and overflowing; [`switch`],
+//! the `switch` policy.
 
 use alloc::sync::Arc;
 use core::hint::black_box;
@@ -22,6 +23,7 @@ mod edges;
 mod failures;
 mod memory;
 mod reclaim;
+mod switch;
 
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
@@ -96,6 +98,18 @@ pub const TESTS: &[KernelTest] = &[
     KernelTest {
         name: "reclaim_waits_for_the_flush",
         run: reclaim::reclaim_waits_for_the_flush,
+    },
+    KernelTest {
+        name: "switch_deep_recursion_never_faults",
+        run: switch::switch_deep_recursion_never_faults,
+    },
+    KernelTest {
+        name: "switch_returns_untouched_pages",
+        run: switch::switch_returns_untouched_pages,
+    },
+    KernelTest {
+        name: "switch_under_failing_allocations",
+        run: switch::switch_under_failing_allocations,
     },
 ];
 

@@ -36,6 +36,10 @@ pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat
         kernel_stops: 0,
         reclaimed: 0,
         reclaimed_dead: 0,
+        reclaimed_accessed_clear: 0,
+        flushes_avoided: 0,
+        switch_faults: 0,
+        running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
     }

@@ -14,7 +14,8 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
         static_row,
         [
             "static", "0", "64", "n/a", "n/a", "n/a", "n/a", "100.0%", "40", "160.0%", "0", "0",
-            "0", "0", "0", "0", "0", "n/a", "1000", "1.00", "2000", "1.00", "n/a"
+            "0", "0", "0", "0", "0", "0", "0", "n/a", "n/a", "1000", "1.00", "n/a", "n/a", "2000",
+            "1.00", "n/a"
         ]
     );
     let fault_row: Vec<&str> = lines[3].split_whitespace().collect();
@@ -22,7 +23,8 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
         fault_row,
         [
             "fault", "16", "48", "4", "12.00", "12.91", "n/a", "75.0%", "44", "109.1%", "8", "4",
-            "0", "0", "0", "0", "0", "1500", "1100", "1.10", "500", "0.25", "n/a"
+            "0", "0", "0", "0", "0", "0", "0", "n/a", "1500", "1100", "1.10", "n/a", "n/a", "500",
+            "0.25", "n/a"
         ]
     );
     // Right-aligned: every row is as wide as the header.
