@@ -54,13 +54,12 @@ fn depth() -> impl Strategy<Value = Depth> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    op_on(3)
+    op_on(4)
 }
 
 /// An operation on one of `cpus` CPUs.
 fn op_on(cpus: usize) -> impl Strategy<Value = Op> {
     let cpu = 0usize..cpus;
-    let cpu = 0usize..4;
     prop_oneof![
         3 => (cpu.clone(), 0usize..5, 0usize..2)
             .prop_map(|(cpu, policy, group)| Op::Create { cpu, policy, group }),
