@@ -109,10 +109,7 @@ pub fn run(instructions: bool) {
         switch_in.emit("switch_in", Some(policy), instructions);
         switch_out.emit("switch_out", Some(policy), instructions);
     }
-    for policy in IMPLEMENTED
-        .into_iter()
-        .filter(|p| p.reclaims_while_asleep())
-    {
+    for policy in IMPLEMENTED.into_iter().filter(|&p| p == Policy::Reclaim) {
         trims(policy).emit("trim", Some(policy), instructions);
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! When a CPU cannot admit a thread (its magazine cannot cover the thread's need because
 //! atomic allocations fail), the scheduler wakes this thread and runs something else. It has
-//! a static stack and may block: it trims the dead pages of every sleeping stack whose policy
-//! gives pages back while asleep (`stacks::trim`, cause "pressure"), frees the per-CPU stack
+//! a static stack and may block: it trims the dead pages of every sleeping `reclaim` stack
+//! (`stacks::trim`, cause "pressure"), frees the per-CPU stack
 //! caches and purges the quarantine (one TLB flush of every CPU, waited for), which gives
 //! frames back to the allocator, then sleeps a tick so that the refused CPUs retry their
 //! atomic refills, and goes on while admissions keep failing.

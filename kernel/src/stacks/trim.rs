@@ -14,8 +14,8 @@
 //! # When
 //!
 //! The stack-reclaim thread trims (`reclaim_thread`):
-//! - under memory pressure (admission refused, or a refill failed): every sleeping stack whose
-//!   policy gives pages back while asleep, with no age and no limit ([`TrimCause::Pressure`]);
+//! - under memory pressure (admission refused): every sleeping `reclaim` stack, with no age and
+//!   no limit ([`TrimCause::Pressure`]);
 //! - at its own pace: every [`LONG_SLEEP_ROUND_MS`] it trims `reclaim` stacks asleep for at
 //!   least [`LONG_SLEEP_MS`], at most [`LONG_SLEEP_PAGES_PER_ROUND`] pages per round
 //!   ([`TrimCause::LongSleep`]).
@@ -141,8 +141,8 @@ pub struct TrimRound {
 }
 
 /// Trims the dead pages of sleeping stacks: those asleep for at least `min_asleep_ms`, up to
-/// `max_pages` pages (whole stacks), for `cause` (long sleeps trim only `reclaim` stacks;
-/// pressure trims every policy that gives pages back while asleep). Must run in a thread
+/// `max_pages` pages (whole stacks), for `cause`; only `reclaim` stacks (`switch`, which
+/// dks-core would also let give pages back asleep, keeps the pages its threads touched). Must run in a thread
 /// whose stack is static (the stack-reclaim thread, or a test), never in the scheduler loop.
 pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> TrimRound {
     let region = region();
@@ -203,7 +203,8 @@ fn trim_slot(
     let region = region();
     let mut live = cell.stack.lock();
     let stack = live.as_mut()?;
-    if cause == TrimCause::LongSleep && stack.policy() != Policy::Reclaim {
+    // Only `reclaim` stacks: `switch` keeps the pages its threads touched (docs/switch.md).
+    if stack.policy() != Policy::Reclaim {
         cell.asleep_since.store(0, Ordering::Relaxed);
         return Some(0);
     }
@@ -263,7 +264,7 @@ pub fn trim_one(slot: dks_core::SlotIndex) -> u8 {
 pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asleep: bool) {
     let layout = &region().layout;
     let candidate = asleep
-        && stack.policy().reclaims_while_asleep()
+        && stack.policy() == Policy::Reclaim
         && stack.saved_sp().is_some_and(|sp| {
             reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
         });
