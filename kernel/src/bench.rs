@@ -15,6 +15,10 @@
 //!   to thread, admission included), half of a round trip;
 //! - `create`: `sched::spawn` of a thread of the policy, stack creation included (caches
 //!   drained first, so stacks are fresh; interrupts off, so no preemption is counted);
+//! - `trim` (policies that give pages back while asleep): `stacks::trim::trim_one` of a
+//!   sleeping thread whose whole stack is populated and whose saved stack pointer lies in its
+//!   top page: every page but the top one unmapped, counted and queued for the quarantine,
+//!   and the flush of every TLB requested (on the cost boot's one CPU, its own flush).
 //! - `switch_in` / `switch_out`: the stack policy's own part of a switch, the two calls the
 //!   scheduler loop makes for a thread (`stacks::admit` before switching to it,
 //!   `stacks::switched_out` after it left), on a thread asleep 1 KiB deep, back to back as
@@ -102,6 +106,54 @@ pub fn run(instructions: bool) {
         switch_in.emit("switch_in", Some(policy), instructions);
         switch_out.emit("switch_out", Some(policy), instructions);
     }
+    for policy in IMPLEMENTED.into_iter().filter(|&p| p == Policy::Reclaim) {
+        trims(policy).emit("trim", Some(policy), instructions);
+    }
+}
+
+fn trims(policy: Policy) -> Summary {
+    const ROUNDS: usize = 48;
+    // Only the trims measured here.
+    let pressure = stacks::trim::set_pressure_trims(false);
+    let age = stacks::trim::set_long_sleep_ms(u64::MAX);
+    let mut summary = Summary::new();
+    for _ in 0..ROUNDS {
+        fresh_stacks();
+        let asleep = Arc::new(crate::sched::wait::WaitQueue::new());
+        let open = Arc::new(AtomicBool::new(false));
+        let options = SpawnOptions {
+            policy,
+            pinned: Some(0),
+            ..SpawnOptions::default()
+        };
+        let sleeper = {
+            let (asleep, open) = (asleep.clone(), open.clone());
+            sched::spawn("cost-trim", options, move || {
+                let me = sched::current().expect("a thread");
+                let (layout, slot) = (stacks::layout(), me.stack.slot());
+                let bottom = layout.stack_bottom(slot).as_u64();
+                for page in layout.all_pages().iter().skip(1) {
+                    probes::touch_stack(bottom, layout.page_addr(slot, page).as_u64() + 64);
+                }
+                asleep.wait_until(|| open.load(Ordering::Acquire));
+            })
+            .expect("memory for a measuring thread")
+        };
+        while sleeper.state() != sched::State::Blocked {
+            sched::yield_now();
+        }
+        let start = cpu_ops::rdtsc();
+        let trimmed = stacks::trim::trim_one(sleeper.stack.slot());
+        let cost = cpu_ops::rdtsc() - start;
+        assert!(trimmed > 0, "the trim measured took nothing");
+        summary.add(cost);
+        open.store(true, Ordering::Release);
+        asleep.wake_all();
+        sched::join(&sleeper);
+    }
+    stacks::trim::set_pressure_trims(pressure);
+    stacks::trim::set_long_sleep_ms(age);
+    summary
 }
 
 fn stack_faults(policy: Policy) -> Summary {

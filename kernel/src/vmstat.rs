@@ -78,6 +78,8 @@ pub fn emit_counters(reason: &str) {
             killed: c.threads_stopped,
             kernel_stops: c.kernel_stops,
             reclaimed: c.events(Counter::Reclaimed),
+            reclaimed_dead: c.events(Counter::ReclaimedDeadPressure)
+                + c.events(Counter::ReclaimedDeadAsleep),
             reclaimed_accessed_clear: c.events(Counter::ReclaimedAccessedClear),
             flushes_avoided: c.events(Counter::FlushesAvoided),
             switch_faults: c.events(Counter::SwitchFaults),

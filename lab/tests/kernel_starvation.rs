@@ -200,8 +200,8 @@ wake = "timer"
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `guaranteed` (and `switch`) admission may wait, but never silently: with every atomic allocation failing
-/// its threads are never admitted; the figures count the waits in progress, a thread refused
+/// `guaranteed` (and `reclaim`, `switch`) admission may wait, but never silently: with every
+/// atomic allocation failing their threads are never admitted; the figures count the waits in progress, a thread refused
 /// for longer than the reporting limit gets an `admission_stall` record, and the run ends with
 /// one record per thread never admitted and a failure (it used to time out without a word,
 /// reporting a longest wait of 0).
@@ -231,15 +231,15 @@ fn admission_that_never_comes_is_reported_not_silent() {
         stalls.iter().any(|(_, when)| when == "at_end"),
         "no stall reported at the end:\n{log}"
     );
-    // The policies with admission (`guaranteed`, and `switch`, which maps the whole stack
-    // at admission) wait; `static` and `fault` never do.
+    // The policies with admission (`guaranteed`, `reclaim`, and `switch`, which maps the
+    // whole stack at admission) wait; `static` and `fault` never do.
     assert!(
         stalls
             .iter()
-            .all(|(policy, _)| policy == "guaranteed" || policy == "switch"),
+            .all(|(policy, _)| ["guaranteed", "reclaim", "switch"].contains(&policy.as_str())),
         "{stalls:?}"
     );
-    for policy in ["guaranteed", "switch"] {
+    for policy in ["guaranteed", "reclaim", "switch"] {
         assert!(
             stalls
                 .iter()

@@ -25,6 +25,8 @@
 //! | `dks_refill_fail`    | refills that stopped short because an allocation failed       |
 //! | `dks_fatal`          | stack faults that could not be served                         |
 //! | `dks_reclaimed`      | stack pages given back before their thread exited            |
+//! | `dks_reclaimed_dead_pressure` | of `dks_reclaimed`: dead below a sleeper's saved stack pointer, trimmed under memory pressure |
+//! | `dks_reclaimed_dead_asleep`   | of `dks_reclaimed`: the same, trimmed because the thread had slept long |
 //! | `dks_admit_wait`     | switches refused because the magazine did not cover the need  |
 //! | `dks_guard_hits`     | faults on a guard page (stack overflows)                      |
 //! | `dks_reclaimed_accessed_clear` | of those, pages given back at switch-out with the Accessed bit clear (`switch`) |
@@ -65,6 +67,12 @@ macro_rules! counter_list {
             Fatal dks_fatal: u64,
             /// `dks_reclaimed`: stack pages given back before their thread exited.
             Reclaimed dks_reclaimed: u64,
+            /// `dks_reclaimed_dead_pressure`: of `dks_reclaimed`, pages dead below a sleeping
+            /// thread's saved stack pointer, trimmed under memory pressure.
+            ReclaimedDeadPressure dks_reclaimed_dead_pressure: u64,
+            /// `dks_reclaimed_dead_asleep`: of `dks_reclaimed`, pages dead below the saved stack
+            /// pointer of a thread that had slept long, trimmed at the reclaim thread's pace.
+            ReclaimedDeadAsleep dks_reclaimed_dead_asleep: u64,
             /// `dks_admit_wait`: switches refused because the magazine did not cover the need.
             AdmitWait dks_admit_wait: u64,
             /// `dks_guard_hits`: faults on a guard page (stack overflows).

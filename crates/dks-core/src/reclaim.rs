@@ -111,6 +111,44 @@ pub fn reclaim_asleep<P: Platform>(
     give_back(platform, layout, magazine, tally, group, stack, dead)
 }
 
+/// Why the dead pages of a sleeping stack were trimmed, for the per-cause counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrimCause {
+    /// The reclaim thread ran because admission was refused or a refill failed.
+    Pressure,
+    /// The thread had slept long; trimmed at the reclaim thread's own pace.
+    LongSleep,
+}
+
+impl TrimCause {
+    /// The counter that counts pages trimmed for this cause.
+    #[must_use]
+    pub const fn counter(self) -> Counter {
+        match self {
+            Self::Pressure => Counter::ReclaimedDeadPressure,
+            Self::LongSleep => Counter::ReclaimedDeadAsleep,
+        }
+    }
+}
+
+/// [`reclaim_asleep`], counting the pages given back under `cause` as well as under
+/// `dks_reclaimed`: the trim of one sleeping stack by the kernel's reclaim thread.
+pub fn trim_asleep<P: Platform>(
+    platform: &mut P,
+    layout: &StackLayout,
+    magazine: &mut Magazine,
+    tally: Tally<'_>,
+    group: &GroupCharge,
+    stack: &mut Stack,
+    cause: TrimCause,
+) -> u8 {
+    let trimmed = reclaim_asleep(platform, layout, magazine, tally, group, stack);
+    if trimmed > 0 {
+        tally.count(stack.account(), cause.counter(), u64::from(trimmed));
+    }
+    trimmed
+}
+
 /// Unmaps `pages` of `stack` (leaving them unpopulated), flushes what needs
 /// it, puts clean frames into `magazine` and frees the rest, and accounts for
 /// it under the stack's account. Returns the number of pages given back.

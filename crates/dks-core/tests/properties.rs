@@ -60,7 +60,12 @@ fn shallow_or_any_depth() -> impl Strategy<Value = Depth> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let cpu = 0usize..4;
+    op_on(4)
+}
+
+/// An operation on one of `cpus` CPUs.
+fn op_on(cpus: usize) -> impl Strategy<Value = Op> {
+    let cpu = 0usize..cpus;
     prop_oneof![
         3 => (cpu.clone(), 0usize..Policy::COUNT, 0usize..2)
             .prop_map(|(cpu, policy, group)| Op::Create { cpu, policy, group }),
@@ -169,6 +174,30 @@ proptest! {
             &ops,
         );
         prop_assert_eq!(world.seen.fatal_faults, 0);
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// Four CPUs (the kernel's most), every policy side by side, tasks woken on any CPU (so
+    /// they migrate) and trimmed under pressure while asleep: every invariant holds after
+    /// every step, and only `fault` faults fatally.
+    #[test]
+    fn all_policies_on_four_cpus_with_migration_and_trims(
+        config in config().prop_map(|config| WorldConfig { cpus: 4, ..config }),
+        ops in prop::collection::vec(op_on(4), 1..120),
+    ) {
+        let world = run(config, &Policy::ALL, &ops);
+        let totals = world.totals();
+        for policy in Policy::ALL.into_iter().filter(|&p| p != Policy::Fault) {
+            prop_assert_eq!(
+                totals.account(Account::Policy(policy)).events(Counter::Fatal),
+                0,
+                "{}",
+                policy
+            );
+        }
     }
 }
 

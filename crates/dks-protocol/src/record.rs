@@ -354,6 +354,10 @@ pub struct PolicyStat {
     pub kernel_stops: u64,
     /// Pages given back before exit.
     pub reclaimed: u64,
+    /// Of those, pages dead below a sleeping thread's saved stack pointer, trimmed (under
+    /// memory pressure or after a long sleep; `reclaim`). 0 when absent.
+    #[serde(default)]
+    pub reclaimed_dead: u64,
     /// Of those, pages given back at switch-out because their Accessed bit was clear
     /// (`switch`): never cached by any TLB, so no flush. 0 when absent.
     #[serde(default)]

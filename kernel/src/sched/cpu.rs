@@ -424,7 +424,9 @@ fn pick_admitted(irq: &IrqGuard, cpu_id: u32) -> Pick {
             queue.push_back(next);
             cpu.queued.store(queue.len(), Ordering::SeqCst);
         }
-        crate::reclaim_thread::wake();
+        if admission != stacks::Admit::Flushing {
+            crate::reclaim_thread::wake();
+        }
         refused += 1;
         if refused >= limit {
             return Pick::Refused;

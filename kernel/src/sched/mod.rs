@@ -353,6 +353,7 @@ pub fn uptime_resolution_ms() -> u64 {
 pub fn tick() -> bool {
     if hwcpu::current_id(&IrqGuard::new()) == 0 {
         timer::tick();
+        crate::reclaim_thread::tick();
     }
     cpu::preemption_due()
 }

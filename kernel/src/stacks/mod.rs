@@ -23,9 +23,10 @@ mod fault;
 mod platform;
 pub mod quarantine;
 mod switch;
+pub mod trim;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 pub use dks_core::Policy;
 use dks_core::stack::{self, CreateFailure, Released, StackSource};
@@ -67,6 +68,12 @@ struct Slot {
     /// the scheduler decides from it whether a switch needs the mechanism at all
     /// (`switch::admit`).
     policy: AtomicU8,
+    /// Since when (uptime ms + 1) its thread sleeps with dead pages a trim may take; 0 when
+    /// it is no candidate (see [`trim`]).
+    asleep_since: AtomicU64,
+    /// The TLB flush generation its trimmed pages wait for before the thread may run again;
+    /// 0 when none ([`trim::TRIM_PENDING`] while the round's flush is not yet requested).
+    flush_epoch: AtomicU64,
 }
 
 /// [`Slot::policy`] of a slot without a live stack.
@@ -115,16 +122,17 @@ static GROUPS: [GroupCharge; MAX_GROUPS] = [const { GroupCharge::new(None) }; MA
 
 /// The policies this kernel implements: the one place that says so (the others exist in
 /// `dks-core`, tested on the host). Benchmarks, workloads and tests take them from here.
-pub const IMPLEMENTED: [Policy; 4] = [
+pub const IMPLEMENTED: [Policy; 5] = [
     Policy::Static,
     Policy::Fault,
     Policy::Guaranteed,
+    Policy::Reclaim,
     Policy::Switch,
 ];
 
 /// Of [`IMPLEMENTED`], the policies that populate on demand.
-pub const DYNAMIC: [Policy; 2] = {
-    let mut dynamic = [Policy::Static; 2];
+pub const DYNAMIC: [Policy; 3] = {
+    let mut dynamic = [Policy::Static; 3];
     let (mut i, mut n) = (0, 0);
     while i < IMPLEMENTED.len() {
         if IMPLEMENTED[i].grows_by_fault() {
@@ -164,6 +172,8 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             faults: AtomicU32::new(0),
             policy: AtomicU8::new(NO_STACK),
             account: AtomicU8::new(0),
+            asleep_since: AtomicU64::new(0),
+            flush_epoch: AtomicU64::new(0),
         })
         .collect();
     let magazines = (0..MAX_CPUS as u32)
@@ -409,6 +419,12 @@ fn free_slot(slot: u32, platform: &X86Platform) {
 /// again.
 pub fn purge() {
     let slots = quarantine::purge_now();
+    FREE_SLOTS.lock().extend(slots);
+}
+
+/// Frees what the quarantine holds whose flush completed everywhere, without waiting.
+pub fn poll_quarantine() {
+    let slots = quarantine::poll();
     FREE_SLOTS.lock().extend(slots);
 }
 

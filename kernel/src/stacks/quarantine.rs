@@ -84,6 +84,19 @@ pub fn start_flush(always: bool) {
     QUARANTINE.lock().flushing.push_back((epoch, batch));
 }
 
+/// Requests a flush of every TLB now, whatever is held, tags the held batch (if any) with it
+/// and returns its generation, without waiting: for trims of live stacks, whose threads wait
+/// for exactly this flush (`stacks::trim`). Every frame held before the call was unmapped
+/// before the request, so it is covered too.
+pub fn start_flush_epoch() -> u64 {
+    let batch = core::mem::take(&mut QUARANTINE.lock().held);
+    let epoch = tlb::request_flush_all();
+    if !batch.frames.is_empty() || !batch.slots.is_empty() {
+        QUARANTINE.lock().flushing.push_back((epoch, batch));
+    }
+    epoch
+}
+
 /// Frees the frames of every batch whose flush has completed everywhere and returns their
 /// slots (for the caller to put back among the free slots).
 pub fn poll() -> Vec<u32> {

@@ -67,6 +67,10 @@ pub enum Admit {
     /// Never: the slot holds no live stack (it was released), so there is no context to
     /// switch to.
     Released,
+    /// Not yet: pages of its stack were trimmed while it slept and some TLB may still
+    /// translate them; it runs once the flush requested for them completed everywhere
+    /// (`stacks::trim`). No memory is missing: the reclaim thread need not be woken.
+    Flushing,
 }
 
 /// The pages the stack in `slot` may still need and the pages in CPU `cpu`'s magazine (the
@@ -113,6 +117,10 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     };
     if stack.is_asleep() {
         stack.wake();
+        cell.asleep_since.store(0, Ordering::Relaxed);
+    }
+    if super::trim::flush_pending(irq, cell) {
+        return Admit::Flushing;
     }
     let group = &GROUPS[stack.group().as_usize()];
     let mut platform = X86Platform::live();
@@ -182,6 +190,7 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
         how,
     )
     .unwrap_or_else(|e| panic!("saved stack pointer {saved_sp:#x} outside slot {slot:?}: {e:?}"));
+    super::trim::note_switched_out(cell, stack, asleep);
     cell.mirror(stack);
     note_magazine(cpu, magazine.len());
 }

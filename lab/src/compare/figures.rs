@@ -37,6 +37,8 @@ pub mod what {
     pub const SWITCH: &str = "switch";
     /// A thread creation (per policy); one exists for every policy the kernel implements.
     pub const CREATE: &str = "create";
+    /// The trim of one sleeping thread's dead pages (`reclaim`).
+    pub const TRIM: &str = "trim";
     /// The stack policy's part of switching to a thread (admission, and under `switch` the
     /// mapping of every page), per policy.
     pub const SWITCH_IN: &str = "switch_in";
@@ -323,6 +325,8 @@ pub struct PolicyFigures {
     pub kernel_stops: u64,
     /// Pages given back before their thread exited.
     pub reclaimed: u64,
+    /// Of those, pages dead below a sleeping thread's saved stack pointer (trimmed).
+    pub reclaimed_dead: u64,
     /// Of those, pages given back at switch-out because their Accessed bit was clear (`switch`).
     pub reclaimed_accessed_clear: u64,
     /// TLB shootdowns not needed: switch-outs that gave pages back with no flush (`switch`).
@@ -353,6 +357,8 @@ pub struct PolicyFigures {
     pub insns_per_switch_out: Option<f64>,
     /// Guest instructions per thread creation.
     pub insns_per_create: Option<f64>,
+    /// Guest instructions per trim of one sleeping thread (`reclaim`).
+    pub insns_per_trim: Option<f64>,
     /// `insns_per_switch` / `static`'s.
     pub insns_per_switch_vs_static: Option<f64>,
     /// `insns_per_create` / `static`'s.
@@ -554,6 +560,7 @@ pub fn compare(
             killed: stat.killed,
             kernel_stops: stat.kernel_stops,
             reclaimed: stat.reclaimed,
+            reclaimed_dead: stat.reclaimed_dead,
             reclaimed_accessed_clear: stat.reclaimed_accessed_clear,
             flushes_avoided: stat.flushes_avoided,
             switch_faults: stat.switch_faults,
@@ -568,6 +575,7 @@ pub fn compare(
             insns_per_switch_in: measurements.per_op(what::SWITCH_IN, Some(policy)),
             insns_per_switch_out: measurements.per_op(what::SWITCH_OUT, Some(policy)),
             insns_per_create,
+            insns_per_trim: measurements.per_op(what::TRIM, Some(policy)),
             insns_per_switch_vs_static: ratio(insns_per_switch, static_switch),
             insns_per_create_vs_static: ratio(insns_per_create, static_create),
             work: measurements

@@ -7,7 +7,7 @@ use dks_core::Policy;
 use super::figures::{Comparison, CostSpread, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
-pub const HEADERS: [&str; 26] = [
+pub const HEADERS: [&str; 28] = [
     "policy",
     "end KiB",
     "peak KiB",
@@ -24,6 +24,7 @@ pub const HEADERS: [&str; 26] = [
     "fatal",
     "kernel stops",
     "admit waits",
+    "dead reclaimed",
     "A-clear back",
     "flushes avoided",
     "run extra KiB",
@@ -34,6 +35,7 @@ pub const HEADERS: [&str; 26] = [
     "insns/sw-out",
     "insns/create",
     "create/static",
+    "insns/trim",
 ];
 
 /// What the columns mean, printed under the table.
@@ -46,13 +48,15 @@ live: the live-data bound, the most that the policy's live stacks touched at one
 faults, refills, refill fails, fatal: stack faults served, magazine refills, refills that fell
 short, stack faults that could not be served; kernel stops: of those, faults with interrupts
 off, each of which would have stopped a real kernel (the testbed stops only the thread);
-admit waits: switches refused by admission;
+admit waits: switches refused by admission; dead reclaimed: pages dead below a sleeping
+thread's saved stack pointer given back before it woke (reclaim; docs/reclaim.md);
 A-clear back: pages given back at switch-out because their Accessed bit was clear (switch);
 flushes avoided: switch-outs that gave pages back with no TLB shootdown (switch);
 run extra: the most stack memory running threads held at once beyond what they held switched
 out (switch maps every page while a thread runs; at most max_stack less a page per CPU);
 insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU); sw-in, sw-out:
-the policy's own part of switching a thread in (admission, mapping) and out (Accessed scan).";
+the policy's own part of switching a thread in (admission, mapping) and out (Accessed scan);
+trim: giving back the dead pages of one sleeping thread, its TLB flush requested (reclaim).";
 
 /// Writes a ratio as a percentage, or `n/a`.
 pub fn percent(ratio: Option<f64>) -> String {
@@ -104,6 +108,7 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         p.fatal_faults.to_string(),
         p.kernel_stops.to_string(),
         p.admission_waits.to_string(),
+        p.reclaimed_dead.to_string(),
         p.reclaimed_accessed_clear.to_string(),
         p.flushes_avoided.to_string(),
         count(p.running_extra_kib_peak),
@@ -114,6 +119,7 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         insns(p.insns_per_switch_out),
         insns(p.insns_per_create),
         times(p.insns_per_create_vs_static),
+        insns(p.insns_per_trim),
     ]
 }
 

@@ -139,6 +139,7 @@ fn workload_and_cost_records_render_on_one_line() {
         killed: 1,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_dead: 0,
         reclaimed_accessed_clear: 0,
         flushes_avoided: 0,
         switch_faults: 0,

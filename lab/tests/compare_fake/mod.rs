@@ -145,6 +145,7 @@ pub fn workload(policy: &str, pages: u64) -> String {
         killed: 0,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_dead: 0,
         reclaimed_accessed_clear: 0,
         flushes_avoided: 0,
         switch_faults: 0,
@@ -244,6 +245,7 @@ pub fn expected_cells(p: &Value) -> Vec<String> {
         count(&p["fatal_faults"]),
         count(&p["kernel_stops"]),
         count(&p["admission_waits"]),
+        count(&p["reclaimed_dead"]),
         count(&p["reclaimed_accessed_clear"]),
         count(&p["flushes_avoided"]),
         count(&p["running_extra_kib_peak"]),
@@ -254,6 +256,7 @@ pub fn expected_cells(p: &Value) -> Vec<String> {
         insns(&p["insns_per_switch_out"]),
         insns(&p["insns_per_create"]),
         times(&p["insns_per_create_vs_static"]),
+        insns(&p["insns_per_trim"]),
     ]
 }
 

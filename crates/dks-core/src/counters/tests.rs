@@ -52,6 +52,8 @@ fn the_list_names_every_counter_once_in_record_order() {
             "dks_refill_fail",
             "dks_fatal",
             "dks_reclaimed",
+            "dks_reclaimed_dead_pressure",
+            "dks_reclaimed_dead_asleep",
             "dks_admit_wait",
             "dks_guard_hits",
             "dks_reclaimed_accessed_clear",

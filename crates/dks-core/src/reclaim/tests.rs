@@ -212,3 +212,45 @@ fn untouched_dead_pages_go_back_to_the_magazine_without_a_flush() {
             .all(|f| fx.platform.is_clean(f.phys_addr()))
     );
 }
+
+#[test]
+fn a_trim_counts_its_pages_under_its_cause_and_nothing_for_an_awake_task() {
+    let mut fx = Fixture::new();
+    let mut stack = deep_stack(&mut fx, Policy::Reclaim);
+    sleep(&mut fx, &mut stack, 0x1100);
+    let trimmed = trim_asleep(
+        &mut fx.platform,
+        &fx.layout,
+        &mut fx.cpu.magazine,
+        fx.counters.tally(),
+        &fx.group,
+        &mut stack,
+        TrimCause::LongSleep,
+    );
+    assert_eq!(trimmed, 2);
+    let counters = fx.counters.totals();
+    assert_eq!(
+        (
+            counters.get(Counter::Reclaimed),
+            counters.get(Counter::ReclaimedDeadAsleep),
+            counters.get(Counter::ReclaimedDeadPressure),
+        ),
+        (2, 2, 0)
+    );
+    // Woken before the trim: nothing is taken, nothing counted.
+    stack.wake();
+    fx.refill();
+    fx.touch_to_depth(&mut stack, 0x4000);
+    let trimmed = trim_asleep(
+        &mut fx.platform,
+        &fx.layout,
+        &mut fx.cpu.magazine,
+        fx.counters.tally(),
+        &fx.group,
+        &mut stack,
+        TrimCause::Pressure,
+    );
+    assert_eq!(trimmed, 0);
+    assert_eq!(stack.populated(), PageSet::top(4));
+    assert_eq!(fx.counters.totals().get(Counter::ReclaimedDeadPressure), 0);
+}

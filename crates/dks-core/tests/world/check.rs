@@ -248,5 +248,28 @@ impl World {
                 self.policies
             );
         }
+        self.check_trim_causes();
+    }
+}
+
+impl World {
+    /// Pages trimmed dead below a sleeper's saved stack pointer are counted under their cause
+    /// as well as under `dks_reclaimed`; a `reclaim` stack gives pages back no other way.
+    fn check_trim_causes(&self) {
+        use dks_core::{Account, Counter};
+        let totals = self.totals();
+        for account in Account::ALL {
+            let snapshot = totals.account(account);
+            let dead = snapshot.events(Counter::ReclaimedDeadPressure)
+                + snapshot.events(Counter::ReclaimedDeadAsleep);
+            let reclaimed = snapshot.events(Counter::Reclaimed);
+            assert!(
+                dead <= reclaimed,
+                "{account:?}: {dead} dead of {reclaimed} reclaimed"
+            );
+            if account == Account::Policy(dks_core::Policy::Reclaim) {
+                assert_eq!(dead, reclaimed, "reclaim gives pages back only by trims");
+            }
+        }
     }
 }

@@ -214,13 +214,15 @@ impl World {
             .values_mut()
             .filter(|task| task.state == TaskState::Asleep)
         {
-            let _ = reclaim::reclaim_asleep(
+            // As the kernel's reclaim thread does under pressure.
+            let _ = reclaim::trim_asleep(
                 platform,
                 layout,
                 &mut this.percpu.magazine,
                 Tally::new(&this.counters, ledger),
                 &groups[task.stack.group().as_usize()],
                 &mut task.stack,
+                reclaim::TrimCause::Pressure,
             );
         }
         let freed = cache::free_all(platform, layout, &mut this.percpu.cache);

@@ -22,6 +22,7 @@ use crate::work;
 mod edges;
 mod failures;
 mod memory;
+mod reclaim;
 mod switch;
 
 /// The tests of this module.
@@ -73,6 +74,30 @@ pub const TESTS: &[KernelTest] = &[
     KernelTest {
         name: "high_water_mark",
         run: memory::high_water_mark,
+    },
+    KernelTest {
+        name: "reclaim_trims_exactly_below_saved_sp",
+        run: reclaim::reclaim_trims_exactly_below_saved_sp,
+    },
+    KernelTest {
+        name: "reclaim_wake_races_trim",
+        run: reclaim::reclaim_wake_races_trim,
+    },
+    KernelTest {
+        name: "reclaim_under_injected_failures",
+        run: reclaim::reclaim_under_injected_failures,
+    },
+    KernelTest {
+        name: "reclaim_trims_long_sleepers",
+        run: reclaim::reclaim_trims_long_sleepers,
+    },
+    KernelTest {
+        name: "reclaim_trims_under_pressure",
+        run: reclaim::reclaim_trims_under_pressure,
+    },
+    KernelTest {
+        name: "reclaim_waits_for_the_flush",
+        run: reclaim::reclaim_waits_for_the_flush,
     },
     KernelTest {
         name: "switch_deep_recursion_never_faults",

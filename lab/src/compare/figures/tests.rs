@@ -36,6 +36,7 @@ pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat
         killed: 0,
         kernel_stops: 0,
         reclaimed: 0,
+        reclaimed_dead: 0,
         reclaimed_accessed_clear: 0,
         flushes_avoided: 0,
         switch_faults: 0,

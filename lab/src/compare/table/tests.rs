@@ -14,8 +14,8 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
         static_row,
         [
             "static", "0", "64", "n/a", "n/a", "n/a", "n/a", "100.0%", "40", "160.0%", "0", "0",
-            "0", "0", "0", "0", "0", "0", "n/a", "n/a", "1000", "1.00", "n/a", "n/a", "2000",
-            "1.00"
+            "0", "0", "0", "0", "0", "0", "0", "n/a", "n/a", "1000", "1.00", "n/a", "n/a", "2000",
+            "1.00", "n/a"
         ]
     );
     let fault_row: Vec<&str> = lines[3].split_whitespace().collect();
@@ -23,8 +23,8 @@ fn one_aligned_row_per_policy_with_the_json_s_figures() {
         fault_row,
         [
             "fault", "16", "48", "4", "12.00", "12.91", "n/a", "75.0%", "44", "109.1%", "8", "4",
-            "0", "0", "0", "0", "0", "0", "n/a", "1500", "1100", "1.10", "n/a", "n/a", "500",
-            "0.25"
+            "0", "0", "0", "0", "0", "0", "0", "n/a", "1500", "1100", "1.10", "n/a", "n/a", "500",
+            "0.25", "n/a"
         ]
     );
     // Right-aligned: every row is as wide as the header.
@@ -82,4 +82,17 @@ fn every_cost_is_shown_with_its_spread() {
         serde_json::json!({"what": "switch", "policy": "guaranteed", "samples": 10,
             "mean": 145.0, "min": 100, "median": 140, "max": 190})
     );
+}
+
+#[test]
+fn reclaim_columns_show_the_dead_pages_and_the_trim_cost() {
+    let policies = vec![Policy::Static, Policy::Fault];
+    let mut c = compare(&data::setup(), &policies, &data::measurements()).unwrap();
+    c.policies[1].reclaimed_dead = 279;
+    c.policies[1].insns_per_trim = Some(1671.4);
+    let row = cells(&c.policies[1]);
+    let column = |header: &str| HEADERS.iter().position(|h| *h == header).unwrap();
+    assert_eq!(row[column("dead reclaimed")], "279");
+    assert_eq!(row[column("insns/trim")], "1671");
+    assert_eq!(cells(&c.policies[0])[column("insns/trim")], "n/a");
 }

@@ -1,0 +1,298 @@
+//! The `reclaim` policy's trims: giving back the dead pages of sleeping threads' stacks.
+//!
+//! A thread that went to sleep (`switched_out` with `asleep`) has its live data between its
+//! saved stack pointer and its stack top. Below the saved stack pointer lie, in this order,
+//! the red zone (128 bytes, kept although kernel code is built without one) and whatever the
+//! thread's deeper calls left there. Nothing resumes the thread below its saved stack pointer
+//! (`docs/reclaim.md`): a voluntary switch resumes by popping the 64-byte switch frame
+//! (`hw::context::SWITCH_FRAME_BYTES`) that starts *at* the saved stack pointer, and a
+//! preempted thread by popping the same frame and then the moved trap frame above it; the
+//! trap entry runs no code on the thread's stack below those frames. So every populated page
+//! wholly below `saved_sp - 128` is dead (`dks_core::reclaim::dead_pages`), and the margin
+//! for the resume frame below the saved stack pointer is zero bytes.
+//!
+//! # When
+//!
+//! The stack-reclaim thread trims (`reclaim_thread`):
+//! - under memory pressure (admission refused): every sleeping `reclaim` stack, with no age and
+//!   no limit ([`TrimCause::Pressure`]);
+//! - at its own pace: every [`LONG_SLEEP_ROUND_MS`] it trims `reclaim` stacks asleep for at
+//!   least [`LONG_SLEEP_MS`], at most [`LONG_SLEEP_PAGES_PER_ROUND`] pages per round
+//!   ([`TrimCause::LongSleep`]).
+//!
+//! # Why it is safe on several CPUs
+//!
+//! A slot's stack lock is taken here only while its thread is off every CPU: the trim takes
+//! it and goes on only if the stack is asleep (`Stack::is_asleep`), which `switched_out` sets
+//! after the thread's context is saved and the scheduler of the CPU it left is back on its own
+//! stack, and which admission clears (`Stack::wake`) under the same lock before any CPU
+//! switches to the thread. A wake racing the trim meets one of two orders on that lock:
+//! admission first, and the trim finds the stack awake and takes nothing; the trim first, and
+//! admission finds the larger need (the trimmed pages count in it again) and the slot's
+//! pending flush, and refuses until both are covered.
+//!
+//! The trimmed pages were used, so any CPU's TLB may still translate them. They are unmapped
+//! with the shootdown deferred (`X86Platform::releasing`): their frames go to the quarantine,
+//! and the slot is marked [`TRIM_PENDING`] under its lock. After the round, one flush of every
+//! TLB is requested ([`quarantine::start_flush_epoch`]) and its generation replaces the mark.
+//! The frames are freed only when that flush (or a later one) completed everywhere
+//! (`quarantine::poll`), and admission refuses the thread until it did
+//! ([`super::Admit::Flushing`]): a stale translation would let the thread write, through the
+//! old frame, data that a later fault would not find. Dead pages whose Accessed bit is clear
+//! were never cached and go straight back to the frame allocator.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dks_core::reclaim::{self, TrimCause};
+use dks_core::{CpuId, Magazine, Policy};
+
+use super::platform::X86Platform;
+use super::{GROUPS, quarantine, region, tally};
+use crate::hw::cpu_ops;
+
+/// A thread asleep at least this long has its dead pages trimmed by the reclaim thread's
+/// rounds (milliseconds; one tick at the default 100 Hz is 10 ms, and sleeps shorter than a
+/// round are left alone: a trim costs a TLB flush of every CPU and a fault per page when the
+/// thread goes deep again).
+pub const LONG_SLEEP_MS: u64 = 20;
+
+/// How often the reclaim thread looks for long sleepers (milliseconds, rounded up to ticks).
+pub const LONG_SLEEP_ROUND_MS: u64 = 10;
+
+/// The most pages one long-sleep round trims (whole stacks: it stops after the stack that
+/// reaches the limit). 256 pages a round at one round per 10 ms is at most 100 MiB/s, and one
+/// TLB flush of every CPU per round.
+pub const LONG_SLEEP_PAGES_PER_ROUND: u32 = 256;
+
+/// The age (ms) from which long-sleep rounds trim, [`LONG_SLEEP_MS`] unless a test changed it
+/// (`u64::MAX`: no long-sleep trims, so that a test sees only the trims it makes).
+static LONG_SLEEP_AGE_MS: AtomicU64 = AtomicU64::new(LONG_SLEEP_MS);
+
+/// Whether the reclaim thread trims under pressure (tests that must see only the trims they
+/// make or wait for turn it off for a while).
+static PRESSURE_TRIMS: AtomicBool = AtomicBool::new(true);
+
+/// Whether the reclaim thread trims under pressure now.
+pub fn pressure_trims() -> bool {
+    PRESSURE_TRIMS.load(Ordering::Relaxed)
+}
+
+/// Lets the reclaim thread trim under pressure (`true`) or not; returns the old setting.
+pub fn set_pressure_trims(enabled: bool) -> bool {
+    PRESSURE_TRIMS.swap(enabled, Ordering::Relaxed)
+}
+
+/// The age from which long-sleep rounds trim now.
+pub fn long_sleep_ms() -> u64 {
+    LONG_SLEEP_AGE_MS.load(Ordering::Relaxed)
+}
+
+/// Sets the age from which long-sleep rounds trim (`u64::MAX`: never); returns the old one.
+pub fn set_long_sleep_ms(ms: u64) -> u64 {
+    LONG_SLEEP_AGE_MS.swap(ms, Ordering::Relaxed)
+}
+
+/// The slot's flush mark while its trimmed pages wait for the round's flush to be requested.
+pub const TRIM_PENDING: u64 = u64::MAX;
+
+/// Whether some stack may be a candidate for a trim (set when one sleeps with dead pages,
+/// cleared by a round that left none).
+static CANDIDATES: AtomicBool = AtomicBool::new(false);
+
+/// The flush generation of the last round that requested one.
+static LAST_FLUSH: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a round may find work: a candidate sleeps, or the last round's flush has not
+/// completed everywhere yet (then the round reminds the CPUs that have not flushed).
+pub fn candidates() -> bool {
+    if CANDIDATES.load(Ordering::Relaxed) {
+        return true;
+    }
+    let last = LAST_FLUSH.load(Ordering::Relaxed);
+    last != 0 && !crate::tlb::flushed_everywhere(last)
+}
+
+/// Notes that candidates are left for a later round.
+pub fn note_candidates() {
+    CANDIDATES.store(true, Ordering::Relaxed);
+}
+
+/// Asks again the CPUs that have not flushed for the last round's trims (an IPI may be lost,
+/// see `tlb::remind`); trimmed threads wait for that flush.
+pub fn remind_flush() {
+    let last = LAST_FLUSH.load(Ordering::Relaxed);
+    if last != 0 && !crate::tlb::flushed_everywhere(last) {
+        crate::tlb::remind(last);
+    }
+}
+
+/// What one round of trims did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrimRound {
+    /// Stacks that gave pages back.
+    pub stacks: u32,
+    /// Pages given back.
+    pub pages: u32,
+    /// Candidates left for a later round (too young, or over the round's limit).
+    pub left: u32,
+    /// The TLB flush generation the trimmed threads wait for, if any page needed one.
+    pub flush: Option<u64>,
+}
+
+/// Trims the dead pages of sleeping stacks: those asleep for at least `min_asleep_ms`, up to
+/// `max_pages` pages (whole stacks), for `cause`; only `reclaim` stacks (`switch`, which
+/// dks-core would also let give pages back asleep, keeps the pages its threads touched). Must run in a thread
+/// whose stack is static (the stack-reclaim thread, or a test), never in the scheduler loop.
+pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> TrimRound {
+    let region = region();
+    let now = crate::sched::uptime_ms();
+    let cpu = cpu_ops::current_id(&cpu_ops::IrqGuard::new());
+    // Frames never cached (Accessed clear) land here and go straight back to the allocator.
+    let mut clean = Magazine::new(CpuId::new(cpu), &region.layout);
+    let mut round = TrimRound::default();
+    let mut waiting: Vec<usize> = Vec::new();
+    CANDIDATES.store(false, Ordering::Relaxed);
+    for (index, cell) in region.slots.iter().enumerate() {
+        let since = cell.asleep_since.load(Ordering::Relaxed);
+        if since == 0 {
+            continue;
+        }
+        if round.pages >= max_pages || now.saturating_sub(since - 1) < min_asleep_ms {
+            round.left += 1;
+            continue;
+        }
+        let mut platform = X86Platform::releasing();
+        let Some(trimmed) = trim_slot(cell, cause, cpu as usize, &mut clean, &mut platform) else {
+            continue;
+        };
+        if trimmed > 0 {
+            round.stacks += 1;
+            round.pages += u32::from(trimmed);
+            if platform.deferred() {
+                waiting.push(index);
+            }
+        }
+    }
+    clean.drain(&mut X86Platform::live());
+    if !waiting.is_empty() {
+        let epoch = quarantine::start_flush_epoch();
+        for index in waiting {
+            let _ = region.slots[index].flush_epoch.compare_exchange(
+                TRIM_PENDING,
+                epoch,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        LAST_FLUSH.store(epoch, Ordering::Relaxed);
+        round.flush = Some(epoch);
+    }
+    round
+}
+
+/// Trims the stack of `cell` if it is asleep (for `cause`; see [`trim_sleeping`]); returns the
+/// pages given back, or `None` when the slot holds no stack. Counts on CPU `cpu`.
+fn trim_slot(
+    cell: &super::Slot,
+    cause: TrimCause,
+    cpu: usize,
+    clean: &mut Magazine,
+    platform: &mut X86Platform,
+) -> Option<u8> {
+    let region = region();
+    let mut live = cell.stack.lock();
+    let stack = live.as_mut()?;
+    // Only `reclaim` stacks: `switch` keeps the pages its threads touched (docs/switch.md).
+    if stack.policy() != Policy::Reclaim {
+        cell.asleep_since.store(0, Ordering::Relaxed);
+        return Some(0);
+    }
+    let trimmed = reclaim::trim_asleep(
+        platform,
+        &region.layout,
+        clean,
+        tally(cpu),
+        &GROUPS[stack.group().as_usize()],
+        stack,
+        cause,
+    );
+    // Nothing more to take until it sleeps again (or it woke meanwhile).
+    cell.asleep_since.store(0, Ordering::Relaxed);
+    if trimmed > 0 {
+        cell.mirror(stack);
+        if platform.deferred() {
+            cell.flush_epoch.store(TRIM_PENDING, Ordering::Relaxed);
+        }
+    }
+    Some(trimmed)
+}
+
+/// Trims the stack in `slot` alone if it sleeps (cause "pressure") and requests the TLB flush
+/// its thread then waits for: what one trim costs, for `bench=costs`. Returns the pages given
+/// back.
+pub fn trim_one(slot: dks_core::SlotIndex) -> u8 {
+    let region = region();
+    let cell = &region.slots[slot.as_usize()];
+    let cpu = cpu_ops::current_id(&cpu_ops::IrqGuard::new());
+    let mut clean = Magazine::new(CpuId::new(cpu), &region.layout);
+    let mut platform = X86Platform::releasing();
+    let trimmed = trim_slot(
+        cell,
+        TrimCause::Pressure,
+        cpu as usize,
+        &mut clean,
+        &mut platform,
+    )
+    .unwrap_or(0);
+    clean.drain(&mut X86Platform::live());
+    if platform.deferred() {
+        let epoch = quarantine::start_flush_epoch();
+        let _ = cell.flush_epoch.compare_exchange(
+            TRIM_PENDING,
+            epoch,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        LAST_FLUSH.store(epoch, Ordering::Relaxed);
+    }
+    trimmed
+}
+
+/// Notes, in `switched_out` under the slot's lock, whether the stack just switched out is a
+/// candidate for a trim (asleep, with dead pages, of a policy that gives pages back asleep).
+pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asleep: bool) {
+    let layout = &region().layout;
+    let candidate = asleep
+        && stack.policy() == Policy::Reclaim
+        && stack.saved_sp().is_some_and(|sp| {
+            reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
+        });
+    let since = if candidate {
+        crate::sched::uptime_ms() + 1
+    } else {
+        0
+    };
+    cell.asleep_since.store(since, Ordering::Relaxed);
+    if candidate {
+        CANDIDATES.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether admission must still wait for the flush of the stack's trimmed pages (`cell`'s
+/// lock held); clears the mark once the flush completed everywhere.
+pub(super) fn flush_pending(irq: &cpu_ops::IrqGuard, cell: &super::Slot) -> bool {
+    let epoch = cell.flush_epoch.load(Ordering::Relaxed);
+    if epoch == 0 {
+        return false;
+    }
+    if epoch != TRIM_PENDING {
+        // This CPU may not have taken the IPI yet (interrupts are off here).
+        crate::tlb::serve(irq);
+        if crate::tlb::flushed_everywhere(epoch) {
+            cell.flush_epoch.store(0, Ordering::Relaxed);
+            return false;
+        }
+    }
+    true
+}
