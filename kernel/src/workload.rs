@@ -21,190 +21,37 @@
 //! the `kernel_stops` of `policy_stat`).
 
 use alloc::borrow::Cow;
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use dks_core::SlotIndex;
 use dks_protocol::record::{Record, Sample, SpawnFailure, WorkloadStat};
-use dks_protocol::scenario::{Bucket, GroupPlan, Histogram, Lifetime, PLAN_VERSION, Plan, Wake};
+use dks_protocol::scenario::{GroupPlan, Lifetime, Plan, Wake};
 
+mod irqoff;
+mod members;
+mod mixed;
+mod path;
+mod rng;
+
+use self::members::Members;
+pub use self::mixed::mixed;
+use self::rng::Rng;
+
+use self::irqoff::{IrqOffSection, SECTION_LOCKS};
+pub use self::irqoff::{abandon_irqoff_section, in_irqoff_section, with_irqoff_section};
+use self::path::{checks_of, path};
 use crate::hw::apic;
-use crate::hw::cpu_ops::{self, IrqGuard, MAX_CPUS};
+use crate::hw::cpu_ops;
 use crate::hw::layout::PAGE_BYTES;
-use crate::hw::probes::{self, stack_pointer};
+use crate::hw::probes::stack_pointer;
 use crate::hw::sync::IrqMutex;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, SpawnOptions, Thread};
 use crate::stacks::{self, Policy, StackError};
-use crate::{mce, overhead, report, tlb, vmstat};
-
-/// A small, seedable PRNG (xorshift64*).
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    /// A value of `histogram` (see `dks_protocol::scenario::Histogram`).
-    fn draw(&mut self, histogram: &Histogram) -> u64 {
-        let total: u64 = histogram.buckets.iter().map(|b| b.weight).sum();
-        let mut pick = self.below(total);
-        let mut low = 0u64;
-        for bucket in &histogram.buckets {
-            let high = u64::from(bucket.up_to_bytes);
-            if pick < bucket.weight {
-                return low + 1 + self.below(high - low);
-            }
-            pick -= bucket.weight;
-            low = high;
-        }
-        low
-    }
-
-    /// A time around `mean_ms`: uniform in [mean/2, 3·mean/2], at least 1.
-    fn around(&mut self, mean_ms: u32) -> u64 {
-        let mean = u64::from(mean_ms.max(1));
-        (mean / 2 + self.below(mean + 1)).max(1)
-    }
-}
-
-/// What the sampler needs to know of the workload thread in each stack slot, one word per slot
-/// (a million threads keep no record of their own for it): 0 while no workload thread lives
-/// there, else its policy's index + 1 in the high byte and, below, the bytes under the stack
-/// top that its live stack reaches now (where it is, or sleeps).
-struct Members {
-    slots: Box<[AtomicU32]>,
-}
-
-/// The bits of a [`Members`] word that hold the depth.
-const DEPTH_BITS: u32 = 24;
-
-impl Members {
-    fn new(slots: u32) -> Members {
-        Members {
-            slots: (0..slots).map(|_| AtomicU32::new(0)).collect(),
-        }
-    }
-
-    /// Notes that the thread of `policy` in `slot` lives and its live stack reaches `depth`
-    /// bytes below the top now.
-    fn note_depth(&self, slot: SlotIndex, policy: Policy, depth: u64) {
-        // Depths never exceed the largest stack (the plan's check), far below 2^24 bytes.
-        let depth = u32::try_from(depth).map_or(0, |d| d.min((1 << DEPTH_BITS) - 1));
-        let word = ((policy.index() as u32 + 1) << DEPTH_BITS) | depth;
-        self.slots[slot.as_usize()].store(word, Ordering::Relaxed);
-    }
-
-    /// Notes that no workload thread lives in `slot` any more.
-    fn leave(&self, slot: SlotIndex) {
-        self.slots[slot.as_usize()].store(0, Ordering::Release);
-    }
-
-    /// Per policy (by `Policy::index()`): its live threads and the pages their live stacks
-    /// reach.
-    fn census(&self) -> [(u64, u64); Policy::COUNT] {
-        let layout = stacks::layout();
-        let mut per_policy = [(0u64, 0u64); Policy::COUNT];
-        for word in self.slots.iter().map(|w| w.load(Ordering::Acquire)) {
-            let Some(index) = (word >> DEPTH_BITS).checked_sub(1) else {
-                continue;
-            };
-            let depth = u64::from(word & ((1 << DEPTH_BITS) - 1));
-            let entry = &mut per_policy[index as usize];
-            entry.0 += 1;
-            entry.1 += u64::from(layout.pages_to_depth(depth).len());
-        }
-        per_policy
-    }
-}
-
-/// The spin locks that interrupts-off paths hold (group `i` takes lock `i % SECTION_LOCKS`).
-const SECTION_LOCKS: usize = 8;
-static SECTION_LOCK: [AtomicBool; SECTION_LOCKS] =
-    [const { AtomicBool::new(false) }; SECTION_LOCKS];
-/// Per CPU, the section its thread is in: the thread's stack slot + 1 (0: none) in the low
-/// 32 bits, the lock in the high 32 bits. Written only by that CPU, with interrupts off.
-static IN_SECTION: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-
-/// An interrupts-off section: interrupts off, one of [`SECTION_LOCK`] held, registered in
-/// [`IN_SECTION`]. Left when dropped.
-struct IrqOffSection {
-    lock: usize,
-    /// The CPU it runs on (registered in `IN_SECTION`).
-    cpu: usize,
-    // Dropped after `drop` released the lock: interrupts come back last.
-    _irq: IrqGuard,
-}
-
-impl IrqOffSection {
-    fn enter(lock: usize, slot: dks_core::SlotIndex) -> IrqOffSection {
-        let irq = IrqGuard::new();
-        while SECTION_LOCK[lock].swap(true, Ordering::Acquire) {
-            // As `IrqMutex` does: a holder may be waiting for this CPU's TLB flush.
-            tlb::serve(&irq);
-            cpu_ops::relax();
-        }
-        let entry = (u64::from(slot.as_u32()) + 1) | ((lock as u64) << 32);
-        // The section never leaves this CPU: interrupts stay off and its body never switches.
-        let cpu = cpu_ops::current_id(&irq) as usize;
-        IN_SECTION[cpu].store(entry, Ordering::Relaxed);
-        IrqOffSection {
-            lock,
-            cpu,
-            _irq: irq,
-        }
-    }
-}
-
-impl Drop for IrqOffSection {
-    fn drop(&mut self) {
-        IN_SECTION[self.cpu].store(0, Ordering::Relaxed);
-        SECTION_LOCK[self.lock].store(false, Ordering::Release);
-    }
-}
-
-/// Runs `body` in an interrupts-off section on section lock `lock` (as a workload path with
-/// `irqoff_percent` does), in the calling thread.
-pub fn with_irqoff_section(lock: usize, body: impl FnOnce()) {
-    let me = sched::current().expect("a thread");
-    let section = IrqOffSection::enter(lock % SECTION_LOCKS, me.stack.slot());
-    drop(me);
-    body();
-    drop(section);
-}
-
-/// Whether the thread of `slot`, running on this CPU with interrupts off, is inside a
-/// workload's interrupts-off section (for the fault path; takes no lock).
-pub fn in_irqoff_section(irq: &IrqGuard, slot: dks_core::SlotIndex) -> bool {
-    let entry = IN_SECTION[cpu_ops::current_id(irq) as usize].load(Ordering::Relaxed);
-    entry & 0xffff_ffff == u64::from(slot.as_u32()) + 1
-}
-
-/// Gives up the section of this CPU's thread, which is being stopped inside it: releases its
-/// lock (nothing else is held in a section) and forgets it.
-pub fn abandon_irqoff_section(irq: &IrqGuard) {
-    let entry = IN_SECTION[cpu_ops::current_id(irq) as usize].swap(0, Ordering::Relaxed);
-    if entry != 0 {
-        SECTION_LOCK[(entry >> 32) as usize % SECTION_LOCKS].store(false, Ordering::Release);
-    }
-}
+use crate::{mce, overhead, report, vmstat};
 
 /// Held by a workload thread's body: its slot's member word is cleared when the body is
 /// dropped, whether the thread finished or was stopped (a stopped thread's frames are
@@ -286,86 +133,6 @@ pub fn check_policies(plan: &Plan) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn fixed(bytes: u32) -> Histogram {
-    Histogram {
-        buckets: alloc::vec![
-            Bucket {
-                up_to_bytes: bytes - 1,
-                weight: 0
-            },
-            Bucket {
-                up_to_bytes: bytes,
-                weight: 1
-            }
-        ],
-    }
-}
-
-/// The built-in `mixed` workload: for every implemented policy, long-lived threads that
-/// sleep shallow and sometimes go deep, and short-lived ones.
-pub fn mixed(max_stack_bytes: u32) -> Plan {
-    let mut groups = Vec::new();
-    for policy in crate::stacks::IMPLEMENTED {
-        groups.push(GroupPlan {
-            name: alloc::format!("sleepers-{}", policy.name()),
-            policy,
-            threads: 24,
-            lifetime: Lifetime::Long,
-            calls: 3,
-            respawn: false,
-            depth: Histogram {
-                buckets: alloc::vec![
-                    Bucket {
-                        up_to_bytes: 2048,
-                        weight: 70
-                    },
-                    Bucket {
-                        up_to_bytes: 6000,
-                        weight: 25
-                    },
-                    Bucket {
-                        up_to_bytes: 11_000,
-                        weight: 5
-                    },
-                ],
-            },
-            sleep_depth: fixed(700),
-            block_percent: 20,
-            irqoff_percent: 0,
-            sleep_ms: 5,
-            wake: Wake::Timer,
-        });
-        groups.push(GroupPlan {
-            name: alloc::format!("short-{}", policy.name()),
-            policy,
-            threads: 8,
-            lifetime: Lifetime::Short,
-            calls: 4,
-            respawn: true,
-            depth: Histogram {
-                buckets: alloc::vec![Bucket {
-                    up_to_bytes: 3000,
-                    weight: 1
-                }],
-            },
-            sleep_depth: fixed(700),
-            block_percent: 10,
-            irqoff_percent: 0,
-            sleep_ms: 2,
-            wake: Wake::Peer,
-        });
-    }
-    Plan {
-        version: PLAN_VERSION,
-        name: "mixed".into(),
-        seed: 1,
-        duration_ms: 1500,
-        sample_ms: 100,
-        max_stack_bytes,
-        groups,
-    }
 }
 
 /// The longest the run's loop sleeps between forgetting exited threads.
@@ -744,104 +511,6 @@ fn wait(run: &Run, group: &Group, nap_ms: u64) {
                 group.peer_token.load(Ordering::Acquire) != seen || run.stop.load(Ordering::Acquire)
             });
         }
-    }
-}
-
-/// Bytes of stack one level of [`descend`] uses, at most (a 256-byte frame and its overhead).
-const LEVEL_BYTES: u64 = 512;
-/// How far above the target depth the recursion stops (room for what runs at the bottom).
-const BOTTOM_ROOM: u64 = 1024;
-const _: () = assert!(
-    BOTTOM_ROOM > 512 + 256,
-    "the probe needs 512 bytes below its own frame"
-);
-
-/// Goes `depth` bytes deep on this thread's stack (`top`, `bottom` its ends) and runs
-/// `at_bottom` there.
-fn path(top: u64, bottom: u64, depth: u64, salt: u64, at_bottom: &mut dyn FnMut()) -> PathCheck {
-    let depth = depth.min(top - bottom - PAGE_BYTES / 4);
-    let mut check = PathCheck::default();
-    descend(top, bottom, depth, 0, salt, at_bottom, &mut check);
-    check
-}
-
-/// What the frames of one path found on the way back up.
-#[derive(Clone, Copy, Debug, Default)]
-struct PathCheck {
-    /// Frames checked.
-    frames: u64,
-    /// Frames whose locals had changed.
-    corrupted: u64,
-    /// Wrapping sum of their words.
-    sum: u64,
-}
-
-fn descend(
-    top: u64,
-    bottom: u64,
-    depth: u64,
-    level: u64,
-    salt: u64,
-    at_bottom: &mut dyn FnMut(),
-    check: &mut PathCheck,
-) {
-    // The frame's locals: a pattern of this level and path, checked after everything below
-    // (deeper frames, stack faults, interrupts, a sleep, a migration) has run.
-    let word = level.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt;
-    let mut frame = [word; 32];
-    black_box(&mut frame);
-    let used = top - stack_pointer();
-    if used + LEVEL_BYTES + BOTTOM_ROOM < depth {
-        descend(top, bottom, depth, level + 1, salt, at_bottom, check);
-    } else {
-        if depth > used + BOTTOM_ROOM {
-            // The deepest byte of the path, exactly. With interrupts on, a fault here that
-            // cannot be served stops this thread; in an interrupts-off section it would stop
-            // the kernel (counted, see the module docs).
-            probes::touch_stack(bottom, top - depth);
-        }
-        at_bottom();
-    }
-    let frame = black_box(&frame);
-    check.frames += 1;
-    if frame.iter().any(|&w| w != word) {
-        check.corrupted += 1;
-    }
-    check.sum = frame.iter().fold(check.sum, |sum, &w| sum.wrapping_add(w));
-}
-
-/// Per policy (in `Policy::ALL` order): what its workload threads did and found.
-struct PolicyChecks {
-    threads_finished: AtomicU64,
-    /// Of those, threads that ended without a single path (the run stopped first).
-    threads_idle: AtomicU64,
-    paths: AtomicU64,
-    frames: AtomicU64,
-    corrupted: AtomicU64,
-    sum: AtomicU64,
-}
-
-static CHECKS: [PolicyChecks; Policy::COUNT] = [const {
-    PolicyChecks {
-        threads_finished: AtomicU64::new(0),
-        threads_idle: AtomicU64::new(0),
-        paths: AtomicU64::new(0),
-        frames: AtomicU64::new(0),
-        corrupted: AtomicU64::new(0),
-        sum: AtomicU64::new(0),
-    }
-}; Policy::COUNT];
-
-fn checks_of(policy: Policy) -> &'static PolicyChecks {
-    &CHECKS[policy.index()]
-}
-
-impl PolicyChecks {
-    fn add(&self, check: PathCheck) {
-        self.paths.fetch_add(1, Ordering::Relaxed);
-        self.frames.fetch_add(check.frames, Ordering::Relaxed);
-        self.corrupted.fetch_add(check.corrupted, Ordering::Relaxed);
-        self.sum.fetch_add(check.sum, Ordering::Relaxed);
     }
 }
 

@@ -22,6 +22,7 @@ mod machine_check;
 mod memory;
 mod sched;
 mod soak;
+mod stops;
 pub mod traps;
 
 /// A test's verdict: `Err` carries what failed.
@@ -76,6 +77,7 @@ fn registry() -> Vec<&'static KernelTest> {
         machine_check::TESTS,
         entry::TESTS,
         sched::TESTS,
+        stops::TESTS,
         dynamic::TESTS,
     ] {
         tests.extend(group.iter());
