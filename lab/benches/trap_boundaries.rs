@@ -562,7 +562,7 @@ fn main() -> ExitCode {
         cpus: 2,
         initrd: Some(workload_initrd.clone()),
         memory: workload_memory,
-        gate: Some("workload7descend"),
+        gate: Some("workload4path7descend"),
         regions,
         kinds,
     };

@@ -156,7 +156,11 @@ fn round(gate: &Arc<Gate>, first: u64, count: u64) -> Result<Counts, String> {
         };
         let thread = sched::spawn("soak", options, body)
             .map_err(|e| alloc::format!("lifetime {i}: no thread: {e:?}"))?;
-        counts.per_policy[(i % 3) as usize] += 1;
+        let index = stacks::IMPLEMENTED
+            .iter()
+            .position(|&p| p == policy)
+            .expect("draw picks an implemented policy");
+        counts.per_policy[index] += 1;
         match act {
             Act::Block => counts.blocked += 1,
             Act::Sleep => counts.slept += 1,
@@ -207,13 +211,16 @@ pub fn run(lifetimes: u64) -> TestResult {
     let counts = round(&gate, WARM_UP, lifetimes)?;
     let after = settle_and_measure();
     let elapsed_ms = sched::uptime_ms() - start_ms;
+    let per_policy: alloc::vec::Vec<alloc::string::String> = stacks::IMPLEMENTED
+        .iter()
+        .zip(counts.per_policy)
+        .map(|(policy, n)| alloc::format!("{} {n}", policy.name()))
+        .collect();
     report::log(format_args!(
-        "soak: {lifetimes} lifetimes (static {}, fault {}, guaranteed {}; {} blocked, {} slept, \
+        "soak: {lifetimes} lifetimes ({}; {} blocked, {} slept, \
          {} stopped) in {elapsed_ms} ms of guest time; frames free+magazines {} -> {}, \
          slots in use {} -> {}, heap bytes {} -> {}",
-        counts.per_policy[0],
-        counts.per_policy[1],
-        counts.per_policy[2],
+        per_policy.join(", "),
         counts.blocked,
         counts.slept,
         counts.stopped,

@@ -20,6 +20,10 @@ const DEPTH_BITS: u32 = 24;
 
 impl Members {
     pub(super) fn new(slots: u32) -> Members {
+        // 4 bytes per slot, 4 MiB for a million: grow the heap for it first (see `mm::heap`),
+        // so that the allocation does not eat the margin thread creation relies on.
+        let bytes = u64::from(slots) * core::mem::size_of::<AtomicU32>() as u64;
+        let _ = crate::mm::heap::ensure_free(bytes);
         Members {
             slots: (0..slots).map(|_| AtomicU32::new(0)).collect(),
         }
