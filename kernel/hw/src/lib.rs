@@ -37,6 +37,7 @@ pub mod kstacks;
 pub mod layout;
 mod libc;
 pub mod mca_regs;
+pub mod pack_memory;
 pub mod paging;
 pub mod percpu;
 pub mod probes;

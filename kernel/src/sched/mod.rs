@@ -283,6 +283,37 @@ pub fn prepare_kill(slot: dks_core::SlotIndex) -> Option<(u64, u64)> {
     Some((me.stack.top() - 8, entry as usize as u64))
 }
 
+/// Makes `thread`, picked by this CPU's scheduler after admission found its restored stack
+/// corrupt (`stacks::Admit::Corrupt`), resume at a fresh frame at the top of its stack, where
+/// it stops itself: none of the bytes of its own frames is used.
+pub(super) fn redirect_to_stop(thread: &Thread) {
+    let rsp = context::prepare(thread.stack.top(), corrupt_stack_stop);
+    thread.saved_rsp.store(rsp, Ordering::Release);
+}
+
+/// Where a thread whose restored stack was corrupt starts again (see [`redirect_to_stop`]):
+/// it is stopped, with a record, and exits. Its body's captures are dropped with the thread.
+extern "C" fn corrupt_stack_stop() -> ! {
+    cpu::finish_switch();
+    hwcpu::enable_interrupts();
+    let me = current().expect("corrupt_stack_stop without a current thread");
+    if let Err(refused) = me.state.apply(Event::Stop) {
+        panic!("{} cannot be stopped: {refused}", me.name());
+    }
+    me.mark_killed();
+    stacks::note_killed(me.stack.slot());
+    stacks::pack::CORRUPT_STOPS.fetch_add(1, Ordering::Relaxed);
+    crate::report::log(format_args!(
+        "pack: thread {} ({}) stopped: its restored stack (slot {}) did not match the \
+         checksum taken at its pack",
+        me.id(),
+        me.name(),
+        me.stack.slot().as_u32()
+    ));
+    drop(me);
+    exit()
+}
+
 /// Where a thread stopped outside its body resumes: on the top of its (abandoned) stack, to
 /// exit.
 extern "C" fn thread_killed() -> ! {
@@ -305,6 +336,11 @@ fn deliver_wake(thread: Arc<Thread>) -> bool {
 /// Does what an accepted wake-up leaves to its waker: queue a thread that had left its CPU.
 fn after_wake(thread: Arc<Thread>, transition: dks_sched::Transition) {
     if transition.duty == Duty::Enqueue {
+        if thread.stack.policy() == stacks::Policy::Pack {
+            // Restored before it can be picked, never by a fault (`stacks::pack`); one that
+            // is left packed is restored by admission.
+            let _ = stacks::pack::restore_on_wake(thread.stack.slot());
+        }
         let pinned = thread.pinned();
         cpu::enqueue(thread, pinned);
     }

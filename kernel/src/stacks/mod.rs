@@ -20,13 +20,14 @@
 //! fault path never allocates a table.
 
 mod fault;
+pub mod pack;
 mod platform;
 pub mod quarantine;
 mod switch;
 pub mod trim;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 pub use dks_core::Policy;
 use dks_core::stack::{self, CreateFailure, Released, StackSource};
@@ -74,6 +75,9 @@ struct Slot {
     /// The TLB flush generation its trimmed pages wait for before the thread may run again;
     /// 0 when none ([`trim::TRIM_PENDING`] while the round's flush is not yet requested).
     flush_epoch: AtomicU64,
+    /// A wake-path restore of its packed stack found bytes that do not match the pack's
+    /// checksum: admission must stop the thread, not run it ([`pack`]). In what was padding.
+    corrupt: AtomicBool,
 }
 
 /// [`Slot::policy`] of a slot without a live stack.
@@ -122,17 +126,18 @@ static GROUPS: [GroupCharge; MAX_GROUPS] = [const { GroupCharge::new(None) }; MA
 
 /// The policies this kernel implements: the one place that says so (the others exist in
 /// `dks-core`, tested on the host). Benchmarks, workloads and tests take them from here.
-pub const IMPLEMENTED: [Policy; 5] = [
+pub const IMPLEMENTED: [Policy; 6] = [
     Policy::Static,
     Policy::Fault,
     Policy::Guaranteed,
     Policy::Reclaim,
     Policy::Switch,
+    Policy::Pack,
 ];
 
 /// Of [`IMPLEMENTED`], the policies that populate on demand.
-pub const DYNAMIC: [Policy; 3] = {
-    let mut dynamic = [Policy::Static; 3];
+pub const DYNAMIC: [Policy; 4] = {
+    let mut dynamic = [Policy::Static; 4];
     let (mut i, mut n) = (0, 0);
     while i < IMPLEMENTED.len() {
         if IMPLEMENTED[i].grows_by_fault() {
@@ -174,6 +179,7 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             account: AtomicU8::new(0),
             asleep_since: AtomicU64::new(0),
             flush_epoch: AtomicU64::new(0),
+            corrupt: AtomicBool::new(false),
         })
         .collect();
     let magazines = (0..MAX_CPUS as u32)

@@ -14,11 +14,13 @@
 //! milliseconds under TCG).
 
 use dks_core::{
-    AbsentPte, CpuId, Flush, FlushBatch, FlushNeed, Frame, Platform, StackLayout, Urgency, VirtAddr,
+    AbsentPte, Checksum, CpuId, Flush, FlushBatch, FlushNeed, Frame, PackBuffer, Platform,
+    SizeClass, StackLayout, Urgency, VirtAddr,
 };
 
 use crate::hw::cpu_ops;
 use crate::hw::layout::PAGE_BYTES;
+use crate::hw::pack_memory;
 use crate::hw::stack_pages::{self, Stale};
 use crate::mm::frames;
 use crate::tlb;
@@ -127,6 +129,33 @@ impl Platform for X86Platform {
                 tlb::shootdown(start.as_u64(), end.as_u64());
             }
         }
+    }
+
+    /// A heap block (`hw::pack_memory`). A `Normal` allocation (the pack scanner's, which may
+    /// sleep) first makes room in the heap as thread creation does (`mm::heap::ensure_free`,
+    /// which may grow it); an `Atomic` one takes what the heap has.
+    fn alloc_buffer(&mut self, class: SizeClass, how: Urgency) -> Option<PackBuffer> {
+        if how == Urgency::Normal && !crate::mm::heap::ensure_free(class.bytes()) {
+            return None;
+        }
+        let handle = pack_memory::alloc_buffer(class.bytes())?;
+        Some(PackBuffer::from_handle(handle, class))
+    }
+
+    fn free_buffer(&mut self, buffer: PackBuffer) {
+        pack_memory::free_buffer(buffer.handle());
+    }
+
+    fn copy_to_buffer(&mut self, from: VirtAddr, buffer: &mut PackBuffer, len: u64) {
+        pack_memory::copy_to_buffer(from.as_u64(), buffer.handle(), len);
+    }
+
+    fn copy_from_buffer(&mut self, buffer: &PackBuffer, to: VirtAddr, len: u64) {
+        pack_memory::copy_from_buffer(buffer.handle(), to.as_u64(), len);
+    }
+
+    fn stack_checksum(&self, from: VirtAddr, len: u64) -> Checksum {
+        pack_memory::stack_checksum(from.as_u64(), len)
     }
 }
 

@@ -71,6 +71,10 @@ pub enum Admit {
     /// translate them; it runs once the flush requested for them completed everywhere
     /// (`stacks::trim`). No memory is missing: the reclaim thread need not be woken.
     Flushing,
+    /// Never as it is: its packed stack was restored, but the bytes do not match the pack's
+    /// checksum (`dks_core::switch::Admission::Corrupt`, or a wake-path restore that found
+    /// so). The scheduler stops the thread without running it on those bytes.
+    Corrupt,
 }
 
 /// The pages the stack in `slot` may still need and the pages in CPU `cpu`'s magazine (the
@@ -122,17 +126,28 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     if super::trim::flush_pending(irq, cell) {
         return Admit::Flushing;
     }
+    if policy == dks_core::Policy::Pack && cell.corrupt.swap(false, Ordering::Relaxed) {
+        return Admit::Corrupt;
+    }
     let group = &GROUPS[stack.group().as_usize()];
     let mut platform = X86Platform::live();
     let held = stack.populated_pages();
-    let admitted = switch::prepare(
+    let admission = switch::prepare(
         &mut platform,
         &region.layout,
         &mut magazine,
         tally(cpu),
         group,
         stack,
-    ) == Admission::Admitted;
+    );
+    if let Admission::Corrupt { .. } = admission {
+        cell.mirror(stack);
+        note_magazine(cpu, magazine.len());
+        return Admit::Corrupt;
+    }
+    // `WaitRestore` (a packed stack without a page) waits like `Wait`: the reclaim thread
+    // is woken and admission tried again.
+    let admitted = admission == Admission::Admitted;
     if admitted {
         let _ = switch::finish(&mut platform, &mut magazine, tally(cpu), stack);
         if stack.policy().maps_all_while_running() {

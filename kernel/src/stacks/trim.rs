@@ -44,6 +44,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use dks_core::pack::{NotPacked, PackDone};
 use dks_core::reclaim::{self, TrimCause};
 use dks_core::{CpuId, Magazine, Policy};
 
@@ -153,19 +154,33 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
     let mut round = TrimRound::default();
     let mut waiting: Vec<usize> = Vec::new();
     CANDIDATES.store(false, Ordering::Relaxed);
+    let pack_after_ms = super::pack::after_ms();
     for (index, cell) in region.slots.iter().enumerate() {
         let since = cell.asleep_since.load(Ordering::Relaxed);
         if since == 0 {
             continue;
         }
-        if round.pages >= max_pages || now.saturating_sub(since - 1) < min_asleep_ms {
+        let asleep_ms = now.saturating_sub(since - 1);
+        let pack_due = asleep_ms >= pack_after_ms && cell.policy() == Some(Policy::Pack);
+        if round.pages >= max_pages || (asleep_ms < min_asleep_ms && !pack_due) {
             round.left += 1;
             continue;
         }
         let mut platform = X86Platform::releasing();
-        let Some(trimmed) = trim_slot(cell, cause, cpu as usize, &mut clean, &mut platform) else {
+        let Some(trimmed) = trim_slot(
+            cell,
+            cause,
+            pack_due,
+            cpu as usize,
+            &mut clean,
+            &mut platform,
+        ) else {
             continue;
         };
+        if cell.asleep_since.load(Ordering::Relaxed) != 0 {
+            // A `pack` stack not packed yet: a later round packs it.
+            round.left += 1;
+        }
         if trimmed > 0 {
             round.stacks += 1;
             round.pages += u32::from(trimmed);
@@ -191,11 +206,13 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
     round
 }
 
-/// Trims the stack of `cell` if it is asleep (for `cause`; see [`trim_sleeping`]); returns the
-/// pages given back, or `None` when the slot holds no stack. Counts on CPU `cpu`.
+/// Trims the stack of `cell` if it is asleep (for `cause`; see [`trim_sleeping`]), or packs
+/// it if it is a `pack` stack asleep long enough (`pack_due`); returns the pages given back,
+/// or `None` when the slot holds no stack. Counts on CPU `cpu`.
 fn trim_slot(
     cell: &super::Slot,
     cause: TrimCause,
+    pack_due: bool,
     cpu: usize,
     clean: &mut Magazine,
     platform: &mut X86Platform,
@@ -203,10 +220,53 @@ fn trim_slot(
     let region = region();
     let mut live = cell.stack.lock();
     let stack = live.as_mut()?;
-    // Only `reclaim` stacks: `switch` keeps the pages its threads touched (docs/switch.md).
-    if stack.policy() != Policy::Reclaim {
-        cell.asleep_since.store(0, Ordering::Relaxed);
-        return Some(0);
+    match stack.policy() {
+        Policy::Reclaim => {}
+        Policy::Pack if pack_due => {
+            match super::pack::pack_locked(cell, stack, cpu, clean, platform) {
+                Ok(done) => {
+                    cell.asleep_since.store(0, Ordering::Relaxed);
+                    return Some(done.pages_given_back);
+                }
+                // Too deep to pack (or awake, or packed): it is trimmed as `reclaim` would.
+                Err(
+                    NotPacked::TooDeep { .. }
+                    | NotPacked::Awake
+                    | NotPacked::AlreadyPacked
+                    | NotPacked::Policy,
+                ) => {}
+                // No buffer now: a later round tries again (it stays a candidate).
+                Err(NotPacked::NoBuffer) => return Some(0),
+            }
+        }
+        // Trimmed now, packed once it has slept long enough: it stays a candidate.
+        Policy::Pack => {
+            let trimmed = reclaim::trim_asleep(
+                platform,
+                &region.layout,
+                clean,
+                tally(cpu),
+                &GROUPS[stack.group().as_usize()],
+                stack,
+                cause,
+            );
+            if !stack.is_asleep() {
+                cell.asleep_since.store(0, Ordering::Relaxed);
+            }
+            if trimmed > 0 {
+                cell.mirror(stack);
+                if platform.deferred() {
+                    cell.flush_epoch.store(TRIM_PENDING, Ordering::Relaxed);
+                }
+            }
+            return Some(trimmed);
+        }
+        // Only `reclaim` and `pack` stacks: `switch` keeps the pages its threads touched
+        // (docs/switch.md).
+        _ => {
+            cell.asleep_since.store(0, Ordering::Relaxed);
+            return Some(0);
+        }
     }
     let trimmed = reclaim::trim_asleep(
         platform,
@@ -240,6 +300,7 @@ pub fn trim_one(slot: dks_core::SlotIndex) -> u8 {
     let trimmed = trim_slot(
         cell,
         TrimCause::Pressure,
+        false,
         cpu as usize,
         &mut clean,
         &mut platform,
@@ -263,11 +324,13 @@ pub fn trim_one(slot: dks_core::SlotIndex) -> u8 {
 /// candidate for a trim (asleep, with dead pages, of a policy that gives pages back asleep).
 pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asleep: bool) {
     let layout = &region().layout;
+    // A sleeping `pack` stack is a candidate until it is packed, dead pages or not.
     let candidate = asleep
-        && stack.policy() == Policy::Reclaim
-        && stack.saved_sp().is_some_and(|sp| {
-            reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
-        });
+        && (stack.policy() == Policy::Pack
+            || stack.policy() == Policy::Reclaim
+                && stack.saved_sp().is_some_and(|sp| {
+                    reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
+                }));
     let since = if candidate {
         crate::sched::uptime_ms() + 1
     } else {
@@ -295,4 +358,38 @@ pub(super) fn flush_pending(irq: &cpu_ops::IrqGuard, cell: &super::Slot) -> bool
         }
     }
     true
+}
+
+/// Packs the stack in `slot` alone if it sleeps, whatever its age, and requests the TLB flush
+/// its thread then waits for (see [`trim_one`]).
+pub(super) fn pack_one(slot: dks_core::SlotIndex) -> Result<PackDone, NotPacked> {
+    let region = region();
+    let cell = &region.slots[slot.as_usize()];
+    let cpu = cpu_ops::current_id(&cpu_ops::IrqGuard::new());
+    let mut clean = Magazine::new(CpuId::new(cpu), &region.layout);
+    let mut platform = X86Platform::releasing();
+    let done = {
+        let mut live = cell.stack.lock();
+        match live.as_mut() {
+            None => Err(NotPacked::Awake),
+            Some(stack) => {
+                super::pack::pack_locked(cell, stack, cpu as usize, &mut clean, &mut platform)
+            }
+        }
+    };
+    if done.is_ok() {
+        cell.asleep_since.store(0, Ordering::Relaxed);
+    }
+    clean.drain(&mut X86Platform::live());
+    if platform.deferred() {
+        let epoch = quarantine::start_flush_epoch();
+        let _ = cell.flush_epoch.compare_exchange(
+            TRIM_PENDING,
+            epoch,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        LAST_FLUSH.store(epoch, Ordering::Relaxed);
+    }
+    done
 }
