@@ -102,6 +102,10 @@ pub struct Config {
     pub workload: Option<WorkloadSource>,
     /// The TSC counts guest instructions (`tsc=instructions`: QEMU's `-icount shift=0`).
     pub tsc_counts_instructions: bool,
+    /// A `pack` thread asleep this long is packed (`pack_after_ms=`), milliseconds.
+    pub pack_after_ms: u64,
+    /// Packs keep the top page's frame unmapped to catch foreign touches (`pack_guard=on`).
+    pub pack_guard: bool,
 }
 
 impl Default for Config {
@@ -119,6 +123,8 @@ impl Default for Config {
             bench: None,
             workload: None,
             tsc_counts_instructions: false,
+            pack_after_ms: dks_core::pack::DEFAULT_PACK_THRESHOLD_MS,
+            pack_guard: false,
         }
     }
 }
@@ -172,7 +178,15 @@ const KEYS: &[(&str, &str)] = &[
         "tsc",
         "time, or instructions (QEMU runs with -icount shift=0)",
     ),
+    (
+        "pack_after_ms",
+        "how long a pack thread sleeps before it is packed, ms, 1 to 60000",
+    ),
+    ("pack_guard", "on or off"),
 ];
+
+/// The longest sleep threshold `pack_after_ms=` accepts, milliseconds.
+pub const MAX_PACK_AFTER_MS: u64 = 60_000;
 
 const _: () = assert!(
     dks_protocol::scenario::MAX_SLOTS == 1_004_352,
@@ -348,6 +362,17 @@ pub fn parse(line: &str, test_names: &[&'static str]) -> Result<Config, ConfigEr
                 config.slots =
                     parse_in_range(value, 64, u64::from(dks_protocol::scenario::MAX_SLOTS))
                         .ok_or_else(|| error("not a number in range"))? as u32
+            }
+            "pack_after_ms" => {
+                config.pack_after_ms = parse_in_range(value, 1, MAX_PACK_AFTER_MS)
+                    .ok_or_else(|| error("not a number of milliseconds in range"))?
+            }
+            "pack_guard" => {
+                config.pack_guard = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(error("neither on nor off")),
+                }
             }
             "heap_limit_mib" => {
                 config.heap_limit_mib = Some(

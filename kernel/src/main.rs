@@ -126,6 +126,7 @@ fn kmain(info: Result<BootInfo, BootInfoError>) -> ! {
     // The workload threads' group (group 0), as a memory cgroup's limit would.
     stacks::group(dks_core::GroupId::new(0)).set_limit(config.group_limit_pages);
     mm::heap::set_limit(config.heap_limit_mib.map(|mib| mib << 20));
+    stacks::pack::configure(config.pack_after_ms, config.pack_guard);
     sched::init(config.hz);
     hw::apic::start_periodic_timer(config.hz);
     let cpus = smp::start_all(info.rsdp, config.hz);

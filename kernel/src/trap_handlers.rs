@@ -43,6 +43,12 @@ pub static PROVOKE_NESTED_FAULT: AtomicBool = AtomicBool::new(false);
 /// The id of the last thread whose stack overflowed into its guard page (0: none yet).
 pub static LAST_GUARD_HIT_THREAD: AtomicU64 = AtomicU64::new(0);
 
+/// The address of the last touch of a packed stack (0: none yet), and the id of the thread
+/// that made it (the culprit, which is stopped; the packed stack's owner sleeps on).
+pub static LAST_PACKED_TOUCH: AtomicU64 = AtomicU64::new(0);
+/// See [`LAST_PACKED_TOUCH`].
+pub static LAST_PACKED_TOUCH_THREAD: AtomicU64 = AtomicU64::new(0);
+
 /// Timer interrupts per CPU since boot.
 pub static TIMER_TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
@@ -368,7 +374,23 @@ fn stack_failure(frame: &mut TrapFrame, address: u64, failure: FaultResult) -> D
                 depth_bytes: depth,
                 reason: Cow::Borrowed(reason),
             }));
-            slot
+            match (reason, &task) {
+                // A touch of another thread's packed stack: the bug is the toucher's, which
+                // is stopped; the owner sleeps on, its bytes safe in its buffer.
+                (FaultResult::PACKED_STACK, Some(culprit)) if culprit.stack.slot() != slot => {
+                    LAST_PACKED_TOUCH_THREAD.store(culprit.id(), Ordering::Relaxed);
+                    LAST_PACKED_TOUCH.store(address, Ordering::Release);
+                    report::log(format_args!(
+                        "pack: {} touched the packed stack of slot {} at {address:#x} (rip \
+                         {:#x}): it is stopped",
+                        name,
+                        slot.as_u32(),
+                        frame.rip
+                    ));
+                    culprit.stack.slot()
+                }
+                _ => slot,
+            }
         }
         FaultResult::Served | FaultResult::NotStack => unreachable!("not a failure"),
     };

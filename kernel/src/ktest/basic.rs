@@ -99,6 +99,18 @@ fn cmdline_accepts() -> TestResult {
     }
     let all = cmdline::parse("test=all", NAMES).map_err(|e| alloc::format!("{e:?}"))?;
     check_eq!(all.tests, Some(TestSelection::All));
+    check_eq!(
+        (empty.pack_after_ms, empty.pack_guard),
+        (dks_core::pack::DEFAULT_PACK_THRESHOLD_MS, false)
+    );
+    for (text, after_ms, guard) in [
+        ("pack_after_ms=1 pack_guard=on", 1, true),
+        ("pack_after_ms=60000 pack_guard=off", 60_000, false),
+        ("pack_after_ms=250", 250, false),
+    ] {
+        let c = cmdline::parse(text, NAMES).map_err(|e| alloc::format!("{text}: {e:?}"))?;
+        check_eq!((c.pack_after_ms, c.pack_guard), (after_ms, guard), "for {}", text);
+    }
     Ok(())
 }
 
@@ -125,6 +137,23 @@ fn cmdline_rejects() -> TestResult {
         ("test=", "test", "no test named \"\""),
         ("test=nope", "test", "no test named \"nope\""),
         ("test=boot,", "test", "no test named \"\""),
+        (
+            "pack_after_ms=0",
+            "pack_after_ms",
+            "not a number of milliseconds in range",
+        ),
+        (
+            "pack_after_ms=60001",
+            "pack_after_ms",
+            "not a number of milliseconds in range",
+        ),
+        (
+            "pack_after_ms=1s",
+            "pack_after_ms",
+            "not a number of milliseconds in range",
+        ),
+        ("pack_guard=yes", "pack_guard", "neither on nor off"),
+        ("pack_guard=", "pack_guard", "neither on nor off"),
     ];
     for (line, key, problem) in cases {
         match cmdline::parse(line, NAMES) {

@@ -7,7 +7,7 @@
 //! of `stacks` for why both are always free here) and keeps the slot's mirrors up to date. It
 //! allocates nothing and never waits.
 
-use dks_core::fault::{self, Busy, FaultOutcome, StackTable};
+use dks_core::fault::{self, Busy, FatalReason, FaultOutcome, StackTable};
 use dks_core::{Account, GroupCharge, Magazine, SlotIndex, Stack, StackLayout, Tally, VirtAddr};
 
 use super::platform::X86Platform;
@@ -37,6 +37,11 @@ pub enum FaultResult {
         /// Why, in the words of records (`magazine_empty`, ...).
         reason: &'static str,
     },
+}
+
+impl FaultResult {
+    /// The `reason` of a [`FaultResult::Fatal`] touch of a packed stack.
+    pub const PACKED_STACK: &'static str = FatalReason::PackedStack { guard: false }.name();
 }
 
 impl From<FaultOutcome> for FaultResult {
