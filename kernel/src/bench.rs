@@ -26,6 +26,12 @@
 //!   does not hold from the magazine and the switch-out reads the Accessed bits of the dead
 //!   pages and unmaps the clear ones back into it (Hansen's costs); under `fault` the
 //!   switch-in is the RFC's refill check. Both are also inside `switch` above.
+//! - `pack` / `restore` (policy `pack`): `stacks::pack::pack_one` of a sleeping thread that
+//!   keeps 32 bytes of locals live (960 live bytes with its wait's frames, near the Linux
+//!   census's average sleeper): its live bytes checksummed and copied into a buffer, every
+//!   page unmapped, the flush of every TLB requested; then `stacks::pack::restore_on_wake` of
+//!   it, as the wake path does: a page from the magazine mapped, the bytes copied back and
+//!   checked against the checksum, the buffer freed.
 
 use alloc::borrow::Cow;
 use alloc::sync::Arc;
@@ -109,6 +115,80 @@ pub fn run(instructions: bool) {
     for policy in IMPLEMENTED.into_iter().filter(|&p| p == Policy::Reclaim) {
         trims(policy).emit("trim", Some(policy), instructions);
     }
+    for policy in IMPLEMENTED.into_iter().filter(|&p| p == Policy::Pack) {
+        let (mut pack, mut restore) = packs_and_restores(policy);
+        pack.emit("pack", Some(policy), instructions);
+        restore.emit("restore", Some(policy), instructions);
+    }
+}
+
+/// Bytes of locals the measured sleeper keeps live across its sleep: with the frames of its
+/// wait and switch, near the 802 live bytes of an average sleeping thread of the Linux census (its wait and
+/// switch frames alone are 928 bytes).
+const PACK_SLEEPER_LOCALS: usize = 32;
+
+/// A `pack` sleeper's pack and its wake-path restore (see the module docs), one of each per
+/// round. The sleeper keeps [`PACK_SLEEPER_LOCALS`] bytes of locals live across its sleep.
+fn packs_and_restores(policy: Policy) -> (Summary, Summary) {
+    const ROUNDS: usize = 48;
+    // Only the packs and trims measured here.
+    let pressure = stacks::trim::set_pressure_trims(false);
+    let age = stacks::trim::set_long_sleep_ms(u64::MAX);
+    let after = stacks::pack::set_after_ms(u64::MAX);
+    let (mut packs, mut restores) = (Summary::new(), Summary::new());
+    let mut live_bytes = 0;
+    for _ in 0..ROUNDS {
+        fresh_stacks();
+        let asleep = Arc::new(WaitQueue::new());
+        let open = Arc::new(AtomicBool::new(false));
+        let options = SpawnOptions {
+            policy,
+            pinned: Some(0),
+            ..SpawnOptions::default()
+        };
+        let sleeper = {
+            let (asleep, open) = (asleep.clone(), open.clone());
+            sched::spawn("cost-pack", options, move || {
+                let locals = core::hint::black_box([0x5a_u8; PACK_SLEEPER_LOCALS]);
+                asleep.wait_until(|| open.load(Ordering::Acquire));
+                assert!(
+                    core::hint::black_box(&locals).iter().all(|&b| b == 0x5a),
+                    "the sleeper's locals changed across its pack and restore"
+                );
+            })
+            .expect("memory for a measuring thread")
+        };
+        while sleeper.state() != sched::State::Blocked {
+            sched::yield_now();
+        }
+        let slot = sleeper.stack.slot();
+        let start = cpu_ops::rdtsc();
+        let packed = stacks::pack::pack_one(slot);
+        let cost = cpu_ops::rdtsc() - start;
+        let done = packed.unwrap_or_else(|e| panic!("the pack measured failed: {e:?}"));
+        live_bytes = done.live_bytes;
+        packs.add(cost);
+        let start = cpu_ops::rdtsc();
+        let restored = stacks::pack::restore_on_wake(slot);
+        let cost = cpu_ops::rdtsc() - start;
+        assert_eq!(
+            restored,
+            stacks::pack::WakeRestore::Restored,
+            "the restore measured"
+        );
+        restores.add(cost);
+        open.store(true, Ordering::Release);
+        asleep.wake_all();
+        sched::join(&sleeper);
+        assert!(!sleeper.was_killed(), "the measured sleeper was stopped");
+    }
+    report::log(format_args!(
+        "pack costs: {live_bytes} live bytes packed and restored per round"
+    ));
+    stacks::trim::set_pressure_trims(pressure);
+    stacks::trim::set_long_sleep_ms(age);
+    stacks::pack::set_after_ms(after);
+    (packs, restores)
 }
 
 fn trims(policy: Policy) -> Summary {

@@ -267,6 +267,21 @@ pub fn populate_span<P: Platform, T: StackTable>(
     }
 }
 
+/// The refusal of a touch of a packed stack, counted as a guard-mode catch if it was packed
+/// in guard mode. Out of line and cold: the served fault pays only the test of
+/// [`Stack::is_packed`] (one pointer compared with null).
+#[cold]
+#[inline(never)]
+fn refuse_packed(tally: Tally<'_>, stack: &Stack) -> FatalReason {
+    let guard = stack
+        .packed()
+        .is_some_and(|packed| packed.kept_frame().is_some());
+    if guard {
+        tally.count(stack.account(), Counter::PackGuardCatches, 1);
+    }
+    FatalReason::PackedStack { guard }
+}
+
 /// Maps `page` of `stack` (at `page_base`) with a frame from the magazine, and accounts for it
 /// ([`Tally::stack_page_faulted_in`], the fault path's one accounting update).
 fn serve<P: Platform>(
@@ -278,12 +293,8 @@ fn serve<P: Platform>(
     page: StackPage,
     page_base: VirtAddr,
 ) -> Result<(), FatalReason> {
-    if let Some(packed) = stack.packed() {
-        let guard = packed.kept_frame().is_some();
-        if guard {
-            tally.count(stack.account(), Counter::PackGuardCatches, 1);
-        }
-        return Err(FatalReason::PackedStack { guard });
+    if stack.is_packed() {
+        return Err(refuse_packed(tally, stack));
     }
     if stack.populated().contains(page) {
         return Err(FatalReason::AlreadyPopulated);

@@ -390,15 +390,6 @@ fn pick_admitted(irq: &IrqGuard, cpu_id: u32) -> Pick {
                 next.stack.slot()
             );
         }
-        if admission == stacks::Admit::Corrupt {
-            // Its restored stack is not what was packed: it runs only its stop, from a fresh
-            // frame at the top of its stack, never its own frames.
-            if let Err(refused) = next.state.apply(Event::Pick) {
-                panic!("{} was taken from a run queue: {refused}", next.name());
-            }
-            super::redirect_to_stop(&next);
-            return Pick::Thread(next);
-        }
         if admission == stacks::Admit::Admitted {
             if let Err(refused) = next.state.apply(Event::Pick) {
                 panic!("{} was taken from a run queue: {refused}", next.name());
@@ -409,6 +400,15 @@ fn pick_admitted(irq: &IrqGuard, cpu_id: u32) -> Pick {
                 stacks::note_admit_wait(next.stack.slot(), waited);
                 next.admit_stall_reported.store(false, Ordering::Relaxed);
             }
+            return Pick::Thread(next);
+        }
+        if admission == stacks::Admit::Corrupt {
+            // Its restored stack is not what was packed: it runs only its stop, from a fresh
+            // frame at the top of its stack, never its own frames.
+            if let Err(refused) = next.state.apply(Event::Pick) {
+                panic!("{} was taken from a run queue: {refused}", next.name());
+            }
+            super::redirect_to_stop(&next);
             return Pick::Thread(next);
         }
         next.admit_refused_by.store(cpu_id, Ordering::Relaxed);

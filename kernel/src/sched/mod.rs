@@ -285,7 +285,10 @@ pub fn prepare_kill(slot: dks_core::SlotIndex) -> Option<(u64, u64)> {
 
 /// Makes `thread`, picked by this CPU's scheduler after admission found its restored stack
 /// corrupt (`stacks::Admit::Corrupt`), resume at a fresh frame at the top of its stack, where
-/// it stops itself: none of the bytes of its own frames is used.
+/// it stops itself: none of the bytes of its own frames is used. Cold: never on a switch
+/// that runs a thread's own context.
+#[cold]
+#[inline(never)]
 pub(super) fn redirect_to_stop(thread: &Thread) {
     let rsp = context::prepare(thread.stack.top(), corrupt_stack_stop);
     thread.saved_rsp.store(rsp, Ordering::Release);
