@@ -191,7 +191,19 @@ pub fn handle<P: Platform, T: StackTable>(
     let entry = platform.read_entry(page_base);
     let result = match pte::decode(entry) {
         EntryKind::Present { .. } | EntryKind::Empty => return FaultOutcome::NotAStackPage,
-        EntryKind::Foreign => Err(FatalReason::ForeignEntry { entry }),
+        EntryKind::Foreign => match pte::packed_owner(entry) {
+            // A page of a packed stack: refused here, in the refusal branch, so a fault that
+            // is served never looks for a pack.
+            Some(owner) if owner == slot => table
+                .with_stack(owner, |_, live| match live {
+                    Some((stack, _)) if stack.slot() == owner && stack.is_packed() => {
+                        Err(refuse_packed(tally, stack))
+                    }
+                    _ => Err(FatalReason::ForeignEntry { entry }),
+                })
+                .unwrap_or_else(|busy| Err(FatalReason::Busy(busy))),
+            _ => Err(FatalReason::ForeignEntry { entry }),
+        },
         EntryKind::Unpopulated { owner } if owner != slot => {
             Err(FatalReason::OwnerMismatch { owner })
         }
@@ -268,8 +280,7 @@ pub fn populate_span<P: Platform, T: StackTable>(
 }
 
 /// The refusal of a touch of a packed stack, counted as a guard-mode catch if it was packed
-/// in guard mode. Out of line and cold: the served fault pays only the test of
-/// [`Stack::is_packed`] (one pointer compared with null).
+/// in guard mode. Out of line and cold: only the refusal branch comes here.
 #[cold]
 #[inline(never)]
 fn refuse_packed(tally: Tally<'_>, stack: &Stack) -> FatalReason {
@@ -293,9 +304,8 @@ fn serve<P: Platform>(
     page: StackPage,
     page_base: VirtAddr,
 ) -> Result<(), FatalReason> {
-    if stack.is_packed() {
-        return Err(refuse_packed(tally, stack));
-    }
+    // Every page of a packed stack carries `AbsentPte::packed`: its faults never come here.
+    debug_assert!(!stack.is_packed(), "serving a fault on a packed stack");
     if stack.populated().contains(page) {
         return Err(FatalReason::AlreadyPopulated);
     }

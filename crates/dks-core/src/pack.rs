@@ -58,9 +58,10 @@ use crate::counters::{Counter, Tally};
 use crate::frame::Frame;
 use crate::frame::{NO_STACK_FRAMES, Urgency};
 use crate::group::GroupCharge;
-use crate::layout::{RED_ZONE_IN_BYTES, StackLayout, StackPage};
+use crate::layout::{RED_ZONE_IN_BYTES, SlotIndex, StackLayout, StackPage};
 use crate::magazine::Magazine;
 use crate::pack_buffer::{Checksum, PackBuffer, SizeClass};
+use crate::page_set::PageSet;
 use crate::platform::{FlushBatch, FlushNeed, Platform};
 use crate::pte::AbsentPte;
 use crate::stack::Stack;
@@ -285,13 +286,16 @@ pub fn pack<P: Platform>(
     let checksum = platform.stack_checksum(from, live_bytes);
     platform.copy_to_buffer(from, &mut buffer, live_bytes);
 
-    // Unmap every populated page; flush once; then free (or keep) the frames.
-    let owner = AbsentPte::unpopulated(stack.slot());
+    // Unmap every populated page; flush once; then free (or keep) the frames. Every page of
+    // the stack is marked packed, so the fault path refuses a touch of any of them.
+    let owner = AbsentPte::packed(stack.slot());
+    let populated = stack.populated();
+    mark_pages(platform, layout, stack.slot(), populated, owner);
     let mut after_flush = NO_STACK_FRAMES;
     let mut flushes = FlushBatch::new();
     let mut kept = None;
     let mut given_back = 0u8;
-    for (page, waiting) in stack.populated().iter().zip(after_flush.iter_mut()) {
+    for (page, waiting) in populated.iter().zip(after_flush.iter_mut()) {
         let (frame, flush) = platform.unmap_stack_page(layout.page_addr(stack.slot(), page), owner);
         if page == StackPage::TOP && mode == PackMode::Guard {
             // Kept, not given back: flushed below like the others, so no TLB reaches it.
@@ -408,6 +412,13 @@ pub fn restore<P: Platform>(
     let mut flushes = FlushBatch::new();
     flushes.add(platform.map_stack_page(top_page, frame));
     platform.flush(flushes);
+    mark_pages(
+        platform,
+        layout,
+        stack.slot(),
+        PageSet::single(StackPage::TOP),
+        AbsentPte::unpopulated(stack.slot()),
+    );
     // In guard mode the kept frame must still hold exactly what was packed.
     let untouched = if fresh {
         None
@@ -454,6 +465,25 @@ pub(crate) fn discard<P: Platform>(
         platform.free_frame(frame);
     }
     tally.ledger().add_packed(account, -1, -bytes_of(class));
+}
+
+/// Writes `entry` (not present) into every stack page of `slot` but those of `except`,
+/// which are present: a pack marks a stack's pages packed, a restore and the release of a
+/// packed stack mark them unpopulated again.
+pub(crate) fn mark_pages<P: Platform>(
+    platform: &mut P,
+    layout: &StackLayout,
+    slot: SlotIndex,
+    except: PageSet,
+    entry: AbsentPte,
+) {
+    for page in layout
+        .all_pages()
+        .iter()
+        .filter(|page| !except.contains(*page))
+    {
+        platform.write_absent(layout.page_addr(slot, page), entry);
+    }
 }
 
 /// The bytes of a class as a ledger delta (at most a page).

@@ -77,6 +77,17 @@ const HIGH_ADDRESS_BITS: u64 = 0xff << 44;
 /// Every bit of an unpopulated entry apart from the owner.
 const UNPOPULATED_FIXED_BITS: u64 = (UNPOPULATED_MARKER << MARKER_SHIFT) | HIGH_ADDRESS_BITS;
 
+/// The bit that marks an unpopulated entry of a packed stack ([`AbsentPte::packed`]): bit 9,
+/// one of the bits the MMU ignores. With it set the entry is not one [`decode`] reads as
+/// unpopulated (it says [`EntryKind::Foreign`]), so the stack-fault path refuses a touch of a
+/// packed stack in its refusal branch, at no cost to the faults it serves
+/// ([`packed_owner`] tells it apart there).
+const PACKED_BIT: u64 = 1 << 9;
+/// Every bit of an unpopulated entry of a packed stack apart from the owner.
+const PACKED_FIXED_BITS: u64 = UNPOPULATED_FIXED_BITS | PACKED_BIT;
+
+const _: () =
+    assert!(PACKED_BIT & (OWNER_MASK | MARKER_MASK | HIGH_ADDRESS_BITS | bits::PRESENT) == 0);
 const _: () = assert!(UNPOPULATED_MARKER <= 0x7f);
 const _: () = assert!(OWNER_MASK & HIGH_ADDRESS_BITS == 0);
 const _: () = assert!(OWNER_MASK & MARKER_MASK == 0 && HIGH_ADDRESS_BITS & MARKER_MASK == 0);
@@ -95,6 +106,13 @@ impl AbsentPte {
     #[must_use]
     pub const fn unpopulated(owner: SlotIndex) -> Self {
         Self(UNPOPULATED_FIXED_BITS | ((owner.as_u32() as u64) << OWNER_SHIFT))
+    }
+
+    /// Returns the entry of a page of the packed stack in slot `owner` ([`crate::pack`]):
+    /// unpopulated, and refused by the fault path.
+    #[must_use]
+    pub const fn packed(owner: SlotIndex) -> Self {
+        Self(PACKED_FIXED_BITS | ((owner.as_u32() as u64) << OWNER_SHIFT))
     }
 
     /// Returns the raw entry.
@@ -147,6 +165,18 @@ pub const fn decode(raw: u64) -> EntryKind {
     EntryKind::Foreign
 }
 
+/// Returns the owner named by `raw` if it is the entry of a page of a packed stack
+/// ([`AbsentPte::packed`], which [`decode`] reads as [`EntryKind::Foreign`]).
+#[must_use]
+pub const fn packed_owner(raw: u64) -> Option<SlotIndex> {
+    if raw & !OWNER_MASK == PACKED_FIXED_BITS {
+        // The mask keeps 32 bits.
+        Some(SlotIndex::new(((raw & OWNER_MASK) >> OWNER_SHIFT) as u32))
+    } else {
+        None
+    }
+}
+
 /// The state of one page of a slot in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PageState {
@@ -173,6 +203,11 @@ pub const fn page_state(part: SlotPart, raw: u64) -> Option<PageState> {
         (SlotPart::Stack(_), EntryKind::Unpopulated { owner }) => {
             Some(PageState::Unpopulated { owner })
         }
+        // A page of a packed stack is unpopulated too (the fault path refuses it).
+        (SlotPart::Stack(_), EntryKind::Foreign) => match packed_owner(raw) {
+            Some(owner) => Some(PageState::Unpopulated { owner }),
+            None => None,
+        },
         _ => None,
     }
 }

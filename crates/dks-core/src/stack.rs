@@ -483,8 +483,16 @@ pub fn release<P: Platform>(
     ledger.note_released(stack.account, stack.peak_populated_pages, high_water_bytes);
     group.uncharge(u64::from(stack.held_pages()));
     if let Some(packed) = stack.take_packed(false) {
-        // The thread is gone: nothing can restore the buffer any more.
+        // The thread is gone: nothing can restore the buffer any more. Its pages become
+        // plain unpopulated ones, as a cached stack's are.
         crate::pack::discard(platform, tally, stack.account, packed);
+        crate::pack::mark_pages(
+            platform,
+            layout,
+            stack.slot,
+            PageSet::EMPTY,
+            AbsentPte::unpopulated(stack.slot),
+        );
     }
     // A stack that grew beyond what its policy populates at creation is not cached: the next
     // thread would inherit its pages and keep them for life (stacks never shrink under `fault`

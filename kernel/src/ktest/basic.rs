@@ -109,7 +109,12 @@ fn cmdline_accepts() -> TestResult {
         ("pack_after_ms=250", 250, false),
     ] {
         let c = cmdline::parse(text, NAMES).map_err(|e| alloc::format!("{text}: {e:?}"))?;
-        check_eq!((c.pack_after_ms, c.pack_guard), (after_ms, guard), "for {}", text);
+        check_eq!(
+            (c.pack_after_ms, c.pack_guard),
+            (after_ms, guard),
+            "for {}",
+            text
+        );
     }
     Ok(())
 }

@@ -118,14 +118,9 @@ pub(super) fn pack_locked(
 /// region (an IST stack, a scheduler stack, the boot stack), or on a `static` stack.
 fn on_stack_without_faults() -> bool {
     let region = region();
-    match region
-        .layout
-        .locate(VirtAddr::new(probes::stack_pointer()))
-    {
+    match region.layout.locate(VirtAddr::new(probes::stack_pointer())) {
         None => true,
-        Some(location) => {
-            region.slots[location.slot.as_usize()].policy() == Some(Policy::Static)
-        }
+        Some(location) => region.slots[location.slot.as_usize()].policy() == Some(Policy::Static),
     }
 }
 

@@ -79,4 +79,22 @@ fn page_state_checks_entries_against_their_position() {
     assert_eq!(page_state(SlotPart::Guard, unpopulated), None);
     assert_eq!(page_state(SlotPart::Guard, 0x7000 | bits::PRESENT), None);
     assert_eq!(page_state(stack, 0x10), None);
+    let packed = AbsentPte::packed(owner).raw();
+    assert_eq!(
+        page_state(stack, packed),
+        Some(PageState::Unpopulated { owner })
+    );
+    assert_eq!(page_state(SlotPart::Guard, packed), None);
+}
+
+#[test]
+fn a_packed_stack_s_entries_are_not_served_and_name_their_owner() {
+    let owner = SlotIndex::new(77);
+    let packed = AbsentPte::packed(owner).raw();
+    assert_eq!(packed & bits::PRESENT, 0);
+    // What the fault path's served branch reads: not an unpopulated page.
+    assert_eq!(decode(packed), EntryKind::Foreign);
+    assert_eq!(packed_owner(packed), Some(owner));
+    assert_eq!(packed_owner(AbsentPte::unpopulated(owner).raw()), None);
+    assert_eq!(packed_owner(0), None);
 }
