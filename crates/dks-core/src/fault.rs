@@ -191,19 +191,9 @@ pub fn handle<P: Platform, T: StackTable>(
     let entry = platform.read_entry(page_base);
     let result = match pte::decode(entry) {
         EntryKind::Present { .. } | EntryKind::Empty => return FaultOutcome::NotAStackPage,
-        EntryKind::Foreign => match pte::packed_owner(entry) {
-            // A page of a packed stack: refused here, in the refusal branch, so a fault that
-            // is served never looks for a pack.
-            Some(owner) if owner == slot => table
-                .with_stack(owner, |_, live| match live {
-                    Some((stack, _)) if stack.slot() == owner && stack.is_packed() => {
-                        Err(refuse_packed(tally, stack))
-                    }
-                    _ => Err(FatalReason::ForeignEntry { entry }),
-                })
-                .unwrap_or_else(|busy| Err(FatalReason::Busy(busy))),
-            _ => Err(FatalReason::ForeignEntry { entry }),
-        },
+        // A page of a packed stack among them: told apart below, in the refusal branch, so
+        // a fault that is served never looks for a pack.
+        EntryKind::Foreign => Err(FatalReason::ForeignEntry { entry }),
         EntryKind::Unpopulated { owner } if owner != slot => {
             Err(FatalReason::OwnerMismatch { owner })
         }
@@ -228,6 +218,10 @@ pub fn handle<P: Platform, T: StackTable>(
     match result {
         Ok(()) => FaultOutcome::Served { slot, page },
         Err(reason) => {
+            let reason = match reason {
+                FatalReason::ForeignEntry { entry } => refuse_foreign(table, tally, slot, entry),
+                other => other,
+            };
             tally.count(table.account(slot), Counter::Fatal, 1);
             FaultOutcome::Fatal {
                 slot,
@@ -277,6 +271,30 @@ pub fn populate_span<P: Platform, T: StackTable>(
         }
         page = VirtAddr::new(page.as_u64() - PAGE_SIZE_IN_BYTES);
     }
+}
+
+/// The refusal of a fault on a foreign entry of `slot`: a touch of a packed stack if the
+/// entry is one of its pages ([`pte::packed_owner`]), else a foreign entry. Out of line and
+/// cold, like every refusal.
+#[cold]
+#[inline(never)]
+fn refuse_foreign<T: StackTable>(
+    table: &mut T,
+    tally: Tally<'_>,
+    slot: SlotIndex,
+    entry: u64,
+) -> FatalReason {
+    if pte::packed_owner(entry) != Some(slot) {
+        return FatalReason::ForeignEntry { entry };
+    }
+    table
+        .with_stack(slot, |_, live| match live {
+            Some((stack, _)) if stack.slot() == slot && stack.is_packed() => {
+                refuse_packed(tally, stack)
+            }
+            _ => FatalReason::ForeignEntry { entry },
+        })
+        .unwrap_or_else(FatalReason::Busy)
 }
 
 /// The refusal of a touch of a packed stack, counted as a guard-mode catch if it was packed
