@@ -175,3 +175,23 @@ pub fn stack_checksum(from: u64, len: u64) -> Checksum {
     let slice = unsafe { core::slice::from_raw_parts(bytes as *const u8, len as usize) };
     Checksum::of(slice)
 }
+
+/// Reads the word at `address`, in the thread-stack region, with no catcher: what a thread
+/// that follows a pointer into another thread's stack does. For tests of the refusal of a
+/// touch of a packed stack: the read faults, and the fault path stops the reader.
+///
+/// # Panics
+/// If `address` is not an 8-aligned address of the stack region.
+pub fn read_stack_word(address: u64) -> u64 {
+    assert!(
+        address.is_multiple_of(8)
+            && address.wrapping_sub(crate::layout::STACK_REGION_BASE)
+                < crate::layout::PML4_ENTRY_BYTES,
+        "{address:#x} is not a word of the stack region"
+    );
+    // SAFETY: the address lies in the stack region (checked), aligned: the read either
+    // faults (an unmapped page: the fault path refuses it and stops this thread, so the read
+    // never completes) or loads a word of a mapped stack page, which no Rust reference of
+    // this thread points into; `read_volatile` makes it exactly one load.
+    unsafe { core::ptr::read_volatile(address as *const u64) }
+}

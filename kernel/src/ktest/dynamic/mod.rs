@@ -2,7 +2,7 @@
 //!
 //! Split by what they exercise: [`memory`], the stack memory; [`edges`], traps at the edge
 //! of the populated stack; [`failures`], running out of memory and overflowing; [`switch`],
-//! the `switch` policy.
+//! the `switch` policy; [`reclaim`] and [`pack`], the policies that give pages back asleep.
 
 use alloc::sync::Arc;
 use core::hint::black_box;
@@ -22,6 +22,7 @@ use crate::work;
 mod edges;
 mod failures;
 mod memory;
+mod pack;
 mod reclaim;
 mod switch;
 
@@ -98,6 +99,18 @@ pub const TESTS: &[KernelTest] = &[
     KernelTest {
         name: "reclaim_waits_for_the_flush",
         run: reclaim::reclaim_waits_for_the_flush,
+    },
+    KernelTest {
+        name: "pack_resumes_every_byte",
+        run: pack::pack_resumes_every_byte,
+    },
+    KernelTest {
+        name: "pack_foreign_read_stops_the_reader",
+        run: pack::pack_foreign_read_stops_the_reader,
+    },
+    KernelTest {
+        name: "pack_restore_waits_for_memory",
+        run: pack::pack_restore_waits_for_memory,
     },
     KernelTest {
         name: "switch_deep_recursion_never_faults",
