@@ -195,3 +195,16 @@ pub fn read_stack_word(address: u64) -> u64 {
     // this thread points into; `read_volatile` makes it exactly one load.
     unsafe { core::ptr::read_volatile(address as *const u64) }
 }
+
+/// Flips every bit of byte `offset` of the buffer `handle`: what a stray write into a packed
+/// stack's buffer would do (for tests of the restore's checksum).
+///
+/// # Panics
+/// If `handle` is not a live buffer of this module or `offset` lies beyond it.
+pub fn flip_buffer_byte(handle: u64, offset: u64) {
+    assert!(offset < checked_size(handle), "byte {offset} of {handle:#x}");
+    let byte = (handle + offset) as *mut u8;
+    // SAFETY: the byte lies in a live buffer of this module (checked), which no Rust
+    // reference points into.
+    unsafe { byte.write_volatile(!byte.read_volatile()) };
+}

@@ -247,3 +247,15 @@ pub fn packed_top(slot: SlotIndex) -> Option<(u64, u32)> {
     let top = region.layout.stack_top(slot).as_u64();
     Some((top - packed.len(), packed.checksum().as_u32()))
 }
+
+/// Flips a byte of the buffer of `slot`'s packed stack, as a stray write would (for tests of
+/// the restore's checksum); returns whether the stack was packed.
+pub fn corrupt_buffer(slot: SlotIndex) -> bool {
+    let region = region();
+    let live = region.slots[slot.as_usize()].stack.lock();
+    let Some(packed) = live.as_ref().and_then(dks_core::Stack::packed) else {
+        return false;
+    };
+    crate::hw::pack_memory::flip_buffer_byte(packed.buffer().handle(), packed.len() / 2);
+    true
+}

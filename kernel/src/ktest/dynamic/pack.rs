@@ -385,3 +385,64 @@ fn waits_for_memory() -> TestResult {
     );
     Ok(())
 }
+
+pub(super) fn pack_corrupt_restore_stops_the_thread() -> TestResult {
+    fresh_stacks();
+    with_scanner_off(|| {
+        // Restored on the wake path (a static waker), then by admission (a dynamic one).
+        corrupt_restore(Policy::Static)?;
+        corrupt_restore(Policy::Fault)
+    })
+}
+
+/// Packs a sleeper, flips a byte of its buffer, wakes it from a thread of `waker_policy`, and
+/// checks it was stopped without running on its frames.
+fn corrupt_restore(waker_policy: Policy) -> TestResult {
+    let gate = Arc::new(WaitQueue::new());
+    let open = Arc::new(AtomicU64::new(0));
+    let ran_on = Arc::new(AtomicU64::new(0));
+    let sleeper = {
+        let (gate, open, ran_on) = (gate.clone(), open.clone(), ran_on.clone());
+        spawn_with("packed-corrupt", Policy::Pack, None, move || {
+            let top = me().stack.top();
+            let _ = recurse(top, 900, 0, &mut || {
+                gate.wait_until(|| open.load(Ordering::Acquire) != 0);
+                ran_on.fetch_add(1, Ordering::Relaxed);
+            });
+        })?
+    };
+    all_blocked(core::slice::from_ref(&sleeper))?;
+    pack_all(core::slice::from_ref(&sleeper), 0)?;
+    check!(pack::corrupt_buffer(sleeper.stack.slot()), "not packed");
+    let (stops, mismatches, fatal) = (
+        pack::CORRUPT_STOPS.load(Ordering::Relaxed),
+        events(Policy::Pack, Counter::PackChecksumFail),
+        events(Policy::Pack, Counter::Fatal),
+    );
+    let (gate_, open_) = (gate.clone(), open.clone());
+    let waker = spawn_with("pack-waker", waker_policy, None, move || {
+        open_.store(1, Ordering::Release);
+        gate_.wake_all();
+    })?;
+    sched::join(&waker);
+    sched::join(&sleeper);
+    let by = waker_policy.name();
+    check!(sleeper.was_killed(), "woken by {by}: the corrupt thread was not stopped");
+    check_eq!(
+        ran_on.load(Ordering::Relaxed),
+        0,
+        "woken by {by}: the thread ran on its corrupt stack"
+    );
+    check_eq!(
+        pack::CORRUPT_STOPS.load(Ordering::Relaxed) - stops,
+        1,
+        "woken by {by}"
+    );
+    check_eq!(
+        events(Policy::Pack, Counter::PackChecksumFail) - mismatches,
+        1,
+        "woken by {by}"
+    );
+    check_eq!(events(Policy::Pack, Counter::Fatal), fatal, "woken by {by}");
+    Ok(())
+}
