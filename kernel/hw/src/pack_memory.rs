@@ -202,7 +202,10 @@ pub fn read_stack_word(address: u64) -> u64 {
 /// # Panics
 /// If `handle` is not a live buffer of this module or `offset` lies beyond it.
 pub fn flip_buffer_byte(handle: u64, offset: u64) {
-    assert!(offset < checked_size(handle), "byte {offset} of {handle:#x}");
+    assert!(
+        offset < checked_size(handle),
+        "byte {offset} of {handle:#x}"
+    );
     let byte = (handle + offset) as *mut u8;
     // SAFETY: the byte lies in a live buffer of this module (checked), which no Rust
     // reference points into.

@@ -184,9 +184,11 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
         if trimmed > 0 {
             round.stacks += 1;
             round.pages += u32::from(trimmed);
-            if platform.deferred() {
-                waiting.push(index);
-            }
+        }
+        // A pack in guard mode may give back no page and still defer a flush (of the top
+        // page it keeps): the slot waits for this round's flush all the same.
+        if platform.deferred() {
+            waiting.push(index);
         }
     }
     clean.drain(&mut X86Platform::live());

@@ -113,6 +113,10 @@ pub const TESTS: &[KernelTest] = &[
         run: pack::pack_restore_waits_for_memory,
     },
     KernelTest {
+        name: "pack_scanner_packs_long_sleepers",
+        run: pack::pack_scanner_packs_long_sleepers,
+    },
+    KernelTest {
         name: "pack_corrupt_restore_stops_the_thread",
         run: pack::pack_corrupt_restore_stops_the_thread,
     },

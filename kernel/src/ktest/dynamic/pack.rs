@@ -427,7 +427,10 @@ fn corrupt_restore(waker_policy: Policy) -> TestResult {
     sched::join(&waker);
     sched::join(&sleeper);
     let by = waker_policy.name();
-    check!(sleeper.was_killed(), "woken by {by}: the corrupt thread was not stopped");
+    check!(
+        sleeper.was_killed(),
+        "woken by {by}: the corrupt thread was not stopped"
+    );
     check_eq!(
         ran_on.load(Ordering::Relaxed),
         0,
@@ -444,5 +447,84 @@ fn corrupt_restore(waker_policy: Policy) -> TestResult {
         "woken by {by}"
     );
     check_eq!(events(Policy::Pack, Counter::Fatal), fatal, "woken by {by}");
+    Ok(())
+}
+
+pub(super) fn pack_scanner_packs_long_sleepers() -> TestResult {
+    fresh_stacks();
+    let (after, guard) = (pack::set_after_ms(40), pack::set_guard(false));
+    let result = scanned(false).and_then(|()| {
+        pack::set_guard(true);
+        scanned(true)
+    });
+    pack::set_after_ms(after);
+    pack::set_guard(guard);
+    result
+}
+
+/// Waits up to `ms` milliseconds for `done`; returns whether it came.
+fn wait_for(ms: u64, done: impl Fn() -> bool) -> bool {
+    let until = sched::uptime_ms() + ms;
+    while !done() {
+        if sched::uptime_ms() >= until {
+            return false;
+        }
+        sched::sleep_ms(5);
+    }
+    true
+}
+
+/// `pack` sleepers, left to the stack-reclaim thread's rounds with a 40 ms threshold (in
+/// guard mode or not), are packed, then woken, and resume intact.
+fn scanned(guard: bool) -> TestResult {
+    const SLEEPERS: u64 = 3;
+    let gate = Arc::new(WaitQueue::new());
+    let open = Arc::new(AtomicU64::new(0));
+    let broken = Arc::new(AtomicU64::new(0));
+    let packs = events(Policy::Pack, Counter::Packs);
+    let mut sleepers = Vec::new();
+    for i in 0..SLEEPERS {
+        let (gate, open, broken) = (gate.clone(), open.clone(), broken.clone());
+        sleepers.push(spawn_with(
+            "packed-scanned",
+            Policy::Pack,
+            None,
+            move || {
+                let top = me().stack.top();
+                let ok = recurse(top, 400 + 700 * i, 0, &mut || {
+                    gate.wait_until(|| open.load(Ordering::Acquire) != 0);
+                })
+                .is_ok();
+                if !ok {
+                    broken.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        )?);
+    }
+    all_blocked(&sleepers)?;
+    let packed = wait_for(3000, || {
+        sleepers.iter().all(|t| pack::is_packed(t.stack.slot()))
+    });
+    check!(
+        packed,
+        "guard {guard}: the scanner did not pack every sleeper in 3 s"
+    );
+    check!(
+        events(Policy::Pack, Counter::Packs) - packs >= SLEEPERS,
+        "guard {guard}: packs"
+    );
+    open.store(1, Ordering::Release);
+    gate.wake_all();
+    let ended = wait_for(3000, || sleepers.iter().all(|t| t.has_exited()));
+    check!(ended, "guard {guard}: woken sleepers did not end in 3 s");
+    check_eq!(
+        broken.load(Ordering::Relaxed),
+        0,
+        "guard {guard}: frames changed"
+    );
+    check!(
+        sleepers.iter().all(|t| !t.was_killed()),
+        "guard {guard}: a sleeper was stopped"
+    );
     Ok(())
 }
