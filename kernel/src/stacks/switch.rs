@@ -140,13 +140,6 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
         group,
         stack,
     );
-    if let Admission::Corrupt { .. } = admission {
-        cell.mirror(stack);
-        note_magazine(cpu, magazine.len());
-        return Admit::Corrupt;
-    }
-    // `WaitRestore` (a packed stack without a page) waits like `Wait`: the reclaim thread
-    // is woken and admission tried again.
     let admitted = admission == Admission::Admitted;
     if admitted {
         let _ = switch::finish(&mut platform, &mut magazine, tally(cpu), stack);
@@ -156,10 +149,13 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     }
     cell.mirror(stack);
     note_magazine(cpu, magazine.len());
-    if admitted {
-        Admit::Admitted
-    } else {
-        Admit::Wait
+    match admission {
+        Admission::Admitted => Admit::Admitted,
+        // Restored, but not what was packed: the thread is stopped, never run.
+        Admission::Corrupt { .. } => Admit::Corrupt,
+        // `WaitRestore` (a packed stack without a page) waits like `Wait`: the reclaim
+        // thread is woken and admission tried again.
+        Admission::Wait { .. } | Admission::WaitRestore => Admit::Wait,
     }
 }
 

@@ -328,11 +328,11 @@ pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asl
     let layout = &region().layout;
     // A sleeping `pack` stack is a candidate until it is packed, dead pages or not.
     let candidate = asleep
-        && (stack.policy() == Policy::Pack
-            || stack.policy() == Policy::Reclaim
-                && stack.saved_sp().is_some_and(|sp| {
-                    reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
-                }));
+        && (stack.policy() == Policy::Reclaim
+            && stack.saved_sp().is_some_and(|sp| {
+                reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
+            })
+            || stack.policy() == Policy::Pack);
     let since = if candidate {
         crate::sched::uptime_ms() + 1
     } else {
