@@ -152,6 +152,14 @@ pub fn restore_on_wake(slot: SlotIndex) -> WakeRestore {
 
 fn restore_on_wake_here(irq: &IrqGuard, cell: &Slot) -> WakeRestore {
     let region = region();
+    // Woken: runnable, no longer a sleeper for the scanner's rounds, whatever the restore
+    // below does. Left asleep until admission, a stack restored here (or left packed, or
+    // not packed yet) would be packed again while its thread waits in a run queue, and one
+    // whose restore found a mismatch would then be switched in packed to be stopped.
+    if let Some(stack) = cell.stack.lock().as_mut() {
+        stack.wake();
+        cell.asleep_since.store(0, Ordering::Relaxed);
+    }
     if !on_stack_without_faults() {
         let packed = cell
             .stack
