@@ -294,7 +294,11 @@ fn refuse_foreign<T: StackTable>(
             }
             _ => FatalReason::ForeignEntry { entry },
         })
-        .unwrap_or_else(FatalReason::Busy)
+        // Its lock is held elsewhere (a pack, a restore or an admission under way): the
+        // entry alone says the page is a packed stack's, and the toucher is at fault all the
+        // same. Whether it was packed in guard mode is not known without the lock: not
+        // counted as a catch.
+        .unwrap_or(FatalReason::PackedStack { guard: false })
 }
 
 /// The refusal of a touch of a packed stack, counted as a guard-mode catch if it was packed

@@ -152,17 +152,23 @@ pub fn restore_on_wake(slot: SlotIndex) -> WakeRestore {
 
 fn restore_on_wake_here(irq: &IrqGuard, cell: &Slot) -> WakeRestore {
     let region = region();
-    if !on_stack_without_faults() {
-        let packed = cell
-            .stack
-            .lock()
-            .as_ref()
-            .is_some_and(dks_core::Stack::is_packed);
-        if packed {
-            WAKE_RESTORES_LEFT.fetch_add(1, Ordering::Relaxed);
-            return WakeRestore::Left;
-        }
+    // Woken: runnable, no longer a sleeper for the scanner's rounds, whatever the restore
+    // below does. Left asleep until admission, a stack restored here (or left packed, or
+    // not packed yet) would be packed again while its thread waits in a run queue, and one
+    // whose restore found a mismatch would then be switched in packed to be stopped. Awake,
+    // a stack that is not packed now is not packed before its thread runs: nothing more to
+    // do (no magazine lock, no look at the running thread).
+    let packed = cell.stack.lock().as_mut().is_some_and(|stack| {
+        stack.wake();
+        cell.asleep_since.store(0, Ordering::Relaxed);
+        stack.is_packed()
+    });
+    if !packed {
         return WakeRestore::NotPacked;
+    }
+    if !on_stack_without_faults() {
+        WAKE_RESTORES_LEFT.fetch_add(1, Ordering::Relaxed);
+        return WakeRestore::Left;
     }
     let cpu = cpu_ops::current_id(irq) as usize;
     // The reserve of the thread this CPU runs (none in its scheduler loop). Its slot lock is

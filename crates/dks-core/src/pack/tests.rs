@@ -292,3 +292,49 @@ fn releasing_a_stack_stopped_while_packed_frees_its_buffer_and_kept_frame() {
         assert_eq!(fx.platform.free_frames(), free_before, "{mode:?}");
     }
 }
+
+/// A stack table whose slot lock another CPU holds (a scanner packing it, a wake-path
+/// restore, an admission): the fault path cannot look at the stack.
+struct LockedSlot(crate::account::Account);
+
+impl crate::fault::StackTable for LockedSlot {
+    fn account(&self, _: SlotIndex) -> crate::account::Account {
+        self.0
+    }
+
+    fn with_stack<R>(
+        &mut self,
+        _: SlotIndex,
+        _: impl FnOnce(&mut Magazine, Option<(&mut Stack, &GroupCharge)>) -> R,
+    ) -> Result<R, crate::fault::Busy> {
+        Err(crate::fault::Busy::Stack)
+    }
+}
+
+#[test]
+fn a_touch_of_a_packed_stack_whose_lock_is_held_is_still_a_packed_stack_touch() {
+    // The entry alone (`AbsentPte::packed` of the slot) says the page is a packed stack's:
+    // the kernel stops the toucher for `packed_stack`, but for any other reason it stops the
+    // owner's slot, which is not the thread it runs, so it stops the whole kernel.
+    let mut fx = Fixture::new();
+    let (mut stack, _) = sleeper(&mut fx, 0x2000, 300);
+    let _ = pack_it(&mut fx, &mut stack, PackMode::Free).unwrap();
+    let addr = fx.sp(&stack, 16);
+    let fault = fx.platform.touch(addr).unwrap_err();
+    let mut table = LockedSlot(stack.account());
+    let outcome = crate::fault::handle(
+        &mut fx.platform,
+        &fx.layout,
+        fx.counters.tally(),
+        &mut table,
+        fault.addr,
+    );
+    match outcome {
+        FaultOutcome::Fatal {
+            reason: FatalReason::PackedStack { .. },
+            ..
+        } => {}
+        other => panic!("a touch of a packed stack refused as {other:?}"),
+    }
+    assert!(stack.is_packed());
+}

@@ -121,6 +121,10 @@ pub const TESTS: &[KernelTest] = &[
         run: pack::pack_corrupt_restore_stops_the_thread,
     },
     KernelTest {
+        name: "pack_woken_thread_is_not_packed_again",
+        run: pack::pack_woken_thread_is_not_packed_again,
+    },
+    KernelTest {
         name: "switch_deep_recursion_never_faults",
         run: switch::switch_deep_recursion_never_faults,
     },

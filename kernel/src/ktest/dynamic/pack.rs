@@ -322,7 +322,12 @@ fn foreign_read(guard: bool) -> TestResult {
 
 pub(super) fn pack_restore_waits_for_memory() -> TestResult {
     fresh_stacks();
-    with_scanner_off(waits_for_memory)
+    // Free mode whatever `pack_guard=` says: a guard-mode restore maps the frame it kept and
+    // needs no page, so it would never wait.
+    let guard = pack::set_guard(false);
+    let result = with_scanner_off(waits_for_memory);
+    pack::set_guard(guard);
+    result
 }
 
 fn waits_for_memory() -> TestResult {
@@ -525,6 +530,91 @@ fn scanned(guard: bool) -> TestResult {
     check!(
         sleepers.iter().all(|t| !t.was_killed()),
         "guard {guard}: a sleeper was stopped"
+    );
+    Ok(())
+}
+
+pub(super) fn pack_woken_thread_is_not_packed_again() -> TestResult {
+    fresh_stacks();
+    with_scanner_off(|| {
+        // Restored on the wake path, then packed again while it waits in a run queue.
+        woken_then_packed(false)?;
+        // The same with a restore that found its bytes corrupt: admission must not switch
+        // the thread in (to stop it) while its stack is packed again.
+        woken_then_packed(true)
+    })
+}
+
+/// Packs a sleeper pinned to CPU 0, wakes it from a `static` thread on CPU 0 with interrupts
+/// off (so the wake path restores it and nothing picks it yet), then tries to pack it again
+/// as a scanner round would (its stack still reads as asleep): a woken thread is runnable,
+/// not a sleeper, and must not be packed. With `corrupt`, the buffer is flipped first.
+fn woken_then_packed(corrupt: bool) -> TestResult {
+    let gate = Arc::new(WaitQueue::new());
+    let open = Arc::new(AtomicU64::new(0));
+    let ran_on = Arc::new(AtomicU64::new(0));
+    let sleeper = {
+        let (gate, open, ran_on) = (gate.clone(), open.clone(), ran_on.clone());
+        spawn_with("packed-woken", Policy::Pack, Some(0), move || {
+            let top = me().stack.top();
+            let _ = recurse(top, 900, 0, &mut || {
+                gate.wait_until(|| open.load(Ordering::Acquire) != 0);
+                ran_on.fetch_add(1, Ordering::Relaxed);
+            });
+        })?
+    };
+    all_blocked(core::slice::from_ref(&sleeper))?;
+    pack_all(core::slice::from_ref(&sleeper), 0)?;
+    if corrupt {
+        check!(pack::corrupt_buffer(sleeper.stack.slot()), "not packed");
+    }
+    let (wake_restores, fatal) = (
+        pack::WAKE_RESTORES.load(Ordering::Relaxed),
+        events(Policy::Pack, Counter::Fatal),
+    );
+    // 0: not run, 1: packed again, 2: refused.
+    let repacked = Arc::new(AtomicU64::new(0));
+    let (gate_, open_, repacked_, slot) = (
+        gate.clone(),
+        open.clone(),
+        repacked.clone(),
+        sleeper.stack.slot(),
+    );
+    let waker = spawn_with("pack-waker", Policy::Static, Some(0), move || {
+        let _irq = cpu_ops::IrqGuard::new();
+        open_.store(1, Ordering::Release);
+        gate_.wake_all();
+        let again = pack::pack_one(slot);
+        repacked_.store(if again.is_ok() { 1 } else { 2 }, Ordering::Relaxed);
+    })?;
+    sched::join(&waker);
+    sched::join(&sleeper);
+    let what = if corrupt { "corrupt" } else { "intact" };
+    check_eq!(
+        pack::WAKE_RESTORES.load(Ordering::Relaxed) - wake_restores,
+        u64::from(!corrupt),
+        "{what}: not restored on the wake path"
+    );
+    check_eq!(
+        repacked.load(Ordering::Relaxed),
+        2,
+        "{what}: a thread woken (and restored) on the wake path was packed again before it ran \
+         (1: packed again)"
+    );
+    if corrupt {
+        check!(sleeper.was_killed(), "corrupt: the thread was not stopped");
+        check_eq!(ran_on.load(Ordering::Relaxed), 0, "corrupt: it ran");
+    } else {
+        check_eq!(
+            ran_on.load(Ordering::Relaxed),
+            1,
+            "intact: it did not resume"
+        );
+    }
+    check_eq!(
+        events(Policy::Pack, Counter::Fatal),
+        fatal,
+        "{what}: fatal faults"
     );
     Ok(())
 }
