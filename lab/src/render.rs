@@ -252,34 +252,62 @@ pub fn record(record: &Record<'_>) -> String {
             v.quarantined_frames,
             v.slots_in_use
         ),
-        Record::PolicyStat(p) => format!(
-            "[policy {}] threads {} created, {} live; stack {} KiB now, {} KiB peak; faults={} \
+        Record::PolicyStat(p) => {
+            let pack = [
+                p.packs,
+                p.restores,
+                p.restore_waits,
+                p.pack_checksum_failures,
+                p.pack_guard_catches,
+                p.packed_threads,
+            ]
+            .iter()
+            .any(|&n| n > 0)
+                || p.policy == Policy::Pack;
+            let pack = if pack {
+                format!(
+                    "; packs={} restores={} restore_waits={} csum_fail={} guard_catches={}, \
+                     {} packed ({} KiB)",
+                    p.packs,
+                    p.restores,
+                    p.restore_waits,
+                    p.pack_checksum_failures,
+                    p.pack_guard_catches,
+                    p.packed_threads,
+                    p.packed_kib
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "[policy {}] threads {} created, {} live; stack {} KiB now, {} KiB peak; faults={} \
              fatal={} refills={} refill_failures={} guard_hits={} admit_waits={} \
              (total {} us, max {} us) killed={} kernel_stops={} reclaimed={} \
              (accessed_clear={} flushes_avoided={}) switch_faults={}; high-water mark \
-             mean {} max {} bytes",
-            p.policy,
-            p.threads_created,
-            p.threads_live,
-            p.stack_kib_now,
-            p.stack_kib_peak,
-            p.faults,
-            p.fatal,
-            p.refills,
-            p.refill_failures,
-            p.guard_hits,
-            p.admit_waits,
-            p.admit_wait_us_total,
-            p.admit_wait_us_max,
-            p.killed,
-            p.kernel_stops,
-            p.reclaimed,
-            p.reclaimed_accessed_clear,
-            p.flushes_avoided,
-            p.switch_faults,
-            p.high_water_mean_bytes,
-            p.high_water_max_bytes
-        ),
+             mean {} max {} bytes{pack}",
+                p.policy,
+                p.threads_created,
+                p.threads_live,
+                p.stack_kib_now,
+                p.stack_kib_peak,
+                p.faults,
+                p.fatal,
+                p.refills,
+                p.refill_failures,
+                p.guard_hits,
+                p.admit_waits,
+                p.admit_wait_us_total,
+                p.admit_wait_us_max,
+                p.killed,
+                p.kernel_stops,
+                p.reclaimed,
+                p.reclaimed_accessed_clear,
+                p.flushes_avoided,
+                p.switch_faults,
+                p.high_water_mean_bytes,
+                p.high_water_max_bytes
+            )
+        }
         Record::Cost(c) => {
             let unit = if c.instructions {
                 "instructions"

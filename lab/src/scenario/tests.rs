@@ -760,3 +760,92 @@ fn max_stack_can_be_overridden_and_depths_are_checked_against_the_override() {
         64 * 1024
     );
 }
+
+#[test]
+fn pack_settings_go_only_to_boots_with_pack_threads() {
+    let s = parse(
+        &GOOD.replacen(
+            "seed = 9",
+            "seed = 9\npack_after_ms = 250\npack_guard = true",
+            1,
+        ),
+        origin(),
+    )
+    .unwrap();
+    assert_eq!((s.pack_after_ms, s.pack_guard), (Some(250), true));
+    let args = |each: &[&str]| -> Vec<Vec<String>> {
+        s.boots(&policies(each))
+            .unwrap()
+            .iter()
+            .map(|boot| s.kernel_args(&boot.plan))
+            .collect()
+    };
+    let pack_args = ["pack_after_ms=250".to_owned(), "pack_guard=on".to_owned()];
+    let has_pack_args = |args: &Vec<String>| pack_args.iter().all(|a| args.contains(a));
+    let has_any = |args: &Vec<String>| args.iter().any(|a| a.starts_with("pack_"));
+    // No pack thread, no pack argument: the scenario runs on a kernel without `pack`.
+    assert!(!args(&["fault"]).iter().any(has_any));
+    // A boot with pack threads gets both, after the other arguments.
+    let with_pack = args(&["fault", "pack"]);
+    assert_eq!(with_pack.len(), 1, "side by side");
+    assert!(has_pack_args(&with_pack[0]), "{with_pack:?}");
+    assert_eq!(with_pack[0][..2], ["workload=initrd", "max_stack=32K"]);
+    assert_eq!(with_pack[0][with_pack[0].len() - 2..], pack_args);
+
+    // Absent: the kernel's defaults, so nothing is passed.
+    let d = parse(GOOD, origin()).unwrap();
+    assert_eq!((d.pack_after_ms, d.pack_guard), (None, false));
+    let boots = d.boots(&policies(&["pack"])).unwrap();
+    assert!(!has_any(&d.kernel_args(&boots[0].plan)));
+    // Guard mode off, said explicitly, passes nothing either.
+    let off = parse(
+        &GOOD.replacen("seed = 9", "seed = 9\npack_guard = false", 1),
+        origin(),
+    )
+    .unwrap();
+    let boots = off.boots(&policies(&["pack"])).unwrap();
+    assert!(!has_any(&off.kernel_args(&boots[0].plan)));
+}
+
+#[test]
+fn bad_pack_settings_are_one_error_naming_the_key_and_the_range() {
+    for (to, expected) in [
+        (
+            "pack_after_ms = 0",
+            "scenario file x/t.toml: pack_after_ms: 0 is out of range; accepted: a whole number \
+             from 1 to 60000",
+        ),
+        (
+            "pack_after_ms = 60001",
+            "scenario file x/t.toml: pack_after_ms: 60001 is out of range; accepted: a whole \
+             number from 1 to 60000",
+        ),
+        (
+            "pack_after_ms = -5",
+            "scenario file x/t.toml: pack_after_ms: -5 is out of range; accepted: a whole number \
+             from 1 to 60000",
+        ),
+        (
+            "pack_guard = \"on\"",
+            "scenario file x/t.toml: pack_guard: \"on\" is not a choice; accepted: true or false",
+        ),
+        (
+            "pack_guard = 1",
+            "scenario file x/t.toml: pack_guard: 1 is not a choice; accepted: true or false",
+        ),
+    ] {
+        assert_eq!(
+            error_after("seed = 9", &format!("seed = 9\n{to}")),
+            expected
+        );
+    }
+    // The bounds themselves are accepted.
+    for ms in [1, 60_000] {
+        let s = parse(
+            &GOOD.replacen("seed = 9", &format!("seed = 9\npack_after_ms = {ms}"), 1),
+            origin(),
+        )
+        .unwrap();
+        assert_eq!(s.pack_after_ms, Some(ms));
+    }
+}

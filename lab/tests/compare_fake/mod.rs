@@ -36,7 +36,7 @@ case "$append" in
     exit $(cat "$d/status-costs.txt" 2>/dev/null || echo 33);;
 *workload=initrd*)
     cp "$initrd" "$d/plan-$n.json"
-    for p in static fault guaranteed reclaim switch; do
+    for p in static fault guaranteed reclaim switch pack; do
         if grep -q "\"policy\":\"$p\"" "$initrd" && [ -f "$d/workload-$p.txt" ]; then
             cat "$d/workload-$p.txt"
         fi
@@ -152,6 +152,13 @@ pub fn workload(policy: &str, pages: u64) -> String {
         running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
+        packs: 0,
+        restores: 0,
+        restore_waits: 0,
+        pack_checksum_failures: 0,
+        pack_guard_catches: 0,
+        packed_threads: 0,
+        packed_kib: 0,
     }));
     out += &line(&Record::ThreadPages(ThreadPages {
         policy: policy.parse().expect("a policy"),
@@ -249,6 +256,13 @@ pub fn expected_cells(p: &Value) -> Vec<String> {
         count(&p["reclaimed_accessed_clear"]),
         count(&p["flushes_avoided"]),
         count(&p["running_extra_kib_peak"]),
+        count(&p["packs"]),
+        count(&p["restores"]),
+        count(&p["restore_waits"]),
+        count(&p["packed_threads_end"]),
+        count(&p["packed_kib_end"]),
+        count(&p["pack_checksum_failures"]),
+        count(&p["pack_guard_catches"]),
         insns(&p["insns_per_fault"]),
         insns(&p["insns_per_switch"]),
         times(&p["insns_per_switch_vs_static"]),
@@ -257,6 +271,8 @@ pub fn expected_cells(p: &Value) -> Vec<String> {
         insns(&p["insns_per_create"]),
         times(&p["insns_per_create_vs_static"]),
         insns(&p["insns_per_trim"]),
+        insns(&p["insns_per_pack"]),
+        insns(&p["insns_per_restore"]),
     ]
 }
 
