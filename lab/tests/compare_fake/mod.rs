@@ -96,7 +96,7 @@ pub fn exit_success() -> String {
 }
 
 /// The cost boot's records for `policies` (each with create and switch; the dynamic ones with
-/// stack faults), then the exit.
+/// stack faults; `pack` with its pack and restore), then the exit.
 pub fn costs(policies: &[&str]) -> String {
     let mut out = String::new();
     for (i, policy) in policies.iter().enumerate() {
@@ -105,6 +105,10 @@ pub fn costs(policies: &[&str]) -> String {
         out += &cost("switch", policy, 100, 100_000 + 10_000 * i);
         if *policy != "static" {
             out += &cost("stack_fault", policy, 8, 12_000 + 800 * i);
+        }
+        if *policy == "pack" {
+            out += &cost("pack", policy, 20, 62_000);
+            out += &cost("restore", policy, 20, 45_000);
         }
     }
     out += &cost("direct_fault", "", 4, 4_000);
@@ -152,13 +156,14 @@ pub fn workload(policy: &str, pages: u64) -> String {
         running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
-        packs: 0,
-        restores: 0,
-        restore_waits: 0,
+        // `pack`: 12 packs, 8 restores (one after a wait), 4 stacks packed at the end.
+        packs: if policy == "pack" { 12 } else { 0 },
+        restores: if policy == "pack" { 8 } else { 0 },
+        restore_waits: u64::from(policy == "pack"),
         pack_checksum_failures: 0,
         pack_guard_catches: 0,
-        packed_threads: 0,
-        packed_kib: 0,
+        packed_threads: if policy == "pack" { 4 } else { 0 },
+        packed_kib: if policy == "pack" { 4 } else { 0 },
     }));
     out += &line(&Record::ThreadPages(ThreadPages {
         policy: policy.parse().expect("a policy"),
