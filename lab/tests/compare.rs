@@ -291,7 +291,7 @@ fn compare_help_lists_its_options_and_the_builtins() {
         "--log",
         "--inject-nmi",
         "--inject-mce",
-        "linux-census, android, storage, adversarial",
+        "linux-census, linux-census-sleepers, android, storage, adversarial",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }

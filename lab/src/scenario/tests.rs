@@ -514,7 +514,7 @@ fn unreadable_files_and_unknown_names_are_one_error() {
         "{error}"
     );
     assert!(
-        error.contains("linux-census, android, storage, adversarial"),
+        error.contains("linux-census, linux-census-sleepers, android, storage, adversarial"),
         "{error}"
     );
 
@@ -847,5 +847,46 @@ fn bad_pack_settings_are_one_error_naming_the_key_and_the_range() {
         )
         .unwrap();
         assert_eq!(s.pack_after_ms, Some(ms));
+    }
+}
+
+/// `linux-census-sleepers` is `linux-census` with long sleeps for the live threads, and its
+/// threshold packs them early in every sleep while never packing a short-lived blocker: what
+/// its file says it is.
+#[test]
+fn the_sleepers_builtin_is_the_census_with_long_sleeps_and_a_threshold_between() {
+    let census = load("linux-census").unwrap();
+    let sleepers = load("linux-census-sleepers").unwrap();
+    assert_eq!(sleepers.groups.len(), census.groups.len());
+    assert_eq!(
+        (
+            sleepers.duration_ms,
+            sleepers.max_stack_bytes,
+            sleepers.cpus
+        ),
+        (census.duration_ms, census.max_stack_bytes, census.cpus)
+    );
+    let threshold = u64::from(sleepers.pack_after_ms.expect("a threshold"));
+    assert!(!sleepers.pack_guard);
+    // The live threads: the same plans but for their sleep. The kernel draws a sleep of mean
+    // m from m/2 to 3m/2.
+    let (live, census_live) = (&sleepers.groups[0], &census.groups[0]);
+    assert_eq!(live.plans.len(), census_live.plans.len());
+    for (plan, census_plan) in live.plans.iter().zip(&census_live.plans) {
+        let shortest_sleep = u64::from(plan.sleep_ms / 2);
+        assert!(threshold * 10 <= shortest_sleep, "{threshold} ms");
+        assert!(u64::from(plan.sleep_ms) < u64::from(sleepers.duration_ms));
+        assert_eq!(
+            GroupPlan {
+                sleep_ms: census_plan.sleep_ms,
+                ..plan.clone()
+            },
+            *census_plan
+        );
+    }
+    // The short-lived threads: the same, and their longest block is far below the threshold.
+    assert_eq!(sleepers.groups[1], census.groups[1]);
+    for plan in &sleepers.groups[1].plans {
+        assert!(u64::from(plan.sleep_ms) * 3 / 2 * 5 <= threshold);
     }
 }
