@@ -29,9 +29,9 @@ const MAX_CALLS: i64 = 1_000_000;
 const MAX_SLEEP_MS: i64 = 60_000;
 /// The kernel's bound on `reserve=`.
 const MAX_RESERVE_FRAMES: i64 = 1 << 20;
-/// The kernel's bounds on `pack_after_ms=`: how long a `pack` thread sleeps before it is
-/// packed, milliseconds.
-const PACK_AFTER_MS: std::ops::RangeInclusive<i64> = 1..=60_000;
+/// The kernel's bound on `pack_after_ms=`: the longest a `pack` thread may have to sleep
+/// before it is packed, milliseconds.
+const MAX_PACK_AFTER_MS: i64 = 60_000;
 /// The longest scenario or group name.
 const MAX_NAME_LEN: usize = 64;
 
@@ -209,14 +209,7 @@ fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
     };
     let pack_after_ms = raw
         .pack_after_ms
-        .map(|ms| {
-            in_range(
-                "pack_after_ms",
-                ms,
-                *PACK_AFTER_MS.start(),
-                *PACK_AFTER_MS.end(),
-            )
-        })
+        .map(|ms| in_range("pack_after_ms", ms, 1, MAX_PACK_AFTER_MS))
         .transpose()?
         .map(|ms| ms as u32);
     let pack_guard = match raw.pack_guard {
