@@ -56,7 +56,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(any(test, feature = "emulated"))]
+// The packed state of a stack lives out of line (`pack::PackedBox`), so that a stack that is
+// not packed pays one pointer for it; the kernel has a heap.
 extern crate alloc;
 
 pub mod account;

@@ -64,6 +64,8 @@ use crate::pack_buffer::{Checksum, PackBuffer, SizeClass};
 use crate::platform::{FlushBatch, FlushNeed, Platform};
 use crate::pte::AbsentPte;
 use crate::stack::Stack;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 /// The sleep after which the scanner packs a `pack` thread, by default (milliseconds).
 pub const DEFAULT_PACK_THRESHOLD_MS: u64 = 1000;
@@ -142,6 +144,47 @@ impl Packed {
     #[must_use]
     pub const fn kept_frame(&self) -> Option<&Frame> {
         self.kept.as_ref()
+    }
+}
+
+/// The packed state of a stack, out of line: a stack that is not packed pays one pointer
+/// for it (`Option<PackedBox>` is the size of a pointer), which matters because the kernel
+/// keeps one [`Stack`] per slot of its region, live or not.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PackedBox(Box<[Packed; 1]>);
+
+impl PackedBox {
+    /// Returns the packed state.
+    pub(crate) const fn get(&self) -> &Packed {
+        &self.0[0]
+    }
+
+    /// Returns the packed state, giving back its allocation.
+    pub(crate) fn into_inner(self) -> Packed {
+        let [packed] = *self.0;
+        packed
+    }
+}
+
+/// Room for one [`PackedBox`], taken before a pack changes anything, so that a pack that
+/// cannot have it changes nothing.
+struct PackedRoom(Vec<Packed>);
+
+impl PackedRoom {
+    /// Returns room for one packed state, or `None` if the allocation fails.
+    fn try_new() -> Option<Self> {
+        let mut room = Vec::new();
+        room.try_reserve_exact(1).ok()?;
+        Some(Self(room))
+    }
+
+    /// Puts `packed` in the room.
+    fn fill(mut self, packed: Packed) -> PackedBox {
+        self.0.push(packed);
+        match self.0.into_boxed_slice().try_into() {
+            Ok(one) => PackedBox(one),
+            Err(_) => unreachable!("one element pushed"),
+        }
     }
 }
 
@@ -235,6 +278,7 @@ pub fn pack<P: Platform>(
         return Err(NotPacked::TooDeep { live_bytes });
     };
     debug_assert!(stack.populated().contains(StackPage::TOP));
+    let room = PackedRoom::try_new().ok_or(NotPacked::NoBuffer)?;
     let mut buffer = platform
         .alloc_buffer(class, Urgency::Normal)
         .ok_or(NotPacked::NoBuffer)?;
@@ -268,12 +312,12 @@ pub fn pack<P: Platform>(
     for frame in after_flush.into_iter().flatten() {
         platform.free_frame(frame);
     }
-    stack.note_packed(Packed {
+    stack.note_packed(room.fill(Packed {
         buffer,
         len: live_bytes,
         checksum,
         kept,
-    });
+    }));
     let account = stack.account();
     tally.count(account, Counter::Reclaimed, u64::from(given_back));
     tally.count(account, Counter::Packs, 1);

@@ -46,7 +46,7 @@ use crate::counters::Tally;
 use crate::frame::{NO_STACK_FRAMES, Urgency};
 use crate::group::{ChargeError, GroupCharge, GroupId};
 use crate::layout::{SlotIndex, StackLayout, StackPage};
-use crate::pack::Packed;
+use crate::pack::{Packed, PackedBox};
 use crate::page_set::PageSet;
 use crate::platform::{FlushBatch, Platform};
 use crate::policy::Policy;
@@ -101,7 +101,8 @@ pub struct Stack {
     peak_populated_pages: u8,
     saved_sp: Option<VirtAddr>,
     asleep: bool,
-    packed: Option<Packed>,
+    /// Out of line: a stack that is not packed pays one pointer for it.
+    packed: Option<PackedBox>,
 }
 
 impl Stack {
@@ -160,7 +161,7 @@ impl Stack {
     #[must_use]
     pub const fn held_pages(&self) -> u8 {
         let kept = match &self.packed {
-            Some(packed) if packed.kept_frame().is_some() => 1,
+            Some(packed) if packed.get().kept_frame().is_some() => 1,
             _ => 0,
         };
         self.populated.len() + kept
@@ -169,7 +170,10 @@ impl Stack {
     /// Returns the pack of the stack, if it is packed.
     #[must_use]
     pub const fn packed(&self) -> Option<&Packed> {
-        self.packed.as_ref()
+        match &self.packed {
+            Some(packed) => Some(packed.get()),
+            None => None,
+        }
     }
 
     /// Returns whether the stack is packed: it must be restored before its
@@ -249,7 +253,7 @@ impl Stack {
     }
 
     /// Notes the stack packed into `packed`: none of its pages is populated.
-    pub(crate) fn note_packed(&mut self, packed: Packed) {
+    pub(crate) fn note_packed(&mut self, packed: PackedBox) {
         debug_assert!(self.packed.is_none(), "packed twice");
         self.populated = PageSet::EMPTY;
         self.populated_pages = 0;
@@ -259,7 +263,7 @@ impl Stack {
     /// Takes the pack of the stack: after a restore its top page is populated
     /// again (`restored`), at release nothing is.
     pub(crate) fn take_packed(&mut self, restored: bool) -> Option<Packed> {
-        let packed = self.packed.take()?;
+        let packed = self.packed.take()?.into_inner();
         if restored {
             self.note_populated(StackPage::TOP);
         }
