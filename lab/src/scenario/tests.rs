@@ -890,3 +890,22 @@ fn the_sleepers_builtin_is_the_census_with_long_sleeps_and_a_threshold_between()
         assert!(u64::from(plan.sleep_ms) * 3 / 2 * 5 <= threshold);
     }
 }
+
+/// `million` runs every policy (`pack` too) and its sleepers are due for a pack within the run:
+/// the threshold (the kernel's default, as the file sets none) is below the shortest sleep and
+/// leaves most of the run after it.
+#[test]
+fn the_million_builtin_runs_pack_and_its_sleepers_are_due_within_the_run() {
+    let s = load("million").unwrap();
+    assert!(s.groups.iter().all(|g| g.policy == PolicyChoice::Each));
+    let boots = s.boots(&Policy::ALL).unwrap();
+    assert!(boots.iter().any(|b| b.policies == [Policy::Pack]));
+    let threshold = s
+        .pack_after_ms
+        .map_or(dks_core::pack::DEFAULT_PACK_THRESHOLD_MS, u64::from);
+    for plan in s.groups.iter().flat_map(|g| &g.plans) {
+        assert_eq!(plan.lifetime, Lifetime::Long);
+        assert!(threshold < u64::from(plan.sleep_ms / 2), "{threshold} ms");
+    }
+    assert!(threshold * 5 <= u64::from(s.duration_ms), "{threshold} ms");
+}
