@@ -3,8 +3,10 @@
 //! A policy that saves stack pages saves what a user gets only if the rest of a thread is
 //! small beside it, so a workload reports, per policy, at the end of its duration
 //! ([`emit_thread_overhead`], `ThreadOverhead` records):
+//! - its stack memory: populated pages, and the pack buffers of its packed stacks (`pack`);
 //! - the heap its threads take: the heap in use beyond what it was when the workload started,
-//!   less FPU save areas, divided evenly over the workload's live threads (thread structures,
+//!   less FPU save areas and pack buffers (heap blocks, counted with the stack above), divided
+//!   evenly over the workload's live threads (thread structures,
 //!   their names and bodies, the workload's record of each, queue and sleeper entries, the
 //!   allocator's own overhead: everything a thread brings, measured rather than added up);
 //! - FPU/SSE save areas, counted exactly per policy: one per thread that was ever preempted
@@ -88,10 +90,15 @@ pub fn emit_thread_overhead(start: &Snapshot, policies: impl Iterator<Item = Pol
         return;
     }
     let fpu_growth = now.fpu_areas.saturating_sub(start.fpu_areas) * FPU_AREA_BYTES;
+    // Pack buffers come from the kernel heap; they are stack memory, counted per policy below.
+    let packed_bytes =
+        |policy: Policy| stacks::policy_totals(policy).packed_bytes_now.max(0) as u64;
+    let all_packed: u64 = policies.clone().map(packed_bytes).sum();
     let heap_per_thread = now
         .heap_used
         .saturating_sub(start.heap_used)
         .saturating_sub(fpu_growth)
+        .saturating_sub(all_packed)
         / all_threads;
     let share = |total: u64, threads: u64| total * threads / all_threads;
     for policy in policies {
@@ -101,7 +108,7 @@ pub fn emit_thread_overhead(start: &Snapshot, policies: impl Iterator<Item = Pol
         report::emit(&Record::ThreadOverhead(ThreadOverhead {
             policy,
             threads,
-            stack_bytes: totals.pages_now.max(0) as u64 * PAGE_BYTES,
+            stack_bytes: totals.pages_now.max(0) as u64 * PAGE_BYTES + packed_bytes(policy),
             heap_bytes: heap_per_thread * threads,
             fpu_bytes: areas * FPU_AREA_BYTES,
             fpu_areas: areas,

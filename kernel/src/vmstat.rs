@@ -61,12 +61,16 @@ pub fn emit_counters(reason: &str) {
             continue;
         }
         let pages = |v: i64| v.max(0) as u64 * KIB_PER_PAGE;
+        let level = |v: i64| v.max(0) as u64;
+        // Populated pages and pack buffers (`nr_kernel_stack_kb`). The ledger keeps the peak of
+        // the pages alone, so the peak is that, or the figure now when it is higher (`pack`).
+        let stack_kib_now = level(c.stack_kib_now());
         report::emit(&Record::PolicyStat(PolicyStat {
             policy,
             threads_created: c.threads_created,
             threads_live: c.threads_live(),
-            stack_kib_now: pages(c.pages_now),
-            stack_kib_peak: pages(c.pages_peak),
+            stack_kib_now,
+            stack_kib_peak: pages(c.pages_peak).max(stack_kib_now),
             faults: c.events(Counter::Faults),
             fatal: c.events(Counter::Fatal),
             refills: c.events(Counter::Refills),
@@ -88,6 +92,13 @@ pub fn emit_counters(reason: &str) {
                 .then(|| stacks::running_extra_peak_pages() * KIB_PER_PAGE),
             high_water_mean_bytes: c.high_water_total_bytes / c.threads_released.max(1),
             high_water_max_bytes: c.high_water_max_bytes,
+            packs: c.events(Counter::Packs),
+            restores: c.events(Counter::Restores),
+            restore_waits: c.events(Counter::RestoreWait),
+            pack_checksum_failures: c.events(Counter::PackChecksumFail),
+            pack_guard_catches: c.events(Counter::PackGuardCatches),
+            packed_threads: level(c.packed_threads_now),
+            packed_kib: level(c.packed_bytes_now).div_ceil(1024),
         }));
     }
 }

@@ -552,14 +552,15 @@ fn sample(run: &Run, t_ms: u64) {
             continue;
         }
         let (threads, live_pages) = census[policy.index()];
-        let stack_pages = totals
+        // Populated pages and, under `pack`, pack buffers.
+        let stack_kib = totals
             .account(dks_core::Account::Policy(policy))
-            .pages_now
+            .stack_kib_now()
             .max(0) as u64;
         report::emit(&Record::Sample(Sample {
             t_ms,
             policy,
-            stack_kib: stack_pages * PAGE_BYTES / 1024,
+            stack_kib,
             live_kib: live_pages * PAGE_BYTES / 1024,
             threads,
         }));

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use dks_core::Policy;
-use dks_protocol::record::{Outcome, Record};
+use dks_protocol::record::{Outcome, PolicyStat, Record};
 
 use crate::console::ConsoleLine;
 
@@ -57,6 +57,35 @@ pub fn one_line(text: &str) -> String {
             escaped
         })
         .collect()
+}
+
+/// The `pack` figures of a `policy_stat` line: for `pack`, or any policy that has some (a bug
+/// elsewhere); empty otherwise, so the other policies' lines stay as they were.
+fn pack_figures(p: &PolicyStat) -> String {
+    let any = [
+        p.packs,
+        p.restores,
+        p.restore_waits,
+        p.pack_checksum_failures,
+        p.pack_guard_catches,
+        p.packed_threads,
+    ]
+    .iter()
+    .any(|&n| n > 0);
+    if !any && p.policy != Policy::Pack {
+        return String::new();
+    }
+    format!(
+        "; packs={} restores={} restore_waits={} csum_fail={} guard_catches={}, {} packed \
+         ({} KiB)",
+        p.packs,
+        p.restores,
+        p.restore_waits,
+        p.pack_checksum_failures,
+        p.pack_guard_catches,
+        p.packed_threads,
+        p.packed_kib
+    )
 }
 
 /// Returns `record` as one readable line.
@@ -257,7 +286,7 @@ pub fn record(record: &Record<'_>) -> String {
              fatal={} refills={} refill_failures={} guard_hits={} admit_waits={} \
              (total {} us, max {} us) killed={} kernel_stops={} reclaimed={} \
              (accessed_clear={} flushes_avoided={}) switch_faults={}; high-water mark \
-             mean {} max {} bytes",
+             mean {} max {} bytes{}",
             p.policy,
             p.threads_created,
             p.threads_live,
@@ -278,7 +307,8 @@ pub fn record(record: &Record<'_>) -> String {
             p.flushes_avoided,
             p.switch_faults,
             p.high_water_mean_bytes,
-            p.high_water_max_bytes
+            p.high_water_max_bytes,
+            pack_figures(p)
         ),
         Record::Cost(c) => {
             let unit = if c.instructions {

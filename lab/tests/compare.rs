@@ -181,6 +181,68 @@ fn chosen_policies_and_scenario_settings_reach_the_kernel() {
     assert_eq!(names, ["static", "guaranteed"]);
 }
 
+/// `pack` beside `static`: its settings reach the kernel, and its counters and costs reach the
+/// table and the JSON (the table's cells equal to the JSON's).
+#[test]
+fn pack_s_settings_reach_the_kernel_and_its_figures_the_table() {
+    let qemu = fake("compare-pack", &["static", "pack"]);
+    let scenario = qemu.dir.join("pack.toml");
+    fs::write(
+        &scenario,
+        SCENARIO.replace(
+            "cpus = 2",
+            "cpus = 2\npack_after_ms = 250\npack_guard = true",
+        ),
+    )
+    .unwrap();
+    let json = qemu.dir.join("out.json");
+    let output = compare(
+        &qemu,
+        &["--scenario", path_str(&scenario), "--json", path_str(&json)],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        appends(&qemu),
+        [
+            "bench=costs tsc=instructions max_stack=16K",
+            "workload=initrd max_stack=16K slots=264 pack_after_ms=250 pack_guard=on"
+        ]
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rows = table_rows(&stdout);
+    let json: Value = serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();
+    let policies = json["policies"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for (row, entry) in rows.iter().zip(policies) {
+        assert_eq!(*row, expected_cells(entry), "{stdout}\n{entry}");
+    }
+    let pack = &policies[1];
+    assert_eq!(pack["policy"], "pack");
+    assert_eq!(
+        (
+            &pack["packs"],
+            &pack["restores"],
+            &pack["restore_waits"],
+            &pack["packed_threads_end"],
+            &pack["packed_kib_end"]
+        ),
+        (&12.into(), &8.into(), &1.into(), &4.into(), &4.into())
+    );
+    assert_eq!(pack["insns_per_pack"], 3100.0);
+    assert_eq!(pack["insns_per_restore"], 2250.0);
+    assert_eq!(policies[0]["insns_per_pack"], Value::Null);
+
+    // The same scenario on a kernel without `pack`: the other policies run, and the kernel is
+    // not given settings it does not know.
+    let without = fake("compare-pack-absent", &["static", "fault"]);
+    let output = compare(&without, &["--scenario", path_str(&scenario)]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        appends(&without)[1],
+        "workload=initrd max_stack=16K slots=264"
+    );
+}
+
 #[test]
 fn threads_that_do_not_fit_one_boot_get_one_boot_per_policy() {
     let qemu = fake("compare-split", &["static", "fault", "guaranteed"]);
@@ -229,7 +291,7 @@ fn compare_help_lists_its_options_and_the_builtins() {
         "--log",
         "--inject-nmi",
         "--inject-mce",
-        "linux-census, android, storage, adversarial",
+        "linux-census, linux-census-sleepers, android, storage, adversarial",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }

@@ -66,7 +66,10 @@ fn bad_scenarios_are_one_error_and_nothing_boots() {
         ),
         (
             PathBuf::from("no-such-builtin"),
-            &["no built-in scenario of that name", "linux-census, android"],
+            &[
+                "no built-in scenario of that name",
+                "linux-census, linux-census-sleepers, android",
+            ],
         ),
     ] {
         let output = compare(

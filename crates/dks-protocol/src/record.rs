@@ -319,15 +319,17 @@ dks_core::counter_list!(vmstat_record);
 /// One policy's stack memory and events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyStat {
-    /// The policy (`static`, `fault`, `guaranteed`, `reclaim`, `switch`).
+    /// The policy (`static`, `fault`, `guaranteed`, `reclaim`, `switch`, `pack`).
     pub policy: Policy,
     /// Threads created with it.
     pub threads_created: u64,
     /// Threads alive now.
     pub threads_live: u64,
-    /// Populated stack memory of its threads now, KiB.
+    /// Stack memory of its threads now, KiB: populated pages, and under `pack` the pack
+    /// buffers rounded up to whole KiB (`nr_kernel_stack_kb` of the policy's account).
     pub stack_kib_now: u64,
-    /// The most that memory ever was, KiB.
+    /// The most its populated pages ever held, KiB, tracked at every change; under `pack`,
+    /// whose buffers have no peak of their own in the sum, at least `stack_kib_now`.
     pub stack_kib_peak: u64,
     /// Stack faults served for its threads.
     pub faults: u64,
@@ -381,6 +383,33 @@ pub struct PolicyStat {
     pub high_water_mean_bytes: u64,
     /// The deepest high-water mark of its exited threads, bytes.
     pub high_water_max_bytes: u64,
+    /// Stacks of sleeping threads packed into a buffer (`dks_packs`; `pack`, docs/pack.md).
+    /// 0 when absent (a kernel without `pack`).
+    #[serde(default)]
+    pub packs: u64,
+    /// Packed stacks restored into a page (`dks_restores`), with or without a checksum
+    /// mismatch. 0 when absent.
+    #[serde(default)]
+    pub restores: u64,
+    /// Restores refused for want of a page, on the wake path or before the switch-in
+    /// (`dks_restore_wait`); the thread waited and was restored later. 0 when absent.
+    #[serde(default)]
+    pub restore_waits: u64,
+    /// Restores whose bytes did not match the pack's checksum (`dks_pack_csum_fail`): each is
+    /// a bug. 0 when absent.
+    #[serde(default)]
+    pub pack_checksum_failures: u64,
+    /// Faults on a stack packed in guard mode (`dks_pack_guard_catches`): each is another
+    /// thread touching a sleeping thread's stack, a bug in the toucher. 0 when absent.
+    #[serde(default)]
+    pub pack_guard_catches: u64,
+    /// Its stacks packed when the record was printed (`nr_packed_threads`). 0 when absent.
+    #[serde(default)]
+    pub packed_threads: u64,
+    /// The pack buffers of those stacks then, KiB, rounded up (`nr_packed_bytes`); counted in
+    /// `stack_kib_now` too. 0 when absent.
+    #[serde(default)]
+    pub packed_kib: u64,
 }
 
 /// A measured cost. Under `-icount shift=0` the TSC counts guest instructions, so these are
@@ -417,7 +446,8 @@ pub struct Sample {
     pub t_ms: u64,
     /// The policy.
     pub policy: Policy,
-    /// Populated stack memory of its threads, KiB.
+    /// Stack memory of its threads, KiB: populated pages, and under `pack` the pack buffers
+    /// rounded up to whole KiB.
     pub stack_kib: u64,
     /// The live-data bound of its threads: the pages their live stacks touch now, KiB.
     pub live_kib: u64,
@@ -517,11 +547,13 @@ pub struct ThreadOverhead {
     pub policy: Policy,
     /// Its threads alive then.
     pub threads: u64,
-    /// Their populated stack pages, bytes.
+    /// Their stack memory, bytes: populated stack pages, and under `pack` the pack buffers
+    /// of their packed stacks (class sizes).
     pub stack_bytes: u64,
     /// Their share of the kernel heap (thread structures, the workload's per-thread records,
     /// allocator overhead): the heap in use beyond what it was when the workload started,
-    /// less FPU save areas, divided evenly over every workload thread alive.
+    /// less FPU save areas and pack buffers (counted in `stack_bytes`), divided evenly over
+    /// every workload thread alive.
     pub heap_bytes: u64,
     /// Their FPU/SSE save areas (one per thread that was ever preempted), bytes.
     pub fpu_bytes: u64,

@@ -8,11 +8,13 @@
 //!   `stack_kib_peak`), as fractions of `static`'s;
 //! - the live-data bound: the largest `live_kib` of the policy's `Sample`s (the most its live
 //!   stacks ever touched at one moment), and the peak memory as a fraction of it;
-//! - events: faults, refills, refill failures, fatal faults, guard hits, admission waits, from
-//!   `PolicyStat`;
+//! - events: faults, refills, refill failures, fatal faults, guard hits, admission waits, and
+//!   `pack`'s packs, restores, restore waits, checksum failures, guard-mode catches and packed
+//!   stacks at the end, from `PolicyStat`;
 //! - costs: `total / samples` of the cost boot's `Cost` records (`stack_fault`, `switch`,
-//!   `create` of the policy), and the ratio to `static`'s. A cost the kernel did not measure is
-//!   `None` (`null` in JSON, `n/a` in the table), never a made-up number;
+//!   `create`, `trim`, `pack`, `restore`, ... of the policy), and the ratio to `static`'s. A
+//!   cost the kernel did not measure is `None` (`null` in JSON, `n/a` in the table), never a
+//!   made-up number;
 //! - injected faults (`--inject-nmi`, `--inject-mce`): per workload boot, what the lab injected
 //!   and what the kernel says it handled ([`InjectionFigures`]).
 
@@ -45,6 +47,11 @@ pub mod what {
     /// The stack policy's part of switching a thread out (under `switch` the Accessed-bit scan
     /// and the unmapping of clear dead pages), per policy.
     pub const SWITCH_OUT: &str = "switch_out";
+    /// The pack of one sleeping thread's live stack bytes into a buffer, its pages given back
+    /// (`pack`; docs/pack.md).
+    pub const PACK: &str = "pack";
+    /// The restore of one packed stack into a page on the wake path (`pack`).
+    pub const RESTORE: &str = "restore";
 }
 
 /// Everything the boots of one comparison reported, in the order it came.
@@ -336,6 +343,21 @@ pub struct PolicyFigures {
     /// The most stack memory running threads held at once beyond what they held switched out
     /// (the pages `switch`'s admissions mapped), KiB; `None` from a kernel that does not say.
     pub running_extra_kib_peak: Option<u64>,
+    /// Stacks of sleeping threads packed into a buffer (`pack`).
+    pub packs: u64,
+    /// Packed stacks restored into a page (`pack`).
+    pub restores: u64,
+    /// Restores refused for want of a page; the thread waited (`pack`).
+    pub restore_waits: u64,
+    /// Restores whose bytes did not match the pack's checksum (`pack`): each is a bug.
+    pub pack_checksum_failures: u64,
+    /// Faults on a stack packed in guard mode (`pack`): each is a thread touching another's
+    /// sleeping stack.
+    pub pack_guard_catches: u64,
+    /// Its stacks packed at the end of the run (`pack`).
+    pub packed_threads_end: u64,
+    /// The pack buffers of those stacks then, KiB (in `stack_kib_end` too).
+    pub packed_kib_end: u64,
     /// Times a thread was refused by admission.
     pub admission_waits: u64,
     /// Total time threads waited for admission, microseconds.
@@ -359,6 +381,10 @@ pub struct PolicyFigures {
     pub insns_per_create: Option<f64>,
     /// Guest instructions per trim of one sleeping thread (`reclaim`).
     pub insns_per_trim: Option<f64>,
+    /// Guest instructions per pack of one sleeping thread's stack (`pack`).
+    pub insns_per_pack: Option<f64>,
+    /// Guest instructions per restore of one packed stack on the wake path (`pack`).
+    pub insns_per_restore: Option<f64>,
     /// `insns_per_switch` / `static`'s.
     pub insns_per_switch_vs_static: Option<f64>,
     /// `insns_per_create` / `static`'s.
@@ -565,6 +591,13 @@ pub fn compare(
             flushes_avoided: stat.flushes_avoided,
             switch_faults: stat.switch_faults,
             running_extra_kib_peak: stat.running_extra_kib_peak,
+            packs: stat.packs,
+            restores: stat.restores,
+            restore_waits: stat.restore_waits,
+            pack_checksum_failures: stat.pack_checksum_failures,
+            pack_guard_catches: stat.pack_guard_catches,
+            packed_threads_end: stat.packed_threads,
+            packed_kib_end: stat.packed_kib,
             admission_waits: stat.admit_waits,
             admit_wait_us_total: stat.admit_wait_us_total,
             admit_wait_us_max: stat.admit_wait_us_max,
@@ -576,6 +609,8 @@ pub fn compare(
             insns_per_switch_out: measurements.per_op(what::SWITCH_OUT, Some(policy)),
             insns_per_create,
             insns_per_trim: measurements.per_op(what::TRIM, Some(policy)),
+            insns_per_pack: measurements.per_op(what::PACK, Some(policy)),
+            insns_per_restore: measurements.per_op(what::RESTORE, Some(policy)),
             insns_per_switch_vs_static: ratio(insns_per_switch, static_switch),
             insns_per_create_vs_static: ratio(insns_per_create, static_create),
             work: measurements

@@ -7,7 +7,7 @@ use dks_core::Policy;
 use super::figures::{Comparison, CostSpread, PolicyFigures};
 
 /// The column headers, in order; every row has one cell per header.
-pub const HEADERS: [&str; 28] = [
+pub const HEADERS: [&str; 37] = [
     "policy",
     "end KiB",
     "peak KiB",
@@ -28,6 +28,13 @@ pub const HEADERS: [&str; 28] = [
     "A-clear back",
     "flushes avoided",
     "run extra KiB",
+    "packs",
+    "restores",
+    "restore waits",
+    "packed",
+    "packed KiB",
+    "csum fails",
+    "guard catches",
     "insns/fault",
     "insns/switch",
     "switch/static",
@@ -36,6 +43,8 @@ pub const HEADERS: [&str; 28] = [
     "insns/create",
     "create/static",
     "insns/trim",
+    "insns/pack",
+    "insns/restore",
 ];
 
 /// What the columns mean, printed under the table.
@@ -54,9 +63,15 @@ A-clear back: pages given back at switch-out because their Accessed bit was clea
 flushes avoided: switch-outs that gave pages back with no TLB shootdown (switch);
 run extra: the most stack memory running threads held at once beyond what they held switched
 out (switch maps every page while a thread runs; at most max_stack less a page per CPU);
+packs, restores: sleeping threads' live stack bytes moved into a buffer and their pages given
+back, and moved back into a page at wake-up (pack; docs/pack.md); restore waits: restores that
+found no page, so the thread waited; packed, packed KiB: stacks packed when the run ended and
+their buffers (in end KiB too); csum fails: restores whose bytes did not match their checksum;
+guard catches: touches of a stack packed in guard mode (both bugs, 0 in a sound run);
 insns: guest instructions per operation (cost boot under -icount shift=0, 1 CPU); sw-in, sw-out:
 the policy's own part of switching a thread in (admission, mapping) and out (Accessed scan);
-trim: giving back the dead pages of one sleeping thread, its TLB flush requested (reclaim).";
+trim: giving back the dead pages of one sleeping thread, its TLB flush requested (reclaim);
+pack, restore: packing one sleeping thread's stack and restoring it on the wake path (pack).";
 
 /// Writes a ratio as a percentage, or `n/a`.
 pub fn percent(ratio: Option<f64>) -> String {
@@ -112,6 +127,13 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         p.reclaimed_accessed_clear.to_string(),
         p.flushes_avoided.to_string(),
         count(p.running_extra_kib_peak),
+        p.packs.to_string(),
+        p.restores.to_string(),
+        p.restore_waits.to_string(),
+        p.packed_threads_end.to_string(),
+        p.packed_kib_end.to_string(),
+        p.pack_checksum_failures.to_string(),
+        p.pack_guard_catches.to_string(),
         insns(p.insns_per_fault),
         insns(p.insns_per_switch),
         times(p.insns_per_switch_vs_static),
@@ -120,6 +142,8 @@ pub fn cells(p: &PolicyFigures) -> Vec<String> {
         insns(p.insns_per_create),
         times(p.insns_per_create_vs_static),
         insns(p.insns_per_trim),
+        insns(p.insns_per_pack),
+        insns(p.insns_per_restore),
     ]
 }
 
@@ -224,6 +248,28 @@ pub fn render(comparison: &Comparison) -> String {
             "BUG: {} stack fault(s) of {} threads, which map every page while they run \
              (dks_switch_faults)\n",
             p.switch_faults, p.policy
+        ));
+    }
+    for p in comparison
+        .policies
+        .iter()
+        .filter(|p| p.pack_checksum_failures > 0)
+    {
+        text.push_str(&format!(
+            "BUG: {} restore(s) of {} stacks whose bytes did not match their pack's checksum \
+             (dks_pack_csum_fail)\n",
+            p.pack_checksum_failures, p.policy
+        ));
+    }
+    for p in comparison
+        .policies
+        .iter()
+        .filter(|p| p.pack_guard_catches > 0)
+    {
+        text.push_str(&format!(
+            "BUG: {} touch(es) of a {} stack packed in guard mode: some thread used another's \
+             sleeping stack (dks_pack_guard_catches)\n",
+            p.pack_guard_catches, p.policy
         ));
     }
     let paths = &comparison.fault_paths;

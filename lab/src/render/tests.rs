@@ -122,7 +122,7 @@ fn workload_and_cost_records_render_on_one_line() {
     for (record, expected) in cases {
         assert_eq!(super::record(&record), expected);
     }
-    let stat = super::record(&Record::PolicyStat(PolicyStat {
+    let stat_record = Record::PolicyStat(PolicyStat {
         policy: Policy::Fault,
         threads_created: 5,
         threads_live: 0,
@@ -146,9 +146,39 @@ fn workload_and_cost_records_render_on_one_line() {
         running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
-    }));
+        packs: 0,
+        restores: 0,
+        restore_waits: 0,
+        pack_checksum_failures: 0,
+        pack_guard_catches: 0,
+        packed_threads: 0,
+        packed_kib: 0,
+    });
+    let stat = super::record(&stat_record);
     assert!(stat.starts_with("[policy fault] threads 5 created, 0 live; stack 0 KiB now, 48 KiB peak; faults=8 fatal=1"), "{stat}");
     assert!(!stat.contains('\n'), "{stat}");
+    assert!(
+        !stat.contains("packs="),
+        "no pack figures for fault: {stat}"
+    );
+    let Record::PolicyStat(fault) = &stat_record else {
+        unreachable!()
+    };
+    let pack = super::record(&Record::PolicyStat(PolicyStat {
+        policy: Policy::Pack,
+        packs: 90,
+        restores: 80,
+        restore_waits: 2,
+        packed_threads: 10,
+        packed_kib: 9,
+        ..fault.clone()
+    }));
+    assert!(
+        pack.ends_with(
+            "; packs=90 restores=80 restore_waits=2 csum_fail=0 guard_catches=0, 10 packed (9 KiB)"
+        ),
+        "{pack}"
+    );
 }
 
 #[test]

@@ -6,10 +6,14 @@
 pub const DEFAULT: &str = "linux-census";
 
 /// Every built-in: its name and its TOML.
-const BUILTINS: [(&str, &str); 6] = [
+const BUILTINS: [(&str, &str); 7] = [
     (
         "linux-census",
         include_str!("../../../scenarios/linux-census.toml"),
+    ),
+    (
+        "linux-census-sleepers",
+        include_str!("../../../scenarios/linux-census-sleepers.toml"),
     ),
     ("android", include_str!("../../../scenarios/android.toml")),
     ("storage", include_str!("../../../scenarios/storage.toml")),
@@ -25,14 +29,15 @@ const BUILTINS: [(&str, &str); 6] = [
 ];
 
 /// The names of the built-ins, in the order the help lists them.
-pub const NAMES: [&str; 6] = [
-    BUILTINS[0].0,
-    BUILTINS[1].0,
-    BUILTINS[2].0,
-    BUILTINS[3].0,
-    BUILTINS[4].0,
-    BUILTINS[5].0,
-];
+pub const NAMES: [&str; BUILTINS.len()] = {
+    let mut names = [""; BUILTINS.len()];
+    let mut i = 0;
+    while i < BUILTINS.len() {
+        names[i] = BUILTINS[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// Returns the TOML of the built-in called `name`.
 pub fn text(name: &str) -> Option<&'static str> {

@@ -29,6 +29,9 @@ const MAX_CALLS: i64 = 1_000_000;
 const MAX_SLEEP_MS: i64 = 60_000;
 /// The kernel's bound on `reserve=`.
 const MAX_RESERVE_FRAMES: i64 = 1 << 20;
+/// The kernel's bound on `pack_after_ms=`: the longest a `pack` thread may have to sleep
+/// before it is packed, milliseconds.
+const MAX_PACK_AFTER_MS: i64 = 60_000;
 /// The longest scenario or group name.
 const MAX_NAME_LEN: usize = 64;
 
@@ -47,6 +50,8 @@ struct RawScenario {
     reserve: Option<i64>,
     seed: Option<i64>,
     out_of_memory: Option<String>,
+    pack_after_ms: Option<i64>,
+    pack_guard: Option<toml::Value>,
     group: Vec<RawGroup>,
 }
 
@@ -202,6 +207,21 @@ fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
             ));
         }
     };
+    let pack_after_ms = raw
+        .pack_after_ms
+        .map(|ms| in_range("pack_after_ms", ms, 1, MAX_PACK_AFTER_MS))
+        .transpose()?
+        .map(|ms| ms as u32);
+    let pack_guard = match raw.pack_guard {
+        None => false,
+        Some(toml::Value::Boolean(on)) => on,
+        Some(other) => {
+            return Err(problem(
+                "pack_guard",
+                format!("{other} is not a choice; accepted: true or false"),
+            ));
+        }
+    };
     if raw.group.is_empty() {
         return Err(problem(
             "group",
@@ -252,6 +272,8 @@ fn check(raw: RawScenario, origin: &Origin) -> Result<Scenario, Problem> {
         reserve,
         seed,
         out_of_memory,
+        pack_after_ms,
+        pack_guard,
         groups,
     })
 }

@@ -120,6 +120,12 @@ pub struct Scenario {
     pub seed: u64,
     /// What a boot whose threads could not all be created for want of memory means.
     pub out_of_memory: OutOfMemory,
+    /// The kernel's `pack_after_ms=`: how long a `pack` thread sleeps before it is packed,
+    /// milliseconds; `None` for the kernel's default (`dks_core::pack::DEFAULT_PACK_THRESHOLD_MS`).
+    pub pack_after_ms: Option<u32>,
+    /// The kernel's `pack_guard=on`: packed pages are unmapped but kept, so a touch is caught
+    /// (docs/pack.md, "Guard mode").
+    pub pack_guard: bool,
     /// The thread groups, in file order.
     pub groups: Vec<Group>,
 }
@@ -241,7 +247,9 @@ impl Scenario {
     }
 
     /// Returns the kernel arguments of the workload boot of `plan` (one of [`Scenario::boots`]):
-    /// stack slots for its threads ([`slots_for`]); the heap grows as the kernel needs it.
+    /// stack slots for its threads ([`slots_for`]); the heap grows as the kernel needs it. The
+    /// `pack` settings go only to a boot with `pack` threads, so a scenario that sets them
+    /// still runs its other policies on a kernel without `pack`.
     pub fn kernel_args(&self, plan: &Plan) -> Vec<String> {
         let threads: u32 = plan.groups.iter().map(|g| g.threads).sum();
         let churn = plan.groups.iter().any(|g| g.respawn);
@@ -255,6 +263,14 @@ impl Scenario {
         }
         if let Some(reserve) = self.reserve {
             args.push(format!("reserve={reserve}"));
+        }
+        if plan.groups.iter().any(|g| g.policy == Policy::Pack) {
+            if let Some(ms) = self.pack_after_ms {
+                args.push(format!("pack_after_ms={ms}"));
+            }
+            if self.pack_guard {
+                args.push("pack_guard=on".to_owned());
+            }
         }
         args
     }

@@ -514,7 +514,7 @@ fn unreadable_files_and_unknown_names_are_one_error() {
         "{error}"
     );
     assert!(
-        error.contains("linux-census, android, storage, adversarial"),
+        error.contains("linux-census, linux-census-sleepers, android, storage, adversarial"),
         "{error}"
     );
 
@@ -759,4 +759,153 @@ fn max_stack_can_be_overridden_and_depths_are_checked_against_the_override() {
         load_at_max_stack("storage", "64K").unwrap().max_stack_bytes,
         64 * 1024
     );
+}
+
+#[test]
+fn pack_settings_go_only_to_boots_with_pack_threads() {
+    let s = parse(
+        &GOOD.replacen(
+            "seed = 9",
+            "seed = 9\npack_after_ms = 250\npack_guard = true",
+            1,
+        ),
+        origin(),
+    )
+    .unwrap();
+    assert_eq!((s.pack_after_ms, s.pack_guard), (Some(250), true));
+    let args = |each: &[&str]| -> Vec<Vec<String>> {
+        s.boots(&policies(each))
+            .unwrap()
+            .iter()
+            .map(|boot| s.kernel_args(&boot.plan))
+            .collect()
+    };
+    let pack_args = ["pack_after_ms=250".to_owned(), "pack_guard=on".to_owned()];
+    let has_pack_args = |args: &Vec<String>| pack_args.iter().all(|a| args.contains(a));
+    let has_any = |args: &Vec<String>| args.iter().any(|a| a.starts_with("pack_"));
+    // No pack thread, no pack argument: the scenario runs on a kernel without `pack`.
+    assert!(!args(&["fault"]).iter().any(has_any));
+    // A boot with pack threads gets both, after the other arguments.
+    let with_pack = args(&["fault", "pack"]);
+    assert_eq!(with_pack.len(), 1, "side by side");
+    assert!(has_pack_args(&with_pack[0]), "{with_pack:?}");
+    assert_eq!(with_pack[0][..2], ["workload=initrd", "max_stack=32K"]);
+    assert_eq!(with_pack[0][with_pack[0].len() - 2..], pack_args);
+
+    // Absent: the kernel's defaults, so nothing is passed.
+    let d = parse(GOOD, origin()).unwrap();
+    assert_eq!((d.pack_after_ms, d.pack_guard), (None, false));
+    let boots = d.boots(&policies(&["pack"])).unwrap();
+    assert!(!has_any(&d.kernel_args(&boots[0].plan)));
+    // Guard mode off, said explicitly, passes nothing either.
+    let off = parse(
+        &GOOD.replacen("seed = 9", "seed = 9\npack_guard = false", 1),
+        origin(),
+    )
+    .unwrap();
+    let boots = off.boots(&policies(&["pack"])).unwrap();
+    assert!(!has_any(&off.kernel_args(&boots[0].plan)));
+}
+
+#[test]
+fn bad_pack_settings_are_one_error_naming_the_key_and_the_range() {
+    for (to, expected) in [
+        (
+            "pack_after_ms = 0",
+            "scenario file x/t.toml: pack_after_ms: 0 is out of range; accepted: a whole number \
+             from 1 to 60000",
+        ),
+        (
+            "pack_after_ms = 60001",
+            "scenario file x/t.toml: pack_after_ms: 60001 is out of range; accepted: a whole \
+             number from 1 to 60000",
+        ),
+        (
+            "pack_after_ms = -5",
+            "scenario file x/t.toml: pack_after_ms: -5 is out of range; accepted: a whole number \
+             from 1 to 60000",
+        ),
+        (
+            "pack_guard = \"on\"",
+            "scenario file x/t.toml: pack_guard: \"on\" is not a choice; accepted: true or false",
+        ),
+        (
+            "pack_guard = 1",
+            "scenario file x/t.toml: pack_guard: 1 is not a choice; accepted: true or false",
+        ),
+    ] {
+        assert_eq!(
+            error_after("seed = 9", &format!("seed = 9\n{to}")),
+            expected
+        );
+    }
+    // The bounds themselves are accepted.
+    for ms in [1, 60_000] {
+        let s = parse(
+            &GOOD.replacen("seed = 9", &format!("seed = 9\npack_after_ms = {ms}"), 1),
+            origin(),
+        )
+        .unwrap();
+        assert_eq!(s.pack_after_ms, Some(ms));
+    }
+}
+
+/// `linux-census-sleepers` is `linux-census` with long sleeps for the live threads, and its
+/// threshold packs them early in every sleep while never packing a short-lived blocker: what
+/// its file says it is.
+#[test]
+fn the_sleepers_builtin_is_the_census_with_long_sleeps_and_a_threshold_between() {
+    let census = load("linux-census").unwrap();
+    let sleepers = load("linux-census-sleepers").unwrap();
+    assert_eq!(sleepers.groups.len(), census.groups.len());
+    assert_eq!(
+        (
+            sleepers.duration_ms,
+            sleepers.max_stack_bytes,
+            sleepers.cpus
+        ),
+        (census.duration_ms, census.max_stack_bytes, census.cpus)
+    );
+    let threshold = u64::from(sleepers.pack_after_ms.expect("a threshold"));
+    assert!(!sleepers.pack_guard);
+    // The live threads: the same plans but for their sleep. The kernel draws a sleep of mean
+    // m from m/2 to 3m/2.
+    let (live, census_live) = (&sleepers.groups[0], &census.groups[0]);
+    assert_eq!(live.plans.len(), census_live.plans.len());
+    for (plan, census_plan) in live.plans.iter().zip(&census_live.plans) {
+        let shortest_sleep = u64::from(plan.sleep_ms / 2);
+        assert!(threshold * 10 <= shortest_sleep, "{threshold} ms");
+        assert!(u64::from(plan.sleep_ms) < u64::from(sleepers.duration_ms));
+        assert_eq!(
+            GroupPlan {
+                sleep_ms: census_plan.sleep_ms,
+                ..plan.clone()
+            },
+            *census_plan
+        );
+    }
+    // The short-lived threads: the same, and their longest block is far below the threshold.
+    assert_eq!(sleepers.groups[1], census.groups[1]);
+    for plan in &sleepers.groups[1].plans {
+        assert!(u64::from(plan.sleep_ms) * 3 / 2 * 5 <= threshold);
+    }
+}
+
+/// `million` runs every policy (`pack` too) and its sleepers are due for a pack within the run:
+/// the threshold (the kernel's default, as the file sets none) is below the shortest sleep and
+/// leaves most of the run after it.
+#[test]
+fn the_million_builtin_runs_pack_and_its_sleepers_are_due_within_the_run() {
+    let s = load("million").unwrap();
+    assert!(s.groups.iter().all(|g| g.policy == PolicyChoice::Each));
+    let boots = s.boots(&Policy::ALL).unwrap();
+    assert!(boots.iter().any(|b| b.policies == [Policy::Pack]));
+    let threshold = s
+        .pack_after_ms
+        .map_or(dks_core::pack::DEFAULT_PACK_THRESHOLD_MS, u64::from);
+    for plan in s.groups.iter().flat_map(|g| &g.plans) {
+        assert_eq!(plan.lifetime, Lifetime::Long);
+        assert!(threshold < u64::from(plan.sleep_ms / 2), "{threshold} ms");
+    }
+    assert!(threshold * 5 <= u64::from(s.duration_ms), "{threshold} ms");
 }

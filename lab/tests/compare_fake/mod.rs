@@ -36,7 +36,7 @@ case "$append" in
     exit $(cat "$d/status-costs.txt" 2>/dev/null || echo 33);;
 *workload=initrd*)
     cp "$initrd" "$d/plan-$n.json"
-    for p in static fault guaranteed reclaim switch; do
+    for p in static fault guaranteed reclaim switch pack; do
         if grep -q "\"policy\":\"$p\"" "$initrd" && [ -f "$d/workload-$p.txt" ]; then
             cat "$d/workload-$p.txt"
         fi
@@ -96,7 +96,7 @@ pub fn exit_success() -> String {
 }
 
 /// The cost boot's records for `policies` (each with create and switch; the dynamic ones with
-/// stack faults), then the exit.
+/// stack faults; `pack` with its pack and restore), then the exit.
 pub fn costs(policies: &[&str]) -> String {
     let mut out = String::new();
     for (i, policy) in policies.iter().enumerate() {
@@ -105,6 +105,10 @@ pub fn costs(policies: &[&str]) -> String {
         out += &cost("switch", policy, 100, 100_000 + 10_000 * i);
         if *policy != "static" {
             out += &cost("stack_fault", policy, 8, 12_000 + 800 * i);
+        }
+        if *policy == "pack" {
+            out += &cost("pack", policy, 20, 62_000);
+            out += &cost("restore", policy, 20, 45_000);
         }
     }
     out += &cost("direct_fault", "", 4, 4_000);
@@ -152,6 +156,14 @@ pub fn workload(policy: &str, pages: u64) -> String {
         running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
+        // `pack`: 12 packs, 8 restores (one after a wait), 4 stacks packed at the end.
+        packs: if policy == "pack" { 12 } else { 0 },
+        restores: if policy == "pack" { 8 } else { 0 },
+        restore_waits: u64::from(policy == "pack"),
+        pack_checksum_failures: 0,
+        pack_guard_catches: 0,
+        packed_threads: if policy == "pack" { 4 } else { 0 },
+        packed_kib: if policy == "pack" { 4 } else { 0 },
     }));
     out += &line(&Record::ThreadPages(ThreadPages {
         policy: policy.parse().expect("a policy"),
@@ -249,6 +261,13 @@ pub fn expected_cells(p: &Value) -> Vec<String> {
         count(&p["reclaimed_accessed_clear"]),
         count(&p["flushes_avoided"]),
         count(&p["running_extra_kib_peak"]),
+        count(&p["packs"]),
+        count(&p["restores"]),
+        count(&p["restore_waits"]),
+        count(&p["packed_threads_end"]),
+        count(&p["packed_kib_end"]),
+        count(&p["pack_checksum_failures"]),
+        count(&p["pack_guard_catches"]),
         insns(&p["insns_per_fault"]),
         insns(&p["insns_per_switch"]),
         times(&p["insns_per_switch_vs_static"]),
@@ -257,6 +276,8 @@ pub fn expected_cells(p: &Value) -> Vec<String> {
         insns(&p["insns_per_create"]),
         times(&p["insns_per_create_vs_static"]),
         insns(&p["insns_per_trim"]),
+        insns(&p["insns_per_pack"]),
+        insns(&p["insns_per_restore"]),
     ]
 }
 

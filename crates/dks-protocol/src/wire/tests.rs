@@ -192,6 +192,13 @@ fn samples() -> std::vec::Vec<Record<'static>> {
             running_extra_kib_peak: None,
             high_water_mean_bytes: 2100,
             high_water_max_bytes: 9000,
+            packs: 90,
+            restores: 80,
+            restore_waits: 2,
+            pack_checksum_failures: 0,
+            pack_guard_catches: 0,
+            packed_threads: 10,
+            packed_kib: 9,
         }),
         Record::Cost(Cost {
             what: Cow::Borrowed("stack_fault"),
@@ -329,4 +336,90 @@ fn a_record_naming_an_unknown_policy_is_an_error() {
             other => panic!("expected a parse error for {bad}, got {other:?}"),
         }
     }
+}
+
+/// A `PolicyStat` whose every figure is as large as a run could make it (a million threads of
+/// 64 KiB stacks, 2^40 events) still fits one line: the kernel drops a record that does not,
+/// and `dks compare` would then have no figures for the policy.
+#[test]
+fn the_largest_policy_stat_fits_one_line() {
+    let events = 1u64 << 40;
+    let stat = Record::PolicyStat(PolicyStat {
+        policy: Policy::Guaranteed,
+        threads_created: events,
+        threads_live: 1_000_000,
+        stack_kib_now: 64 * 1_000_000,
+        stack_kib_peak: 64 * 1_000_000,
+        faults: events,
+        fatal: events,
+        refills: events,
+        refill_failures: events,
+        guard_hits: events,
+        admit_waits: events,
+        admit_wait_us_total: events,
+        admit_wait_us_max: events,
+        killed: events,
+        kernel_stops: events,
+        reclaimed: events,
+        reclaimed_dead: events,
+        reclaimed_accessed_clear: events,
+        flushes_avoided: events,
+        switch_faults: events,
+        running_extra_kib_peak: Some(64 * 4),
+        high_water_mean_bytes: 65_536,
+        high_water_max_bytes: 65_536,
+        packs: events,
+        restores: events,
+        restore_waits: events,
+        pack_checksum_failures: events,
+        pack_guard_catches: events,
+        packed_threads: 1_000_000,
+        packed_kib: 4 * 1_000_000,
+    });
+    let mut buf = [0u8; MAX_LINE_BYTES];
+    let line = encode(&stat, &mut buf).unwrap();
+    assert!(line.len() < MAX_LINE_BYTES, "{} bytes", line.len());
+}
+
+/// A `PolicyStat` from a kernel without `pack` (no pack fields) reads with them all 0.
+#[cfg(feature = "host")]
+#[test]
+fn a_policy_stat_without_pack_fields_reads_them_as_zero() {
+    let mut buf = [0u8; MAX_LINE_BYTES];
+    let Record::PolicyStat(full) = &samples()
+        .into_iter()
+        .find(|r| matches!(r, Record::PolicyStat(_)))
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    let line = encode(&Record::PolicyStat(full.clone()), &mut buf).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&line[PREFIX.len()..]).unwrap();
+    let fields = json["policy_stat"].as_object_mut().unwrap();
+    for key in [
+        "packs",
+        "restores",
+        "restore_waits",
+        "pack_checksum_failures",
+        "pack_guard_catches",
+        "packed_threads",
+        "packed_kib",
+    ] {
+        assert!(fields.remove(key).is_some(), "{key}");
+    }
+    let old = std::format!("{PREFIX}{json}");
+    let Some(Ok(Record::PolicyStat(read))) = parse_line(&old) else {
+        panic!("{old}");
+    };
+    let expected = PolicyStat {
+        packs: 0,
+        restores: 0,
+        restore_waits: 0,
+        pack_checksum_failures: 0,
+        pack_guard_catches: 0,
+        packed_threads: 0,
+        packed_kib: 0,
+        ..full.clone()
+    };
+    assert_eq!(read, expected);
 }

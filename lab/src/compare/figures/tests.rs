@@ -43,6 +43,13 @@ pub(crate) fn stat(policy: &str, now: u64, peak: u64, faults: u64) -> PolicyStat
         running_extra_kib_peak: None,
         high_water_mean_bytes: 0,
         high_water_max_bytes: 0,
+        packs: 0,
+        restores: 0,
+        restore_waits: 0,
+        pack_checksum_failures: 0,
+        pack_guard_catches: 0,
+        packed_threads: 0,
+        packed_kib: 0,
     }
 }
 
@@ -102,6 +109,83 @@ pub(crate) fn measurements() -> Measurements {
         }],
         incomplete: vec![],
     }
+}
+
+/// `static` and `pack` side by side: `pack`'s counters and its pack and restore costs.
+pub(crate) fn pack_measurements() -> Measurements {
+    let mut m = measurements();
+    m.costs.extend([
+        cost(what::CREATE, "pack", 10, 6_000),
+        cost(what::SWITCH, "pack", 100, 120_000),
+        cost(what::STACK_FAULT, "pack", 8, 12_000),
+        cost(what::PACK, "pack", 20, 62_000),
+        cost(what::RESTORE, "pack", 20, 45_000),
+    ]);
+    let mut pack = stat("pack", 49, 64, 8);
+    pack.packs = 90;
+    pack.restores = 80;
+    pack.restore_waits = 2;
+    pack.packed_threads = 10;
+    pack.packed_kib = 9;
+    m.stats.push(pack);
+    m.samples.push(sample(100, "pack", 40, 20));
+    m
+}
+
+#[test]
+fn pack_figures_come_from_its_stat_and_its_costs_and_are_absent_for_the_others() {
+    let c = compare(
+        &setup(),
+        &policies(&["static", "pack"]),
+        &pack_measurements(),
+    )
+    .unwrap();
+    let (s, p) = (&c.policies[0], &c.policies[1]);
+    assert_eq!(p.policy, Policy::Pack);
+    assert_eq!(
+        (
+            p.packs,
+            p.restores,
+            p.restore_waits,
+            p.pack_checksum_failures,
+            p.pack_guard_catches
+        ),
+        (90, 80, 2, 0, 0)
+    );
+    assert_eq!((p.packed_threads_end, p.packed_kib_end), (10, 9));
+    assert_eq!(p.stack_kib_end, 49, "buffers are in the stack memory");
+    assert_eq!(p.insns_per_pack, Some(3100.0));
+    assert_eq!(p.insns_per_restore, Some(2250.0));
+    assert_eq!((s.insns_per_pack, s.insns_per_restore), (None, None));
+    assert_eq!((s.packs, s.packed_threads_end), (0, 0));
+    // Without the kernel's pack costs there is no figure, not a zero.
+    let mut m = pack_measurements();
+    m.costs.retain(|c| c.what != what::RESTORE);
+    let c = compare(&setup(), &policies(&["static", "pack"]), &m).unwrap();
+    assert_eq!(c.policies[1].insns_per_pack, Some(3100.0));
+    assert_eq!(c.policies[1].insns_per_restore, None);
+    let json = serde_json::to_value(&c).unwrap();
+    let pack = &json["policies"][1];
+    assert_eq!(pack["insns_per_pack"], 3100.0);
+    assert!(pack["insns_per_restore"].is_null(), "{pack}");
+    for (key, value) in [
+        ("packs", 90),
+        ("restores", 80),
+        ("restore_waits", 2),
+        ("pack_checksum_failures", 0),
+        ("pack_guard_catches", 0),
+        ("packed_threads_end", 10),
+        ("packed_kib_end", 9),
+    ] {
+        assert_eq!(pack[key], value, "{key} in {pack}");
+    }
+    assert!(json["policies"][0]["insns_per_pack"].is_null());
+    // The spread of both costs is in the cost list.
+    let whats: Vec<&str> = c.costs.iter().map(|c| c.what.as_str()).collect();
+    assert!(
+        whats.contains(&"pack") && !whats.contains(&"restore"),
+        "{whats:?}"
+    );
 }
 
 #[test]
