@@ -78,6 +78,7 @@ pub mod pte;
 pub mod reclaim;
 pub mod stack;
 pub mod switch;
+pub mod trim_claim;
 #[cfg(test)]
 mod test_fixture;
 
@@ -97,3 +98,4 @@ pub use platform::{Flush, FlushBatch, FlushNeed, Platform};
 pub use policy::Policy;
 pub use pte::{AbsentPte, EntryKind, PageState};
 pub use stack::{Stack, StackSource, StackSpec};
+pub use trim_claim::{Claim, TrimClaim, TrimState};

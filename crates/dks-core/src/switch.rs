@@ -197,35 +197,45 @@ pub fn refill<P: Platform>(
 }
 
 /// Returns whether a switch to a stack of `policy` needs the mechanism at all, given what a
-/// scheduler can read without a lock: how many pages the stack may still fault in (`need`)
-/// and how many frames this CPU's magazine holds (`magazine_len` of `magazine_capacity`).
+/// scheduler can read without a lock: how many pages the stack may still fault in (`need`),
+/// how many frames this CPU's magazine holds (`magazine_len` of `magazine_capacity`), and,
+/// asked last and only for a policy that reclaims while asleep, whether a trim touched the
+/// stack since its switch-out (`trim_touched`: the slot's
+/// [`TrimClaim::admit`](crate::TrimClaim::admit) says [`Claim::Touched`](crate::Claim::Touched);
+/// when it is not asked, the caller's locked path must take the claim itself).
 ///
 /// `false` means that [`prepare`] would admit the stack without touching the magazine, the
-/// group or a counter, and [`finish`] would change nothing but the stack's switch record, which
-/// only policies that reclaim while asleep read: the scheduler may skip both, so that `static`
-/// switches as a kernel without dynamic stacks does, and `fault` and `guaranteed` add two
-/// comparisons while their magazine is full or covers the need.
+/// group or a counter, and [`finish`] would change nothing but the stack's switch record,
+/// which only a trim reads, and only after claiming the stack (`trim_claim`): the scheduler
+/// may skip both, so that `static` switches as a kernel without dynamic stacks does, and
+/// `fault`, `guaranteed` and `reclaim` add a few comparisons while their magazine is full or
+/// covers the need (and, for `reclaim`, no trim touched the stack).
+#[inline]
 #[must_use]
-pub const fn switch_in_needs_mechanism(
+pub fn switch_in_needs_mechanism(
     policy: Policy,
     need: u8,
     magazine_len: u8,
     magazine_capacity: u8,
+    trim_touched: impl FnOnce() -> bool,
 ) -> bool {
     (policy.needs_admission() && magazine_len < need)
         || policy.maps_all_while_running()
         || (policy.refills_after_switch() && magazine_len < magazine_capacity)
-        || policy.reclaims_while_asleep()
+        || (policy.reclaims_while_asleep() && trim_touched())
 }
 
-/// Returns whether a switch away from a stack of `policy` needs the mechanism: only a policy
-/// that maps every page while running gives pages back at the switch, and only one that
-/// reclaims while asleep reads the saved stack pointer [`switch_out`] records. For every other
-/// policy the scheduler may skip [`switch_out`] (its own check that the saved stack pointer
-/// lies in the thread's stack stays).
+/// Returns whether a switch away from a stack of `policy` for `reason` needs the mechanism:
+/// only a policy that maps every page while running gives pages back at the switch, and only
+/// one that reclaims while asleep reads the saved stack pointer [`switch_out`] records, and
+/// only when the thread went to sleep (a preempted thread is no candidate for a trim). For
+/// every other switch-out the scheduler may skip [`switch_out`] (its own check that the saved
+/// stack pointer lies in the thread's stack stays).
+#[inline]
 #[must_use]
-pub const fn switch_out_needs_mechanism(policy: Policy) -> bool {
-    policy.maps_all_while_running() || policy.reclaims_while_asleep()
+pub const fn switch_out_needs_mechanism(policy: Policy, reason: SwitchOutReason) -> bool {
+    policy.maps_all_while_running()
+        || (policy.reclaims_while_asleep() && matches!(reason, SwitchOutReason::Asleep))
 }
 
 #[cfg(test)]

@@ -32,7 +32,8 @@ pub use dks_core::Policy;
 use dks_core::stack::{self, CreateFailure, Released, StackSource};
 use dks_core::{
     Account, AccountSnapshot, CpuCounters, CpuId, GroupCharge, GroupId, LayoutError, Ledger,
-    Magazine, SlotIndex, Stack, StackCache, StackLayout, StackSpec, Tally, Totals, VirtAddr,
+    Magazine, SlotIndex, Stack, StackCache, StackLayout, StackSpec, Tally, Totals, TrimClaim,
+    VirtAddr,
 };
 use spin::Once;
 
@@ -64,20 +65,50 @@ struct Slot {
     faults: AtomicU32,
     /// The account of the current stack, mirrored (its index in `Account::ALL`).
     account: AtomicU8,
-    /// The policy of the live stack, mirrored (its index in `Policy::ALL`), or [`NO_STACK`]:
-    /// the scheduler decides from it whether a switch needs the mechanism at all
-    /// (`switch::admit`).
+    /// The policy of the live stack, mirrored (its index in `Policy::ALL` in the low bits,
+    /// [`POLICY_INDEX`], and above them, from [`SWITCH_OUT_SHIFT`], a bit per
+    /// `SwitchOutReason` for which its switch-out needs the mechanism), or [`NO_STACK`]: the
+    /// scheduler decides from it whether a switch needs the mechanism at all
+    /// (`switch::admit`, `switch::switched_out`: one load and one test).
     policy: AtomicU8,
-    /// Since when (uptime ms + 1) its thread sleeps with dead pages a trim may take; 0 when
-    /// it is no candidate (see [`trim`]).
+    /// Since when (uptime ms + 1) its thread sleeps with dead pages a trim may take; read
+    /// only while [`Slot::trim`] says it is a candidate (see [`trim`]).
     asleep_since: AtomicU64,
+    /// Whether a trim or the waking admission gets the switched-out stack
+    /// (`dks_core::trim_claim`): admission skips the locks while no trim touched it.
+    trim: TrimClaim,
     /// The TLB flush generation its trimmed pages wait for before the thread may run again;
     /// 0 when none ([`trim::TRIM_PENDING`] while the round's flush is not yet requested).
     flush_epoch: AtomicU64,
 }
 
-/// [`Slot::policy`] of a slot without a live stack.
+/// [`Slot::policy`] of a slot without a live stack: no policy, and every switch-out bit set
+/// (the locked path finds no stack and does nothing).
 const NO_STACK: u8 = u8::MAX;
+
+/// The bits of [`Slot::policy`] that hold the policy's index.
+const POLICY_INDEX: u8 = 0x0f;
+
+/// Where the switch-out bits start in [`Slot::policy`]: bit `SWITCH_OUT_SHIFT + reason` is set
+/// when a switch-out for that reason needs the mechanism
+/// (`dks_core::switch::switch_out_needs_mechanism`).
+const SWITCH_OUT_SHIFT: u8 = 6;
+
+/// [`Slot::policy`] for a live stack of `policy`.
+const fn policy_mirror(policy: Policy) -> u8 {
+    use dks_core::switch::{SwitchOutReason, switch_out_needs_mechanism};
+    let mut mirror = policy.index() as u8;
+    assert!(mirror & !POLICY_INDEX == 0, "policy indexes fit POLICY_INDEX");
+    let reasons = [SwitchOutReason::Preempted, SwitchOutReason::Asleep];
+    let mut i = 0;
+    while i < reasons.len() {
+        if switch_out_needs_mechanism(policy, reasons[i]) {
+            mirror |= 1 << (SWITCH_OUT_SHIFT + reasons[i] as u8);
+        }
+        i += 1;
+    }
+    mirror
+}
 
 impl Slot {
     /// Copies what readers on other CPUs (and the fault path's accounting) may read without
@@ -87,7 +118,7 @@ impl Slot {
         self.account
             .store(stack.account().index() as u8, Ordering::Relaxed);
         self.policy
-            .store(stack.policy().index() as u8, Ordering::Relaxed);
+            .store(policy_mirror(stack.policy()), Ordering::Relaxed);
     }
 
     /// Copies what a stack fault changes (the populated pages and the fault count): a stack's
@@ -98,10 +129,17 @@ impl Slot {
         self.faults.store(stack.faults(), Ordering::Relaxed);
     }
 
+    /// Whether the switch-out of the slot's thread for `reason` needs the mechanism (always
+    /// without a live stack), from the mirror.
+    #[inline]
+    fn switch_out_needs_mechanism(&self, reason: dks_core::switch::SwitchOutReason) -> bool {
+        self.policy.load(Ordering::Relaxed) & (1 << (SWITCH_OUT_SHIFT + reason as u8)) != 0
+    }
+
     /// The policy of the slot's live stack, from the mirror; `None` without one.
     fn policy(&self) -> Option<Policy> {
         Policy::ALL
-            .get(usize::from(self.policy.load(Ordering::Relaxed)))
+            .get(usize::from(self.policy.load(Ordering::Relaxed) & POLICY_INDEX))
             .copied()
     }
 }
@@ -173,6 +211,7 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             policy: AtomicU8::new(NO_STACK),
             account: AtomicU8::new(0),
             asleep_since: AtomicU64::new(0),
+            trim: TrimClaim::new(),
             flush_epoch: AtomicU64::new(0),
         })
         .collect();
@@ -316,6 +355,7 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
             }
             let cell = &region.slots[slot.as_usize()];
             cell.mirror(&created.stack);
+            cell.trim.settle();
             *cell.stack.lock() = Some(created.stack);
             Ok(ThreadStack { slot, policy })
         }

@@ -7,7 +7,7 @@
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
-use dks_core::{Magazine, SlotIndex, VirtAddr};
+use dks_core::{Claim, Magazine, SlotIndex, VirtAddr};
 
 use super::platform::X86Platform;
 use super::{GROUPS, region, tally};
@@ -95,8 +95,16 @@ pub fn admission_shortfall(slot: SlotIndex, cpu: u32) -> (u8, u8) {
 /// First, from the slot's mirrors and this CPU's magazine length alone, without a lock:
 /// whether the switch needs the mechanism at all (`dks_core::switch::switch_in_needs_mechanism`:
 /// never for `static`, for `fault` only when its magazine is not full, for `guaranteed` only
-/// when the magazine does not cover the need). The mirrors are exact here: the thread is off
-/// every CPU, so its stack's pages do not change, and only this CPU changes its magazine.
+/// when the magazine does not cover the need, for `reclaim` that and when a trim touched the
+/// stack since its switch-out). The mirrors are exact here: the thread is off every CPU, so its
+/// stack's pages do not change, and only this CPU changes its magazine. For `reclaim` the slot's
+/// trim claim is taken first (`dks_core::TrimClaim::admit`): once it says untouched, no trim
+/// will act on the stack before the thread sleeps again (docs/reclaim.md, "The switch without
+/// a lock"), so the mirrors stay exact until it runs.
+///
+/// The checks are inlined into the scheduler; the work is out of line, so that an admission
+/// that needs none does not pay for the registers the work saves.
+#[inline]
 pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
@@ -107,21 +115,35 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
     let capacity = Magazine::capacity_for(&region.layout);
     let magazine_len = MAGAZINE_LEN[cpu].load(Ordering::Relaxed);
-    if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
+    let touched = || cell.trim.admit() == Claim::Touched;
+    if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity, touched) {
         return Admit::Admitted;
     }
+    admit_with_mechanism(irq, slot)
+}
+
+/// [`admit`] for a switch that needs the mechanism.
+#[inline(never)]
+fn admit_with_mechanism(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
+    let region = region();
+    let cpu = cpu_ops::current_id(irq) as usize;
+    let cell = &region.slots[slot.as_usize()];
     let mut magazine = region.magazines[cpu].lock();
     let mut live = cell.stack.lock();
     let Some(stack) = live.as_mut() else {
         return Admit::Released;
     };
+    // With the lock, any trim of this stack is over (it holds the lock while it works).
     if stack.is_asleep() {
         stack.wake();
-        cell.asleep_since.store(0, Ordering::Relaxed);
     }
     if super::trim::flush_pending(irq, cell) {
         return Admit::Flushing;
     }
+    // Woken, no flush pending: no trim may take the stack now, and what one did is dealt with
+    // (its larger need is checked below). With the lock held no trim is at work, so the claim
+    // is `Idle`, a `Candidate` the fast path did not ask about, or `Trimmed`.
+    cell.trim.settle();
     let group = &GROUPS[stack.group().as_usize()];
     let mut platform = X86Platform::live();
     let held = stack.populated_pages();
@@ -151,14 +173,34 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
 /// Records that the thread of `slot` left this CPU with stack pointer `saved_sp`, asleep or
 /// still runnable (and lets the policy give pages back). A stack pointer outside the thread's
 /// stack is a kernel bug: it panics. Nothing at all for a policy that neither gives pages back
-/// at the switch nor reads the record (`dks_core::switch::switch_out_needs_mechanism`): the
-/// scheduler checks the stack pointer itself.
+/// at the switch nor reads the record, nor for a `reclaim` thread that was preempted (only a
+/// sleeping one may become a trim's candidate; `dks_core::switch::switch_out_needs_mechanism`):
+/// the scheduler checks the stack pointer itself.
+///
+/// The checks are inlined into the scheduler; the work is out of line, so that a switch-out
+/// that needs none does not pay for the registers the work saves.
+#[inline]
 pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asleep: bool) {
-    let region = region();
-    let policy = region.slots[slot.as_usize()].policy();
-    if policy.is_some_and(|policy| !switch::switch_out_needs_mechanism(policy)) {
+    let reason = if asleep {
+        SwitchOutReason::Asleep
+    } else {
+        SwitchOutReason::Preempted
+    };
+    if !region().slots[slot.as_usize()].switch_out_needs_mechanism(reason) {
         return;
     }
+    switch_out_with_mechanism(irq, slot, saved_sp, reason);
+}
+
+/// [`switched_out`] for a switch-out that needs the mechanism.
+#[inline(never)]
+fn switch_out_with_mechanism(
+    irq: &cpu_ops::IrqGuard,
+    slot: SlotIndex,
+    saved_sp: u64,
+    reason: SwitchOutReason,
+) {
+    let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
     let cell = &region.slots[slot.as_usize()];
@@ -171,11 +213,6 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
         // The pages it touched stay its own, switched out; the others go back below.
         note_running_extra(cpu, 0);
     }
-    let reason = if asleep {
-        SwitchOutReason::Asleep
-    } else {
-        SwitchOutReason::Preempted
-    };
     let how = SwitchOut {
         saved_sp: VirtAddr::new(saved_sp),
         reason,
@@ -190,7 +227,7 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
         how,
     )
     .unwrap_or_else(|e| panic!("saved stack pointer {saved_sp:#x} outside slot {slot:?}: {e:?}"));
-    super::trim::note_switched_out(cell, stack, asleep);
+    super::trim::note_switched_out(cell, stack, reason == SwitchOutReason::Asleep);
     cell.mirror(stack);
     note_magazine(cpu, magazine.len());
 }

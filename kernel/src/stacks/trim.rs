@@ -45,7 +45,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dks_core::reclaim::{self, TrimCause};
-use dks_core::{CpuId, Magazine, Policy};
+use dks_core::{CpuId, Magazine, Policy, TrimState};
 
 use super::platform::X86Platform;
 use super::{GROUPS, quarantine, region, tally};
@@ -154,10 +154,10 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
     let mut waiting: Vec<usize> = Vec::new();
     CANDIDATES.store(false, Ordering::Relaxed);
     for (index, cell) in region.slots.iter().enumerate() {
-        let since = cell.asleep_since.load(Ordering::Relaxed);
-        if since == 0 {
+        if cell.trim.state() != TrimState::Candidate {
             continue;
         }
+        let since = cell.asleep_since.load(Ordering::Relaxed).max(1);
         if round.pages >= max_pages || now.saturating_sub(since - 1) < min_asleep_ms {
             round.left += 1;
             continue;
@@ -203,11 +203,13 @@ fn trim_slot(
     let region = region();
     let mut live = cell.stack.lock();
     let stack = live.as_mut()?;
-    // Only `reclaim` stacks: `switch` keeps the pages its threads touched (docs/switch.md).
-    if stack.policy() != Policy::Reclaim {
-        cell.asleep_since.store(0, Ordering::Relaxed);
+    // Only a candidate, and only if the trim, not the waking admission, gets it (the claim is
+    // taken with the lock held: an admission that finds it taken waits for the lock, so for
+    // the end of this trim).
+    if !cell.trim.claim() {
         return Some(0);
     }
+    debug_assert!(stack.is_asleep() && stack.policy() == Policy::Reclaim);
     let trimmed = reclaim::trim_asleep(
         platform,
         &region.layout,
@@ -217,14 +219,15 @@ fn trim_slot(
         stack,
         cause,
     );
-    // Nothing more to take until it sleeps again (or it woke meanwhile).
-    cell.asleep_since.store(0, Ordering::Relaxed);
     if trimmed > 0 {
         cell.mirror(stack);
         if platform.deferred() {
             cell.flush_epoch.store(TRIM_PENDING, Ordering::Relaxed);
         }
     }
+    // Nothing more to take until it sleeps again; the waking admission takes the lock if
+    // pages went (the need grew, a flush may be pending).
+    cell.trim.trim_done(trimmed > 0);
     Some(trimmed)
 }
 
@@ -268,13 +271,12 @@ pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asl
         && stack.saved_sp().is_some_and(|sp| {
             reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
         });
-    let since = if candidate {
-        crate::sched::uptime_ms() + 1
-    } else {
-        0
-    };
-    cell.asleep_since.store(since, Ordering::Relaxed);
+    debug_assert_eq!(cell.trim.state(), TrimState::Idle, "a running thread is no candidate");
     if candidate {
+        cell.asleep_since
+            .store(crate::sched::uptime_ms() + 1, Ordering::Relaxed);
+        // Last: a trim that sees the candidate finds the sleep recorded (and takes this lock).
+        cell.trim.note_candidate();
         CANDIDATES.store(true, Ordering::Relaxed);
     }
 }

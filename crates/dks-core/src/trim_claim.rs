@@ -1,0 +1,214 @@
+//! Who may touch a sleeping stack's pages: a trim, or the admission that wakes it.
+//!
+//! A policy that gives back a sleeping thread's dead pages (`reclaim`) has two parties that
+//! want the same switched-out stack: a *trim* (the kernel's reclaim thread, on any CPU) and the
+//! *admission* that switches the thread in again (the scheduler of one CPU). The stack's own
+//! state is behind its lock, but the scheduler should not take that lock at every switch: a
+//! thread that no trim touched since it was switched out has the same pages, the same need and
+//! no pending TLB flush, so its admission needs nothing but the lock-free checks every policy
+//! makes. [`TrimClaim`] is the one word per slot that decides, without the lock, which of the two
+//! gets the stack:
+//!
+//! ```text
+//!             note_candidate (switch-out, asleep with dead pages, stack lock held)
+//!     Idle ─────────────────────────────────────────────────────────▶ Candidate
+//!      ▲  ▲                                                            │     │
+//!      │  └────────────── admit: CAS Candidate → Idle ─────────────────┘     │
+//!      │                  (the fast path wins; the trim will not touch it)   │
+//!      │                                              claim: CAS Candidate → Trimming
+//!      │                                              (stack lock held)      │
+//!      │    settle (admission's slow path,                                   ▼
+//!      └─── stack lock held)  ◀── Trimmed ◀── trim_done(changed) ───── Trimming
+//!            (or trim_done(false): back to Idle at once)
+//! ```
+//!
+//! - Only the switch-out of a sleeping thread makes a slot a [`Candidate`](TrimState::Candidate),
+//!   and only after it recorded the saved stack pointer and the sleep in the stack, under the
+//!   stack's lock.
+//! - A trim acts on a stack only after its compare-and-swap `Candidate → Trimming` succeeded,
+//!   with the stack's lock held; it leaves `Trimmed` (pages were given back: the need grew and a
+//!   flush may be pending) or `Idle` (nothing changed) before it releases the lock.
+//! - Admission's first step is [`TrimClaim::admit`]: one compare-and-swap `Candidate → Idle`
+//!   (or a read of `Idle`). Exactly one of it and a trim's claim succeeds from `Candidate`. If
+//!   admission's succeeds (or the slot was `Idle`), no trim touched the stack since its
+//!   switch-out and none will until the thread sleeps again: the admission may go on without the
+//!   stack's lock. Otherwise ([`Touched`]) it takes the stack's lock, which it gets only once the
+//!   trim released it (so the trim is over), wakes the stack, waits for the flush if one is
+//!   pending and then [`TrimClaim::settle`]s the slot back to `Idle`.
+//!
+//! So a trim never acts on a thread that runs or is being switched in: a thread runs only after
+//! an admission that either won the race from `Candidate` (then the trim's claim fails) or found
+//! the slot `Trimming`/`Trimmed` and waited for the trim's lock. `tests/trim_claim_model.rs`
+//! checks this exhaustively over every interleaving of a trim with a thread that sleeps, wakes,
+//! runs and sleeps again (stateright).
+//!
+//! `Idle` while the thread sleeps (it had no dead pages) is no candidate: trims skip it. The
+//! stack's own `asleep` flag (`Stack::is_asleep`) then stays as the switch-out left it until the
+//! next locked admission or switch-out; nobody reads it without a claim.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// The state of a slot's [`TrimClaim`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TrimState {
+    /// No trim may touch the stack: it runs, is runnable, or sleeps without dead pages.
+    Idle = 0,
+    /// Its thread sleeps with dead pages: the first of a trim and the waking admission to
+    /// claim it gets it.
+    Candidate = 1,
+    /// A trim claimed it and works on it under the stack's lock.
+    Trimming = 2,
+    /// A trim gave pages back since the switch-out: the admission must take the stack's lock.
+    Trimmed = 3,
+}
+
+impl TrimState {
+    const fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Idle,
+            1 => Self::Candidate,
+            2 => Self::Trimming,
+            _ => Self::Trimmed,
+        }
+    }
+}
+
+/// What [`TrimClaim::admit`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a touched stack must be admitted under its lock"]
+pub enum Claim {
+    /// No trim touched the stack since its switch-out, and none will before it sleeps again.
+    Untouched,
+    /// A trim claimed it (it may still be at work): admit under the stack's lock.
+    Touched,
+}
+
+/// The per-slot word that a trim and the waking admission race for (see the module docs).
+#[derive(Debug)]
+pub struct TrimClaim(AtomicU8);
+
+impl TrimClaim {
+    /// A slot no trim may touch.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(AtomicU8::new(TrimState::Idle as u8))
+    }
+
+    /// The state now (a snapshot: for a trim's scan and for reports).
+    #[inline]
+    #[must_use]
+    pub fn state(&self) -> TrimState {
+        TrimState::from_u8(self.0.load(Ordering::Acquire))
+    }
+
+    /// Marks the slot a candidate for a trim. Only the switch-out of a sleeping thread with dead
+    /// pages calls it, with the stack's lock held, after recording the sleep in the stack.
+    pub fn note_candidate(&self) {
+        self.0.store(TrimState::Candidate as u8, Ordering::Release);
+    }
+
+    /// Admission's claim, before switching the thread in: [`Claim::Untouched`] if the slot is
+    /// `Idle` or its `Candidate` state could be taken back (one compare-and-swap), else
+    /// [`Claim::Touched`].
+    ///
+    /// `Idle` is read without a compare-and-swap (the common case: a thread that was preempted,
+    /// or slept without dead pages): only the switch-out of this same thread leaves `Idle`,
+    /// and it cannot run while the thread is being switched in; trims never do.
+    #[inline]
+    pub fn admit(&self) -> Claim {
+        let state = self.0.load(Ordering::Acquire);
+        if state == TrimState::Idle as u8 {
+            return Claim::Untouched;
+        }
+        if state == TrimState::Candidate as u8
+            && self
+                .0
+                .compare_exchange(
+                    TrimState::Candidate as u8,
+                    TrimState::Idle as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            return Claim::Untouched;
+        }
+        Claim::Touched
+    }
+
+    /// A trim's claim, with the stack's lock held: whether the trim may act on the stack (the
+    /// slot was a `Candidate`; it is `Trimming` now).
+    pub fn claim(&self) -> bool {
+        self.0
+            .compare_exchange(
+                TrimState::Candidate as u8,
+                TrimState::Trimming as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Ends a trim's claim, before it releases the stack's lock: `Trimmed` if it `changed` the
+    /// stack (gave pages back), else `Idle`.
+    pub fn trim_done(&self, changed: bool) {
+        debug_assert_eq!(self.state(), TrimState::Trimming);
+        let next = if changed {
+            TrimState::Trimmed
+        } else {
+            TrimState::Idle
+        };
+        self.0.store(next as u8, Ordering::Release);
+    }
+
+    /// Back to `Idle` after a locked admission dealt with what a trim did (woke the stack,
+    /// covered the grown need, saw the flush complete).
+    pub fn settle(&self) {
+        self.0.store(TrimState::Idle as u8, Ordering::Release);
+    }
+}
+
+impl Default for TrimClaim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_takes_a_candidate_back_and_the_trim_then_cannot_claim_it() {
+        let claim = TrimClaim::new();
+        assert_eq!(claim.admit(), Claim::Untouched);
+        claim.note_candidate();
+        assert_eq!(claim.admit(), Claim::Untouched);
+        assert_eq!(claim.state(), TrimState::Idle);
+        assert!(!claim.claim());
+    }
+
+    #[test]
+    fn a_trim_that_claimed_first_sends_admission_to_the_lock() {
+        let claim = TrimClaim::new();
+        claim.note_candidate();
+        assert!(claim.claim());
+        assert_eq!(claim.admit(), Claim::Touched);
+        claim.trim_done(true);
+        assert_eq!(claim.admit(), Claim::Touched);
+        claim.settle();
+        assert_eq!(claim.admit(), Claim::Untouched);
+    }
+
+    #[test]
+    fn a_trim_that_changed_nothing_leaves_the_slot_idle() {
+        let claim = TrimClaim::new();
+        claim.note_candidate();
+        assert!(claim.claim());
+        assert!(!claim.claim());
+        claim.trim_done(false);
+        assert_eq!(claim.state(), TrimState::Idle);
+        assert_eq!(claim.admit(), Claim::Untouched);
+    }
+}
