@@ -78,9 +78,9 @@ pub mod pte;
 pub mod reclaim;
 pub mod stack;
 pub mod switch;
-pub mod trim_claim;
 #[cfg(test)]
 mod test_fixture;
+pub mod trim_claim;
 
 pub use account::{Account, AccountSnapshot, Ledger};
 pub use addr::VirtAddr;

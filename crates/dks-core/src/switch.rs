@@ -197,32 +197,30 @@ pub fn refill<P: Platform>(
 }
 
 /// Returns whether a switch to a stack of `policy` needs the mechanism at all, given what a
-/// scheduler can read without a lock: how many pages the stack may still fault in (`need`),
-/// how many frames this CPU's magazine holds (`magazine_len` of `magazine_capacity`), and,
-/// asked last and only for a policy that reclaims while asleep, whether a trim touched the
-/// stack since its switch-out (`trim_touched`: the slot's
-/// [`TrimClaim::admit`](crate::TrimClaim::admit) says [`Claim::Touched`](crate::Claim::Touched);
-/// when it is not asked, the caller's locked path must take the claim itself).
+/// scheduler can read without a lock: how many pages the stack may still fault in (`need`) and
+/// how many frames this CPU's magazine holds (`magazine_len` of `magazine_capacity`).
+///
+/// For a policy that reclaims while asleep the answer holds only for a stack no trim touched
+/// since its switch-out and none can touch before it runs: the caller must first have found
+/// the slot's trim claim `Idle` or taken it back ([`TrimClaim::admit`](crate::TrimClaim::admit)
+/// said [`Claim::Untouched`](crate::Claim::Untouched); see [`trim_claim`](crate::trim_claim)).
 ///
 /// `false` means that [`prepare`] would admit the stack without touching the magazine, the
 /// group or a counter, and [`finish`] would change nothing but the stack's switch record,
-/// which only a trim reads, and only after claiming the stack (`trim_claim`): the scheduler
-/// may skip both, so that `static` switches as a kernel without dynamic stacks does, and
-/// `fault`, `guaranteed` and `reclaim` add a few comparisons while their magazine is full or
-/// covers the need (and, for `reclaim`, no trim touched the stack).
+/// which only a trim reads, and only after claiming the stack: the scheduler may skip both, so
+/// that `static` switches as a kernel without dynamic stacks does, and `fault`, `guaranteed`
+/// and `reclaim` add a few comparisons while their magazine is full or covers the need.
 #[inline]
 #[must_use]
-pub fn switch_in_needs_mechanism(
+pub const fn switch_in_needs_mechanism(
     policy: Policy,
     need: u8,
     magazine_len: u8,
     magazine_capacity: u8,
-    trim_touched: impl FnOnce() -> bool,
 ) -> bool {
     (policy.needs_admission() && magazine_len < need)
         || policy.maps_all_while_running()
         || (policy.refills_after_switch() && magazine_len < magazine_capacity)
-        || (policy.reclaims_while_asleep() && trim_touched())
 }
 
 /// Returns whether a switch away from a stack of `policy` for `reason` needs the mechanism:

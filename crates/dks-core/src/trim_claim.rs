@@ -84,28 +84,89 @@ pub enum Claim {
     Touched,
 }
 
+/// The bits of a [`TrimClaim`]'s word that hold its [`TrimState`]; the others are its owner's.
+pub const STATE_BITS: u8 = 0b0011_0000;
+
+/// Where [`STATE_BITS`] start.
+const STATE_SHIFT: u32 = STATE_BITS.trailing_zeros();
+
 /// The per-slot word that a trim and the waking admission race for (see the module docs).
+///
+/// The word has room for its owner: the bits outside [`STATE_BITS`] are the caller's, set with
+/// [`TrimClaim::new`] or [`TrimClaim::reset`] and constant in between (the kernel keeps the
+/// slot's policy there, which the scheduler loads at every switch anyway: one load then
+/// answers both).
 #[derive(Debug)]
 pub struct TrimClaim(AtomicU8);
 
 impl TrimClaim {
-    /// A slot no trim may touch.
+    /// A claim word holding the owner's `bits` (outside [`STATE_BITS`]), `Idle`.
     #[must_use]
-    pub const fn new() -> Self {
-        Self(AtomicU8::new(TrimState::Idle as u8))
+    pub const fn new(bits: u8) -> Self {
+        assert!(
+            bits & STATE_BITS == 0,
+            "the owner's bits stay out of STATE_BITS"
+        );
+        Self(AtomicU8::new(bits))
+    }
+
+    /// Sets the owner's `bits` (outside [`STATE_BITS`]) and `Idle`, when no trim and no
+    /// admission can act on the slot (its stack is being created or released).
+    pub fn reset(&self, bits: u8) {
+        debug_assert!(bits & STATE_BITS == 0);
+        self.0.store(bits, Ordering::Release);
+    }
+
+    /// The whole word (the owner's bits and the state), for [`TrimClaim::admit_word`].
+    #[inline]
+    #[must_use]
+    pub fn load(&self) -> u8 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// The state in a `word` [`TrimClaim::load`] returned.
+    #[inline]
+    #[must_use]
+    pub const fn state_of(word: u8) -> TrimState {
+        TrimState::from_u8((word & STATE_BITS) >> STATE_SHIFT)
     }
 
     /// The state now (a snapshot: for a trim's scan and for reports).
-    #[inline]
     #[must_use]
     pub fn state(&self) -> TrimState {
-        TrimState::from_u8(self.0.load(Ordering::Acquire))
+        Self::state_of(self.load())
+    }
+
+    const fn with_state(word: u8, state: TrimState) -> u8 {
+        (word & !STATE_BITS) | ((state as u8) << STATE_SHIFT)
+    }
+
+    /// Moves the word from `from` to `to`, keeping the owner's bits: whether it was in `from`.
+    fn transition(&self, from: TrimState, to: TrimState) -> bool {
+        let word = self.0.load(Ordering::Relaxed);
+        self.0
+            .compare_exchange(
+                Self::with_state(word, from),
+                Self::with_state(word, to),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Stores `state`, keeping the owner's bits, where nobody else can change the word (the
+    /// stack's lock held and the state one only the holder leaves).
+    fn set(&self, state: TrimState) {
+        let word = self.0.load(Ordering::Relaxed);
+        self.0
+            .store(Self::with_state(word, state), Ordering::Release);
     }
 
     /// Marks the slot a candidate for a trim. Only the switch-out of a sleeping thread with dead
     /// pages calls it, with the stack's lock held, after recording the sleep in the stack.
     pub fn note_candidate(&self) {
-        self.0.store(TrimState::Candidate as u8, Ordering::Release);
+        debug_assert_eq!(self.state(), TrimState::Idle);
+        self.set(TrimState::Candidate);
     }
 
     /// Admission's claim, before switching the thread in: [`Claim::Untouched`] if the slot is
@@ -117,61 +178,61 @@ impl TrimClaim {
     /// and it cannot run while the thread is being switched in; trims never do.
     #[inline]
     pub fn admit(&self) -> Claim {
-        let state = self.0.load(Ordering::Acquire);
-        if state == TrimState::Idle as u8 {
+        self.admit_word(self.load())
+    }
+
+    /// [`TrimClaim::admit`] with the word the caller just loaded ([`TrimClaim::load`]).
+    #[inline]
+    pub fn admit_word(&self, word: u8) -> Claim {
+        if word & STATE_BITS == 0 {
             return Claim::Untouched;
         }
-        if state == TrimState::Candidate as u8
-            && self
-                .0
-                .compare_exchange(
-                    TrimState::Candidate as u8,
-                    TrimState::Idle as u8,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
+        self.admit_from_candidate()
+    }
+
+    /// [`Self::admit`] for a slot that was not `Idle`: out of line, so that the common case
+    /// stays one test of a loaded word.
+    #[cold]
+    #[inline(never)]
+    fn admit_from_candidate(&self) -> Claim {
+        if self.transition(TrimState::Candidate, TrimState::Idle) || self.state() == TrimState::Idle
         {
-            return Claim::Untouched;
+            Claim::Untouched
+        } else {
+            Claim::Touched
         }
-        Claim::Touched
     }
 
     /// A trim's claim, with the stack's lock held: whether the trim may act on the stack (the
     /// slot was a `Candidate`; it is `Trimming` now).
     pub fn claim(&self) -> bool {
-        self.0
-            .compare_exchange(
-                TrimState::Candidate as u8,
-                TrimState::Trimming as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+        self.transition(TrimState::Candidate, TrimState::Trimming)
     }
 
     /// Ends a trim's claim, before it releases the stack's lock: `Trimmed` if it `changed` the
     /// stack (gave pages back), else `Idle`.
     pub fn trim_done(&self, changed: bool) {
         debug_assert_eq!(self.state(), TrimState::Trimming);
-        let next = if changed {
+        self.set(if changed {
             TrimState::Trimmed
         } else {
             TrimState::Idle
-        };
-        self.0.store(next as u8, Ordering::Release);
+        });
     }
 
     /// Back to `Idle` after a locked admission dealt with what a trim did (woke the stack,
-    /// covered the grown need, saw the flush complete).
+    /// covered the grown need, saw the flush complete), or took back a `Candidate` itself.
+    /// With the stack's lock held no trim is at work (it claims under that lock), so the word
+    /// is `Idle`, `Candidate` or `Trimmed`.
     pub fn settle(&self) {
-        self.0.store(TrimState::Idle as u8, Ordering::Release);
+        debug_assert_ne!(self.state(), TrimState::Trimming);
+        self.set(TrimState::Idle);
     }
 }
 
 impl Default for TrimClaim {
     fn default() -> Self {
-        Self::new()
+        Self::new(0)
     }
 }
 
@@ -181,7 +242,7 @@ mod tests {
 
     #[test]
     fn admission_takes_a_candidate_back_and_the_trim_then_cannot_claim_it() {
-        let claim = TrimClaim::new();
+        let claim = TrimClaim::new(0b1100_0101);
         assert_eq!(claim.admit(), Claim::Untouched);
         claim.note_candidate();
         assert_eq!(claim.admit(), Claim::Untouched);
@@ -191,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_trim_that_claimed_first_sends_admission_to_the_lock() {
-        let claim = TrimClaim::new();
+        let claim = TrimClaim::new(0b1100_0101);
         claim.note_candidate();
         assert!(claim.claim());
         assert_eq!(claim.admit(), Claim::Touched);
@@ -199,11 +260,16 @@ mod tests {
         assert_eq!(claim.admit(), Claim::Touched);
         claim.settle();
         assert_eq!(claim.admit(), Claim::Untouched);
+        assert_eq!(
+            claim.load() & !STATE_BITS,
+            0b1100_0101,
+            "the owner's bits stay"
+        );
     }
 
     #[test]
     fn a_trim_that_changed_nothing_leaves_the_slot_idle() {
-        let claim = TrimClaim::new();
+        let claim = TrimClaim::new(0b1100_0101);
         claim.note_candidate();
         assert!(claim.claim());
         assert!(!claim.claim());

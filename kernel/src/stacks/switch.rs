@@ -10,7 +10,7 @@ use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
 use dks_core::{Claim, Magazine, SlotIndex, VirtAddr};
 
 use super::platform::X86Platform;
-use super::{GROUPS, region, tally};
+use super::{GROUPS, Slot, region, tally};
 use crate::hw::cpu_ops::{self, MAX_CPUS};
 
 /// Frames in each CPU's magazine, mirrored for readers on other CPUs (who must never take
@@ -109,25 +109,41 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
     let cell = &region.slots[slot.as_usize()];
-    let Some(policy) = cell.policy() else {
-        return Admit::Released;
+    // One load: the policy and the trim claim.
+    let Some(policy) = Slot::unclaimed_policy_of(cell.policy.load()) else {
+        // Released, or claimed (asleep as a trim's candidate, or touched by a trim).
+        return admit_with_mechanism(irq, slot);
     };
     let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
     let capacity = Magazine::capacity_for(&region.layout);
     let magazine_len = MAGAZINE_LEN[cpu].load(Ordering::Relaxed);
-    let touched = || cell.trim.admit() == Claim::Touched;
-    if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity, touched) {
+    if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
         return Admit::Admitted;
     }
     admit_with_mechanism(irq, slot)
 }
 
-/// [`admit`] for a switch that needs the mechanism.
+/// [`admit`] for a switch that needs the mechanism, or whose slot is released or has a trim
+/// claim that is not `Idle`.
 #[inline(never)]
 fn admit_with_mechanism(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
     let cell = &region.slots[slot.as_usize()];
+    let Some(policy) = cell.policy() else {
+        return Admit::Released;
+    };
+    if cell.policy.admit() == Claim::Untouched {
+        // No trim touched it since its switch-out (a sleeper's claim was taken back just now:
+        // no trim will act on it before it sleeps again). If its need is covered it runs
+        // without the locks, as a thread that never slept.
+        let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
+        let magazine_len = MAGAZINE_LEN[cpu].load(Ordering::Relaxed);
+        let capacity = Magazine::capacity_for(&region.layout);
+        if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
+            return Admit::Admitted;
+        }
+    }
     let mut magazine = region.magazines[cpu].lock();
     let mut live = cell.stack.lock();
     let Some(stack) = live.as_mut() else {
@@ -143,7 +159,7 @@ fn admit_with_mechanism(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     // Woken, no flush pending: no trim may take the stack now, and what one did is dealt with
     // (its larger need is checked below). With the lock held no trim is at work, so the claim
     // is `Idle`, a `Candidate` the fast path did not ask about, or `Trimmed`.
-    cell.trim.settle();
+    cell.policy.settle();
     let group = &GROUPS[stack.group().as_usize()];
     let mut platform = X86Platform::live();
     let held = stack.populated_pages();

@@ -154,7 +154,7 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
     let mut waiting: Vec<usize> = Vec::new();
     CANDIDATES.store(false, Ordering::Relaxed);
     for (index, cell) in region.slots.iter().enumerate() {
-        if cell.trim.state() != TrimState::Candidate {
+        if cell.policy.state() != TrimState::Candidate {
             continue;
         }
         let since = cell.asleep_since.load(Ordering::Relaxed).max(1);
@@ -206,7 +206,7 @@ fn trim_slot(
     // Only a candidate, and only if the trim, not the waking admission, gets it (the claim is
     // taken with the lock held: an admission that finds it taken waits for the lock, so for
     // the end of this trim).
-    if !cell.trim.claim() {
+    if !cell.policy.claim() {
         return Some(0);
     }
     debug_assert!(stack.is_asleep() && stack.policy() == Policy::Reclaim);
@@ -227,7 +227,7 @@ fn trim_slot(
     }
     // Nothing more to take until it sleeps again; the waking admission takes the lock if
     // pages went (the need grew, a flush may be pending).
-    cell.trim.trim_done(trimmed > 0);
+    cell.policy.trim_done(trimmed > 0);
     Some(trimmed)
 }
 
@@ -271,12 +271,16 @@ pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asl
         && stack.saved_sp().is_some_and(|sp| {
             reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
         });
-    debug_assert_eq!(cell.trim.state(), TrimState::Idle, "a running thread is no candidate");
+    debug_assert_eq!(
+        cell.policy.state(),
+        TrimState::Idle,
+        "a running thread is no candidate"
+    );
     if candidate {
         cell.asleep_since
             .store(crate::sched::uptime_ms() + 1, Ordering::Relaxed);
         // Last: a trim that sees the candidate finds the sleep recorded (and takes this lock).
-        cell.trim.note_candidate();
+        cell.policy.note_candidate();
         CANDIDATES.store(true, Ordering::Relaxed);
     }
 }

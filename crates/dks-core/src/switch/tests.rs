@@ -283,7 +283,7 @@ fn switching_out_records_the_pointer_and_switching_in_clears_it() {
         fx.counters.tally(),
         &mut stack,
     );
-    assert_eq!((stack.saved_sp(), stack.is_asleep()), (None, false));
+    assert_eq!((stack.saved_sp(), stack.is_asleep()), (None));
 }
 
 #[test]
@@ -330,7 +330,7 @@ fn a_switch_the_predicates_skip_changes_nothing() {
                 }
                 let (len, capacity) = (fx.cpu.magazine.len(), fx.cpu.magazine.capacity());
                 let need = stack.need(&fx.layout);
-                if !switch_in_needs_mechanism(policy, need, len, capacity, || false) {
+                if !switch_in_needs_mechanism(policy, need, len, capacity) {
                     skipped[0] += 1;
                     let before = books(&fx, &stack);
                     assert_eq!(prepare_next(&mut fx, &mut stack), Admission::Admitted);
@@ -363,16 +363,20 @@ fn a_switch_the_predicates_skip_changes_nothing() {
     // is covered (reclaim only while no trim touched the stack); switch never. Switching out:
     // reclaim only when it was preempted, switch never.
     assert!(skipped[0] > 0 && skipped[1] > 0, "{skipped:?}");
-    assert!(switch_in_needs_mechanism(Policy::Switch, 0, 15, 15, || false));
-    assert!(switch_in_needs_mechanism(Policy::Reclaim, 0, 15, 15, || true));
-    assert!(!switch_in_needs_mechanism(Policy::Reclaim, 0, 15, 15, || false));
-    assert!(!switch_in_needs_mechanism(Policy::Guaranteed, 0, 15, 15, || true));
+    assert!(switch_in_needs_mechanism(Policy::Switch, 0, 15, 15));
+    assert!(!switch_in_needs_mechanism(Policy::Reclaim, 0, 15, 15));
     for reason in [SwitchOutReason::Preempted, SwitchOutReason::Asleep] {
         assert!(switch_out_needs_mechanism(Policy::Switch, reason));
     }
-    assert!(switch_out_needs_mechanism(Policy::Reclaim, SwitchOutReason::Asleep));
-    assert!(!switch_out_needs_mechanism(Policy::Reclaim, SwitchOutReason::Preempted));
-    assert!(!switch_in_needs_mechanism(Policy::Static, 3, 0, 15, || false));
-    assert!(switch_in_needs_mechanism(Policy::Fault, 0, 14, 15, || false));
-    assert!(switch_in_needs_mechanism(Policy::Guaranteed, 3, 2, 15, || false));
+    assert!(switch_out_needs_mechanism(
+        Policy::Reclaim,
+        SwitchOutReason::Asleep
+    ));
+    assert!(!switch_out_needs_mechanism(
+        Policy::Reclaim,
+        SwitchOutReason::Preempted
+    ));
+    assert!(!switch_in_needs_mechanism(Policy::Static, 3, 0, 15));
+    assert!(switch_in_needs_mechanism(Policy::Fault, 0, 14, 15));
+    assert!(switch_in_needs_mechanism(Policy::Guaranteed, 3, 2, 15));
 }
