@@ -117,7 +117,13 @@ impl TrimClaim {
         self.0.store(bits, Ordering::Release);
     }
 
-    /// The whole word (the owner's bits and the state), for [`TrimClaim::admit_word`].
+    /// A claim word as [`TrimClaim::load`] returned it (the model checker's states are words).
+    #[must_use]
+    pub const fn from_word(word: u8) -> Self {
+        Self(AtomicU8::new(word))
+    }
+
+    /// The whole word (the owner's bits and the state).
     #[inline]
     #[must_use]
     pub fn load(&self) -> u8 {
@@ -178,13 +184,7 @@ impl TrimClaim {
     /// and it cannot run while the thread is being switched in; trims never do.
     #[inline]
     pub fn admit(&self) -> Claim {
-        self.admit_word(self.load())
-    }
-
-    /// [`TrimClaim::admit`] with the word the caller just loaded ([`TrimClaim::load`]).
-    #[inline]
-    pub fn admit_word(&self, word: u8) -> Claim {
-        if word & STATE_BITS == 0 {
+        if self.load() & STATE_BITS == 0 {
             return Claim::Untouched;
         }
         self.admit_from_candidate()

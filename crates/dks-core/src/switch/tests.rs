@@ -283,7 +283,7 @@ fn switching_out_records_the_pointer_and_switching_in_clears_it() {
         fx.counters.tally(),
         &mut stack,
     );
-    assert_eq!((stack.saved_sp(), stack.is_asleep()), (None));
+    assert_eq!((stack.saved_sp(), stack.is_asleep()), (None, false));
 }
 
 #[test]
