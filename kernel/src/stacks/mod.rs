@@ -42,7 +42,7 @@ pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
 pub use self::switch::{
     Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here,
-    running_extra_peak_pages, switched_out,
+    running_extra_peak_pages, switched_out, trim_claims_seen,
 };
 use crate::hw::cpu_ops::{self, MAX_CPUS};
 use crate::hw::layout::PAGE_BYTES;

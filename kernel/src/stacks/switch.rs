@@ -57,6 +57,18 @@ pub fn magazine_frames() -> u64 {
         .sum()
 }
 
+/// Admissions that took a sleeping `reclaim` stack's trim claim back from a candidate (no trim
+/// had it) and so woke it without the stack's lock, and those that found the claim touched by
+/// a trim and took the lock: both ways of the race, for the tests that race trims against
+/// wake-ups.
+static CLAIMS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// How many admissions took a candidate's trim claim back, and how many found a trim's
+/// (`[untouched, touched]`, since boot).
+pub fn trim_claims_seen() -> [u64; 2] {
+    CLAIMS.each_ref().map(|n| n.load(Ordering::Relaxed))
+}
+
 /// What admission decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admit {
@@ -133,7 +145,11 @@ fn admit_with_mechanism(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let Some(policy) = cell.policy() else {
         return Admit::Released;
     };
-    if cell.policy.admit() == Claim::Untouched {
+    let claim = cell.policy.admit();
+    if policy.reclaims_while_asleep() {
+        CLAIMS[usize::from(claim == Claim::Touched)].fetch_add(1, Ordering::Relaxed);
+    }
+    if claim == Claim::Untouched {
         // No trim touched it since its switch-out (a sleeper's claim was taken back just now:
         // no trim will act on it before it sleeps again). If its need is covered it runs
         // without the locks, as a thread that never slept.
