@@ -30,7 +30,7 @@ use crate::addr::VirtAddr;
 use crate::counters::{Counter, Tally};
 use crate::frame::NO_STACK_FRAMES;
 use crate::group::GroupCharge;
-use crate::layout::{LayoutError, StackLayout};
+use crate::layout::{LayoutError, PAGE_SIZE_IN_BYTES, StackLayout};
 use crate::magazine::Magazine;
 use crate::page_set::PageSet;
 use crate::platform::{FlushBatch, FlushNeed, Platform};
@@ -162,26 +162,34 @@ pub(crate) fn give_back<P: Platform>(
     pages: PageSet,
 ) -> u8 {
     let owner = AbsentPte::unpopulated(stack.slot());
+    // Frames that wait for the flush, in place: the array is neither moved nor scanned past
+    // its `waiting` first entries (moving it cost a 256-byte copy per switch-out).
     let mut after_flush = NO_STACK_FRAMES;
+    let mut waiting = 0;
+    let mut given_back: u8 = 0;
     let mut flushes = FlushBatch::new();
-    for (page, waiting) in pages.iter().zip(after_flush.iter_mut()) {
-        let (frame, flush) = platform.unmap_stack_page(layout.page_addr(stack.slot(), page), owner);
-        stack.note_unpopulated(page);
+    let top = layout.stack_top(stack.slot()).as_u64();
+    for page in pages.iter() {
+        let addr = VirtAddr::new(top - (u64::from(page.index()) + 1) * PAGE_SIZE_IN_BYTES);
+        debug_assert_eq!(addr, layout.page_addr(stack.slot(), page));
+        let (frame, flush) = platform.unmap_stack_page(addr, owner);
+        given_back += 1;
         if flush.need() == FlushNeed::NotCached {
             // Never accessed, so never written: still zero.
             if let Err(frame) = magazine.put(frame) {
                 platform.free_frame(frame);
             }
         } else {
-            *waiting = Some(frame);
+            after_flush[waiting] = Some(frame);
+            waiting += 1;
         }
         flushes.add(flush);
     }
+    stack.note_unpopulated_set(pages, given_back);
     platform.flush(flushes);
-    for frame in after_flush.into_iter().flatten() {
+    for frame in after_flush[..waiting].iter_mut().filter_map(Option::take) {
         platform.free_frame(frame);
     }
-    let given_back = pages.len();
     tally.count(stack.account(), Counter::Reclaimed, u64::from(given_back));
     tally
         .ledger()

@@ -32,7 +32,7 @@ use crate::addr::VirtAddr;
 use crate::counters::{Counter, Tally};
 use crate::frame::Urgency;
 use crate::group::GroupCharge;
-use crate::layout::{LayoutError, StackLayout};
+use crate::layout::{LayoutError, PAGE_SIZE_IN_BYTES, StackLayout};
 use crate::magazine::{Magazine, Refill};
 use crate::platform::{FlushBatch, Platform};
 use crate::policy::Policy;
@@ -99,19 +99,25 @@ pub fn prepare<P: Platform>(
         };
     }
     if next.policy().maps_all_while_running() {
+        // Per page only what is inherent: a frame from the magazine and its entry written.
+        // The stack's page set, its count and peak, the ledger and the group are brought up
+        // to date once for all the pages (`need` of them: admission covered every one).
         let missing = layout.all_pages().difference(next.populated());
+        let top = layout.stack_top(next.slot()).as_u64();
         let mut flushes = FlushBatch::new();
         for page in missing.iter() {
             // Admission just checked that the magazine covers every page.
-            let Some(frame) = magazine.take() else { break };
-            flushes.add(platform.map_stack_page(layout.page_addr(next.slot(), page), frame));
-            next.note_populated(page);
+            let Some(frame) = magazine.take() else {
+                unreachable!("admission covered the need")
+            };
+            let addr = VirtAddr::new(top - (u64::from(page.index()) + 1) * PAGE_SIZE_IN_BYTES);
+            debug_assert_eq!(addr, layout.page_addr(next.slot(), page));
+            flushes.add(platform.map_stack_page(addr, frame));
         }
         platform.flush(flushes);
-        tally
-            .ledger()
-            .add_pages(next.account(), i64::from(missing.len()));
-        group.force_charge(u64::from(missing.len()));
+        next.note_all_populated(layout);
+        tally.ledger().add_pages(next.account(), i64::from(need));
+        group.force_charge(u64::from(need));
     }
     Admission::Admitted
 }

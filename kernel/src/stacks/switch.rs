@@ -21,6 +21,10 @@ static MAGAZINE_LEN: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPU
 /// switched out (only `switch` maps any): what running threads hold beyond sleeping ones.
 static RUNNING_EXTRA: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 
+/// [`RUNNING_EXTRA`] summed over all CPUs, kept up to date with each change (so that a note
+/// does not sum every CPU's entry).
+static RUNNING_EXTRA_NOW: AtomicU64 = AtomicU64::new(0);
+
 /// The most [`RUNNING_EXTRA`] ever summed to over all CPUs, in pages.
 static RUNNING_EXTRA_PEAK: AtomicU64 = AtomicU64::new(0);
 
@@ -31,16 +35,21 @@ pub fn running_extra_peak_pages() -> u64 {
     RUNNING_EXTRA_PEAK.load(Ordering::Relaxed)
 }
 
-/// Notes that CPU `cpu` now runs a thread whose admission mapped `mapped` pages. Out of line
-/// and cold: only `switch` admissions come here, the other policies' switches stay as short.
-#[cold]
-#[inline(never)]
+/// Notes that CPU `cpu` now runs a thread whose admission mapped `mapped` pages. Only `switch`
+/// admissions and switch-outs come here.
 fn note_running_extra(cpu: usize, mapped: u8) {
-    RUNNING_EXTRA[cpu].store(mapped, Ordering::Relaxed);
-    let now = RUNNING_EXTRA
-        .iter()
-        .map(|pages| u64::from(pages.load(Ordering::Relaxed)))
-        .sum();
+    let old = RUNNING_EXTRA[cpu].swap(mapped, Ordering::Relaxed);
+    if old == mapped {
+        return;
+    }
+    // Only this CPU changes its entry, so the sum moves by exactly the difference.
+    let now = if mapped > old {
+        RUNNING_EXTRA_NOW.fetch_add(u64::from(mapped - old), Ordering::Relaxed)
+            + u64::from(mapped - old)
+    } else {
+        RUNNING_EXTRA_NOW.fetch_sub(u64::from(old - mapped), Ordering::Relaxed)
+            - u64::from(old - mapped)
+    };
     RUNNING_EXTRA_PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
