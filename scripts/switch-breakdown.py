@@ -23,6 +23,7 @@ PARTS = [
     ("Magazine::put", "per page unmapped: frame to the magazine"),
     ("page_set::", "per page: iterate the page set"),
     ("IrqMutex", "locks"),
+    ("libc::memcpy", "copies (memcpy)"),
     ("dead_pages", "bookkeeping: switch-out"),
     ("switch_out_plan", "bookkeeping: switch-out"),
     ("give_back", "bookkeeping: switch-out"),
@@ -30,12 +31,14 @@ PARTS = [
     ("switch::prepare", "bookkeeping: switch-in"),
     ("switch::finish", "bookkeeping: switch-in"),
     ("admit_with_mechanism", "bookkeeping: switch-in"),
+    ("stacks::switch::admit", "bookkeeping: switch-in"),
+    ("stacks::switch::switched_out", "bookkeeping: switch-out"),
     ("note_running_extra", "bookkeeping: running-extra figure"),
 ]
 ORDER = ["scheduler and context switch", "locks", "per page mapped: take a frame",
          "per page mapped: write the entry", "per page scanned: read the entry",
          "per page unmapped: exchange the entry", "per page unmapped: frame to the magazine",
-         "per page: iterate the page set", "bookkeeping: switch-in", "bookkeeping: switch-out",
+         "per page: iterate the page set", "copies (memcpy)", "bookkeeping: switch-in", "bookkeeping: switch-out",
          "bookkeeping: running-extra figure"]
 
 
