@@ -181,7 +181,7 @@ impl Model for ClaimModel {
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
             Property::always("a trim acts only on a sleeping thread", |_, s: &State| {
-                !s.violation && !(s.trim == Trim::Trimming && !s.thread.off_cpu())
+                !s.violation && (s.trim != Trim::Trimming || s.thread.off_cpu())
             }),
             Property::always("the owner's bits stay", |_, s: &State| {
                 s.word & !dks_core::trim_claim::STATE_BITS == 0b1100_0011

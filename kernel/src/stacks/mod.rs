@@ -94,6 +94,11 @@ const POLICY_INDEX: u8 = 0x0f;
 /// (`dks_core::switch::switch_out_needs_mechanism`).
 const SWITCH_OUT_SHIFT: u8 = 6;
 
+const _: () = assert!(
+    (POLICY_INDEX | (0b11 << SWITCH_OUT_SHIFT)) & STATE_BITS == 0,
+    "the policy mirror leaves the trim claim's bits alone"
+);
+
 /// [`Slot::policy`] for a live stack of `policy`.
 const fn policy_mirror(policy: Policy) -> u8 {
     use dks_core::switch::{SwitchOutReason, switch_out_needs_mechanism};
@@ -101,10 +106,6 @@ const fn policy_mirror(policy: Policy) -> u8 {
     assert!(
         mirror & !POLICY_INDEX == 0,
         "policy indexes fit POLICY_INDEX"
-    );
-    assert!(
-        (POLICY_INDEX | (0b11 << SWITCH_OUT_SHIFT)) & dks_core::trim_claim::STATE_BITS == 0,
-        "the policy mirror leaves the trim claim's bits alone"
     );
     let reasons = [SwitchOutReason::Preempted, SwitchOutReason::Asleep];
     let mut i = 0;

@@ -22,14 +22,16 @@
 //!
 //! # Why it is safe on several CPUs
 //!
-//! A slot's stack lock is taken here only while its thread is off every CPU: the trim takes
-//! it and goes on only if the stack is asleep (`Stack::is_asleep`), which `switched_out` sets
-//! after the thread's context is saved and the scheduler of the CPU it left is back on its own
-//! stack, and which admission clears (`Stack::wake`) under the same lock before any CPU
-//! switches to the thread. A wake racing the trim meets one of two orders on that lock:
-//! admission first, and the trim finds the stack awake and takes nothing; the trim first, and
-//! admission finds the larger need (the trimmed pages count in it again) and the slot's
-//! pending flush, and refuses until both are covered.
+//! A trim acts on a stack only while its thread is off every CPU: it takes the slot's stack
+//! lock and goes on only if it wins the slot's trim claim (`dks_core::trim_claim`, in the
+//! slot's policy mirror) from `Candidate`, which only `switched_out` of a thread that went to
+//! sleep with dead pages sets, under that lock, after the thread's context is saved and the
+//! scheduler of the CPU it left is back on its own stack. The admission that wakes the thread
+//! races for the same claim (one compare-and-swap `Candidate → Idle`) before any CPU switches
+//! to it: exactly one of them wins. Admission first, and the trim takes nothing (the admission
+//! may then go on without the locks); the trim first, and admission takes the stack lock, so
+//! waits for the trim's end, and finds the larger need (the trimmed pages count in it again)
+//! and the slot's pending flush, and refuses until both are covered (docs/reclaim.md).
 //!
 //! The trimmed pages were used, so any CPU's TLB may still translate them. They are unmapped
 //! with the shootdown deferred (`X86Platform::releasing`): their frames go to the quarantine,
