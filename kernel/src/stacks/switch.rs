@@ -7,7 +7,7 @@
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
-use dks_core::{Claim, Magazine, SlotIndex, VirtAddr};
+use dks_core::{Claim, Magazine, SlotIndex, TrimClaim, TrimState, VirtAddr};
 
 use super::platform::X86Platform;
 use super::{GROUPS, Slot, region, tally};
@@ -154,19 +154,20 @@ fn admit_with_mechanism(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let Some(policy) = cell.policy() else {
         return Admit::Released;
     };
-    let claim = cell.policy.admit();
-    if policy.reclaims_while_asleep() {
+    if TrimClaim::state_of(cell.policy.load()) != TrimState::Idle {
+        // Asleep as a trim's candidate, or touched by a trim: race the trims for the claim.
+        let claim = cell.policy.admit();
         CLAIMS[usize::from(claim == Claim::Touched)].fetch_add(1, Ordering::Relaxed);
-    }
-    if claim == Claim::Untouched {
-        // No trim touched it since its switch-out (a sleeper's claim was taken back just now:
-        // no trim will act on it before it sleeps again). If its need is covered it runs
-        // without the locks, as a thread that never slept.
-        let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
-        let magazine_len = MAGAZINE_LEN[cpu].load(Ordering::Relaxed);
-        let capacity = Magazine::capacity_for(&region.layout);
-        if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
-            return Admit::Admitted;
+        if claim == Claim::Untouched {
+            // No trim touched it since its switch-out, and none will act on it before it
+            // sleeps again. If its need is covered it runs without the locks, as a thread
+            // that never slept.
+            let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
+            let magazine_len = MAGAZINE_LEN[cpu].load(Ordering::Relaxed);
+            let capacity = Magazine::capacity_for(&region.layout);
+            if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
+                return Admit::Admitted;
+            }
         }
     }
     let mut magazine = region.magazines[cpu].lock();
