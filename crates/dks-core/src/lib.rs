@@ -84,6 +84,7 @@ pub mod stack;
 pub mod switch;
 #[cfg(test)]
 mod test_fixture;
+pub mod trim_claim;
 
 pub use account::{Account, AccountSnapshot, Ledger};
 pub use addr::VirtAddr;
@@ -103,3 +104,4 @@ pub use platform::{Flush, FlushBatch, FlushNeed, Platform};
 pub use policy::Policy;
 pub use pte::{AbsentPte, EntryKind, PageState};
 pub use stack::{Stack, StackSource, StackSpec};
+pub use trim_claim::{Claim, TrimClaim, TrimState};

@@ -28,14 +28,21 @@
 
 use crate::addr::VirtAddr;
 use crate::counters::{Counter, Tally};
-use crate::frame::NO_STACK_FRAMES;
+use crate::frame::{NO_STACK_FRAMES, StackFrames};
 use crate::group::GroupCharge;
-use crate::layout::{LayoutError, StackLayout};
+use crate::layout::{LayoutError, PAGE_SIZE_IN_BYTES, StackLayout, StackPage};
 use crate::magazine::Magazine;
 use crate::page_set::PageSet;
 use crate::platform::{FlushBatch, FlushNeed, Platform};
 use crate::pte::{self, AbsentPte, EntryKind};
 use crate::stack::Stack;
+
+/// The address of stack page `page` of the stack whose top is `top`
+/// ([`StackLayout::page_addr`] with the top computed once for a loop over pages).
+#[inline]
+fn page_below(top: u64, page: StackPage) -> VirtAddr {
+    VirtAddr::new(top - (u64::from(page.index()) + 1) * PAGE_SIZE_IN_BYTES)
+}
 
 /// Returns the populated pages of `stack` that hold no live data when its
 /// stack pointer is `saved_sp`.
@@ -74,8 +81,10 @@ pub fn switch_out_plan<P: Platform>(
         unmap_with_shootdown: PageSet::EMPTY,
         keep: stack.populated().difference(dead),
     };
+    let top = layout.stack_top(stack.slot()).as_u64();
     for page in dead.iter() {
-        let entry = platform.read_entry(layout.page_addr(stack.slot(), page));
+        let entry = platform.read_entry(page_below(top, page));
+        debug_assert_eq!(page_below(top, page), layout.page_addr(stack.slot(), page));
         match pte::decode(entry) {
             EntryKind::Present {
                 accessed: false, ..
@@ -162,26 +171,37 @@ pub(crate) fn give_back<P: Platform>(
     pages: PageSet,
 ) -> u8 {
     let owner = AbsentPte::unpopulated(stack.slot());
-    let mut after_flush = NO_STACK_FRAMES;
+    // Frames that wait for the flush, in place: the array is made only for the first such
+    // frame (a switch-out gives back none), and neither moved nor scanned past its `waiting`
+    // first entries (moving it cost a 256-byte copy per switch-out).
+    let mut after_flush: Option<StackFrames> = None;
+    let mut waiting = 0;
+    let mut given_back: u8 = 0;
     let mut flushes = FlushBatch::new();
-    for (page, waiting) in pages.iter().zip(after_flush.iter_mut()) {
-        let (frame, flush) = platform.unmap_stack_page(layout.page_addr(stack.slot(), page), owner);
-        stack.note_unpopulated(page);
+    let top = layout.stack_top(stack.slot()).as_u64();
+    for page in pages.iter() {
+        let addr = page_below(top, page);
+        debug_assert_eq!(addr, layout.page_addr(stack.slot(), page));
+        let (frame, flush) = platform.unmap_stack_page(addr, owner);
+        given_back += 1;
         if flush.need() == FlushNeed::NotCached {
             // Never accessed, so never written: still zero.
             if let Err(frame) = magazine.put(frame) {
                 platform.free_frame(frame);
             }
         } else {
-            *waiting = Some(frame);
+            after_flush.get_or_insert(NO_STACK_FRAMES)[waiting] = Some(frame);
+            waiting += 1;
         }
         flushes.add(flush);
     }
+    stack.note_unpopulated_set(pages, given_back);
     platform.flush(flushes);
-    for frame in after_flush.into_iter().flatten() {
-        platform.free_frame(frame);
+    if let Some(after_flush) = after_flush.as_mut() {
+        for frame in after_flush[..waiting].iter_mut().filter_map(Option::take) {
+            platform.free_frame(frame);
+        }
     }
-    let given_back = pages.len();
     tally.count(stack.account(), Counter::Reclaimed, u64::from(given_back));
     tally
         .ledger()

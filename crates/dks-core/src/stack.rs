@@ -232,12 +232,26 @@ impl Stack {
         self.peak_populated_pages = self.peak_populated_pages.max(self.populated_pages);
     }
 
-    pub(crate) fn note_unpopulated(&mut self, page: StackPage) {
-        debug_assert!(page != StackPage::TOP, "the top page is always populated");
-        if self.populated.contains(page) {
-            self.populated.remove(page);
-            self.populated_pages -= 1;
-        }
+    /// Notes that every page of the stack is populated now (`switch`'s admission mapped the
+    /// missing ones): one update instead of one per page.
+    pub(crate) fn note_all_populated(&mut self, layout: &StackLayout) {
+        self.populated = layout.all_pages();
+        self.populated_pages = layout.stack_pages();
+        debug_assert_eq!(self.populated_pages, self.populated.len());
+        self.peak_populated_pages = self.populated_pages;
+    }
+
+    /// Notes that `pages`, `count` of them and all populated, are unpopulated now: one update
+    /// instead of one per page.
+    pub(crate) fn note_unpopulated_set(&mut self, pages: PageSet, count: u8) {
+        debug_assert!(
+            !pages.contains(StackPage::TOP),
+            "the top page is always populated"
+        );
+        debug_assert!(pages.is_subset(self.populated));
+        debug_assert_eq!(pages.len(), count);
+        self.populated = self.populated.difference(pages);
+        self.populated_pages -= count;
         debug_assert_eq!(self.populated_pages, self.populated.len());
     }
 

@@ -33,7 +33,7 @@ use crate::addr::VirtAddr;
 use crate::counters::{Counter, Tally};
 use crate::frame::Urgency;
 use crate::group::GroupCharge;
-use crate::layout::{LayoutError, StackLayout};
+use crate::layout::{LayoutError, PAGE_SIZE_IN_BYTES, StackLayout};
 use crate::magazine::{Magazine, Refill};
 use crate::pack::{self, Restore};
 use crate::pack_buffer::Checksum;
@@ -125,19 +125,25 @@ pub fn prepare<P: Platform>(
         };
     }
     if next.policy().maps_all_while_running() {
+        // Per page only what is inherent: a frame from the magazine and its entry written.
+        // The stack's page set, its count and peak, the ledger and the group are brought up
+        // to date once for all the pages (`need` of them: admission covered every one).
         let missing = layout.all_pages().difference(next.populated());
+        let top = layout.stack_top(next.slot()).as_u64();
         let mut flushes = FlushBatch::new();
         for page in missing.iter() {
             // Admission just checked that the magazine covers every page.
-            let Some(frame) = magazine.take() else { break };
-            flushes.add(platform.map_stack_page(layout.page_addr(next.slot(), page), frame));
-            next.note_populated(page);
+            let Some(frame) = magazine.take() else {
+                unreachable!("admission covered the need")
+            };
+            let addr = VirtAddr::new(top - (u64::from(page.index()) + 1) * PAGE_SIZE_IN_BYTES);
+            debug_assert_eq!(addr, layout.page_addr(next.slot(), page));
+            flushes.add(platform.map_stack_page(addr, frame));
         }
         platform.flush(flushes);
-        tally
-            .ledger()
-            .add_pages(next.account(), i64::from(missing.len()));
-        group.force_charge(u64::from(missing.len()));
+        next.note_all_populated(layout);
+        tally.ledger().add_pages(next.account(), i64::from(need));
+        group.force_charge(u64::from(need));
     }
     Admission::Admitted
 }
@@ -223,14 +229,20 @@ pub fn refill<P: Platform>(
 }
 
 /// Returns whether a switch to a stack of `policy` needs the mechanism at all, given what a
-/// scheduler can read without a lock: how many pages the stack may still fault in (`need`)
-/// and how many frames this CPU's magazine holds (`magazine_len` of `magazine_capacity`).
+/// scheduler can read without a lock: how many pages the stack may still fault in (`need`) and
+/// how many frames this CPU's magazine holds (`magazine_len` of `magazine_capacity`).
+///
+/// For a policy that reclaims while asleep the answer holds only for a stack no trim touched
+/// since its switch-out and none can touch before it runs: the caller must first have found
+/// the slot's trim claim `Idle` or taken it back ([`TrimClaim::admit`](crate::TrimClaim::admit)
+/// said [`Claim::Untouched`](crate::Claim::Untouched); see [`trim_claim`](crate::trim_claim)).
 ///
 /// `false` means that [`prepare`] would admit the stack without touching the magazine, the
-/// group or a counter, and [`finish`] would change nothing but the stack's switch record, which
-/// only policies that reclaim while asleep read: the scheduler may skip both, so that `static`
-/// switches as a kernel without dynamic stacks does, and `fault` and `guaranteed` add two
-/// comparisons while their magazine is full or covers the need.
+/// group or a counter, and [`finish`] would change nothing but the stack's switch record,
+/// which only a trim reads, and only after claiming the stack: the scheduler may skip both, so
+/// that `static` switches as a kernel without dynamic stacks does, and `fault`, `guaranteed`
+/// and `reclaim` add a few comparisons while their magazine is full or covers the need.
+#[inline]
 #[must_use]
 pub const fn switch_in_needs_mechanism(
     policy: Policy,
@@ -241,17 +253,19 @@ pub const fn switch_in_needs_mechanism(
     (policy.needs_admission() && magazine_len < need)
         || policy.maps_all_while_running()
         || (policy.refills_after_switch() && magazine_len < magazine_capacity)
-        || policy.reclaims_while_asleep()
 }
 
-/// Returns whether a switch away from a stack of `policy` needs the mechanism: only a policy
-/// that maps every page while running gives pages back at the switch, and only one that
-/// reclaims while asleep reads the saved stack pointer [`switch_out`] records. For every other
-/// policy the scheduler may skip [`switch_out`] (its own check that the saved stack pointer
-/// lies in the thread's stack stays).
+/// Returns whether a switch away from a stack of `policy` for `reason` needs the mechanism:
+/// only a policy that maps every page while running gives pages back at the switch, and only
+/// one that reclaims while asleep reads the saved stack pointer [`switch_out`] records, and
+/// only when the thread went to sleep (a preempted thread is no candidate for a trim). For
+/// every other switch-out the scheduler may skip [`switch_out`] (its own check that the saved
+/// stack pointer lies in the thread's stack stays).
+#[inline]
 #[must_use]
-pub const fn switch_out_needs_mechanism(policy: Policy) -> bool {
-    policy.maps_all_while_running() || policy.reclaims_while_asleep()
+pub const fn switch_out_needs_mechanism(policy: Policy, reason: SwitchOutReason) -> bool {
+    policy.maps_all_while_running()
+        || (policy.reclaims_while_asleep() && matches!(reason, SwitchOutReason::Asleep))
 }
 
 #[cfg(test)]

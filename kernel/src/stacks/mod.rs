@@ -31,9 +31,11 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 pub use dks_core::Policy;
 use dks_core::stack::{self, CreateFailure, Released, StackSource};
+use dks_core::trim_claim::STATE_BITS;
 use dks_core::{
     Account, AccountSnapshot, CpuCounters, CpuId, GroupCharge, GroupId, LayoutError, Ledger,
-    Magazine, SlotIndex, Stack, StackCache, StackLayout, StackSpec, Tally, Totals, VirtAddr,
+    Magazine, SlotIndex, Stack, StackCache, StackLayout, StackSpec, Tally, Totals, TrimClaim,
+    VirtAddr,
 };
 use spin::Once;
 
@@ -41,7 +43,7 @@ pub use self::fault::{FaultResult, handle_fault, prepare_bounce};
 use self::platform::X86Platform;
 pub use self::switch::{
     Admit, admission_shortfall, admit, drain_magazine_here, refill_magazine_here,
-    running_extra_peak_pages, switched_out,
+    running_extra_peak_pages, switched_out, trim_claims_seen,
 };
 use crate::hw::cpu_ops::{self, MAX_CPUS};
 use crate::hw::layout::PAGE_BYTES;
@@ -65,12 +67,16 @@ struct Slot {
     faults: AtomicU32,
     /// The account of the current stack, mirrored (its index in `Account::ALL`).
     account: AtomicU8,
-    /// The policy of the live stack, mirrored (its index in `Policy::ALL`), or [`NO_STACK`]:
-    /// the scheduler decides from it whether a switch needs the mechanism at all
-    /// (`switch::admit`).
-    policy: AtomicU8,
-    /// Since when (uptime ms + 1) its thread sleeps with dead pages a trim may take; 0 when
-    /// it is no candidate (see [`trim`]).
+    /// The policy of the live stack, mirrored (its index in `Policy::ALL` in the low bits,
+    /// [`POLICY_INDEX`], and above them, from [`SWITCH_OUT_SHIFT`], a bit per
+    /// `SwitchOutReason` for which its switch-out needs the mechanism), or [`NO_STACK`]; in
+    /// the same word, the trim claim (`dks_core::trim_claim`): whether a trim or the waking
+    /// admission gets the switched-out stack. The scheduler decides from this one word
+    /// whether a switch needs the mechanism at all (`switch::admit`, `switch::switched_out`):
+    /// admission skips the locks while no trim touched the stack.
+    policy: TrimClaim,
+    /// Since when (uptime ms + 1) its thread sleeps with dead pages a trim may take; read
+    /// only while the trim claim in [`Slot::policy`] says it is a candidate (see [`trim`]).
     asleep_since: AtomicU64,
     /// The TLB flush generation its trimmed pages wait for before the thread may run again;
     /// 0 when none ([`trim::TRIM_PENDING`] while the round's flush is not yet requested).
@@ -80,8 +86,41 @@ struct Slot {
     corrupt: AtomicBool,
 }
 
-/// [`Slot::policy`] of a slot without a live stack.
-const NO_STACK: u8 = u8::MAX;
+/// [`Slot::policy`] of a slot without a live stack: no policy, and every switch-out bit set
+/// (the locked path finds no stack and does nothing).
+const NO_STACK: u8 = POLICY_INDEX | (0b11 << SWITCH_OUT_SHIFT);
+
+/// The bits of [`Slot::policy`] that hold the policy's index.
+const POLICY_INDEX: u8 = 0x0f;
+
+/// Where the switch-out bits start in [`Slot::policy`]: bit `SWITCH_OUT_SHIFT + reason` is set
+/// when a switch-out for that reason needs the mechanism
+/// (`dks_core::switch::switch_out_needs_mechanism`).
+const SWITCH_OUT_SHIFT: u8 = 6;
+
+const _: () = assert!(
+    (POLICY_INDEX | (0b11 << SWITCH_OUT_SHIFT)) & STATE_BITS == 0,
+    "the policy mirror leaves the trim claim's bits alone"
+);
+
+/// [`Slot::policy`] for a live stack of `policy`.
+const fn policy_mirror(policy: Policy) -> u8 {
+    use dks_core::switch::{SwitchOutReason, switch_out_needs_mechanism};
+    let mut mirror = policy.index() as u8;
+    assert!(
+        mirror & !POLICY_INDEX == 0,
+        "policy indexes fit POLICY_INDEX"
+    );
+    let reasons = [SwitchOutReason::Preempted, SwitchOutReason::Asleep];
+    let mut i = 0;
+    while i < reasons.len() {
+        if switch_out_needs_mechanism(policy, reasons[i]) {
+            mirror |= 1 << (SWITCH_OUT_SHIFT + reasons[i] as u8);
+        }
+        i += 1;
+    }
+    mirror
+}
 
 impl Slot {
     /// Copies what readers on other CPUs (and the fault path's accounting) may read without
@@ -90,8 +129,6 @@ impl Slot {
         self.mirror_pages(stack);
         self.account
             .store(stack.account().index() as u8, Ordering::Relaxed);
-        self.policy
-            .store(stack.policy().index() as u8, Ordering::Relaxed);
     }
 
     /// Copies what a stack fault changes (the populated pages and the fault count): a stack's
@@ -102,10 +139,29 @@ impl Slot {
         self.faults.store(stack.faults(), Ordering::Relaxed);
     }
 
+    /// Whether the switch-out of the slot's thread for `reason` needs the mechanism (always
+    /// without a live stack), from the mirror.
+    #[inline]
+    fn switch_out_needs_mechanism(&self, reason: dks_core::switch::SwitchOutReason) -> bool {
+        self.policy.load() & (1 << (SWITCH_OUT_SHIFT + reason as u8)) != 0
+    }
+
     /// The policy of the slot's live stack, from the mirror; `None` without one.
     fn policy(&self) -> Option<Policy> {
         Policy::ALL
-            .get(usize::from(self.policy.load(Ordering::Relaxed)))
+            .get(usize::from(self.policy.load() & POLICY_INDEX))
+            .copied()
+    }
+
+    /// The policy in a word loaded from [`Slot::policy`] if its trim claim is `Idle`; `None`
+    /// without a live stack or with a claim that is not `Idle` (the trim claim's bits are
+    /// decoded with the index: a claimed word is no index of a policy, so the scheduler's one
+    /// test for a live stack also sends a claimed slot to the locked path, at no cost to the
+    /// others).
+    #[inline]
+    fn unclaimed_policy_of(word: u8) -> Option<Policy> {
+        Policy::ALL
+            .get(usize::from(word & (POLICY_INDEX | STATE_BITS)))
             .copied()
     }
 }
@@ -175,7 +231,7 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             stack: IrqMutex::new(None),
             populated: AtomicU8::new(0),
             faults: AtomicU32::new(0),
-            policy: AtomicU8::new(NO_STACK),
+            policy: TrimClaim::new(NO_STACK),
             account: AtomicU8::new(0),
             asleep_since: AtomicU64::new(0),
             flush_epoch: AtomicU64::new(0),
@@ -322,6 +378,8 @@ fn try_create(policy: Policy, group: GroupId) -> Result<ThreadStack, StackError>
             }
             let cell = &region.slots[slot.as_usize()];
             cell.mirror(&created.stack);
+            // A new stack: its policy, and no trim claim (no thread runs on it yet).
+            cell.policy.reset(policy_mirror(created.stack.policy()));
             *cell.stack.lock() = Some(created.stack);
             Ok(ThreadStack { slot, policy })
         }
@@ -360,7 +418,7 @@ pub fn release(stack: &ThreadStack) {
     };
     let mark = high_water(stack.slot);
     cell.populated.store(0, Ordering::Relaxed);
-    cell.policy.store(NO_STACK, Ordering::Relaxed);
+    cell.policy.reset(NO_STACK);
     let group = live.group();
     let policy = live.policy();
     let exited = stack::exit(live);

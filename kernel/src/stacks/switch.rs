@@ -7,10 +7,10 @@
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use dks_core::switch::{self, Admission, SwitchOut, SwitchOutReason};
-use dks_core::{Magazine, SlotIndex, VirtAddr};
+use dks_core::{Claim, Magazine, SlotIndex, TrimClaim, TrimState, VirtAddr};
 
 use super::platform::X86Platform;
-use super::{GROUPS, region, tally};
+use super::{GROUPS, Slot, region, tally};
 use crate::hw::cpu_ops::{self, MAX_CPUS};
 
 /// Frames in each CPU's magazine, mirrored for readers on other CPUs (who must never take
@@ -20,6 +20,10 @@ static MAGAZINE_LEN: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPU
 /// Pages the admission of the thread running on each CPU mapped beyond what its stack held
 /// switched out (only `switch` maps any): what running threads hold beyond sleeping ones.
 static RUNNING_EXTRA: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// [`RUNNING_EXTRA`] summed over all CPUs, kept up to date with each change (so that a note
+/// does not sum every CPU's entry).
+static RUNNING_EXTRA_NOW: AtomicU64 = AtomicU64::new(0);
 
 /// The most [`RUNNING_EXTRA`] ever summed to over all CPUs, in pages.
 static RUNNING_EXTRA_PEAK: AtomicU64 = AtomicU64::new(0);
@@ -31,16 +35,21 @@ pub fn running_extra_peak_pages() -> u64 {
     RUNNING_EXTRA_PEAK.load(Ordering::Relaxed)
 }
 
-/// Notes that CPU `cpu` now runs a thread whose admission mapped `mapped` pages. Out of line
-/// and cold: only `switch` admissions come here, the other policies' switches stay as short.
-#[cold]
-#[inline(never)]
+/// Notes that CPU `cpu` now runs a thread whose admission mapped `mapped` pages. Only `switch`
+/// admissions and switch-outs come here.
 fn note_running_extra(cpu: usize, mapped: u8) {
-    RUNNING_EXTRA[cpu].store(mapped, Ordering::Relaxed);
-    let now = RUNNING_EXTRA
-        .iter()
-        .map(|pages| u64::from(pages.load(Ordering::Relaxed)))
-        .sum();
+    let old = RUNNING_EXTRA[cpu].swap(mapped, Ordering::Relaxed);
+    if old == mapped {
+        return;
+    }
+    // Only this CPU changes its entry, so the sum moves by exactly the difference.
+    let now = if mapped > old {
+        RUNNING_EXTRA_NOW.fetch_add(u64::from(mapped - old), Ordering::Relaxed)
+            + u64::from(mapped - old)
+    } else {
+        RUNNING_EXTRA_NOW.fetch_sub(u64::from(old - mapped), Ordering::Relaxed)
+            - u64::from(old - mapped)
+    };
     RUNNING_EXTRA_PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
@@ -55,6 +64,18 @@ pub fn magazine_frames() -> u64 {
         .iter()
         .map(|l| u64::from(l.load(Ordering::Relaxed)))
         .sum()
+}
+
+/// Admissions that took a sleeping `reclaim` stack's trim claim back from a candidate (no trim
+/// had it) and so woke it without the stack's lock, and those that found the claim touched by
+/// a trim and took the lock: both ways of the race, for the tests that race trims against
+/// wake-ups.
+static CLAIMS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// How many admissions took a candidate's trim claim back, and how many found a trim's
+/// (`[untouched, touched]`, since boot).
+pub fn trim_claims_seen() -> [u64; 2] {
+    CLAIMS.each_ref().map(|n| n.load(Ordering::Relaxed))
 }
 
 /// What admission decided.
@@ -99,14 +120,24 @@ pub fn admission_shortfall(slot: SlotIndex, cpu: u32) -> (u8, u8) {
 /// First, from the slot's mirrors and this CPU's magazine length alone, without a lock:
 /// whether the switch needs the mechanism at all (`dks_core::switch::switch_in_needs_mechanism`:
 /// never for `static`, for `fault` only when its magazine is not full, for `guaranteed` only
-/// when the magazine does not cover the need). The mirrors are exact here: the thread is off
-/// every CPU, so its stack's pages do not change, and only this CPU changes its magazine.
+/// when the magazine does not cover the need, for `reclaim` that and when a trim touched the
+/// stack since its switch-out). The mirrors are exact here: the thread is off every CPU, so its
+/// stack's pages do not change, and only this CPU changes its magazine. For `reclaim` the slot's
+/// trim claim is taken first (`dks_core::TrimClaim::admit`): once it says untouched, no trim
+/// will act on the stack before the thread sleeps again (docs/reclaim.md, "The switch without
+/// a lock"), so the mirrors stay exact until it runs.
+///
+/// The checks are inlined into the scheduler; the work is out of line, so that an admission
+/// that needs none does not pay for the registers the work saves.
+#[inline]
 pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
     let cell = &region.slots[slot.as_usize()];
-    let Some(policy) = cell.policy() else {
-        return Admit::Released;
+    // One load: the policy and the trim claim.
+    let Some(policy) = Slot::unclaimed_policy_of(cell.policy.load()) else {
+        // Released, or claimed (asleep as a trim's candidate, or touched by a trim).
+        return admit_with_mechanism(irq, slot);
     };
     let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
     let capacity = Magazine::capacity_for(&region.layout);
@@ -114,14 +145,43 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
         return Admit::Admitted;
     }
+    admit_with_mechanism(irq, slot)
+}
+
+/// [`admit`] for a switch that needs the mechanism, or whose slot is released or has a trim
+/// claim that is not `Idle`.
+#[inline(never)]
+fn admit_with_mechanism(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
+    let region = region();
+    let cpu = cpu_ops::current_id(irq) as usize;
+    let cell = &region.slots[slot.as_usize()];
+    let Some(policy) = cell.policy() else {
+        return Admit::Released;
+    };
+    if TrimClaim::state_of(cell.policy.load()) != TrimState::Idle {
+        // Asleep as a trim's candidate, or touched by a trim: race the trims for the claim.
+        let claim = cell.policy.admit();
+        CLAIMS[usize::from(claim == Claim::Touched)].fetch_add(1, Ordering::Relaxed);
+        if claim == Claim::Untouched {
+            // No trim touched it since its switch-out, and none will act on it before it
+            // sleeps again. If its need is covered it runs without the locks, as a thread
+            // that never slept.
+            let need = region.layout.stack_pages() - cell.populated.load(Ordering::Relaxed);
+            let magazine_len = MAGAZINE_LEN[cpu].load(Ordering::Relaxed);
+            let capacity = Magazine::capacity_for(&region.layout);
+            if !switch::switch_in_needs_mechanism(policy, need, magazine_len, capacity) {
+                return Admit::Admitted;
+            }
+        }
+    }
     let mut magazine = region.magazines[cpu].lock();
     let mut live = cell.stack.lock();
     let Some(stack) = live.as_mut() else {
         return Admit::Released;
     };
+    // With the lock, any trim of this stack is over (it holds the lock while it works).
     if stack.is_asleep() {
         stack.wake();
-        cell.asleep_since.store(0, Ordering::Relaxed);
     }
     if super::trim::flush_pending(irq, cell) {
         return Admit::Flushing;
@@ -129,6 +189,11 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
     if policy == dks_core::Policy::Pack && cell.corrupt.swap(false, Ordering::Relaxed) {
         return Admit::Corrupt;
     }
+    // Woken, no flush pending: no trim may take the stack now, and what one did is dealt with
+    // (its larger need is checked below, a packed stack is restored first). With the lock held
+    // no trim is at work, so the claim is `Idle`, a `Candidate` the fast path did not ask
+    // about, or `Trimmed`.
+    cell.policy.settle();
     let group = &GROUPS[stack.group().as_usize()];
     let mut platform = X86Platform::live();
     let held = stack.populated_pages();
@@ -162,14 +227,34 @@ pub fn admit(irq: &cpu_ops::IrqGuard, slot: SlotIndex) -> Admit {
 /// Records that the thread of `slot` left this CPU with stack pointer `saved_sp`, asleep or
 /// still runnable (and lets the policy give pages back). A stack pointer outside the thread's
 /// stack is a kernel bug: it panics. Nothing at all for a policy that neither gives pages back
-/// at the switch nor reads the record (`dks_core::switch::switch_out_needs_mechanism`): the
-/// scheduler checks the stack pointer itself.
+/// at the switch nor reads the record, nor for a `reclaim` thread that was preempted (only a
+/// sleeping one may become a trim's candidate; `dks_core::switch::switch_out_needs_mechanism`):
+/// the scheduler checks the stack pointer itself.
+///
+/// The checks are inlined into the scheduler; the work is out of line, so that a switch-out
+/// that needs none does not pay for the registers the work saves.
+#[inline]
 pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asleep: bool) {
-    let region = region();
-    let policy = region.slots[slot.as_usize()].policy();
-    if policy.is_some_and(|policy| !switch::switch_out_needs_mechanism(policy)) {
+    let reason = if asleep {
+        SwitchOutReason::Asleep
+    } else {
+        SwitchOutReason::Preempted
+    };
+    if !region().slots[slot.as_usize()].switch_out_needs_mechanism(reason) {
         return;
     }
+    switch_out_with_mechanism(irq, slot, saved_sp, reason);
+}
+
+/// [`switched_out`] for a switch-out that needs the mechanism.
+#[inline(never)]
+fn switch_out_with_mechanism(
+    irq: &cpu_ops::IrqGuard,
+    slot: SlotIndex,
+    saved_sp: u64,
+    reason: SwitchOutReason,
+) {
+    let region = region();
     let cpu = cpu_ops::current_id(irq) as usize;
     let mut magazine = region.magazines[cpu].lock();
     let cell = &region.slots[slot.as_usize()];
@@ -182,11 +267,6 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
         // The pages it touched stay its own, switched out; the others go back below.
         note_running_extra(cpu, 0);
     }
-    let reason = if asleep {
-        SwitchOutReason::Asleep
-    } else {
-        SwitchOutReason::Preempted
-    };
     let how = SwitchOut {
         saved_sp: VirtAddr::new(saved_sp),
         reason,
@@ -201,7 +281,7 @@ pub fn switched_out(irq: &cpu_ops::IrqGuard, slot: SlotIndex, saved_sp: u64, asl
         how,
     )
     .unwrap_or_else(|e| panic!("saved stack pointer {saved_sp:#x} outside slot {slot:?}: {e:?}"));
-    super::trim::note_switched_out(cell, stack, asleep);
+    super::trim::note_switched_out(cell, stack, reason == SwitchOutReason::Asleep);
     cell.mirror(stack);
     note_magazine(cpu, magazine.len());
 }

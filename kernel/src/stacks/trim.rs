@@ -22,14 +22,16 @@
 //!
 //! # Why it is safe on several CPUs
 //!
-//! A slot's stack lock is taken here only while its thread is off every CPU: the trim takes
-//! it and goes on only if the stack is asleep (`Stack::is_asleep`), which `switched_out` sets
-//! after the thread's context is saved and the scheduler of the CPU it left is back on its own
-//! stack, and which admission clears (`Stack::wake`) under the same lock before any CPU
-//! switches to the thread. A wake racing the trim meets one of two orders on that lock:
-//! admission first, and the trim finds the stack awake and takes nothing; the trim first, and
-//! admission finds the larger need (the trimmed pages count in it again) and the slot's
-//! pending flush, and refuses until both are covered.
+//! A trim acts on a stack only while its thread is off every CPU: it takes the slot's stack
+//! lock and goes on only if it wins the slot's trim claim (`dks_core::trim_claim`, in the
+//! slot's policy mirror) from `Candidate`, which only `switched_out` of a thread that went to
+//! sleep with dead pages sets, under that lock, after the thread's context is saved and the
+//! scheduler of the CPU it left is back on its own stack. The admission that wakes the thread
+//! races for the same claim (one compare-and-swap `Candidate → Idle`) before any CPU switches
+//! to it: exactly one of them wins. Admission first, and the trim takes nothing (the admission
+//! may then go on without the locks); the trim first, and admission takes the stack lock, so
+//! waits for the trim's end, and finds the larger need (the trimmed pages count in it again)
+//! and the slot's pending flush, and refuses until both are covered (docs/reclaim.md).
 //!
 //! The trimmed pages were used, so any CPU's TLB may still translate them. They are unmapped
 //! with the shootdown deferred (`X86Platform::releasing`): their frames go to the quarantine,
@@ -46,7 +48,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dks_core::pack::{NotPacked, PackDone};
 use dks_core::reclaim::{self, TrimCause};
-use dks_core::{CpuId, Magazine, Policy};
+use dks_core::{CpuId, Magazine, Policy, TrimState};
 
 use super::platform::X86Platform;
 use super::{GROUPS, quarantine, region, tally};
@@ -156,13 +158,23 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
     CANDIDATES.store(false, Ordering::Relaxed);
     let pack_after_ms = super::pack::after_ms();
     for (index, cell) in region.slots.iter().enumerate() {
-        let since = cell.asleep_since.load(Ordering::Relaxed);
-        if since == 0 {
+        // A candidate, or a `pack` stack trimmed but not packed yet and due for its pack.
+        let state = cell.policy.state();
+        let is_pack = cell.policy() == Some(Policy::Pack);
+        if state != TrimState::Candidate
+            && !(state == TrimState::Trimmed
+                && is_pack
+                && cell.asleep_since.load(Ordering::Relaxed) != 0)
+        {
             continue;
         }
+        let since = cell.asleep_since.load(Ordering::Relaxed).max(1);
         let asleep_ms = now.saturating_sub(since - 1);
-        let pack_due = asleep_ms >= pack_after_ms && cell.policy() == Some(Policy::Pack);
-        if round.pages >= max_pages || (asleep_ms < min_asleep_ms && !pack_due) {
+        let pack_due = is_pack && asleep_ms >= pack_after_ms;
+        if round.pages >= max_pages
+            || (asleep_ms < min_asleep_ms && !pack_due)
+            || (state == TrimState::Trimmed && !pack_due)
+        {
             round.left += 1;
             continue;
         }
@@ -222,53 +234,37 @@ fn trim_slot(
     let region = region();
     let mut live = cell.stack.lock();
     let stack = live.as_mut()?;
-    match stack.policy() {
-        Policy::Reclaim => {}
-        Policy::Pack if pack_due => {
-            match super::pack::pack_locked(cell, stack, cpu, clean, platform) {
-                Ok(done) => {
-                    cell.asleep_since.store(0, Ordering::Relaxed);
-                    return Some(done.pages_given_back);
-                }
-                // Too deep to pack (or awake, or packed): it is trimmed as `reclaim` would.
-                Err(
-                    NotPacked::TooDeep { .. }
-                    | NotPacked::Awake
-                    | NotPacked::AlreadyPacked
-                    | NotPacked::Policy,
-                ) => {}
-                // No buffer now: a later round tries again (it stays a candidate).
-                Err(NotPacked::NoBuffer) => return Some(0),
-            }
-        }
-        // Trimmed now, packed once it has slept long enough: it stays a candidate.
-        Policy::Pack => {
-            let trimmed = reclaim::trim_asleep(
-                platform,
-                &region.layout,
-                clean,
-                tally(cpu),
-                &GROUPS[stack.group().as_usize()],
-                stack,
-                cause,
-            );
-            if !stack.is_asleep() {
+    // Only a candidate (or a `pack` stack an earlier trim left for its pack), and only if the
+    // trim, not the waking admission, gets it (the claim is taken with the lock held: an
+    // admission that finds it taken waits for the lock, so for the end of this trim).
+    let Some(from) = claim(cell, stack.policy()) else {
+        return Some(0);
+    };
+    let mut again = false;
+    if stack.policy() == Policy::Pack && pack_due {
+        match super::pack::pack_locked(cell, stack, cpu, clean, platform) {
+            Ok(done) => {
                 cell.asleep_since.store(0, Ordering::Relaxed);
+                cell.policy.end_claim(from, true, false);
+                return Some(done.pages_given_back);
             }
-            if trimmed > 0 {
-                cell.mirror(stack);
-                if platform.deferred() {
-                    cell.flush_epoch.store(TRIM_PENDING, Ordering::Relaxed);
-                }
+            // No buffer now: a later round tries again (it stays a candidate).
+            Err(NotPacked::NoBuffer) => {
+                cell.policy.end_claim(from, false, true);
+                return Some(0);
             }
-            return Some(trimmed);
+            // Too deep to pack (it keeps its pages as under `reclaim`: trimmed below, and no
+            // candidate for a pack any more), or woken (the wake path marks it awake).
+            Err(
+                NotPacked::TooDeep { .. }
+                | NotPacked::Awake
+                | NotPacked::AlreadyPacked
+                | NotPacked::Policy,
+            ) => cell.asleep_since.store(0, Ordering::Relaxed),
         }
-        // Only `reclaim` and `pack` stacks: `switch` keeps the pages its threads touched
-        // (docs/switch.md).
-        _ => {
-            cell.asleep_since.store(0, Ordering::Relaxed);
-            return Some(0);
-        }
+    } else if stack.policy() == Policy::Pack {
+        // Trimmed now, packed once it has slept long enough: it stays a candidate.
+        again = stack.is_asleep();
     }
     let trimmed = reclaim::trim_asleep(
         platform,
@@ -279,15 +275,29 @@ fn trim_slot(
         stack,
         cause,
     );
-    // Nothing more to take until it sleeps again (or it woke meanwhile).
-    cell.asleep_since.store(0, Ordering::Relaxed);
     if trimmed > 0 {
         cell.mirror(stack);
         if platform.deferred() {
             cell.flush_epoch.store(TRIM_PENDING, Ordering::Relaxed);
         }
     }
+    // Nothing more to take until it sleeps again (but a `pack` stack's pack); the waking
+    // admission takes the lock if pages went (the need grew, a flush may be pending).
+    cell.policy.end_claim(from, trimmed > 0, again);
     Some(trimmed)
+}
+
+/// Takes the trim claim of `cell` (its stack's lock held): from `Candidate`, or for a `pack`
+/// stack from `Trimmed` (dead pages trimmed, its pack still to come). The state it was taken
+/// from, or `None` if the slot is not the trim's to touch.
+fn claim(cell: &super::Slot, policy: Policy) -> Option<TrimState> {
+    if cell.policy.claim() {
+        Some(TrimState::Candidate)
+    } else if policy == Policy::Pack && cell.policy.claim_again() {
+        Some(TrimState::Trimmed)
+    } else {
+        None
+    }
 }
 
 /// Trims the stack in `slot` alone if it sleeps (cause "pressure") and requests the TLB flush
@@ -333,13 +343,16 @@ pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asl
                 reclaim::dead_pages(layout, stack, sp).is_ok_and(|dead| !dead.is_empty())
             })
             || stack.policy() == Policy::Pack);
-    let since = if candidate {
-        crate::sched::uptime_ms() + 1
-    } else {
-        0
-    };
-    cell.asleep_since.store(since, Ordering::Relaxed);
+    debug_assert_eq!(
+        cell.policy.state(),
+        TrimState::Idle,
+        "a running thread is no candidate"
+    );
     if candidate {
+        cell.asleep_since
+            .store(crate::sched::uptime_ms() + 1, Ordering::Relaxed);
+        // Last: a trim that sees the candidate finds the sleep recorded (and takes this lock).
+        cell.policy.note_candidate();
         CANDIDATES.store(true, Ordering::Relaxed);
     }
 }
@@ -374,14 +387,26 @@ pub(super) fn pack_one(slot: dks_core::SlotIndex) -> Result<PackDone, NotPacked>
         let mut live = cell.stack.lock();
         match live.as_mut() {
             None => Err(NotPacked::Awake),
-            Some(stack) => {
-                super::pack::pack_locked(cell, stack, cpu as usize, &mut clean, &mut platform)
-            }
+            Some(stack) => match claim(cell, stack.policy()) {
+                // Running, runnable or being switched in: not the trims' to touch.
+                None => Err(NotPacked::Awake),
+                Some(from) => {
+                    let done = super::pack::pack_locked(
+                        cell,
+                        stack,
+                        cpu as usize,
+                        &mut clean,
+                        &mut platform,
+                    );
+                    if done.is_ok() {
+                        cell.asleep_since.store(0, Ordering::Relaxed);
+                    }
+                    cell.policy.end_claim(from, done.is_ok(), false);
+                    done
+                }
+            },
         }
     };
-    if done.is_ok() {
-        cell.asleep_since.store(0, Ordering::Relaxed);
-    }
     clean.drain(&mut X86Platform::live());
     if platform.deferred() {
         let epoch = quarantine::start_flush_epoch();

@@ -347,24 +347,35 @@ fn a_switch_the_predicates_skip_changes_nothing() {
                         "{policy:?} need {need} fill {len}"
                     );
                 }
-                if !switch_out_needs_mechanism(policy) {
-                    skipped[1] += 1;
-                    let before = books(&fx, &stack);
-                    let given_back =
-                        switch_out_at(&mut fx, &mut stack, 64, SwitchOutReason::Asleep);
-                    assert_eq!(given_back, Ok(0));
-                    assert_eq!(books(&fx, &stack), before, "{policy:?} switch-out");
+                for reason in [SwitchOutReason::Preempted, SwitchOutReason::Asleep] {
+                    if !switch_out_needs_mechanism(policy, reason) {
+                        skipped[1] += 1;
+                        let before = books(&fx, &stack);
+                        let given_back = switch_out_at(&mut fx, &mut stack, 64, reason);
+                        assert_eq!(given_back, Ok(0));
+                        assert_eq!(books(&fx, &stack), before, "{policy:?} switch-out");
+                    }
                 }
             }
         }
     }
-    // static always, fault with a full magazine, guaranteed whenever its need is covered;
-    // switch and reclaim never.
+    // static always, fault with a full magazine, guaranteed and reclaim whenever their need
+    // is covered (reclaim only while no trim touched the stack); switch never. Switching out:
+    // reclaim only when it was preempted, switch never.
     assert!(skipped[0] > 0 && skipped[1] > 0, "{skipped:?}");
-    for policy in [Policy::Reclaim, Policy::Switch] {
-        assert!(switch_in_needs_mechanism(policy, 0, 15, 15));
-        assert!(switch_out_needs_mechanism(policy));
+    assert!(switch_in_needs_mechanism(Policy::Switch, 0, 15, 15));
+    assert!(!switch_in_needs_mechanism(Policy::Reclaim, 0, 15, 15));
+    for reason in [SwitchOutReason::Preempted, SwitchOutReason::Asleep] {
+        assert!(switch_out_needs_mechanism(Policy::Switch, reason));
     }
+    assert!(switch_out_needs_mechanism(
+        Policy::Reclaim,
+        SwitchOutReason::Asleep
+    ));
+    assert!(!switch_out_needs_mechanism(
+        Policy::Reclaim,
+        SwitchOutReason::Preempted
+    ));
     assert!(!switch_in_needs_mechanism(Policy::Static, 3, 0, 15));
     assert!(switch_in_needs_mechanism(Policy::Fault, 0, 14, 15));
     assert!(switch_in_needs_mechanism(Policy::Guaranteed, 3, 2, 15));

@@ -323,6 +323,7 @@ fn race(ms: u64, injection: Injection) -> Result<Raced, alloc::string::String> {
 }
 
 pub(super) fn reclaim_wake_races_trim() -> TestResult {
+    let [untouched, touched] = stacks::trim_claims_seen();
     let raced = race(400, Injection::None)?;
     check!(
         raced.trimmed > 0,
@@ -330,6 +331,18 @@ pub(super) fn reclaim_wake_races_trim() -> TestResult {
         raced.rounds
     );
     check!(raced.rounds > 0, "no sleeper came back");
+    // Both ways of the race of a wake-up with a trim for the sleeper's trim claim happened:
+    // sleepers a trim had, admitted under the lock, and (with a trimmer on another CPU than
+    // the wakes: on one CPU it trims every sleeper before the woken run) sleepers woken
+    // without the stack's lock, no trim had them (docs/reclaim.md, "The switch without a
+    // lock").
+    let [untouched_now, touched_now] = stacks::trim_claims_seen();
+    check!(
+        touched_now > touched && (sched::online_cpus() == 1 || untouched_now > untouched),
+        "claims taken back by a wake-up: {}, found with a trim: {}",
+        untouched_now - untouched,
+        touched_now - touched
+    );
     Ok(())
 }
 
@@ -527,6 +540,9 @@ fn waits_for_the_flush() -> TestResult {
     }
     let round = trim::trim_sleeping(TrimCause::Pressure, 0, u32::MAX);
     let switches = sleeper.switches();
+    // CPU 0's magazine full, so that the grown need is covered: only the trim's claim on the
+    // slot (and then the pending flush) keeps admission from switching to the thread at once.
+    stacks::refill_magazine_here(&cpu_ops::IrqGuard::new());
     open.store(true, Ordering::Release);
     gate.wake_all();
     sched::sleep_ms(30);
