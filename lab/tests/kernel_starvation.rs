@@ -236,10 +236,11 @@ fn admission_that_never_comes_is_reported_not_silent() {
     assert!(
         stalls
             .iter()
-            .all(|(policy, _)| ["guaranteed", "reclaim", "switch"].contains(&policy.as_str())),
+            .all(|(policy, _)| ["guaranteed", "reclaim", "switch", "pack"]
+                .contains(&policy.as_str())),
         "{stalls:?}"
     );
-    for policy in ["guaranteed", "reclaim", "switch"] {
+    for policy in ["guaranteed", "reclaim", "switch", "pack"] {
         assert!(
             stalls
                 .iter()
