@@ -15,7 +15,10 @@
 //! [`trim::LONG_SLEEP_MS`](stacks::trim::LONG_SLEEP_MS), at most
 //! [`trim::LONG_SLEEP_PAGES_PER_ROUND`](stacks::trim::LONG_SLEEP_PAGES_PER_ROUND) pages a
 //! round, requests the round's TLB flush without waiting for it, and frees the frames of
-//! earlier rounds whose flush completed.
+//! earlier rounds whose flush completed. A round that stopped at that limit is followed by the
+//! next as soon as the other threads of its CPU had their turn (a backlog drains at the pace
+//! the packs and trims cost, not one limit a tick). Once a second while rounds run it logs
+//! what they did (`stack-reclaim:`: rounds, claims, pages, busy time, longest round).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -70,7 +73,51 @@ pub fn start() {
     STARTED.store(true, Ordering::Release);
 }
 
+/// Long-sleep rounds since the last report (a `Log` line a second while they work).
+#[derive(Default)]
+struct RoundStats {
+    since_ms: u64,
+    rounds: u64,
+    capped: u64,
+    claims: u64,
+    pages: u64,
+    tsc: u64,
+    longest: u64,
+}
+
+impl RoundStats {
+    fn add(&mut self, round: &trim::TrimRound, tsc: u64) {
+        self.rounds += 1;
+        self.claims += u64::from(round.claims);
+        self.pages += u64::from(round.pages);
+        self.capped += u64::from(round.capped);
+        self.tsc += tsc;
+        self.longest = self.longest.max(tsc);
+        let now = sched::uptime_ms();
+        if now >= self.since_ms + 1000 {
+            let per_us = crate::hw::apic::tsc_per_us();
+            crate::report::log(format_args!(
+                "stack-reclaim: {} long-sleep rounds in {} ms ({} at their limit): {} claims, {} pages given back, busy {} us, longest {} us; {} slots hinted, {} packed",
+                self.rounds,
+                now - self.since_ms,
+                self.capped,
+                self.claims,
+                self.pages,
+                self.tsc / per_us,
+                self.longest / per_us,
+                trim::hinted(),
+                stacks::policy_totals(Policy::Pack).packed_threads_now,
+            ));
+            *self = Self {
+                since_ms: now,
+                ..Self::default()
+            };
+        }
+    }
+}
+
 fn run() {
+    let mut stats = RoundStats::default();
     loop {
         WAKE.wait_until(|| {
             REQUESTS.load(Ordering::Acquire) != SERVED.load(Ordering::Acquire)
@@ -88,6 +135,7 @@ fn run() {
             continue;
         }
         ROUND_DUE.store(false, Ordering::Release);
+        let began = crate::hw::cpu_ops::rdtsc();
         trim::remind_flush();
         let round = trim::trim_sleeping(
             TrimCause::LongSleep,
@@ -99,5 +147,12 @@ fn run() {
         }
         stacks::poll_quarantine();
         LONG_SLEEP_ROUNDS.fetch_add(1, Ordering::Relaxed);
+        stats.add(&round, crate::hw::cpu_ops::rdtsc().saturating_sub(began));
+        if round.capped {
+            // A backlog: the next round starts once the other threads of this CPU had their
+            // turn, not at the next tick.
+            sched::yield_now();
+            ROUND_DUE.store(true, Ordering::Release);
+        }
     }
 }

@@ -169,6 +169,9 @@ impl Slot {
 struct Region {
     layout: StackLayout,
     slots: Vec<Slot>,
+    /// A bit per slot (slot `i` is bit `i % 64` of word `i / 64`): set when the slot became a
+    /// candidate of the trims, so that a round looks only at these (see [`trim`]).
+    trim_hints: Vec<AtomicU64>,
     magazines: Vec<IrqMutex<Magazine>>,
 }
 
@@ -242,9 +245,11 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
         .map(|cpu| IrqMutex::new(Magazine::new(CpuId::new(cpu), &layout)))
         .collect();
     *FREE_SLOTS.lock() = (0..slots).rev().collect();
+    let trim_hints = (0..slots.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
     REGION.call_once(|| Region {
         layout,
         slots: cells,
+        trim_hints,
         magazines,
     });
     Ok(())

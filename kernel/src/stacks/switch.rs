@@ -281,7 +281,7 @@ fn switch_out_with_mechanism(
         how,
     )
     .unwrap_or_else(|e| panic!("saved stack pointer {saved_sp:#x} outside slot {slot:?}: {e:?}"));
-    super::trim::note_switched_out(cell, stack, reason == SwitchOutReason::Asleep);
+    super::trim::note_switched_out(slot.as_usize(), stack, reason == SwitchOutReason::Asleep);
     cell.mirror(stack);
     note_magazine(cpu, magazine.len());
 }

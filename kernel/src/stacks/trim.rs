@@ -20,6 +20,12 @@
 //!   least [`LONG_SLEEP_MS`], at most [`LONG_SLEEP_PAGES_PER_ROUND`] pages per round
 //!   ([`TrimCause::LongSleep`]).
 //!
+//! A round does not read every slot: the switch-out that makes a slot a candidate sets the
+//! slot's bit in the region's trim hints (after the claim word), and a round looks only at
+//! set bits, starting at the word where the last round stopped at its limit. A bit is cleared
+//! only by a round that found its slot no candidate, which then reads the slot again and sets
+//! the bit back if it became one meanwhile. The hints decide nothing: the claim does.
+//!
 //! # Why it is safe on several CPUs
 //!
 //! A trim acts on a stack only while its thread is off every CPU: it takes the slot's stack
@@ -44,7 +50,7 @@
 //! were never cached and go straight back to the frame allocator.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use dks_core::pack::{NotPacked, PackDone};
 use dks_core::reclaim::{self, TrimCause};
@@ -137,8 +143,13 @@ pub struct TrimRound {
     pub stacks: u32,
     /// Pages given back.
     pub pages: u32,
-    /// Candidates left for a later round (too young, or over the round's limit).
+    /// Candidates left for a later round (too young, or over the round's limit: then at
+    /// least 1, the one it stopped at).
     pub left: u32,
+    /// Stacks it tried to claim.
+    pub claims: u32,
+    /// Whether it stopped at its page limit with candidates left to look at.
+    pub capped: bool,
     /// The TLB flush generation the trimmed threads wait for, if any page needed one.
     pub flush: Option<u64>,
 }
@@ -157,50 +168,65 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
     let mut waiting: Vec<usize> = Vec::new();
     CANDIDATES.store(false, Ordering::Relaxed);
     let pack_after_ms = super::pack::after_ms();
-    for (index, cell) in region.slots.iter().enumerate() {
-        // A candidate, or a `pack` stack trimmed but not packed yet and due for its pack.
-        let state = cell.policy.state();
-        let is_pack = cell.policy() == Some(Policy::Pack);
-        if state != TrimState::Candidate
-            && !(state == TrimState::Trimmed
-                && is_pack
-                && cell.asleep_since.load(Ordering::Relaxed) != 0)
-        {
-            continue;
-        }
-        let since = cell.asleep_since.load(Ordering::Relaxed).max(1);
-        let asleep_ms = now.saturating_sub(since - 1);
-        let pack_due = is_pack && asleep_ms >= pack_after_ms;
-        if round.pages >= max_pages
-            || (asleep_ms < min_asleep_ms && !pack_due)
-            || (state == TrimState::Trimmed && !pack_due)
-        {
-            round.left += 1;
-            continue;
-        }
-        let mut platform = X86Platform::releasing();
-        let Some(trimmed) = trim_slot(
-            cell,
-            cause,
-            pack_due,
-            cpu as usize,
-            &mut clean,
-            &mut platform,
-        ) else {
-            continue;
-        };
-        if cell.asleep_since.load(Ordering::Relaxed) != 0 {
-            // A `pack` stack not packed yet: a later round packs it.
-            round.left += 1;
-        }
-        if trimmed > 0 {
-            round.stacks += 1;
-            round.pages += u32::from(trimmed);
-        }
-        // A pack in guard mode may give back no page and still defer a flush (of the top
-        // page it keeps): the slot waits for this round's flush all the same.
-        if platform.deferred() {
-            waiting.push(index);
+    let hints = &region.trim_hints;
+    // Where the last round stopped at its limit: every candidate gets its turn.
+    let start = CURSOR.load(Ordering::Relaxed) % hints.len().max(1);
+    'words: for step in 0..hints.len() {
+        let word = (start + step) % hints.len();
+        let mut bits = hints[word].load(Ordering::Acquire);
+        while bits != 0 {
+            let index = word * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let cell = &region.slots[index];
+            if !is_candidate(cell) {
+                drop_hint(index);
+                continue;
+            }
+            let state = cell.policy.state();
+            let is_pack = cell.policy() == Some(Policy::Pack);
+            let since = cell.asleep_since.load(Ordering::Relaxed).max(1);
+            let asleep_ms = now.saturating_sub(since - 1);
+            let pack_due = is_pack && asleep_ms >= pack_after_ms;
+            if round.pages >= max_pages {
+                // The next round starts here.
+                round.left += 1;
+                round.capped = true;
+                CURSOR.store(word, Ordering::Relaxed);
+                break 'words;
+            }
+            // Too young, or trimmed already and its pack not due yet.
+            if !pack_due && (state == TrimState::Trimmed || asleep_ms < min_asleep_ms) {
+                round.left += 1;
+                continue;
+            }
+            round.claims += 1;
+            let mut platform = X86Platform::releasing();
+            let trimmed = trim_slot(
+                cell,
+                cause,
+                pack_due,
+                cpu as usize,
+                &mut clean,
+                &mut platform,
+            );
+            if is_candidate(cell) {
+                // A `pack` stack not packed yet: a later round packs it.
+                round.left += 1;
+            } else {
+                drop_hint(index);
+            }
+            let Some(trimmed) = trimmed else {
+                continue;
+            };
+            if trimmed > 0 {
+                round.stacks += 1;
+                round.pages += u32::from(trimmed);
+            }
+            // A pack in guard mode may give back no page and still defer a flush (of the top
+            // page it keeps): the slot waits for this round's flush all the same.
+            if platform.deferred() {
+                waiting.push(index);
+            }
         }
     }
     clean.drain(&mut X86Platform::live());
@@ -218,6 +244,47 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
         round.flush = Some(epoch);
     }
     round
+}
+
+/// Slots whose trim hint is set now (candidates, and slots a round has not yet found to be
+/// none any more): for the stack-reclaim thread's report.
+pub fn hinted() -> u32 {
+    region()
+        .trim_hints
+        .iter()
+        .map(|word| word.load(Ordering::Relaxed).count_ones())
+        .sum()
+}
+
+/// The word of the trim hints where the next round starts (where the last one stopped at its
+/// limit).
+static CURSOR: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the trims may act on `cell`: a candidate, or a `pack` stack trimmed but not packed
+/// yet (a snapshot; the claim decides).
+fn is_candidate(cell: &super::Slot) -> bool {
+    match cell.policy.state() {
+        TrimState::Candidate => true,
+        TrimState::Trimmed => {
+            cell.policy() == Some(Policy::Pack) && cell.asleep_since.load(Ordering::Relaxed) != 0
+        }
+        TrimState::Idle | TrimState::Trimming => false,
+    }
+}
+
+/// Marks slot `index` as one the rounds must look at, after it became a candidate.
+fn hint(index: usize) {
+    region().trim_hints[index / 64].fetch_or(1 << (index % 64), Ordering::Release);
+}
+
+/// Takes back the hint of slot `index`, which was found no candidate; the slot's hint stays
+/// set if it became one since (its switch-out sets the hint after the claim word).
+fn drop_hint(index: usize) {
+    let word = &region().trim_hints[index / 64];
+    let bit = 1u64 << (index % 64);
+    if word.fetch_and(!bit, Ordering::AcqRel) & bit != 0 && is_candidate(&region().slots[index]) {
+        word.fetch_or(bit, Ordering::Release);
+    }
 }
 
 /// Trims the stack of `cell` if it is asleep (for `cause`; see [`trim_sleeping`]), or packs
@@ -334,8 +401,9 @@ pub fn trim_one(slot: dks_core::SlotIndex) -> u8 {
 
 /// Notes, in `switched_out` under the slot's lock, whether the stack just switched out is a
 /// candidate for a trim (asleep, with dead pages, of a policy that gives pages back asleep).
-pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asleep: bool) {
+pub(super) fn note_switched_out(slot: usize, stack: &dks_core::Stack, asleep: bool) {
     let layout = &region().layout;
+    let cell = &region().slots[slot];
     // A sleeping `pack` stack is a candidate until it is packed, dead pages or not.
     let candidate = asleep
         && (stack.policy() == Policy::Reclaim
@@ -353,6 +421,7 @@ pub(super) fn note_switched_out(cell: &super::Slot, stack: &dks_core::Stack, asl
             .store(crate::sched::uptime_ms() + 1, Ordering::Relaxed);
         // Last: a trim that sees the candidate finds the sleep recorded (and takes this lock).
         cell.policy.note_candidate();
+        hint(slot);
         CANDIDATES.store(true, Ordering::Relaxed);
     }
 }
