@@ -84,6 +84,10 @@ struct Slot {
     /// A wake-path restore of its packed stack found bytes that do not match the pack's
     /// checksum: admission must stop the thread, not run it ([`pack`]). In what was padding.
     corrupt: AtomicBool,
+    /// A round trimmed the dead pages of this sleep already (a `pack` stack waiting for its
+    /// pack): later rounds leave it alone until its pack is due. Cleared by the switch-out
+    /// that makes the slot a candidate. In what was padding.
+    dead_trimmed: AtomicBool,
 }
 
 /// [`Slot::policy`] of a slot without a live stack: no policy, and every switch-out bit set
@@ -239,6 +243,7 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             asleep_since: AtomicU64::new(0),
             flush_epoch: AtomicU64::new(0),
             corrupt: AtomicBool::new(false),
+            dead_trimmed: AtomicBool::new(false),
         })
         .collect();
     let magazines = (0..MAX_CPUS as u32)

@@ -194,8 +194,13 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
                 CURSOR.store(word, Ordering::Relaxed);
                 break 'words;
             }
-            // Too young, or trimmed already and its pack not due yet.
-            if !pack_due && (state == TrimState::Trimmed || asleep_ms < min_asleep_ms) {
+            // Too young, or trimmed already (pages given back, or none to give) and its pack
+            // not due yet.
+            if !pack_due
+                && (state == TrimState::Trimmed
+                    || asleep_ms < min_asleep_ms
+                    || cell.dead_trimmed.load(Ordering::Relaxed))
+            {
                 round.left += 1;
                 continue;
             }
@@ -330,8 +335,11 @@ fn trim_slot(
             ) => cell.asleep_since.store(0, Ordering::Relaxed),
         }
     } else if stack.policy() == Policy::Pack {
-        // Trimmed now, packed once it has slept long enough: it stays a candidate.
+        // Trimmed now, packed once it has slept long enough: it stays a candidate, which
+        // rounds leave alone until then (without this mark, one with no dead pages would be
+        // claimed and trimmed of nothing every round).
         again = stack.is_asleep();
+        cell.dead_trimmed.store(true, Ordering::Relaxed);
     }
     let trimmed = reclaim::trim_asleep(
         platform,
@@ -419,6 +427,7 @@ pub(super) fn note_switched_out(slot: usize, stack: &dks_core::Stack, asleep: bo
     if candidate {
         cell.asleep_since
             .store(crate::sched::uptime_ms() + 1, Ordering::Relaxed);
+        cell.dead_trimmed.store(false, Ordering::Relaxed);
         // Last: a trim that sees the candidate finds the sleep recorded (and takes this lock).
         cell.policy.note_candidate();
         hint(slot);
