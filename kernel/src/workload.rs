@@ -43,6 +43,7 @@ use self::rng::Rng;
 use self::irqoff::{IrqOffSection, SECTION_LOCKS};
 pub use self::irqoff::{abandon_irqoff_section, in_irqoff_section, with_irqoff_section};
 use self::path::{PathCheck, Slept, checks_of, path, sleep_path};
+pub use self::path::{PAD_BYTES_AT_MOST, sleep_path_bytes};
 use crate::hw::apic;
 use crate::hw::cpu_ops;
 use crate::hw::layout::PAGE_BYTES;
@@ -609,6 +610,35 @@ impl Life<'_> {
         checks_of(self.group.policy).add(check);
         self.run.sleeps.add(depth, slept);
         self.member(self.base);
+    }
+}
+
+/// Where one sleep of [`sleep_at_depth`] slept.
+#[derive(Clone, Copy, Debug)]
+pub struct SleepLanding {
+    /// The saved stack pointer's depth below the stack top, bytes (0: it did not switch away).
+    pub saved: u64,
+    /// When the depth was below this kernel's floor: the floor, bytes (else 0).
+    pub floor: u64,
+    /// Frames of the path checked after the sleep, and of those corrupted.
+    pub frames: u64,
+    pub corrupted: u64,
+}
+
+/// For the kernel tests: runs on the calling thread one sleep path of `depth` bytes, sleeping
+/// `nap_ms`, as a workload thread's sleep between rounds does.
+pub fn sleep_at_depth(depth: u64, nap_ms: u64) -> SleepLanding {
+    let (top, slot) = {
+        let me = sched::current().expect("a thread");
+        (me.stack.top(), me.stack.slot())
+    };
+    let bottom = stacks::layout().stack_bottom(slot).as_u64();
+    let (check, slept) = sleep_path(top, bottom, depth, depth, nap_ms, &mut |_| {});
+    SleepLanding {
+        saved: slept.saved,
+        floor: slept.floor,
+        frames: check.frames,
+        corrupted: check.corrupted,
     }
 }
 

@@ -201,6 +201,11 @@ enum Bottom<'a> {
     },
 }
 
+/// The most bytes one frame of [`pad`] takes: a sleep path above the floor lands the saved
+/// stack pointer at its depth or at most this much less one byte deeper (checked by the
+/// kernel test `workload_sleep_lands_at_drawn_depth`).
+pub const PAD_BYTES_AT_MOST: u64 = 32;
+
 /// One small frame (its return address and a saved register) per call, down to `target`
 /// below `top`, then the sleep: the last bytes of a sleep path, finer than a level of
 /// [`descend`].
