@@ -42,8 +42,8 @@ use self::rng::Rng;
 
 use self::irqoff::{IrqOffSection, SECTION_LOCKS};
 pub use self::irqoff::{abandon_irqoff_section, in_irqoff_section, with_irqoff_section};
-use self::path::{PathCheck, Slept, checks_of, path, sleep_path};
 pub use self::path::{PAD_BYTES_AT_MOST, sleep_path_bytes};
+use self::path::{PathCheck, Slept, checks_of, path, sleep_path};
 use crate::hw::apic;
 use crate::hw::cpu_ops;
 use crate::hw::layout::PAGE_BYTES;
@@ -146,7 +146,9 @@ impl Sleeps {
             load(&self.at_depth),
             load(&self.worst_miss),
             load(&self.floor_sum).checked_div(at_floor).unwrap_or(0),
-            load(&self.drawn_at_floor_sum).checked_div(at_floor).unwrap_or(0),
+            load(&self.drawn_at_floor_sum)
+                .checked_div(at_floor)
+                .unwrap_or(0),
             path::sleep_path_bytes(),
         ));
     }

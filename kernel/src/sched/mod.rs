@@ -184,16 +184,16 @@ fn start() -> (Arc<Thread>, self::thread::Entry) {
 #[inline(never)]
 fn started_twice(me: &Thread) -> ! {
     panic!(
-            "thread {} ({}) started twice: state {:?}, switched in {} times, stopped {}, \
+        "thread {} ({}) started twice: state {:?}, switched in {} times, stopped {}, \
              exited {}, slot {:?}",
-            me.id(),
-            me.name(),
-            me.state(),
-            me.switches(),
-            me.was_killed(),
-            me.has_exited(),
-            me.stack.slot()
-        )
+        me.id(),
+        me.name(),
+        me.state(),
+        me.switches(),
+        me.was_killed(),
+        me.has_exited(),
+        me.stack.slot()
+    )
 }
 
 /// Continues the stop of the calling thread outwards, after the cleanup of a stopped
