@@ -7,8 +7,8 @@
 //! ([`sleep_path`]) puts the thread to sleep with its **saved stack pointer** at its depth
 //! (as the census's `sleeping_depth_bytes`, a Linux thread's saved stack pointer, which
 //! includes Linux's own `schedule()` frames): it descends that depth less this kernel's own
-//! sleep path ([`sleep_path_bytes`], measured at boot by [`calibrate`]), pads the rest with
-//! small frames, and sleeps there. A depth below what this kernel needs at least (the
+//! sleep path ([`sleep_path_bytes`], measured by [`calibrate`] as each run starts), pads the
+//! rest with small frames, and sleeps there. A depth below what this kernel needs at least (the
 //! thread's entry, its loop and the sleep path: the *floor*) sleeps at the floor.
 
 use core::hint::black_box;
