@@ -42,7 +42,8 @@ use self::rng::Rng;
 
 use self::irqoff::{IrqOffSection, SECTION_LOCKS};
 pub use self::irqoff::{abandon_irqoff_section, in_irqoff_section, with_irqoff_section};
-use self::path::{checks_of, path};
+pub use self::path::{PAD_BYTES_AT_MOST, sleep_path_bytes};
+use self::path::{PathCheck, Slept, checks_of, path, sleep_path};
 use crate::hw::apic;
 use crate::hw::cpu_ops;
 use crate::hw::layout::PAGE_BYTES;
@@ -102,6 +103,55 @@ struct Run {
     threads: IrqMutex<Vec<Arc<Thread>>>,
     stop: AtomicBool,
     next_seed: AtomicU64,
+    sleeps: Sleeps,
+}
+
+/// Where the long-lived threads' sleeps between rounds landed (the run's last log lines).
+#[derive(Default)]
+struct Sleeps {
+    /// Sleeps whose saved stack pointer could land at the drawn depth.
+    at_depth: AtomicU64,
+    /// Of those, the most the saved stack pointer landed away from the drawn depth, bytes.
+    worst_miss: AtomicU64,
+    /// Sleeps drawn shallower than this kernel's floor, which slept at the floor.
+    at_floor: AtomicU64,
+    /// Their floors and drawn depths, summed (bytes).
+    floor_sum: AtomicU64,
+    drawn_at_floor_sum: AtomicU64,
+}
+
+impl Sleeps {
+    fn add(&self, drawn: u64, slept: Slept) {
+        if slept.floor > 0 {
+            self.at_floor.fetch_add(1, Ordering::Relaxed);
+            self.floor_sum.fetch_add(slept.floor, Ordering::Relaxed);
+            self.drawn_at_floor_sum.fetch_add(drawn, Ordering::Relaxed);
+        } else if slept.saved > 0 {
+            self.at_depth.fetch_add(1, Ordering::Relaxed);
+            self.worst_miss
+                .fetch_max(slept.saved.abs_diff(drawn), Ordering::Relaxed);
+        }
+    }
+
+    fn log(&self, name: &str) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let at_floor = load(&self.at_floor);
+        if load(&self.at_depth) + at_floor == 0 {
+            return;
+        }
+        report::log(format_args!(
+            "workload {name}: sleeps between rounds: {} with the saved stack pointer at the drawn \
+             depth (at most {} bytes off), {at_floor} drawn below this kernel's floor and slept \
+             there (floor {} bytes on average, drawn {}); sleep path {} bytes",
+            load(&self.at_depth),
+            load(&self.worst_miss),
+            load(&self.floor_sum).checked_div(at_floor).unwrap_or(0),
+            load(&self.drawn_at_floor_sum)
+                .checked_div(at_floor)
+                .unwrap_or(0),
+            path::sleep_path_bytes(),
+        ));
+    }
 }
 
 /// Parses and checks a plan from a boot module.
@@ -190,8 +240,11 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
         threads: IrqMutex::new(threads),
         stop: AtomicBool::new(false),
         next_seed: AtomicU64::new(plan.seed),
+        sleeps: Sleeps::default(),
         plan,
     });
+    // This kernel's own sleep path, measured before any thread sleeps (docs/compare.md).
+    path::calibrate();
     report::log(format_args!(
         "workload {}: {} groups for {} ms",
         run.plan.name,
@@ -290,6 +343,7 @@ fn run_plan(plan: Plan, before: &overhead::Snapshot) -> Ending {
         run.plan.name,
         sched::uptime_ms() - stop_start
     ));
+    run.sleeps.log(&run.plan.name);
     let irqoff = IRQOFF_PATHS.swap(0, Ordering::Relaxed);
     if irqoff > 0 {
         report::log(format_args!(
@@ -425,71 +479,43 @@ fn start_member(run: &Arc<Run>, group: &Arc<Group>) -> Result<(), StackError> {
 /// A workload thread's life.
 fn behave(group: &Arc<Group>, alive: &Alive, seed: u64) {
     let run = &alive.run;
-    let mut rng = Rng::new(seed);
     // Nothing owned stays in this frame: a stopped thread's frames are abandoned.
     let (top, slot) = {
         let me = sched::current().expect("a workload thread");
         (me.stack.top(), me.stack.slot())
     };
     alive.slot.store(slot.as_u32(), Ordering::Relaxed);
-    let bottom = stacks::layout().stack_bottom(slot).as_u64();
-    let base = top - stack_pointer();
-    let member = |depth| run.members.note_depth(slot, group.policy, depth);
-    member(base);
-    let checks = checks_of(group.policy);
-    // Each path's pattern: from the thread's seed and the path's number, not from `rng`, so
-    // that the random sequence of every plan stays what it was.
-    let mut paths = 0u64;
-    let mut salt = || {
-        paths += 1;
-        seed.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ paths
+    let mut life = Life {
+        run,
+        group,
+        rng: Rng::new(seed),
+        top,
+        bottom: stacks::layout().stack_bottom(slot).as_u64(),
+        base: top - stack_pointer(),
+        slot,
+        seed,
+        paths: 0,
     };
+    life.member(life.base);
+    // The paths and the sleeps are out of line, each with its own frame: this frame, under
+    // every sleep between rounds, stays small (docs/compare.md, the sleep path).
     loop {
-        for _ in 0..group.plan.calls {
-            if run.stop.load(Ordering::Acquire) {
-                break;
-            }
-            let depth = rng.draw(&group.plan.depth).max(base);
-            let block = rng.below(100) < u64::from(group.plan.block_percent);
-            let nap = rng.around(group.plan.sleep_ms);
-            // Drawn only when the plan asks for it, so other plans keep their random sequence.
-            let irqoff = group.plan.irqoff_percent > 0
-                && rng.below(100) < u64::from(group.plan.irqoff_percent);
-            if irqoff {
-                let section = IrqOffSection::enter(group.lock, slot);
-                let check = path(top, bottom, depth, salt(), &mut || {
-                    member(depth);
-                });
-                drop(section);
-                checks.add(check);
-                IRQOFF_PATHS.fetch_add(1, Ordering::Relaxed);
-            } else {
-                let check = path(top, bottom, depth, salt(), &mut || {
-                    member(depth);
-                    if block {
-                        wait(run, group, nap);
-                    }
-                });
-                checks.add(check);
-            }
-            member(base);
-            group.peer_token.fetch_add(1, Ordering::AcqRel);
-            group.peers.wake_one();
-        }
+        life.round();
         if group.plan.lifetime == Lifetime::Short || run.stop.load(Ordering::Acquire) {
             break;
         }
-        let depth = rng.draw(&group.plan.sleep_depth).max(base);
-        let nap = rng.around(group.plan.sleep_ms);
-        let check = path(top, bottom, depth, salt(), &mut || {
-            member(depth);
-            sched::sleep_ms(nap);
+        // The sleep between two rounds. The census's sleeping depth is a saved stack
+        // pointer's: the sleep path lands this thread's saved stack pointer there, or at
+        // this kernel's floor (counted), from this frame.
+        let (depth, nap, salt) = life.draw_sleep();
+        let (check, slept) = sleep_path(top, life.bottom, depth, salt, nap, &mut |at| {
+            life.member(at);
         });
-        checks.add(check);
-        member(base);
+        life.after_sleep(depth, check, slept);
     }
+    let checks = checks_of(group.policy);
     checks.threads_finished.fetch_add(1, Ordering::Relaxed);
-    if paths == 0 {
+    if life.paths == 0 {
         checks.threads_idle.fetch_add(1, Ordering::Relaxed);
     }
     run.members.leave(slot);
@@ -499,6 +525,122 @@ fn behave(group: &Arc<Group>, alive: &Alive, seed: u64) {
     {
         // A refusal is counted in the group (and fails the run); nothing else to do here.
         let _ = start_member(run, group);
+    }
+}
+
+/// A workload thread's state between its paths.
+struct Life<'a> {
+    run: &'a Run,
+    group: &'a Group,
+    rng: Rng,
+    /// Its stack's ends.
+    top: u64,
+    bottom: u64,
+    /// Its stack's depth where its paths start.
+    base: u64,
+    slot: SlotIndex,
+    seed: u64,
+    /// Paths run so far.
+    paths: u64,
+}
+
+impl Life<'_> {
+    fn member(&self, depth: u64) {
+        self.run
+            .members
+            .note_depth(self.slot, self.group.policy, depth);
+    }
+
+    /// The next path's pattern: from the thread's seed and the path's number, not from `rng`,
+    /// so that the random sequence of every plan stays what it was.
+    fn salt(&mut self) -> u64 {
+        self.paths += 1;
+        self.seed.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ self.paths
+    }
+
+    /// One round of `calls` paths.
+    #[inline(never)]
+    fn round(&mut self) {
+        let (run, group) = (self.run, self.group);
+        let checks = checks_of(group.policy);
+        let (top, bottom, base) = (self.top, self.bottom, self.base);
+        for _ in 0..group.plan.calls {
+            if run.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let depth = self.rng.draw(&group.plan.depth).max(base);
+            let block = self.rng.below(100) < u64::from(group.plan.block_percent);
+            let nap = self.rng.around(group.plan.sleep_ms);
+            // Drawn only when the plan asks for it, so other plans keep their random sequence.
+            let irqoff = group.plan.irqoff_percent > 0
+                && self.rng.below(100) < u64::from(group.plan.irqoff_percent);
+            let salt = self.salt();
+            if irqoff {
+                let section = IrqOffSection::enter(group.lock, self.slot);
+                let check = path(top, bottom, depth, salt, &mut || {
+                    self.member(depth);
+                });
+                drop(section);
+                checks.add(check);
+                IRQOFF_PATHS.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let check = path(top, bottom, depth, salt, &mut || {
+                    self.member(depth);
+                    if block {
+                        wait(run, group, nap);
+                    }
+                });
+                checks.add(check);
+            }
+            self.member(base);
+            group.peer_token.fetch_add(1, Ordering::AcqRel);
+            group.peers.wake_one();
+        }
+    }
+
+    /// The depth, length and pattern of the next sleep (out of line: the draws' frame is not
+    /// under the sleep).
+    #[inline(never)]
+    fn draw_sleep(&mut self) -> (u64, u64, u64) {
+        let depth = self.rng.draw(&self.group.plan.sleep_depth);
+        let nap = self.rng.around(self.group.plan.sleep_ms);
+        (depth, nap, self.salt())
+    }
+
+    #[inline(never)]
+    fn after_sleep(&self, depth: u64, check: PathCheck, slept: Slept) {
+        checks_of(self.group.policy).add(check);
+        self.run.sleeps.add(depth, slept);
+        self.member(self.base);
+    }
+}
+
+/// Where one sleep of [`sleep_at_depth`] slept.
+#[derive(Clone, Copy, Debug)]
+pub struct SleepLanding {
+    /// The saved stack pointer's depth below the stack top, bytes (0: it did not switch away).
+    pub saved: u64,
+    /// When the depth was below this kernel's floor: the floor, bytes (else 0).
+    pub floor: u64,
+    /// Frames of the path checked after the sleep, and of those corrupted.
+    pub frames: u64,
+    pub corrupted: u64,
+}
+
+/// For the kernel tests: runs on the calling thread one sleep path of `depth` bytes, sleeping
+/// `nap_ms`, as a workload thread's sleep between rounds does.
+pub fn sleep_at_depth(depth: u64, nap_ms: u64) -> SleepLanding {
+    let (top, slot) = {
+        let me = sched::current().expect("a thread");
+        (me.stack.top(), me.stack.slot())
+    };
+    let bottom = stacks::layout().stack_bottom(slot).as_u64();
+    let (check, slept) = sleep_path(top, bottom, depth, depth, nap_ms, &mut |_| {});
+    SleepLanding {
+        saved: slept.saved,
+        floor: slept.floor,
+        frames: check.frames,
+        corrupted: check.corrupted,
     }
 }
 

@@ -20,6 +20,10 @@ use crate::{stacks, tlb, work};
 /// The tests of this module.
 pub const TESTS: &[KernelTest] = &[
     KernelTest {
+        name: "workload_sleep_lands_at_drawn_depth",
+        run: workload_sleep_lands_at_drawn_depth,
+    },
+    KernelTest {
         name: "threads_complete",
         run: threads_complete,
     },
@@ -664,5 +668,78 @@ fn current_names_the_caller() -> TestResult {
         cpus == 1 || preemptions >= 100,
         "only {preemptions} preemptions in {duration_ms} ms"
     );
+    Ok(())
+}
+
+/// A workload sleep between rounds drawn at depth `D` (the census's sleeping depth, a saved
+/// stack pointer's) sleeps with the saved stack pointer at `D` or less than
+/// `PAD_BYTES_AT_MOST` deeper when `D` is above this kernel's floor, and exactly at the floor
+/// otherwise; the path's frames are intact after each sleep. On two CPUs at once, depths from
+/// below the floor to 9 KiB (small frames only, and levels of the recursion then small frames).
+fn workload_sleep_lands_at_drawn_depth() -> TestResult {
+    use crate::workload::{PAD_BYTES_AT_MOST, sleep_at_depth, sleep_path_bytes};
+    let cost = sleep_path_bytes();
+    check!(cost > 64 && cost < 4096, "sleep path {cost} bytes");
+    let failures: Arc<IrqMutex<Vec<alloc::string::String>>> = Arc::new(IrqMutex::new(Vec::new()));
+    let threads: Vec<Arc<Thread>> = (0..2u32)
+        .map(|cpu| {
+            let failures = failures.clone();
+            sched::spawn(
+                "sleep-depth",
+                SpawnOptions {
+                    pinned: Some(cpu % sched::online_cpus()),
+                    ..SpawnOptions::default()
+                },
+                move || {
+                    // The floor from here: a depth of 1 byte sleeps at it.
+                    let floor = sleep_at_depth(1, 2);
+                    let report = |why: alloc::string::String| failures.lock().push(why);
+                    if floor.floor == 0 || floor.saved != floor.floor {
+                        report(alloc::format!("depth 1: {floor:?}, expected at the floor"));
+                        return;
+                    }
+                    let f = floor.floor;
+                    for depth in [
+                        f - 8,
+                        f,
+                        f + 1,
+                        f + 100,
+                        f + 600,
+                        f + 1100,
+                        2816,
+                        4096,
+                        6000,
+                        9000,
+                    ] {
+                        let landing = sleep_at_depth(depth, 2);
+                        let above = depth > f;
+                        let ok = if above {
+                            landing.floor == 0
+                                && landing.saved >= depth
+                                && landing.saved < depth + PAD_BYTES_AT_MOST
+                        } else {
+                            landing.floor == f && landing.saved == f
+                        };
+                        if !ok || landing.corrupted != 0 {
+                            report(alloc::format!(
+                                "depth {depth} (floor {f}, sleep path {cost}): {landing:?}"
+                            ));
+                        }
+                        if depth >= f + 1100 && landing.frames == 0 {
+                            report(alloc::format!("depth {depth}: no frame checked"));
+                        }
+                    }
+                },
+            )
+            .map_err(|e| alloc::format!("spawn: {e:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    for thread in &threads {
+        while !thread.has_exited() {
+            sched::sleep_ms(1);
+        }
+    }
+    let failures = failures.lock().clone();
+    check!(failures.is_empty(), "{failures:?}");
     Ok(())
 }

@@ -208,6 +208,9 @@ pub fn switch_to_scheduler(irq: &mut IrqGuard) {
     check_on_own_stack(&me, "switches away");
     let scheduler_rsp = cpu.scheduler_rsp.load(Ordering::Relaxed);
     context::switch(irq, &me.saved_rsp, scheduler_rsp);
+    // Back, with interrupts still off: `saved_rsp` is still the one this switch saved.
+    me.blocked_rsp
+        .store(me.saved_rsp.load(Ordering::Relaxed), Ordering::Relaxed);
     drop(me);
     finish_switch();
 }

@@ -159,27 +159,41 @@ pub fn spawn(
 /// The body runs under the thread's outermost stop point: if the thread is stopped anywhere
 /// in it, it resumes here, and the body's captures are dropped by their owner either way.
 extern "C" fn thread_start() -> ! {
+    let (me, body) = start();
+    let _ = stop::call(&me.stop_point, &mut || body());
+    drop(body);
+    drop(me);
+    exit()
+}
+
+/// The start of [`thread_start`]: finishes the switch and takes the thread's body. Never
+/// inlined, so that its frame is not under every thread's body for the thread's whole life.
+#[inline(never)]
+fn start() -> (Arc<Thread>, self::thread::Entry) {
     cpu::finish_switch();
     hwcpu::enable_interrupts();
     let me = current().expect("thread_start without a current thread");
     cpu::check_on_own_stack(&me, "starts");
     let Some(body) = me.take_entry() else {
-        panic!(
-            "thread {} ({}) started twice: state {:?}, switched in {} times, stopped {}, \
-             exited {}, slot {:?}",
-            me.id(),
-            me.name(),
-            me.state(),
-            me.switches(),
-            me.was_killed(),
-            me.has_exited(),
-            me.stack.slot()
-        )
+        started_twice(&me)
     };
-    let _ = stop::call(&me.stop_point, &mut || body());
-    drop(body);
-    drop(me);
-    exit()
+    (me, body)
+}
+
+#[cold]
+#[inline(never)]
+fn started_twice(me: &Thread) -> ! {
+    panic!(
+        "thread {} ({}) started twice: state {:?}, switched in {} times, stopped {}, \
+             exited {}, slot {:?}",
+        me.id(),
+        me.name(),
+        me.state(),
+        me.switches(),
+        me.was_killed(),
+        me.has_exited(),
+        me.stack.slot()
+    )
 }
 
 /// Continues the stop of the calling thread outwards, after the cleanup of a stopped

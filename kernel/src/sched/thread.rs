@@ -47,6 +47,9 @@ pub struct Thread {
     pub(super) state: StateCell,
     /// The stack pointer of the saved context while the thread is off-CPU.
     pub(super) saved_rsp: AtomicU64,
+    /// `saved_rsp` of its last voluntary switch-out (a sleep or a wait), kept when a
+    /// preemption later saves another.
+    pub(super) blocked_rsp: AtomicU64,
     /// The innermost stop point (`hw::stop`), 0 outside the thread's body.
     pub(super) stop_point: AtomicU64,
     /// The CPU the thread last ran on.
@@ -93,6 +96,7 @@ impl Thread {
             name,
             state: StateCell::new(State::Ready),
             saved_rsp: AtomicU64::new(saved_rsp),
+            blocked_rsp: AtomicU64::new(0),
             stop_point: AtomicU64::new(0),
             last_cpu: AtomicU32::new(0),
             cpus_ran_on: AtomicU32::new(0),
@@ -178,6 +182,14 @@ impl Thread {
     /// of the `reclaim` trims compare it with the pages left).
     pub fn saved_stack_pointer(&self) -> u64 {
         self.saved_rsp.load(Ordering::Acquire)
+    }
+
+    /// The stack pointer saved at its last voluntary switch-out (a sleep or a wait), whatever
+    /// preempted it since, and forgets it: 0 when it has not switched out that way since the
+    /// last call (a sleep woken before it switched away). Workloads check their sleep depths
+    /// with it.
+    pub fn take_blocked_stack_pointer(&self) -> u64 {
+        self.blocked_rsp.swap(0, Ordering::Relaxed)
     }
 
     /// How many times the thread was switched in.

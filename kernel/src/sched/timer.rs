@@ -74,21 +74,27 @@ pub fn wake_sleepers(which: impl Fn(&Thread) -> bool) -> usize {
         .count()
 }
 
+/// Parks `me` and puts it among the sleepers, to wake `ticks` from now; returns its key.
+/// Never inlined: the map's insertion needs a large frame, which would otherwise stay on the
+/// sleeping thread's stack for the whole sleep (docs/compare.md, the sleep path).
+#[inline(never)]
+fn enqueue(me: &Arc<Thread>, ticks: u64) -> (u64, u64) {
+    let mut sleepers = SLEEPERS.lock();
+    let key = (JIFFIES.load(Ordering::Relaxed) + ticks, me.id());
+    if let Err(refused) = me.state.apply(Event::Park) {
+        panic!("{} cannot sleep: {refused}", me.name());
+    }
+    sleepers.insert(key, me.clone());
+    key
+}
+
 /// Sleeps for at least `ms` milliseconds (rounded up to whole ticks).
 pub fn sleep_ms(ms: u64) {
     let hz = u64::from(HZ.load(Ordering::Relaxed));
     // One extra tick: the current tick is already partly over.
     let ticks = (ms * hz).div_ceil(1000) + 1;
     let me = super::current().expect("sleep outside a thread");
-    let key = {
-        let mut sleepers = SLEEPERS.lock();
-        let key = (JIFFIES.load(Ordering::Relaxed) + ticks, me.id());
-        if let Err(refused) = me.state.apply(Event::Park) {
-            panic!("{} cannot sleep: {refused}", me.name());
-        }
-        sleepers.insert(key, me.clone());
-        key
-    };
+    let key = enqueue(&me, ticks);
     if stop::call(&me.stop_point, &mut super::block) == Completion::Stopped {
         SLEEPERS.lock().remove(&key);
         drop(me);
