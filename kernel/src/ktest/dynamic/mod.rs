@@ -93,6 +93,10 @@ pub const TESTS: &[KernelTest] = &[
         run: reclaim::reclaim_trims_long_sleepers,
     },
     KernelTest {
+        name: "pack_trims_long_sleepers_like_reclaim",
+        run: reclaim::pack_trims_long_sleepers_like_reclaim,
+    },
+    KernelTest {
         name: "reclaim_trims_under_pressure",
         run: reclaim::reclaim_trims_under_pressure,
     },

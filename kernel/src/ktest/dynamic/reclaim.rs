@@ -418,6 +418,100 @@ fn long_sleepers() -> TestResult {
     Ok(())
 }
 
+/// A `pack` thread is `reclaim` until its pack is due (docs/pack.md): a `reclaim` and a `pack`
+/// thread that went deep and then sleep shallower, longer than [`trim::LONG_SLEEP_MS`] but
+/// short of the pack threshold, both have their dead pages trimmed by the stack-reclaim
+/// thread's long-sleep rounds, and both resume intact.
+pub(super) fn pack_trims_long_sleepers_like_reclaim() -> TestResult {
+    fresh_stacks();
+    // No pack during the test: the trims alone.
+    let after = crate::stacks::pack::set_after_ms(u64::MAX);
+    let result = with_reclaim_thread_trims(false, true, long_sleepers_of_both);
+    crate::stacks::pack::set_after_ms(after);
+    result
+}
+
+fn long_sleepers_of_both() -> TestResult {
+    let deep = u64::from(stacks::layout().stack_pages()) * PAGE_BYTES - 1024;
+    let gate = Arc::new(WaitQueue::new());
+    let open = Arc::new(AtomicBool::new(false));
+    let broken = Arc::new(AtomicU64::new(0));
+    let policies = [Policy::Reclaim, Policy::Pack];
+    let asleep: Vec<u64> = policies
+        .iter()
+        .map(|&policy| events(policy, Counter::ReclaimedDeadAsleep))
+        .collect();
+    let mut sleepers = Vec::new();
+    for policy in policies {
+        let (gate, open, broken) = (gate.clone(), open.clone(), broken.clone());
+        sleepers.push(spawn_with("deep-then-asleep", policy, None, move || {
+            let top = me().stack.top();
+            let ok = recurse(top, deep, 0, &mut || {}).is_ok()
+                && recurse(top, 1500, 0, &mut || {
+                    gate.wait_until(|| open.load(Ordering::Acquire));
+                })
+                .is_ok()
+                && recurse(top, deep, 0, &mut || {}).is_ok();
+            if !ok {
+                broken.fetch_add(1, Ordering::Relaxed);
+            }
+        })?);
+    }
+    all_blocked(&sleepers)?;
+    // Each sleeper's pages when it blocked: some of them dead.
+    for (thread, policy) in sleepers.iter().zip(policies) {
+        let mapped = mapped_pages(thread);
+        let live = live_of(thread, mapped, thread.saved_stack_pointer());
+        let trimmed = events(policy, Counter::ReclaimedDeadAsleep) > asleep[policy_at(policy)];
+        check!(
+            mapped & !live != 0 || trimmed,
+            "{policy:?}: no dead page after going deep (mapped {mapped:#b}, live {live:#b})"
+        );
+    }
+    // Both are trimmed by the rounds, well within the time they sleep.
+    let mut left = Vec::new();
+    for _ in 0..2000 {
+        left = sleepers
+            .iter()
+            .zip(policies)
+            .filter(|(thread, policy)| {
+                let mapped = mapped_pages(thread);
+                let live = live_of(thread, mapped, thread.saved_stack_pointer());
+                mapped != live
+                    || events(*policy, Counter::ReclaimedDeadAsleep) == asleep[policy_at(*policy)]
+            })
+            .map(|(_, policy)| policy)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        sched::sleep_ms(1);
+    }
+    let blocked = sleepers.iter().all(|t| t.state() == State::Blocked);
+    open.store(true, Ordering::Release);
+    gate.wake_all();
+    for thread in &sleepers {
+        sched::join(thread);
+    }
+    check!(blocked, "a sleeper woke before the end of the test");
+    check!(
+        left.is_empty(),
+        "asleep 2 s past {} ms, still holding dead pages: {left:?}",
+        trim::LONG_SLEEP_MS
+    );
+    check_eq!(broken.load(Ordering::Relaxed), 0, "sleepers whose frames changed");
+    check!(
+        sleepers.iter().all(|t| !t.was_killed()),
+        "a sleeper was killed"
+    );
+    Ok(())
+}
+
+/// Where `policy` is in [`long_sleepers_of_both`]'s list.
+fn policy_at(policy: Policy) -> usize {
+    usize::from(policy == Policy::Pack)
+}
+
 /// Admission refused for want of memory wakes the reclaim thread, which trims the sleepers'
 /// dead pages (cause "pressure") before anything else.
 pub(super) fn reclaim_trims_under_pressure() -> TestResult {
