@@ -88,6 +88,11 @@ struct Slot {
     /// pack): later rounds leave it alone until its pack is due. Cleared by the switch-out
     /// that makes the slot a candidate. In what was padding.
     dead_trimmed: AtomicBool,
+    /// Its `pack` thread was woken since its switch-out, its stack not packed: it waits for
+    /// admission (in a run queue, maybe long), trimmed of its dead pages like a `reclaim`
+    /// stack but never packed (`pack::restore_on_wake`). Set under the stack's lock, cleared by
+    /// the switch-out that makes the slot a candidate. In what was padding.
+    woken: AtomicBool,
 }
 
 /// [`Slot::policy`] of a slot without a live stack: no policy, and every switch-out bit set
@@ -244,6 +249,7 @@ pub fn init(max_stack_bytes: u64, slots: u32) -> Result<(), LayoutError> {
             flush_epoch: AtomicU64::new(0),
             corrupt: AtomicBool::new(false),
             dead_trimmed: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
         })
         .collect();
     let magazines = (0..MAX_CPUS as u32)

@@ -97,6 +97,10 @@ pub(super) fn pack_locked(
     platform: &mut X86Platform,
 ) -> Result<PackDone, NotPacked> {
     let region = region();
+    if cell.woken.load(Ordering::Relaxed) {
+        // Its thread waits for admission: not packed before it runs.
+        return Err(NotPacked::Awake);
+    }
     let done = pack::pack(
         platform,
         &region.layout,
@@ -152,16 +156,23 @@ pub fn restore_on_wake(slot: SlotIndex) -> WakeRestore {
 
 fn restore_on_wake_here(irq: &IrqGuard, cell: &Slot) -> WakeRestore {
     let region = region();
-    // Woken: runnable, no longer a sleeper for the scanner's rounds, whatever the restore
-    // below does. Left asleep until admission, a stack restored here (or left packed, or
-    // not packed yet) would be packed again while its thread waits in a run queue, and one
-    // whose restore found a mismatch would then be switched in packed to be stopped. Awake,
-    // a stack that is not packed now is not packed before its thread runs: nothing more to
-    // do (no magazine lock, no look at the running thread).
+    // Woken: runnable, never packed before its thread runs, whatever the restore below
+    // does. A packed stack is marked awake: left asleep until admission, one restored here
+    // (or left packed) would be packed again while its thread waits in a run queue, and one
+    // whose restore found a mismatch would then be switched in packed to be stopped. A stack
+    // not packed stays asleep for the trims, as a woken `reclaim` stack does until its
+    // admission (its dead pages are trimmed while it waits in a run queue, which under load
+    // is most of a short sleep), and is marked woken so that no round packs it: nothing more
+    // to do (no magazine lock, no look at the running thread).
     let packed = cell.stack.lock().as_mut().is_some_and(|stack| {
-        stack.wake();
-        cell.asleep_since.store(0, Ordering::Relaxed);
-        stack.is_packed()
+        if stack.is_packed() {
+            stack.wake();
+            cell.asleep_since.store(0, Ordering::Relaxed);
+            true
+        } else {
+            cell.woken.store(true, Ordering::Relaxed);
+            false
+        }
     });
     if !packed {
         return WakeRestore::NotPacked;

@@ -186,7 +186,9 @@ pub fn trim_sleeping(cause: TrimCause, min_asleep_ms: u64, max_pages: u32) -> Tr
             let is_pack = cell.policy() == Some(Policy::Pack);
             let since = cell.asleep_since.load(Ordering::Relaxed).max(1);
             let asleep_ms = now.saturating_sub(since - 1);
-            let pack_due = is_pack && asleep_ms >= pack_after_ms;
+            // A woken `pack` stack (waiting for admission) is trimmed, never packed.
+            let pack_due =
+                is_pack && asleep_ms >= pack_after_ms && !cell.woken.load(Ordering::Relaxed);
             if round.pages >= max_pages {
                 // The next round starts here.
                 round.left += 1;
@@ -271,7 +273,9 @@ fn is_candidate(cell: &super::Slot) -> bool {
     match cell.policy.state() {
         TrimState::Candidate => true,
         TrimState::Trimmed => {
-            cell.policy() == Some(Policy::Pack) && cell.asleep_since.load(Ordering::Relaxed) != 0
+            cell.policy() == Some(Policy::Pack)
+                && cell.asleep_since.load(Ordering::Relaxed) != 0
+                && !cell.woken.load(Ordering::Relaxed)
         }
         TrimState::Idle | TrimState::Trimming => false,
     }
@@ -338,7 +342,7 @@ fn trim_slot(
         // Trimmed now, packed once it has slept long enough: it stays a candidate, which
         // rounds leave alone until then (without this mark, one with no dead pages would be
         // claimed and trimmed of nothing every round).
-        again = stack.is_asleep();
+        again = stack.is_asleep() && !cell.woken.load(Ordering::Relaxed);
         cell.dead_trimmed.store(true, Ordering::Relaxed);
     }
     let trimmed = reclaim::trim_asleep(
@@ -428,6 +432,7 @@ pub(super) fn note_switched_out(slot: usize, stack: &dks_core::Stack, asleep: bo
         cell.asleep_since
             .store(crate::sched::uptime_ms() + 1, Ordering::Relaxed);
         cell.dead_trimmed.store(false, Ordering::Relaxed);
+        cell.woken.store(false, Ordering::Relaxed);
         // Last: a trim that sees the candidate finds the sleep recorded (and takes this lock).
         cell.policy.note_candidate();
         hint(slot);

@@ -538,18 +538,23 @@ pub(super) fn pack_woken_thread_is_not_packed_again() -> TestResult {
     fresh_stacks();
     with_scanner_off(|| {
         // Restored on the wake path, then packed again while it waits in a run queue.
-        woken_then_packed(false)?;
+        woken_then_packed(Some(false))?;
         // The same with a restore that found its bytes corrupt: admission must not switch
         // the thread in (to stop it) while its stack is packed again.
-        woken_then_packed(true)
+        woken_then_packed(Some(true))?;
+        // Woken before any pack: its stack stays asleep for the trims while it waits, and
+        // must not be packed either.
+        woken_then_packed(None)
     })
 }
 
-/// Packs a sleeper pinned to CPU 0, wakes it from a `static` thread on CPU 0 with interrupts
+/// Packs a sleeper pinned to CPU 0 (or not), wakes it from a `static` thread on CPU 0 with interrupts
 /// off (so the wake path restores it and nothing picks it yet), then tries to pack it again
 /// as a scanner round would (its stack still reads as asleep): a woken thread is runnable,
-/// not a sleeper, and must not be packed. With `corrupt`, the buffer is flipped first.
-fn woken_then_packed(corrupt: bool) -> TestResult {
+/// not a sleeper, and must not be packed. `packed`: whether it is packed before the wake
+/// (`Some`), and then whether its buffer is flipped first (`Some(true)`).
+fn woken_then_packed(packed: Option<bool>) -> TestResult {
+    let corrupt = packed == Some(true);
     let gate = Arc::new(WaitQueue::new());
     let open = Arc::new(AtomicU64::new(0));
     let ran_on = Arc::new(AtomicU64::new(0));
@@ -564,7 +569,9 @@ fn woken_then_packed(corrupt: bool) -> TestResult {
         })?
     };
     all_blocked(core::slice::from_ref(&sleeper))?;
-    pack_all(core::slice::from_ref(&sleeper), 0)?;
+    if packed.is_some() {
+        pack_all(core::slice::from_ref(&sleeper), 0)?;
+    }
     if corrupt {
         check!(pack::corrupt_buffer(sleeper.stack.slot()), "not packed");
     }
@@ -589,17 +596,20 @@ fn woken_then_packed(corrupt: bool) -> TestResult {
     })?;
     sched::join(&waker);
     sched::join(&sleeper);
-    let what = if corrupt { "corrupt" } else { "intact" };
+    let what = match packed {
+        Some(true) => "corrupt",
+        Some(false) => "intact",
+        None => "not packed",
+    };
     check_eq!(
         pack::WAKE_RESTORES.load(Ordering::Relaxed) - wake_restores,
-        u64::from(!corrupt),
+        u64::from(packed == Some(false)),
         "{what}: not restored on the wake path"
     );
     check_eq!(
         repacked.load(Ordering::Relaxed),
         2,
-        "{what}: a thread woken (and restored) on the wake path was packed again before it ran \
-         (1: packed again)"
+        "{what}: a thread woken on the wake path was packed (again) before it ran (1: packed)"
     );
     if corrupt {
         check!(sleeper.was_killed(), "corrupt: the thread was not stopped");
@@ -608,7 +618,7 @@ fn woken_then_packed(corrupt: bool) -> TestResult {
         check_eq!(
             ran_on.load(Ordering::Relaxed),
             1,
-            "intact: it did not resume"
+            "{what}: it did not resume"
         );
     }
     check_eq!(

@@ -419,19 +419,26 @@ fn long_sleepers() -> TestResult {
 }
 
 /// A `pack` thread is `reclaim` until its pack is due (docs/pack.md): a `reclaim` and a `pack`
-/// thread that went deep and then sleep shallower, longer than [`trim::LONG_SLEEP_MS`] but
-/// short of the pack threshold, both have their dead pages trimmed by the stack-reclaim
-/// thread's long-sleep rounds, and both resume intact.
+/// thread that went deep and then sleep shallower have their dead pages trimmed by the
+/// stack-reclaim thread's long-sleep rounds alike, short of the pack threshold. Twice: asleep
+/// past [`trim::LONG_SLEEP_MS`]; and woken before that age but not yet switched in (as a
+/// thread woken by a peer waits in a busy run queue: the wake path,
+/// `stacks::pack::restore_on_wake`, has run, admission has not), which a `reclaim` stack's
+/// trims count as asleep from its switch-out. Both resume intact.
 pub(super) fn pack_trims_long_sleepers_like_reclaim() -> TestResult {
     fresh_stacks();
     // No pack during the test: the trims alone.
     let after = crate::stacks::pack::set_after_ms(u64::MAX);
-    let result = with_reclaim_thread_trims(false, true, long_sleepers_of_both);
+    let result = with_reclaim_thread_trims(false, true, || long_sleepers_of_both(false))
+        .and_then(|()| with_reclaim_thread_trims(false, false, || long_sleepers_of_both(true)));
     crate::stacks::pack::set_after_ms(after);
     result
 }
 
-fn long_sleepers_of_both() -> TestResult {
+/// One pass of [`pack_trims_long_sleepers_like_reclaim`]; `woken`: the sleepers are woken
+/// (the wake path's restore) before the long-sleep rounds may trim them, and then held off
+/// the CPUs while the rounds run.
+fn long_sleepers_of_both(woken: bool) -> TestResult {
     let deep = u64::from(stacks::layout().stack_pages()) * PAGE_BYTES - 1024;
     let gate = Arc::new(WaitQueue::new());
     let open = Arc::new(AtomicBool::new(false));
@@ -465,8 +472,21 @@ fn long_sleepers_of_both() -> TestResult {
         let trimmed = events(policy, Counter::ReclaimedDeadAsleep) > asleep[policy_at(policy)];
         check!(
             mapped & !live != 0 || trimmed,
-            "{policy:?}: no dead page after going deep (mapped {mapped:#b}, live {live:#b})"
+            "woken {woken}, {policy:?}: no dead page after going deep (mapped {mapped:#b}, \
+             live {live:#b})"
         );
+    }
+    if woken {
+        // No round ran for them yet (long-sleep trims are off): woken now, as by a peer,
+        // not yet admitted (they stay blocked on the gate, as if queued behind others).
+        for thread in &sleepers {
+            let restore = crate::stacks::pack::restore_on_wake(thread.stack.slot());
+            check!(
+                restore == crate::stacks::pack::WakeRestore::NotPacked,
+                "woken: {restore:?} for a stack never packed"
+            );
+        }
+        trim::set_long_sleep_ms(trim::LONG_SLEEP_MS);
     }
     // Both are trimmed by the rounds, well within the time they sleep.
     let mut left = Vec::new();
@@ -493,16 +513,23 @@ fn long_sleepers_of_both() -> TestResult {
     for thread in &sleepers {
         sched::join(thread);
     }
-    check!(blocked, "a sleeper woke before the end of the test");
+    check!(
+        blocked,
+        "woken {woken}: a sleeper left the gate before the end"
+    );
     check!(
         left.is_empty(),
-        "asleep 2 s past {} ms, still holding dead pages: {left:?}",
+        "woken {woken}: 2 s past {} ms asleep, still holding dead pages: {left:?}",
         trim::LONG_SLEEP_MS
     );
-    check_eq!(broken.load(Ordering::Relaxed), 0, "sleepers whose frames changed");
+    check_eq!(
+        broken.load(Ordering::Relaxed),
+        0,
+        "woken {woken}: sleepers whose frames changed"
+    );
     check!(
         sleepers.iter().all(|t| !t.was_killed()),
-        "a sleeper was killed"
+        "woken {woken}: a sleeper was killed"
     );
     Ok(())
 }
