@@ -5,9 +5,10 @@
 //! the `switch` policy; [`reclaim`] and [`pack`], the policies that give pages back asleep.
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::hint::black_box;
 
-use dks_core::Counter;
+use dks_core::{Counter, StackPage};
 
 use super::{KernelTest, TestResult};
 use crate::hw::cpu_ops::IrqGuard;
@@ -15,7 +16,7 @@ use crate::hw::layout::PAGE_BYTES;
 use crate::hw::paging;
 use crate::hw::probes::stack_pointer;
 use crate::mm::frames;
-use crate::sched::{self, SpawnOptions, Thread};
+use crate::sched::{self, SpawnOptions, State, Thread};
 use crate::stacks::{self, Policy};
 use crate::work;
 
@@ -240,6 +241,31 @@ fn baseline() -> (u64, i64) {
         frames::stats().free + stats.magazine_frames,
         stats.counters.get(Counter::NrKernelStackKb),
     )
+}
+
+/// The pages of `thread`'s stack mapped now, as a bit set (bit `i`: `StackPage::new(i)`).
+fn mapped_pages(thread: &Thread) -> u32 {
+    let layout = stacks::layout();
+    let slot = thread.stack.slot();
+    (0..layout.stack_pages())
+        .filter(|&i| {
+            paging::translate(layout.page_addr(slot, StackPage::new(i)).as_u64()).is_some()
+        })
+        .fold(0, |set, i| set | 1 << i)
+}
+
+/// Waits until every thread of `threads` is `Blocked`, at most five seconds.
+fn all_blocked(threads: &[Arc<Thread>]) -> TestResult {
+    for _ in 0..5000 {
+        if threads.iter().all(|t| t.state() == State::Blocked) {
+            return Ok(());
+        }
+        sched::sleep_ms(1);
+    }
+    Err(alloc::format!(
+        "sleepers not blocked after 5 s: {:?}",
+        threads.iter().map(|t| t.state()).collect::<Vec<_>>()
+    ))
 }
 
 /// Drains every CPU's magazine (from a pinned static thread on each).

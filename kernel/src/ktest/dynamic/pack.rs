@@ -10,11 +10,13 @@ use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use dks_core::{Counter, StackPage};
+use dks_core::Counter;
 
-use super::{drain_all_magazines, events, fresh_stacks, me, recurse, spawn_with};
+use super::{
+    all_blocked, drain_all_magazines, events, fresh_stacks, mapped_pages, me, recurse, spawn_with,
+};
 use crate::hw::layout::PAGE_BYTES;
-use crate::hw::{cpu_ops, pack_memory, paging};
+use crate::hw::{cpu_ops, pack_memory};
 use crate::ktest::{TestResult, check, check_eq};
 use crate::mm::frames::{self, Injection};
 use crate::sched::wait::WaitQueue;
@@ -39,31 +41,6 @@ fn with_scanner_off(test: impl FnOnce() -> TestResult) -> TestResult {
     trim::set_long_sleep_ms(age);
     pack::set_after_ms(after);
     result
-}
-
-/// The pages of `thread`'s stack that are mapped now.
-fn mapped_pages(thread: &Thread) -> u32 {
-    let layout = stacks::layout();
-    let slot = thread.stack.slot();
-    (0..layout.stack_pages())
-        .filter(|&i| {
-            paging::translate(layout.page_addr(slot, StackPage::new(i)).as_u64()).is_some()
-        })
-        .count() as u32
-}
-
-/// Waits until every thread of `threads` is `Blocked`, at most five seconds.
-fn all_blocked(threads: &[Arc<Thread>]) -> TestResult {
-    for _ in 0..5000 {
-        if threads.iter().all(|t| t.state() == State::Blocked) {
-            return Ok(());
-        }
-        sched::sleep_ms(1);
-    }
-    Err(alloc::format!(
-        "sleepers not blocked after 5 s: {:?}",
-        threads.iter().map(|t| t.state()).collect::<Vec<_>>()
-    ))
 }
 
 /// Packs the stack of each of `threads` (asleep) and checks it holds no page afterwards.

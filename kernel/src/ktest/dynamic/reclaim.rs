@@ -10,10 +10,11 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use dks_core::reclaim::TrimCause;
 use dks_core::{Counter, StackPage};
 
-use super::{drain_all_magazines, events, fresh_stacks, me, recurse, spawn_with};
+use super::{
+    all_blocked, drain_all_magazines, events, fresh_stacks, mapped_pages, me, recurse, spawn_with,
+};
 use crate::hw::cpu_ops;
 use crate::hw::layout::PAGE_BYTES;
-use crate::hw::paging;
 use crate::ktest::{TestResult, check, check_eq};
 use crate::mm::frames::{self, Injection};
 use crate::sched::wait::WaitQueue;
@@ -24,17 +25,6 @@ use crate::tlb;
 /// Bytes below the saved stack pointer that hold live data: dks-core's red zone (the resume
 /// frame lies at and above the saved stack pointer, see `stacks::trim`).
 const MARGIN_BYTES: u64 = dks_core::layout::RED_ZONE_IN_BYTES;
-
-/// The pages of `thread`'s stack mapped now, as a bit set (bit `i`: `StackPage::new(i)`).
-fn mapped_pages(thread: &Thread) -> u32 {
-    let layout = stacks::layout();
-    let slot = thread.stack.slot();
-    (0..layout.stack_pages())
-        .filter(|&i| {
-            paging::translate(layout.page_addr(slot, StackPage::new(i)).as_u64()).is_some()
-        })
-        .fold(0, |set, i| set | 1 << i)
-}
 
 /// Of `mapped`, the pages of `thread`'s stack that hold live data when its saved stack pointer
 /// is `saved_sp`: every page not wholly below `saved_sp - MARGIN_BYTES`.
@@ -48,20 +38,6 @@ fn live_of(thread: &Thread, mapped: u32, saved_sp: u64) -> u32 {
         })
         .fold(0, |set, i| set | 1 << i)
         & mapped
-}
-
-/// Waits until every thread of `threads` is `Blocked`, at most five seconds.
-fn all_blocked(threads: &[Arc<Thread>]) -> TestResult {
-    for _ in 0..5000 {
-        if threads.iter().all(|t| t.state() == State::Blocked) {
-            return Ok(());
-        }
-        sched::sleep_ms(1);
-    }
-    Err(alloc::format!(
-        "sleepers not blocked after 5 s: {:?}",
-        threads.iter().map(|t| t.state()).collect::<Vec<_>>()
-    ))
 }
 
 /// Runs `test` with the reclaim thread trimming under pressure or not, and after long sleeps
